@@ -1,0 +1,65 @@
+"""Entity tags for versioned resources and the `If-Match` / `If-None-Match` rules (RFC 9110)."""
+
+from __future__ import annotations
+
+import re
+
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+_MAX_VERSION = 2**31 - 1
+
+
+class AnyVersion:
+    """`If-Match: *`: any current representation matches."""
+
+
+ANY_VERSION = AnyVersion()
+
+
+def etag_for(version: int) -> str:
+    return f'"{version}"'
+
+
+def _tags(header: str) -> list[tuple[bool, str]] | None:
+    """(weak, opaque-tag) pairs; None for a malformed header."""
+    tags = []
+    for part in header.split(","):
+        if not part.strip():
+            continue
+        match = _ENTITY_TAG.fullmatch(part)
+        if match is None:
+            return None
+        tags.append((match.group(1) is not None, match.group(2)))
+    return tags
+
+
+def _version(opaque: str) -> int | None:
+    if opaque.isdigit() and len(opaque) <= 10:
+        value = int(opaque)
+        if 1 <= value <= _MAX_VERSION:
+            return value
+    return None
+
+
+def if_match_versions(header: str | None) -> frozenset[int] | AnyVersion | None:
+    """The versions an `If-Match` header accepts.
+
+    None when there is no header; ANY_VERSION for `*`; otherwise the set of versions named
+    by strong tags (strong comparison: weak or foreign tags match nothing, so they give 412).
+    """
+    if header is None:
+        return None
+    if header.strip() == "*":
+        return ANY_VERSION
+    tags = _tags(header) or []
+    versions = {_version(opaque) for weak, opaque in tags if not weak}
+    return frozenset(v for v in versions if v is not None)
+
+
+def if_none_match_hits(header: str | None, version: int) -> bool:
+    """Whether `If-None-Match` names the current version (weak comparison), or is `*`."""
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    tags = _tags(header) or []
+    return any(_version(opaque) == version for _weak, opaque in tags)

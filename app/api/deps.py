@@ -1,0 +1,99 @@
+"""Dependency aliases shared by the routers: settings, the request's session, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.errors import Unauthorized
+from app.models.user import User
+from app.services import auth as auth_service
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session, one transaction per request: commit on success, roll back on any error.
+
+    Function scope makes FastAPI close this before the response is sent, so a failed commit
+    becomes an error response instead of a 2xx for something that was never stored.
+    """
+    async with request.app.state.sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+# auto_error=False: a missing header must be our 401 problem, not FastAPI's plain 401.
+_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+async def get_current_user(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: Annotated[str | None, Depends(_bearer)],
+) -> User:
+    if not token:
+        raise Unauthorized("Authentication is required.")
+    user = await auth_service.user_for_access_token(session, token, key=settings.signing_key)
+    request.state.user_id = user.id  # for the request's log line
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+_allowed_query_names: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub_dependant in dependant.dependencies:
+        names |= _query_names(sub_dependant)
+    return names
+
+
+def reject_unknown_query_params(request: Request) -> None:
+    """A mistyped filter must be a 422, not a silently unfiltered result."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _allowed_query_names.get(id(route))
+    if allowed is None:
+        allowed = frozenset(_query_names(route.dependant))
+        _allowed_query_names[id(route)] = allowed
+    unknown = [name for name in request.query_params if name not in allowed]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name[:64]),
+                    "msg": "Unknown query parameter",
+                    "type": "extra_forbidden",
+                }
+                for name in dict.fromkeys(unknown)
+            ]
+        )

@@ -1,0 +1,188 @@
+"""Renders every error as an RFC 9457 problem: the one place that knows the error body.
+
+Handlers are registered for the app's own errors, request validation, Starlette's routing
+errors, integrity errors and an unreachable database. Anything else is caught by
+`RequestContextMiddleware`, which renders a bare 500 through `problem_response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core import errors
+from app.schemas.common import Problem
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+log = structlog.get_logger("app.errors")
+
+_BY_STATUS: dict[int, type[errors.AppError]] = {
+    400: errors.BadRequest,
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    406: errors.NotAcceptable,
+    409: errors.Conflict,
+    412: errors.PreconditionFailed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+    422: errors.ValidationFailed,
+    428: errors.PreconditionRequired,
+    429: errors.TooManyRequests,
+    503: errors.ServiceUnavailable,
+}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_body(error: errors.AppError, *, instance: str, request_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": error.type,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": instance,
+        "request_id": request_id,
+    }
+    if error.status == 422:
+        body["errors"] = error.errors or []
+    return body
+
+
+def problem_response(
+    error: errors.AppError, *, instance: str, request_id: str, headers: Mapping[str, str] = {}
+) -> ProblemResponse:
+    return ProblemResponse(
+        problem_body(error, instance=instance, request_id=request_id),
+        status_code=error.status,
+        headers={**error.headers, **headers},
+    )
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def render(request: Request, error: errors.AppError) -> ProblemResponse:
+    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+
+
+def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors without `input` or `ctx`: a problem never echoes what was sent."""
+    cleaned = []
+    for item in raw:
+        loc = [part if isinstance(part, int) else str(part)[:64] for part in item.get("loc", ())]
+        msg = str(item.get("msg", "Invalid value"))
+        if item.get("type") == "json_invalid":
+            msg = "Request body is not valid JSON"
+        cleaned.append({"loc": loc, "msg": msg[:300], "type": str(item.get("type", "value_error"))})
+    return cleaned
+
+
+async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, errors.AppError)
+    return render(request, exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    return render(request, errors.ValidationFailed(errors=_clean_errors(exc.errors())))
+
+
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    error_class = _BY_STATUS.get(exc.status_code)
+    if error_class is None:
+        body = {
+            "type": "about:blank",
+            "title": HTTPStatus(exc.status_code).phrase,
+            "status": exc.status_code,
+            "detail": "The request could not be processed.",
+            "instance": request.url.path,
+            "request_id": _request_id(request),
+        }
+        return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
+    # Starlette's own detail strings ("Not Found") are replaced by ours; headers such as
+    # Allow on a 405 are kept.
+    return problem_response(
+        error_class(),
+        instance=request.url.path,
+        request_id=_request_id(request),
+        headers=exc.headers or {},
+    )
+
+
+async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
+    # Services translate the integrity errors they expect; this is the safety net.
+    log.warning("integrity_error", error_class=type(exc).__name__)
+    return render(request, errors.Conflict())
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    log.warning("database_unavailable", error_class=type(exc).__name__)
+    return render(request, errors.ServiceUnavailable("The database is unavailable; retry later."))
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, sa_exc.DBAPIError)
+    if exc.connection_invalidated:
+        return await _database_unavailable(request, exc)
+    raise exc
+
+
+# asyncpg raises plain OSErrors when it cannot connect (sqlalchemy#11956); pool exhaustion
+# is SQLAlchemy's TimeoutError; a hung connect is asyncio's.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+    TimeoutError,
+)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(sa_exc.IntegrityError, _integrity_error)
+    for error_class in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_class, _database_unavailable)
+    app.add_exception_handler(sa_exc.DBAPIError, _dbapi_error)
+
+
+PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries declaring problem bodies for these statuses.
+
+    The `Problem` component itself is added by `app.main.custom_openapi`.
+    """
+    return {
+        status: {
+            "description": _BY_STATUS.get(status, errors.AppError).title,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
+        }
+        for status in statuses
+    }
+
+
+def problem_component_schemas() -> dict[str, Any]:
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    return {"Problem": schema, **definitions}

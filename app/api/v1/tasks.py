@@ -1,0 +1,235 @@
+"""`/api/v1/tasks`: create, read, update, trash and restore the caller's tasks, and list them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
+from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.problems import problem_responses
+from app.api.v1 import API_V1_PREFIX
+from app.core.pagination import CURSOR_MAX_LENGTH
+from app.core.security import derive_key
+from app.models.task import Task, TaskPriority, TaskStatus
+from app.schemas.common import Page, SafeStr, Timestamp
+from app.schemas.task import TaskCreate, TaskRead, TaskUpdate
+from app.services import task as task_service
+from app.services.task import DEFAULT_SORT, TaskFilters, TaskSort
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+# Task ids are 64-bit on PostgreSQL; anything larger can name no task (and must not reach
+# the driver, which would reject it with an error rather than find nothing).
+TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The task's id.")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=1024,
+        description="Entity tag(s) from an earlier response: the write happens only if the "
+        "task is still at that version (412 otherwise).",
+    ),
+]
+
+
+def _with_etag(response: Response, task: Task) -> TaskRead:
+    response.headers["ETag"] = etag_for(task.version)
+    return TaskRead.model_validate(task)
+
+
+def _expected_versions(header: str | None) -> frozenset[int] | None:
+    versions = if_match_versions(header)
+    return None if versions is None or versions is ANY_VERSION else versions  # type: ignore[return-value]
+
+
+def _split_choice(raw: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    values = tuple(part.strip() for part in raw.split(","))
+    if not all(value in allowed for value in values):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "type": "enum",
+                    "msg": f"Each value must be one of: {', '.join(allowed)} (comma-separated)",
+                }
+            ]
+        )
+    return tuple(dict.fromkeys(values))
+
+
+_STATUSES = tuple(s.value for s in TaskStatus)
+_PRIORITIES = tuple(p.label for p in TaskPriority)
+
+
+def _parse_sort(raw: str) -> TaskSort:
+    try:
+        return TaskSort.parse(raw)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"loc": ("query", "sort"), "type": "enum", "msg": str(exc)}]
+        ) from None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskRead,
+    responses=problem_responses(401, 409, 413, 415, 422, 429, 503),
+    summary="Create a task",
+)
+async def create_task(
+    data: TaskCreate, user: CurrentUser, session: SessionDep, response: Response
+) -> TaskRead:
+    task = await task_service.create_task(session, user.id, data)
+    response.headers["Location"] = f"{API_V1_PREFIX}/tasks/{task.id}"
+    return _with_etag(response, task)
+
+
+@router.get(
+    "",
+    response_model=Page[TaskRead],
+    responses=problem_responses(401, 422, 429, 503),
+    summary="List tasks (keyset pages)",
+)
+async def list_tasks(
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    status_: Annotated[
+        str | None,
+        Query(
+            alias="status",
+            max_length=100,
+            description="todo, in_progress, done; several separated by commas",
+        ),
+    ] = None,
+    priority: Annotated[
+        str | None,
+        Query(max_length=100, description="low, medium, high, urgent; several separated by commas"),
+    ] = None,
+    due_before: Annotated[Timestamp | None, Query(description="Exclusive bound.")] = None,
+    due_after: Annotated[Timestamp | None, Query(description="Inclusive bound.")] = None,
+    q: Annotated[
+        SafeStr | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Case-insensitive text in the title or description.",
+        ),
+    ] = None,
+    deleted: Annotated[bool, Query(description="true lists the trash.")] = False,
+    sort: Annotated[
+        str,
+        Query(
+            max_length=20,
+            description="created_at, updated_at, due_at or priority, "
+            "optionally prefixed by - for descending.",
+        ),
+    ] = DEFAULT_SORT,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[SafeStr | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+) -> Page[TaskRead]:
+    filters = TaskFilters(
+        statuses=_split_choice(status_, _STATUSES, "status"),
+        priorities=tuple(
+            TaskPriority.from_label(p).value
+            for p in _split_choice(priority, _PRIORITIES, "priority")
+        ),
+        due_before=due_before,
+        due_after=due_after,
+        q=q,
+        deleted=deleted,
+    )
+    page = await task_service.list_tasks(
+        session,
+        user.id,
+        filters=filters,
+        sort=_parse_sort(sort),
+        limit=limit,
+        cursor=cursor,
+        cursor_key=derive_key(settings.signing_key, "task-cursor"),
+    )
+    if page.next_cursor is not None:
+        next_url = request.url.include_query_params(cursor=page.next_cursor)
+        response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
+    return Page[TaskRead](
+        items=[TaskRead.model_validate(task) for task in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses={
+        304: {"description": "Not modified (If-None-Match matched the current ETag)."},
+        **problem_responses(401, 404, 422, 429, 503),
+    },
+    summary="Read a task",
+)
+async def read_task(
+    task_id: TaskId,
+    user: CurrentUser,
+    session: SessionDep,
+    response: Response,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=1024)] = None,
+) -> TaskRead | Response:
+    task = await task_service.get_task(session, user.id, task_id)
+    if if_none_match_hits(if_none_match, task.version):
+        return Response(status_code=304, headers={"ETag": etag_for(task.version)})
+    return _with_etag(response, task)
+
+
+@router.patch(
+    "/{task_id}",
+    response_model=TaskRead,
+    responses=problem_responses(401, 404, 412, 413, 415, 422, 429, 503),
+    summary="Change some fields of a task",
+)
+async def update_task(
+    task_id: TaskId,
+    data: TaskUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> TaskRead:
+    task = await task_service.update_task(
+        session, user.id, task_id, data, expected_versions=_expected_versions(if_match)
+    )
+    return _with_etag(response, task)
+
+
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 404, 412, 422, 429, 503),
+    summary="Move a task to the trash",
+)
+async def delete_task(
+    task_id: TaskId, user: CurrentUser, session: SessionDep, if_match: IfMatch = None
+) -> Response:
+    await task_service.delete_task(
+        session, user.id, task_id, expected_versions=_expected_versions(if_match)
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{task_id}/restore",
+    response_model=TaskRead,
+    responses=problem_responses(401, 404, 422, 429, 503),
+    summary="Take a task out of the trash",
+)
+async def restore_task(
+    task_id: TaskId, user: CurrentUser, session: SessionDep, response: Response
+) -> TaskRead:
+    task = await task_service.restore_task(session, user.id, task_id)
+    return _with_etag(response, task)

@@ -1,0 +1,102 @@
+"""Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`.
+
+They use the same settings (DATABASE_URL) and services as the API, and commit themselves:
+a command is its own unit of work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import delete, func, select
+
+from app.core.config import Settings, get_settings
+from app.core.security import hash_password_async
+from app.db.base import utcnow
+from app.db.session import create_engine_for, create_sessionmaker
+from app.models.task import Task
+from app.models.user import Role, User
+from app.schemas.user import UserCreate
+from app.services import user as user_service
+
+
+async def create_admin(settings: Settings, email: str, password: str) -> str:
+    """Create an admin, or promote (and re-password) an existing account; returns a message."""
+    data = UserCreate(email=email, password=password)
+    engine = create_engine_for(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            user = await session.scalar(
+                select(User).where(func.lower(User.email) == data.email)
+            )
+            if user is None:
+                user = await user_service.create_user(
+                    session, data, rounds=settings.bcrypt_rounds, role=Role.ADMIN
+                )
+                return f"Created admin {user.email} (id {user.id})."
+            user.role = Role.ADMIN.value
+            user.is_active = True
+            user.password_hash = await hash_password_async(data.password, settings.bcrypt_rounds)
+            # Tokens issued under the old role or password stop working.
+            user.token_version += 1
+            user.updated_at = utcnow()
+            return f"Promoted existing user {user.email} (id {user.id}) to admin."
+    finally:
+        await engine.dispose()
+
+
+async def purge_trash(settings: Settings, older_than_days: int) -> int:
+    """Delete for good the tasks that have been in the trash longer than the retention."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    engine = create_engine_for(settings)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            result = await session.execute(
+                delete(Task).where(Task.deleted_at.is_not(None), Task.deleted_at < cutoff)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+    finally:
+        await engine.dispose()
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    admin = commands.add_parser("create-admin", help="create an admin or promote a user")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    purge = commands.add_parser("purge-trash", help="delete tasks trashed long ago")
+    purge.add_argument("--older-than-days", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+
+    if args.command == "create-admin":
+        try:
+            message = asyncio.run(create_admin(settings, args.email, args.password))
+        except ValidationError as exc:
+            print(f"error: {_validation_message(exc)}", file=sys.stderr)
+            return 2
+        print(message)
+        return 0
+    days = args.older_than_days or settings.trash_retention_days
+    if days < 1:
+        print("error: --older-than-days must be at least 1", file=sys.stderr)
+        return 2
+    count = asyncio.run(purge_trash(settings, days))
+    print(f"Purged {count} task(s) trashed more than {days} day(s) ago.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

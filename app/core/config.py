@@ -1,0 +1,138 @@
+"""The one settings object: every configuration name of the contract (section 6) lives here."""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Placeholders that people copy from examples; a production key must not be one of them.
+_PLACEHOLDER_SECRETS = frozenset({"changethis", "change-me", "changeme", "secret", "secret-key"})
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot run the service; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = PROJECT_ROOT / "data"
+    database_url: str = ""
+    secret_key: str = ""
+    access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_expire_days: int = Field(default=30, ge=1, le=365)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    redis_url: str | None = None
+    rate_limit_enabled: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+    # Pool sizing for PostgreSQL; SQLite ignores it.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Trash retention used by `python -m app.cli purge-trash`.
+    trash_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @cached_property
+    def sqlalchemy_url(self) -> URL:
+        """The async SQLAlchemy URL for `database_url`, whatever form it was given in."""
+        return to_async_url(self.database_url or f"sqlite:///{self.data_dir / 'tasks.db'}")
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The key that signs access tokens (and, derived, cursors).
+
+        In production it must be given; in development one is created once in the data
+        folder so that tokens survive a restart; tests get a fresh one per process.
+        """
+        if self.secret_key:
+            if self.is_production and self.secret_key.strip().lower() in _PLACEHOLDER_SECRETS:
+                raise ConfigurationError(
+                    "SECRET_KEY is a placeholder value; set a random key of at least 32 bytes, "
+                    'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+                )
+            return self.secret_key
+        if self.is_production:
+            raise ConfigurationError(
+                "SECRET_KEY is not set. The service refuses to start in production without it; "
+                'set it to a random value, e.g. python -c "import secrets; '
+                'print(secrets.token_urlsafe(48))"'
+            )
+        if self.environment is Environment.TEST:
+            return secrets.token_urlsafe(48)
+        return _read_or_create_dev_secret(self.data_dir / "secret_key")
+
+
+def _read_or_create_dev_secret(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once must not each write their own key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key)
+    return key
+
+
+_ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+pg8000": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+}
+
+
+def to_async_url(raw: str) -> URL:
+    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async driver."""
+    url = make_url(raw)
+    driver = _ASYNC_DRIVERS.get(url.drivername)
+    if driver is not None:
+        url = url.set(drivername=driver)
+    if url.get_backend_name() not in {"postgresql", "sqlite"}:
+        raise ConfigurationError("DATABASE_URL must name a PostgreSQL or SQLite database")
+    return url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

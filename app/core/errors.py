@@ -1,0 +1,181 @@
+"""The one error hierarchy. Services raise these; `app.api.problems` renders them as RFC 9457.
+
+Every class fixes its status, a stable `type` URI and a `title` that is the same for every
+problem of that type; `detail` says what went wrong with this request and must be safe to show
+to a user (it never repeats what the client sent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_PREFIX = "urn:tasks-api:problem:"
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_TYPE_PREFIX + slug
+
+
+class AppError(Exception):
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal server error"
+    default_detail: ClassVar[str] = "The server could not complete the request."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.detail = detail or self.default_detail
+        self.headers: dict[str, str] = dict(headers or {})
+        self.errors = errors
+        super().__init__(self.detail)
+
+    @property
+    def type(self) -> str:
+        return problem_type(self.slug)
+
+
+class BadRequest(AppError):
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+    default_detail = "The request could not be understood."
+
+
+class Unauthorized(AppError):
+    status = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+    default_detail = "Missing or invalid credentials."
+
+    def __init__(self, detail: str | None = None, *, invalid_token: bool = False) -> None:
+        # RFC 6750 section 3: a presented-but-bad token says error="invalid_token".
+        challenge = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class InvalidCredentials(Unauthorized):
+    slug = "invalid-credentials"
+    title = "Invalid credentials"
+    default_detail = "The email or password is incorrect."
+
+
+class Forbidden(AppError):
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+    default_detail = "You are not allowed to do this."
+
+
+class AccountDisabled(Forbidden):
+    slug = "account-disabled"
+    title = "Account disabled"
+    default_detail = "This account has been deactivated."
+
+
+class WrongPassword(Forbidden):
+    slug = "wrong-password"
+    title = "Wrong password"
+    default_detail = "The current password is incorrect."
+
+
+class NotFound(AppError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+    default_detail = "The requested resource was not found."
+
+
+class MethodNotAllowed(AppError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+    default_detail = "The method is not allowed for this resource."
+
+
+class NotAcceptable(AppError):
+    status = 406
+    slug = "not-acceptable"
+    title = "Not acceptable"
+    default_detail = "The server cannot produce a response in an accepted media type."
+
+
+class Conflict(AppError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+    default_detail = "The request conflicts with the current state of the resource."
+
+
+class EmailTaken(Conflict):
+    slug = "email-taken"
+    title = "Email already registered"
+    default_detail = "An account with this email address already exists."
+
+
+class PreconditionFailed(AppError):
+    status = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+    default_detail = "The resource has changed since the given entity tag was issued."
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+    default_detail = "The request body is larger than the server accepts."
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+    default_detail = "The request body must be sent as application/json."
+
+
+class ValidationFailed(AppError):
+    status = 422
+    slug = "validation-error"
+    title = "Validation error"
+    default_detail = "The request is not valid; see `errors`."
+
+
+class PreconditionRequired(AppError):
+    status = 428
+    slug = "precondition-required"
+    title = "Precondition required"
+    default_detail = "This request must be conditional (send If-Match)."
+
+
+class TooManyRequests(AppError):
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+    default_detail = "Too many requests; retry later."
+
+
+class ServiceUnavailable(AppError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+    default_detail = "A dependency of the service is unavailable; retry later."
+
+    def __init__(self, detail: str | None = None, *, retry_after_seconds: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+
+
+class InternalError(AppError):
+    """Only ever rendered by the last-resort handler: nothing about the failure leaks."""
+
+
+def validation_error(
+    loc: list[str | int], msg: str, type_: str = "value_error"
+) -> ValidationFailed:
+    """A 422 for one field, in the same shape as pydantic's errors."""
+    return ValidationFailed(errors=[{"loc": loc, "msg": msg, "type": type_}])

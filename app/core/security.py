@@ -1,0 +1,165 @@
+"""Password hashing and the access-token format: the one place that knows either.
+
+Passwords: NFKC-normalised, then HMAC-SHA256 pre-hashed and base64-encoded before bcrypt, so
+every character counts (bcrypt alone silently ignores bytes past 72, and bcrypt 5 raises on
+them) and no NUL byte can reach bcrypt. See docs/decisions/0005-password-hashing.md.
+
+Access tokens: HS256 JWTs with a pinned algorithm, an `at+jwt` type header and required
+claims. Refresh tokens are opaque random strings stored only as a SHA-256 digest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+
+import anyio.to_thread
+import bcrypt
+import jwt
+
+PASSWORD_MIN_LENGTH = 15
+PASSWORD_MAX_LENGTH = 128
+
+# Domain separation for the pre-hash. It is deliberately not SECRET_KEY: rotating the JWT key
+# must not lock every user out. Its job is to make the bcrypt input fixed-length and NUL-free.
+_PREHASH_KEY = b"tasks-api/password-prehash/v1"
+_HASH_PREFIX = "bcrypt-hmac-sha256$"
+
+JWT_ALGORITHM = "HS256"
+JWT_ISSUER = "tasks-api"
+JWT_AUDIENCE = "tasks-api"
+ACCESS_TOKEN_TYPE = "at+jwt"
+_REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "tv"]
+# Small clock-skew allowance; documented in docs/decisions.
+JWT_LEEWAY_SECONDS = 5
+
+
+def normalize_password(password: str) -> str:
+    return unicodedata.normalize("NFKC", password)
+
+
+def _bcrypt_input(password: str) -> bytes:
+    digest = hmac.new(_PREHASH_KEY, normalize_password(password).encode("utf-8"), hashlib.sha256)
+    return base64.b64encode(digest.digest())  # 44 ASCII bytes: under 72, no NUL
+
+
+def hash_password(password: str, rounds: int) -> str:
+    """CPU-bound (hundreds of ms at cost 12): call `hash_password_async` on the request path."""
+    hashed = bcrypt.hashpw(_bcrypt_input(password), bcrypt.gensalt(rounds=rounds))
+    return _HASH_PREFIX + hashed.decode("ascii")
+
+
+def verify_password(password: str, stored: str) -> bool:
+    if not stored.startswith(_HASH_PREFIX):
+        return False
+    try:
+        return bcrypt.checkpw(_bcrypt_input(password), stored[len(_HASH_PREFIX) :].encode("ascii"))
+    except ValueError:  # a corrupt stored hash must not become a 500
+        return False
+
+
+def hash_rounds(stored: str) -> int | None:
+    """The bcrypt cost a stored hash was made with (`$2b$12$...`)."""
+    try:
+        return int(stored[len(_HASH_PREFIX) :].split("$")[2])
+    except (IndexError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=4)
+def dummy_hash(rounds: int) -> str:
+    """A hash to verify against when the email is unknown, so both paths cost one bcrypt."""
+    return hash_password(secrets.token_urlsafe(24), rounds)
+
+
+async def hash_password_async(password: str, rounds: int) -> str:
+    return await anyio.to_thread.run_sync(hash_password, password, rounds)
+
+
+async def verify_password_async(password: str, stored: str) -> bool:
+    return await anyio.to_thread.run_sync(verify_password, password, stored)
+
+
+async def verify_against_dummy(password: str, rounds: int) -> None:
+    def work() -> None:
+        verify_password(password, dummy_hash(rounds))
+
+    await anyio.to_thread.run_sync(work)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: int
+    token_version: int
+    issued_at: int
+    expires_at: int
+
+
+def create_access_token(
+    *, user_id: int, token_version: int, key: str, expire_minutes: int
+) -> tuple[str, int]:
+    """Return the token and its lifetime in seconds."""
+    now = int(time.time())
+    lifetime = expire_minutes * 60
+    claims = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+        "iss": JWT_ISSUER,
+        "aud": JWT_AUDIENCE,
+        "tv": token_version,
+    }
+    token = jwt.encode(claims, key, algorithm=JWT_ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE})
+    return token, lifetime
+
+
+class InvalidToken(Exception):
+    """The token is not a valid access token of this service (the reason is not shown)."""
+
+
+def decode_access_token(token: str, *, key: str) -> AccessClaims:
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidToken("wrong token type")
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[JWT_ALGORITHM],
+            audience=JWT_AUDIENCE,
+            issuer=JWT_ISSUER,
+            leeway=JWT_LEEWAY_SECONDS,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+        user_id = int(claims["sub"])
+        token_version = claims["tv"]
+        if not isinstance(token_version, int) or isinstance(token_version, bool):
+            raise InvalidToken("bad token version")
+        if user_id < 1 or user_id > 2**63 - 1:
+            raise InvalidToken("bad subject")
+        return AccessClaims(user_id, token_version, int(claims["iat"]), int(claims["exp"]))
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidToken(str(exc)) from exc
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """An opaque 256-bit refresh token and the digest that is all the database keeps."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """A sub-key of SECRET_KEY for one purpose, so one secret never signs two formats."""
+    return hmac.new(secret.encode("utf-8"), purpose.encode("utf-8"), hashlib.sha256).digest()

@@ -1,0 +1,115 @@
+"""Shared schema pieces: strict request bases, safe strings, timestamps, pages, problems."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+)
+
+# C0 controls but tab, line feed and carriage return; lone surrogates; NUL among them.
+_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_FORBIDDEN_IN_LINE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_LONE_SURROGATE_OR_NUL = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def reject_unstorable(value: str) -> str:
+    """NUL and lone surrogates cannot be stored by PostgreSQL or encoded as UTF-8."""
+    if _LONE_SURROGATE_OR_NUL.search(value):
+        raise ValueError("must not contain NUL characters or lone surrogates")
+    return value
+
+
+def _reject_controls_in_text(value: str) -> str:
+    if _FORBIDDEN_IN_TEXT.search(value):
+        raise ValueError("must not contain control characters, NUL or lone surrogates")
+    return value
+
+
+def _reject_controls_in_line(value: str) -> str:
+    if _FORBIDDEN_IN_LINE.search(value):
+        raise ValueError("must not contain control characters, NUL or lone surrogates")
+    return value
+
+
+# Any string a client sends that may reach the database.
+SafeStr = Annotated[str, AfterValidator(reject_unstorable)]
+# Multi-line text (descriptions): tab and newlines allowed, other control characters not.
+SafeText = Annotated[str, AfterValidator(_reject_controls_in_text)]
+# Single-line text (titles, names): no control characters at all.
+SafeLine = Annotated[str, AfterValidator(_reject_controls_in_line)]
+
+
+def _parse_rfc3339(value: Any) -> Any:
+    """Timestamps are RFC 3339 strings with an offset; epoch numbers and naive times are not."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    return value
+
+
+def _require_offset(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must include a time zone offset (e.g. 2026-11-24T09:30:00Z)")
+    return value.astimezone(UTC)
+
+
+def _format_rfc3339(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Request side: strict string parsing, offset required, normalised to UTC.
+Timestamp = Annotated[datetime, BeforeValidator(_parse_rfc3339), AfterValidator(_require_offset)]
+# Response side: always UTC with a `Z` and millisecond precision.
+UTCTimestamp = Annotated[datetime, PlainSerializer(_format_rfc3339, return_type=str)]
+
+
+class RequestModel(BaseModel):
+    """Every request body: unknown fields are a 422 (no mass assignment)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ResponseModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a keyset walk; pass `next_cursor` back as `cursor` for the next one."""
+
+    items: list[ItemT]
+    next_cursor: str | None = Field(
+        description="Opaque cursor of the next page; null on the last page."
+    )
+
+
+class ValidationErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every non-2xx response carries them."""
+
+    type: str = Field(examples=["urn:tasks-api:problem:not-found"])
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str
+    errors: list[ValidationErrorItem] | None = Field(
+        default=None, description="Only on 422: one item per bad field."
+    )

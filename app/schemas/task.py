@@ -1,0 +1,93 @@
+"""Task request and response bodies, and the listing's parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from app.models.task import TaskPriority, TaskStatus
+from app.schemas.common import (
+    RequestModel,
+    ResponseModel,
+    SafeLine,
+    SafeText,
+    Timestamp,
+    UTCTimestamp,
+)
+
+TITLE_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 10_000
+
+StatusName = Literal["todo", "in_progress", "done"]
+PriorityName = Literal["low", "medium", "high", "urgent"]
+
+
+def _trimmed_title(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty or only spaces")
+    if len(value) > TITLE_MAX_LENGTH:
+        raise ValueError(f"must be at most {TITLE_MAX_LENGTH} characters after trimming")
+    return value
+
+
+# The raw bound keeps absurd inputs cheap to reject; the real rule applies after trimming.
+Title = Annotated[
+    SafeLine, Field(min_length=1, max_length=4 * TITLE_MAX_LENGTH), AfterValidator(_trimmed_title)
+]
+Description = Annotated[SafeText, Field(max_length=DESCRIPTION_MAX_LENGTH)]
+
+
+class TaskCreate(RequestModel):
+    title: Title
+    description: Description | None = None
+    status: StatusName = "todo"
+    priority: PriorityName = "medium"
+    due_at: Timestamp | None = None
+
+
+class TaskUpdate(RequestModel):
+    """Partial update: only the fields sent change; `null` clears description or due_at."""
+
+    title: Title | None = None
+    description: Description | None = None
+    status: StatusName | None = None
+    priority: PriorityName | None = None
+    due_at: Timestamp | None = None
+
+    @field_validator("title", "status", "priority", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class TaskRead(ResponseModel):
+    id: int
+    title: str
+    description: str | None
+    status: StatusName
+    priority: PriorityName
+    due_at: UTCTimestamp | None
+    created_at: UTCTimestamp
+    updated_at: UTCTimestamp
+    completed_at: UTCTimestamp | None
+    deleted_at: UTCTimestamp | None
+    version: int
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_label(cls, value: object) -> object:
+        if isinstance(value, int):
+            return TaskPriority(value).label
+        return value
+
+
+def priority_rank(name: str) -> int:
+    return TaskPriority.from_label(name).value
+
+
+def status_value(name: str) -> str:
+    return TaskStatus(name).value

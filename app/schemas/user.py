@@ -1,0 +1,80 @@
+"""User request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, Field, model_validator
+
+from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, normalize_password
+from app.schemas.common import (
+    RequestModel,
+    ResponseModel,
+    SafeLine,
+    SafeStr,
+    UTCTimestamp,
+    reject_unstorable,
+)
+
+EMAIL_MAX_LENGTH = 254
+
+
+def normalize_email(value: str) -> str:
+    """Trimmed and lower-cased, so that `Alice@Example.com` and `alice@example.com` collide."""
+    value = reject_unstorable(value).strip()
+    if len(value) > EMAIL_MAX_LENGTH:
+        raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
+    try:
+        validated = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        # The library's message can quote parts of the input; ours never does.
+        raise ValueError("must be a valid email address") from None
+    return validated.normalized.lower()
+
+
+def check_password_policy(value: str) -> str:
+    """Section 2 rules: 15 to 128 characters after NFKC, every character counted."""
+    reject_unstorable(value)
+    length = len(normalize_password(value))
+    if length < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"must be at least {PASSWORD_MIN_LENGTH} characters")
+    if length > PASSWORD_MAX_LENGTH:
+        raise ValueError(f"must be at most {PASSWORD_MAX_LENGTH} characters")
+    return value
+
+
+Email = Annotated[str, Field(max_length=1024), AfterValidator(normalize_email)]
+# The length bound before normalisation only stops absurd inputs early; the policy counts
+# characters after NFKC.
+NewPassword = Annotated[
+    str, Field(max_length=4 * PASSWORD_MAX_LENGTH), AfterValidator(check_password_policy)
+]
+FullName = Annotated[SafeLine, Field(min_length=1, max_length=200)]
+
+
+class UserCreate(RequestModel):
+    email: Email
+    password: NewPassword
+    full_name: FullName | None = None
+
+
+class UserUpdateMe(RequestModel):
+    full_name: FullName | None = None
+    password: NewPassword | None = None
+    current_password: Annotated[SafeStr, Field(max_length=4 * PASSWORD_MAX_LENGTH)] | None = None
+
+    @model_validator(mode="after")
+    def _current_password_with_new_one(self) -> UserUpdateMe:
+        if self.password is not None and self.current_password is None:
+            raise ValueError("current_password is required to change the password")
+        return self
+
+
+class UserRead(ResponseModel):
+    id: int
+    email: str
+    full_name: str | None
+    role: Literal["user", "admin"]
+    is_active: bool
+    created_at: UTCTimestamp
