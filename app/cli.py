@@ -31,9 +31,7 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
     engine = create_engine_for(settings)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():
-            user = await session.scalar(
-                select(User).where(func.lower(User.email) == data.email)
-            )
+            user = await session.scalar(select(User).where(func.lower(User.email) == data.email))
             if user is None:
                 user = await user_service.create_user(
                     session, data, rounds=settings.bcrypt_rounds, role=Role.ADMIN

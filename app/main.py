@@ -7,17 +7,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import structlog
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from sqlalchemy.engine import URL
 
 from app.api import health
 from app.api.deps import reject_unknown_query_params
 from app.api.middleware import RequestContextMiddleware
 from app.api.problems import install_problem_handlers, problem_component_schemas
 from app.api.v1.router import api_router
-from app.core.config import ConfigurationError, Settings, get_settings
+from app.core.config import (
+    PROJECT_ROOT,
+    ConfigurationError,
+    Environment,
+    Settings,
+    get_settings,
+)
 from app.core.logging import configure_logging
 from app.db.session import create_engine_for, create_sessionmaker
 
@@ -25,6 +34,20 @@ log = structlog.get_logger("app")
 
 # Bodies beyond this are refused (413) while they are read, chunked ones included.
 MAX_BODY_BYTES = 1024 * 1024
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def upgrade_to_head(url: URL) -> None:
+    """`alembic upgrade head` on `url`, from any working directory."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.attributes["database_url"] = url.render_as_string(hide_password=False)
+    command.upgrade(config, "head")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -41,6 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine_for(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        if settings.environment is Environment.DEVELOPMENT and engine.dialect.name == "sqlite":
+            # Zero-setup development: `uvicorn app.main:app --reload` works on a fresh
+            # checkout. Production and PostgreSQL are migrated explicitly by the operator.
+            await anyio.to_thread.run_sync(upgrade_to_head, settings.sqlalchemy_url)
         log.info(
             "startup",
             environment=settings.environment.value,
@@ -52,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(
+        generate_unique_id_function=_operation_id,
         title="Tasks API",
         version="1.0.0",
         description="A task management API designed assuming clients will misbehave.",

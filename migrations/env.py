@@ -7,6 +7,7 @@ that can serve can migrate. SQLite ALTERs go through batch mode.
 from __future__ import annotations
 
 import asyncio
+from logging.config import fileConfig
 from typing import Any
 
 from alembic import context
@@ -20,6 +21,11 @@ from app.db.session import create_engine_for
 
 config = context.config
 target_metadata = Base.metadata
+
+if config.config_file_name and "database_url" not in config.attributes:
+    # Run from the `alembic` command line: use alembic.ini's logging. When the app or the
+    # tests run migrations they pass the URL and keep their own logging.
+    fileConfig(config.config_file_name)
 
 
 def _url() -> Any:

@@ -15,7 +15,11 @@ router = APIRouter(tags=["operations"])
 READINESS_TIMEOUT_SECONDS = 3.0
 
 
-@router.get("/healthz", summary="Liveness: 200 while the process runs")
+@router.get(
+    "/healthz",
+    summary="Liveness: 200 while the process runs",
+    responses=problem_responses(422),
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -23,7 +27,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: 200 when the database answers",
-    responses=problem_responses(503),
+    responses=problem_responses(422, 503),
 )
 async def readyz(request: Request) -> dict[str, str]:
     async def ping() -> None:

@@ -50,3 +50,4 @@ def configure_logging(level: str = "INFO") -> None:
     # Our middleware logs every request with its id, route and duration; uvicorn's access
     # line would repeat it without them (and would print query strings).
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)

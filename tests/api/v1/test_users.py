@@ -27,11 +27,14 @@ class TestRegister:
         body = response.json()
         assert set(body) == {"id", "email", "full_name", "role", "is_active", "created_at"}
         assert body["email"] == "alice@example.com"
-        assert body["role"] == "user" and body["is_active"] is True
+        assert body["role"] == "user"
+        assert body["is_active"] is True
         assert response.headers["location"] == f"/api/v1/users/{body['id']}"
         assert body["created_at"].endswith("Z")
 
-    @pytest.mark.parametrize("email", ["Alice@Example.com", " alice@example.com ", "ALICE@EXAMPLE.COM"])
+    @pytest.mark.parametrize(
+        "email", ["Alice@Example.com", " alice@example.com ", "ALICE@EXAMPLE.COM"]
+    )
     async def test_email_taken_regardless_of_case(
         self, client: httpx.AsyncClient, email: str
     ) -> None:
