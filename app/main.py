@@ -16,8 +16,8 @@ from fastapi.routing import APIRoute
 from sqlalchemy.engine import URL
 
 from app.api import health
-from app.api.deps import reject_unknown_query_params
-from app.api.middleware import RequestContextMiddleware
+from app.api.deps import reject_unknown_query_params, require_json_body
+from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.problems import install_problem_handlers, problem_component_schemas
 from app.api.v1.router import api_router
 from app.core.config import (
@@ -31,9 +31,6 @@ from app.core.logging import configure_logging
 from app.db.session import create_engine_for, create_sessionmaker
 
 log = structlog.get_logger("app")
-
-# Bodies beyond this are refused (413) while they are read, chunked ones included.
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -84,8 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="A task management API designed assuming clients will misbehave.",
         lifespan=lifespan,
-        dependencies=[Depends(reject_unknown_query_params)],
-        max_body_size=MAX_BODY_BYTES,
+        dependencies=[Depends(reject_unknown_query_params), Depends(require_json_body)],
     )
     app.state.settings = settings
     install_problem_handlers(app)
@@ -106,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["ETag", "Location", "Link", "X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so it is the outermost of ours: every response, errors included, gets
     # the request id.
     app.add_middleware(RequestContextMiddleware)

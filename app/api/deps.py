@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -13,7 +13,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.errors import Unauthorized
+from app.core.errors import Unauthorized, UnsupportedMediaType
 from app.models.user import User
 from app.services import auth as auth_service
 
@@ -62,6 +62,39 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+_json_body_routes: dict[int, bool] = {}
+
+
+def _takes_json_body(route: APIRoute) -> bool:
+    takes_json = _json_body_routes.get(id(route))
+    if takes_json is None:
+        field = route.body_field
+        takes_json = field is not None and not isinstance(field.field_info, params.Form)
+        _json_body_routes[id(route)] = takes_json
+    return takes_json
+
+
+def require_json_body(request: Request) -> None:
+    """A body sent to a JSON route must say it is JSON (415 otherwise, not a vague 422)."""
+    if request.method not in {"POST", "PUT", "PATCH"}:
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not _takes_json_body(route):
+        return
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        if request.headers.get("content-length", "0") == "0" and (
+            "transfer-encoding" not in request.headers
+        ):
+            return  # no body at all: the missing-body 422 says it better
+        raise UnsupportedMediaType()
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType()
 
 
 _allowed_query_names: dict[int, frozenset[str]] = {}

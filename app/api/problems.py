@@ -44,6 +44,13 @@ _BY_STATUS: dict[int, type[errors.AppError]] = {
 }
 
 
+_UNPARSABLE_BODY = {
+    "loc": ["body"],
+    "msg": "Request body could not be parsed",
+    "type": "json_invalid",
+}
+
+
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
 
@@ -104,6 +111,10 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's only 400 is a body it could not parse (e.g. JSON nested too deeply):
+        # for a client that is the same mistake as malformed JSON, a 422.
+        return render(request, errors.ValidationFailed(errors=[_UNPARSABLE_BODY]))
     error_class = _BY_STATUS.get(exc.status_code)
     if error_class is None:
         body = {

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Request bodies over this many bytes are a 413 (counted as they arrive).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Trash retention used by `python -m app.cli purge-trash`.
     trash_retention_days: int = Field(default=30, ge=1)
 
