@@ -37,10 +37,11 @@ from sqlalchemy.ext.asyncio import (  # noqa: E402
 )
 
 from app.core.config import Environment, Settings  # noqa: E402
-from app.core.security import create_access_token, hash_password  # noqa: E402
-from app.db.base import utcnow  # noqa: E402
+from app.core.security import create_access_token  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models.user import Role, User  # noqa: E402
+from app.schemas.user import UserCreate  # noqa: E402
+from app.services import user as user_service  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -240,18 +241,17 @@ def make_user(session: AsyncSession) -> UserFactory:
         is_active: bool = True,
         full_name: str | None = None,
     ) -> User:
-        now = utcnow()
-        user = User(
-            email=email or f"user{next(counter)}-{uuid.uuid4().hex[:6]}@example.com",
-            full_name=full_name,
-            password_hash=hash_password(password, BCRYPT_TEST_ROUNDS),
-            role=role.value,
-            is_active=is_active,
-            token_version=1,
-            created_at=now,
-            updated_at=now,
+        user = await user_service.create_user(
+            session,
+            UserCreate(
+                email=email or f"user{next(counter)}-{uuid.uuid4().hex[:6]}@example.com",
+                password=password,
+                full_name=full_name,
+            ),
+            rounds=BCRYPT_TEST_ROUNDS,
+            role=role,
         )
-        session.add(user)
+        user.is_active = is_active
         await session.commit()
         return user
 
