@@ -8,6 +8,7 @@ errors, integrity errors and an unreachable database. Anything else is caught by
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -18,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from app.core import errors
 from app.schemas.common import Problem
@@ -126,14 +128,37 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
             "request_id": _request_id(request),
         }
         return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
-    # Starlette's own detail strings ("Not Found") are replaced by ours; headers such as
-    # Allow on a 405 are kept.
+    # Starlette's own detail strings ("Not Found") are replaced by ours.
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return problem_response(
         error_class(),
         instance=request.url.path,
         request_id=_request_id(request),
-        headers=exc.headers or {},
+        headers=headers,
     )
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the resource supports (RFC 9110 15.5.6), not only the first route's.
+
+    Each method is its own route, and Starlette fills `Allow` from the first route whose
+    path matches; the OpenAPI paths know them all. Built once per app.
+    """
+    table: list[tuple[re.Pattern[str], str]] | None = getattr(request.app.state, "allow", None)
+    if table is None:
+        table = []
+        for path, operations in request.app.openapi()["paths"].items():
+            methods = {method.upper() for method in operations}
+            if "GET" in methods:
+                methods.add("HEAD")
+            table.append((compile_path(path)[0], ", ".join(sorted(methods))))
+        request.app.state.allow = table
+    for pattern, allow in table:
+        if pattern.match(request.url.path):
+            return allow
+    return None
 
 
 async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:

@@ -60,7 +60,10 @@ def _parse_rfc3339(value: Any) -> Any:
 def _require_offset(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must include a time zone offset (e.g. 2026-11-24T09:30:00Z)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 has no UTC equivalent
+        raise ValueError("is outside the supported range of timestamps") from None
 
 
 def _format_rfc3339(value: datetime) -> str:
