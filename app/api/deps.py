@@ -108,7 +108,7 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 
 def reject_unknown_query_params(request: Request) -> None:
-    """A mistyped filter must be a 422, not a silently unfiltered result."""
+    """A mistyped or repeated parameter is a 422, not a silently different result."""
     if not request.query_params:
         return
     route = request.scope.get("route")
@@ -118,15 +118,24 @@ def reject_unknown_query_params(request: Request) -> None:
     if allowed is None:
         allowed = frozenset(_query_names(route.dependant))
         _allowed_query_names[id(route)] = allowed
-    unknown = [name for name in request.query_params if name not in allowed]
-    if unknown:
-        raise RequestValidationError(
-            [
+    problems = []
+    for name in dict.fromkeys(request.query_params):
+        if name not in allowed:
+            problems.append(
                 {
                     "loc": ("query", name[:64]),
                     "msg": "Unknown query parameter",
                     "type": "extra_forbidden",
                 }
-                for name in dict.fromkeys(unknown)
-            ]
-        )
+            )
+        elif len(request.query_params.getlist(name)) > 1:
+            # Otherwise the last one would silently win; lists are comma-separated.
+            problems.append(
+                {
+                    "loc": ("query", name),
+                    "msg": "Repeated query parameter; separate several values with commas",
+                    "type": "repeated_parameter",
+                }
+            )
+    if problems:
+        raise RequestValidationError(problems)

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes (outside the versioned API)."""
+"""Liveness and readiness probes (outside the versioned API); GET and HEAD, as probes use both."""
 
 from __future__ import annotations
 
@@ -15,20 +15,10 @@ router = APIRouter(tags=["operations"])
 READINESS_TIMEOUT_SECONDS = 3.0
 
 
-@router.get(
-    "/healthz",
-    summary="Liveness: 200 while the process runs",
-    responses=problem_responses(422),
-)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/readyz",
-    summary="Readiness: 200 when the database answers",
-    responses=problem_responses(422, 503),
-)
 async def readyz(request: Request) -> dict[str, str]:
     async def ping() -> None:
         async with request.app.state.engine.connect() as connection:
@@ -39,3 +29,22 @@ async def readyz(request: Request) -> dict[str, str]:
     except Exception as exc:  # any failure to answer means "not ready", never a 500
         raise ServiceUnavailable("The database does not answer.") from exc
     return {"status": "ready", "database": "ok"}
+
+
+for _method in ("GET", "HEAD"):
+    router.add_api_route(
+        "/healthz",
+        healthz,
+        methods=[_method],
+        name=f"healthz_{_method.lower()}",
+        summary="Liveness: 200 while the process runs",
+        responses=problem_responses(),
+    )
+    router.add_api_route(
+        "/readyz",
+        readyz,
+        methods=[_method],
+        name=f"readyz_{_method.lower()}",
+        summary="Readiness: 200 when the database answers",
+        responses=problem_responses(503),
+    )

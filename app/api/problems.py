@@ -151,8 +151,6 @@ def _allowed_methods(request: Request) -> str | None:
         table = []
         for path, operations in request.app.openapi()["paths"].items():
             methods = {method.upper() for method in operations}
-            if "GET" in methods:
-                methods.add("HEAD")
             table.append((compile_path(path)[0], ", ".join(sorted(methods))))
         request.app.state.allow = table
     for pattern, allow in table:
@@ -207,14 +205,15 @@ PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries declaring problem bodies for these statuses.
 
-    The `Problem` component itself is added by `app.main.custom_openapi`.
+    422 is always declared: every route rejects unknown query parameters. The `Problem`
+    component itself is added by `app.main.custom_openapi`.
     """
     return {
         status: {
             "description": _BY_STATUS.get(status, errors.AppError).title,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
         }
-        for status in statuses
+        for status in sorted({*statuses, 422})
     }
 
 

@@ -13,12 +13,14 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from app.core.errors import ValidationFailed
 
 CURSOR_MAX_LENGTH = 1024
+_CURSOR_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _TAG_BYTES = 16
 
 
@@ -66,7 +68,7 @@ def encode_cursor(position: CursorPosition, *, binding: str, key: bytes) -> str:
 
 
 def decode_cursor(cursor: str, *, binding: str, key: bytes) -> CursorPosition:
-    if len(cursor) > CURSOR_MAX_LENGTH or cursor.count(".") != 1:
+    if len(cursor) > CURSOR_MAX_LENGTH or not _CURSOR_SHAPE.fullmatch(cursor):
         raise InvalidCursor()
     payload_text, tag_text = cursor.split(".")
     try:
@@ -74,6 +76,10 @@ def decode_cursor(cursor: str, *, binding: str, key: bytes) -> CursorPosition:
         tag = _unb64(tag_text)
     except (binascii.Error, ValueError) as exc:
         raise InvalidCursor() from exc
+    # Only the exact spelling this server issued is accepted: base64 decoders ignore unused
+    # trailing bits, so another spelling could decode to the same signed bytes.
+    if _b64(payload) != payload_text or _b64(tag) != tag_text:
+        raise InvalidCursor()
     expected = hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
     if not hmac.compare_digest(tag, expected):
         raise InvalidCursor()

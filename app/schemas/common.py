@@ -48,12 +48,16 @@ SafeText = Annotated[str, AfterValidator(_reject_controls_in_text)]
 SafeLine = Annotated[str, AfterValidator(_reject_controls_in_line)]
 
 
+# RFC 3339 date-time (section 5.6); the space separator is allowed as its note permits.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
 def _parse_rfc3339(value: Any) -> Any:
     """Timestamps are RFC 3339 strings with an offset; epoch numbers and naive times are not."""
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-11-24T09:30:00Z")
     return value
 
 

@@ -24,6 +24,7 @@ from app.core.security import (
     verify_password_async,
 )
 from app.db.base import utcnow
+from app.db.session import end_read_transaction
 from app.models.refresh_token import RefreshToken
 from app.models.user import User
 from app.schemas.common import reject_unstorable
@@ -66,6 +67,7 @@ async def authenticate(session: AsyncSession, email: str, password: str, *, roun
     user = None
     if normalized is not None:
         user = await session.scalar(select(User).where(func.lower(User.email) == normalized))
+    await end_read_transaction(session)
     if user is None:
         await verify_against_dummy(password, rounds)
         raise InvalidCredentials()

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import EmailTaken, WrongPassword
 from app.core.security import hash_password_async, verify_password_async
 from app.db.base import utcnow
+from app.db.session import end_read_transaction
 from app.models.refresh_token import RefreshToken
 from app.models.user import Role, User
 from app.schemas.user import UserCreate, UserUpdateMe
@@ -52,21 +53,26 @@ async def create_user(
 
 async def update_me(session: AsyncSession, user: User, data: UserUpdateMe, *, rounds: int) -> User:
     changes = data.model_dump(exclude_unset=True)
-    if "full_name" in changes:
-        user.full_name = data.full_name
     if data.password is not None:
         assert data.current_password is not None  # the schema requires it
+        # Two bcrypt runs follow: hold no connection while they do.
+        await end_read_transaction(session)
         if not await verify_password_async(data.current_password, user.password_hash):
             raise WrongPassword()
         user.password_hash = await hash_password_async(data.password, rounds)
         # Every earlier access token and every refresh token of the user stops working.
-        user.token_version += 1
+        # Incremented in SQL, so two concurrent changes both count.
+        user.token_version = User.token_version + 1
         await session.execute(
             update(RefreshToken)
             .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+    if "full_name" in changes:
+        user.full_name = data.full_name
     if changes:
         user.updated_at = utcnow()
     await session.flush()
+    if data.password is not None:
+        await session.refresh(user, ["token_version"])
     return user
