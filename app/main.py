@@ -19,6 +19,7 @@ from app.api import health
 from app.api.deps import reject_unknown_query_params, require_json_body
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.problems import install_problem_handlers, problem_component_schemas
+from app.api.rate_limit import RateLimiter
 from app.api.v1.router import api_router
 from app.core.config import (
     PROJECT_ROOT,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(reject_unknown_query_params), Depends(require_json_body)],
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings)
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router)

@@ -12,9 +12,10 @@ from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.rate_limit import RateLimiter
 from app.core.config import Settings
-from app.core.errors import Unauthorized, UnsupportedMediaType
-from app.models.user import User
+from app.core.errors import AdminRequired, AppError, Unauthorized, UnsupportedMediaType
+from app.models.user import Role, User
 from app.services import auth as auth_service
 
 
@@ -26,6 +27,14 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
+def get_rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session, one transaction per request: commit on success, roll back on any error.
 
@@ -35,6 +44,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session:
         try:
             yield session
+        except AppError as error:
+            if error.commit_transaction:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
         except BaseException:
             await session.rollback()
             raise
@@ -52,16 +67,29 @@ async def get_current_user(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    limiter: RateLimiterDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> User:
     if not token:
         raise Unauthorized("Authentication is required.")
-    user = await auth_service.user_for_access_token(session, token, key=settings.signing_key)
+    claims = auth_service.access_claims(token, key=settings.signing_key)
+    # Counted before the database is asked anything: a flood costs a token check only.
+    await limiter.hit_user(request, claims.user_id)
+    user = await auth_service.user_for_claims(session, claims)
     request.state.user_id = user.id  # for the request's log line
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_admin(user: CurrentUser) -> User:
+    if user.role != Role.ADMIN:
+        raise AdminRequired()
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_current_admin)]
 
 
 _json_body_routes: dict[int, bool] = {}

@@ -46,7 +46,18 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), header]
+                headers = [*message.get("headers", []), header]
+                # Headers decided before the response existed (rate-limit state), unless the
+                # response already carries them (a 429 does).
+                extra: dict[str, str] = scope["state"].get("response_headers", {})
+                if extra:
+                    present = {name.lower() for name, _ in headers}
+                    headers += [
+                        (name.lower().encode("latin-1"), value.encode("latin-1"))
+                        for name, value in extra.items()
+                        if name.lower().encode("latin-1") not in present
+                    ]
+                message["headers"] = headers
             await send(message)
 
         try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+import ipaddress
 import os
 import secrets
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated
 
+from limits import parse as parse_limit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -40,9 +42,20 @@ class Settings(BaseSettings):
     secret_key: str = ""
     access_token_expire_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_expire_days: int = Field(default=30, ge=1, le=365)
+    # A refresh token unused this long expires even within the absolute lifetime.
+    refresh_token_idle_days: int = Field(default=7, ge=1, le=365)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     redis_url: str | None = None
     rate_limit_enabled: bool = True
+    # Limits in the `limits` package's notation ("5/minute", "10 per hour").
+    rate_limit_login_account: str = "5/minute"
+    rate_limit_login_ip: str = "20/minute"
+    rate_limit_register_ip: str = "10/hour"
+    rate_limit_user: str = "600/minute"
+    # Namespace of the counters in Redis (several deployments may share one server).
+    rate_limit_key_prefix: str = Field(default="tasks-api-rl", min_length=1, max_length=64)
+    # Peers whose X-Forwarded-For is believed (IPs or CIDR blocks, comma-separated).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     # Pool sizing for PostgreSQL; SQLite ignores it.
@@ -55,11 +68,32 @@ class Settings(BaseSettings):
     # Trash retention used by `python -m app.cli purge-trash`.
     trash_retention_days: int = Field(default=30, ge=1)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator(
+        "rate_limit_login_account",
+        "rate_limit_login_ip",
+        "rate_limit_register_ip",
+        "rate_limit_user",
+    )
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError("must be a rate limit such as '5/minute'") from None
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
         return value
 
     @field_validator("redis_url", mode="before")

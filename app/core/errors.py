@@ -19,6 +19,9 @@ def problem_type(slug: str) -> str:
 
 class AppError(Exception):
     status: ClassVar[int] = 500
+    # Most errors undo the request's writes; a few (revoking a token family on reuse) must
+    # keep them, and say so here. The request's session dependency honours it.
+    commit_transaction: ClassVar[bool] = False
     slug: ClassVar[str] = "internal-error"
     title: ClassVar[str] = "Internal server error"
     default_detail: ClassVar[str] = "The server could not complete the request."
@@ -65,6 +68,18 @@ class InvalidCredentials(Unauthorized):
     default_detail = "The email or password is incorrect."
 
 
+class InvalidRefreshToken(Unauthorized):
+    slug = "invalid-refresh-token"
+    title = "Invalid refresh token"
+    default_detail = "The refresh token is invalid, expired, revoked or already used."
+
+
+class RefreshTokenReused(InvalidRefreshToken):
+    """A spent refresh token came back: its whole family was revoked, and that must stick."""
+
+    commit_transaction = True
+
+
 class Forbidden(AppError):
     status = 403
     slug = "forbidden"
@@ -76,6 +91,12 @@ class AccountDisabled(Forbidden):
     slug = "account-disabled"
     title = "Account disabled"
     default_detail = "This account has been deactivated."
+
+
+class AdminRequired(Forbidden):
+    slug = "admin-required"
+    title = "Admin role required"
+    default_detail = "Only administrators may do this."
 
 
 class WrongPassword(Forbidden):

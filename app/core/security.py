@@ -36,7 +36,8 @@ JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "tasks-api"
 JWT_AUDIENCE = "tasks-api"
 ACCESS_TOKEN_TYPE = "at+jwt"
-_REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "tv"]
+ACCESS_TOKEN_KIND = "access"
+_REQUIRED_CLAIMS = ["sub", "exp", "iat", "jti", "iss", "aud", "tv", "kind"]
 # Small clock-skew allowance; documented in docs/decisions.
 JWT_LEEWAY_SECONDS = 5
 
@@ -116,6 +117,7 @@ def create_access_token(
         "iss": JWT_ISSUER,
         "aud": JWT_AUDIENCE,
         "tv": token_version,
+        "kind": ACCESS_TOKEN_KIND,
     }
     token = jwt.encode(claims, key, algorithm=JWT_ALGORITHM, headers={"typ": ACCESS_TOKEN_TYPE})
     return token, lifetime
@@ -139,6 +141,8 @@ def decode_access_token(token: str, *, key: str) -> AccessClaims:
             leeway=JWT_LEEWAY_SECONDS,
             options={"require": _REQUIRED_CLAIMS},
         )
+        if claims["kind"] != ACCESS_TOKEN_KIND:
+            raise InvalidToken("wrong token kind")
         user_id = int(claims["sub"])
         token_version = claims["tv"]
         if not isinstance(token_version, int) or isinstance(token_version, bool):

@@ -25,6 +25,9 @@ class RefreshToken(Base):
     family_id: Mapped[str] = mapped_column(String(32))
     parent_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # This token's own deadline: the idle window from its creation, capped by the family's.
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The absolute end of the login: rotation never extends a family past it.
+    family_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

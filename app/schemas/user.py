@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
-from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, normalize_password
+from app.core.passwords import password_problem
+from app.core.security import PASSWORD_MAX_LENGTH
 from app.schemas.common import (
     RequestModel,
     ResponseModel,
@@ -34,13 +35,11 @@ def normalize_email(value: str) -> str:
 
 
 def check_password_policy(value: str) -> str:
-    """Section 2 rules: 15 to 128 characters after NFKC, every character counted."""
+    """Section 2 rules (see app/core/passwords.py); the message never repeats the password."""
     reject_unstorable(value)
-    length = len(normalize_password(value))
-    if length < PASSWORD_MIN_LENGTH:
-        raise ValueError(f"must be at least {PASSWORD_MIN_LENGTH} characters")
-    if length > PASSWORD_MAX_LENGTH:
-        raise ValueError(f"must be at most {PASSWORD_MAX_LENGTH} characters")
+    problem = password_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -69,6 +68,20 @@ class UserUpdateMe(RequestModel):
         if self.password is not None and self.current_password is None:
             raise ValueError("current_password is required to change the password")
         return self
+
+
+class UserAdminUpdate(RequestModel):
+    """What an admin may change about another account."""
+
+    role: Literal["user", "admin"] | None = None
+    is_active: StrictBool | None = None
+
+    @field_validator("role", "is_active", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
 
 
 class UserRead(ResponseModel):

@@ -6,17 +6,26 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select
+import structlog
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.errors import AccountDisabled, InvalidCredentials, Unauthorized
+from app.core.errors import (
+    AccountDisabled,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    RefreshTokenReused,
+    Unauthorized,
+)
 from app.core.security import (
     PASSWORD_MAX_LENGTH,
+    AccessClaims,
     InvalidToken,
     create_access_token,
     decode_access_token,
     hash_password_async,
+    hash_refresh_token,
     hash_rounds,
     new_refresh_token,
     normalize_password,
@@ -29,6 +38,8 @@ from app.models.refresh_token import RefreshToken
 from app.models.user import User
 from app.schemas.common import reject_unstorable
 from app.schemas.user import normalize_email
+
+log = structlog.get_logger("app.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +92,14 @@ async def authenticate(session: AsyncSession, email: str, password: str, *, roun
     return user
 
 
-async def issue_tokens(session: AsyncSession, user: User, settings: Settings) -> IssuedTokens:
-    """A fresh access token and the first refresh token of a new login family."""
+async def issue_tokens(
+    session: AsyncSession,
+    user: User,
+    settings: Settings,
+    *,
+    rotated_from: RefreshToken | None = None,
+) -> IssuedTokens:
+    """An access token and a refresh token: a new login family, or the next in `rotated_from`'s."""
     access_token, expires_in = create_access_token(
         user_id=user.id,
         token_version=user.token_version,
@@ -91,25 +108,108 @@ async def issue_tokens(session: AsyncSession, user: User, settings: Settings) ->
     )
     refresh_token, digest = new_refresh_token()
     now = utcnow()
+    if rotated_from is None:
+        family_id = uuid.uuid4().hex
+        family_expires_at = now + timedelta(days=settings.refresh_token_expire_days)
+    else:
+        family_id = rotated_from.family_id
+        family_expires_at = rotated_from.family_expires_at
     session.add(
         RefreshToken(
             user_id=user.id,
             token_hash=digest,
-            family_id=uuid.uuid4().hex,
+            family_id=family_id,
+            parent_id=rotated_from.id if rotated_from is not None else None,
             created_at=now,
-            expires_at=now + timedelta(days=settings.refresh_token_expire_days),
+            expires_at=min(
+                family_expires_at, now + timedelta(days=settings.refresh_token_idle_days)
+            ),
+            family_expires_at=family_expires_at,
         )
     )
     await session.flush()
     return IssuedTokens(access_token, expires_in, refresh_token)
 
 
-async def user_for_access_token(session: AsyncSession, token: str, *, key: str) -> User:
-    """The active user an access token speaks for; 401 for anything else."""
+async def _spend_refresh_token(session: AsyncSession, token: str) -> RefreshToken:
+    """Mark a live refresh token used, atomically; anything else is a 401.
+
+    The UPDATE matches only an unused, unrevoked, unexpired token, so of two simultaneous
+    uses exactly one succeeds. A token that was already spent is a replay (RFC 9700
+    4.14.2): the whole family is revoked, and that revocation is committed with the 401.
+    """
+    digest = hash_refresh_token(token)
+    now = utcnow()
+    spent = (
+        await session.scalars(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_hash == digest,
+                RefreshToken.used_at.is_(None),
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(RefreshToken)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+    ).one_or_none()
+    if spent is not None:
+        return spent
+    known = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
+    if known is not None and known.used_at is not None:
+        await revoke_family(session, known.family_id)
+        log.warning("refresh_token_reused", user_id=known.user_id, family_id=known.family_id)
+        raise RefreshTokenReused()
+    raise InvalidRefreshToken()
+
+
+async def revoke_family(session: AsyncSession, family_id: str) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def revoke_all_refresh_tokens(session: AsyncSession, user_id: int) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def refresh(session: AsyncSession, token: str, settings: Settings) -> IssuedTokens:
+    """Spend a refresh token and issue the next pair of its family."""
+    spent = await _spend_refresh_token(session, token)
+    user = await session.get(User, spent.user_id)
+    if user is None or not user.is_active:
+        await revoke_family(session, spent.family_id)
+        raise InvalidRefreshToken()
+    return await issue_tokens(session, user, settings, rotated_from=spent)
+
+
+async def logout(session: AsyncSession, token: str) -> None:
+    """End the login the refresh token belongs to: spend it and revoke its family."""
+    spent = await _spend_refresh_token(session, token)
+    await revoke_family(session, spent.family_id)
+
+
+def access_claims(token: str, *, key: str) -> AccessClaims:
+    """The claims of a valid access token of this service; 401 for anything else."""
     try:
-        claims = decode_access_token(token, key=key)
+        return decode_access_token(token, key=key)
     except InvalidToken:
         raise Unauthorized("The access token is invalid or expired.", invalid_token=True) from None
+
+
+async def user_for_claims(session: AsyncSession, claims: AccessClaims) -> User:
+    """The active user the claims speak for, if the token is still current; 401 otherwise.
+
+    `token_version` is bumped by a password change, deactivation or role change, so every
+    access token issued before one of those stops working at its next use.
+    """
     user = await session.get(User, claims.user_id)
     if user is None or not user.is_active or user.token_version != claims.token_version:
         raise Unauthorized("The access token is invalid or expired.", invalid_token=True)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import EmailTaken, WrongPassword
+from app.core.errors import Conflict, EmailTaken, NotFound, WrongPassword
+from app.core.pagination import CursorPosition, binding_digest, decode_cursor, encode_cursor
 from app.core.security import hash_password_async, verify_password_async
 from app.db.base import utcnow
 from app.db.session import end_read_transaction
-from app.models.refresh_token import RefreshToken
 from app.models.user import Role, User
-from app.schemas.user import UserCreate, UserUpdateMe
+from app.schemas.user import UserAdminUpdate, UserCreate, UserUpdateMe
+from app.services import auth as auth_service
 
 
 async def email_taken(session: AsyncSession, email: str) -> bool:
@@ -63,11 +64,7 @@ async def update_me(session: AsyncSession, user: User, data: UserUpdateMe, *, ro
         # Every earlier access token and every refresh token of the user stops working.
         # Incremented in SQL, so two concurrent changes both count.
         user.token_version = User.token_version + 1
-        await session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
+        await auth_service.revoke_all_refresh_tokens(session, user.id)
     if "full_name" in changes:
         user.full_name = data.full_name
     if changes:
@@ -75,4 +72,64 @@ async def update_me(session: AsyncSession, user: User, data: UserUpdateMe, *, ro
     await session.flush()
     if data.password is not None:
         await session.refresh(user, ["token_version"])
+    return user
+
+
+class UserNotFound(NotFound):
+    default_detail = "User not found."
+
+
+async def get_user(session: AsyncSession, user_id: int) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+async def list_users(
+    session: AsyncSession, *, viewer_id: int, limit: int, cursor: str | None, cursor_key: bytes
+) -> tuple[list[User], str | None]:
+    """Every account, oldest first, as keyset pages (cursors bound to the viewer)."""
+    binding = binding_digest(user=viewer_id, resource="users", sort="id")
+    statement = select(User).order_by(User.id)
+    if cursor is not None:
+        position = decode_cursor(cursor, binding=binding, key=cursor_key)
+        statement = statement.where(User.id > position.last_id)
+    users = list((await session.scalars(statement.limit(limit + 1))).all())
+    next_cursor = None
+    if len(users) > limit:
+        users = users[:limit]
+        next_cursor = encode_cursor(
+            CursorPosition(None, users[-1].id), binding=binding, key=cursor_key
+        )
+    return users, next_cursor
+
+
+async def administer_user(
+    session: AsyncSession, admin: User, user_id: int, data: UserAdminUpdate
+) -> User:
+    """Change another account's role or active flag.
+
+    Either change bumps the token version, so the account's access tokens stop working at
+    once; deactivation also revokes every refresh token. An admin cannot demote or
+    deactivate themselves (the last admin could lock everyone out).
+    """
+    user = await get_user(session, user_id)
+    changes = data.model_dump(exclude_unset=True)
+    role_changes = "role" in changes and changes["role"] != user.role
+    activity_changes = "is_active" in changes and changes["is_active"] != user.is_active
+    if not (role_changes or activity_changes):
+        return user
+    if user.id == admin.id:
+        raise Conflict("Administrators cannot change their own role or deactivate themselves.")
+    if role_changes:
+        user.role = changes["role"]
+    if activity_changes:
+        user.is_active = changes["is_active"]
+        if not user.is_active:
+            await auth_service.revoke_all_refresh_tokens(session, user.id)
+    user.token_version = User.token_version + 1
+    user.updated_at = utcnow()
+    await session.flush()
+    await session.refresh(user, ["token_version"])
     return user

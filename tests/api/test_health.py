@@ -237,6 +237,8 @@ class TestOpenApi:
             ("get", "/readyz"),
             ("head", "/readyz"),
             ("post", "/api/v1/auth/token"),
+            ("post", "/api/v1/auth/refresh"),
+            ("post", "/api/v1/auth/logout"),
             ("post", "/api/v1/users"),
         }
         for key, operation in self.operations(schema).items():

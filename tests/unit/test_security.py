@@ -48,6 +48,7 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "iss": JWT_ISSUER,
         "aud": JWT_AUDIENCE,
         "tv": 3,
+        "kind": "access",
     }
     values.update(overrides)
     return {name: value for name, value in values.items() if value is not _MISSING}
@@ -177,7 +178,8 @@ class TestAccessTokenRoundTrip:
         header = jwt.get_unverified_header(token)
         assert header == {"alg": "HS256", "typ": ACCESS_TOKEN_TYPE}
         payload = jwt.decode(token, options={"verify_signature": False})
-        assert set(payload) == {"sub", "iat", "exp", "jti", "iss", "aud", "tv"}
+        assert set(payload) == {"sub", "iat", "exp", "jti", "iss", "aud", "tv", "kind"}
+        assert payload["kind"] == "access"
         assert payload["sub"] == "7"
 
     def test_unique_jti(self) -> None:

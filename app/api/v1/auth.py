@@ -1,40 +1,76 @@
-"""`/api/v1/auth`: the OAuth2 password grant (so the docs page's Authorize button works)."""
+"""`/api/v1/auth`: the OAuth2 password grant, refresh-token rotation and logout."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import RateLimiterDep, SessionDep, SettingsDep
 from app.api.problems import problem_responses
-from app.schemas.token import TokenPair
+from app.schemas.token import RefreshTokenRequest, TokenPair
 from app.services import auth as auth_service
+from app.services.auth import IssuedTokens
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
+# Token responses must never be cached (RFC 6749 section 5.1).
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-@router.post(
-    "/token",
-    response_model=TokenPair,
-    responses=problem_responses(401, 403, 413, 415, 422, 429, 503),
-    summary="Log in with email and password",
-)
-async def login(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    session: SessionDep,
-    settings: SettingsDep,
-    response: Response,
-) -> TokenPair:
-    user = await auth_service.authenticate(
-        session, form.username, form.password, rounds=settings.bcrypt_rounds
-    )
-    issued = await auth_service.issue_tokens(session, user, settings)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
+
+def _token_pair(issued: IssuedTokens, response: Response) -> TokenPair:
+    response.headers.update(_NO_STORE)
     return TokenPair(
         access_token=issued.access_token,
         expires_in=issued.expires_in,
         refresh_token=issued.refresh_token,
     )
+
+
+@router.post(
+    "/token",
+    response_model=TokenPair,
+    responses=problem_responses(401, 403, 413, 415, 429, 503),
+    summary="Log in with email and password",
+)
+async def login(
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+    response: Response,
+) -> TokenPair:
+    account = form.username.strip().casefold()[:320]
+    # Counted before the password is checked, so a parallel flood cannot overshoot.
+    await limiter.hit_login(request, account)
+    user = await auth_service.authenticate(
+        session, form.username, form.password, rounds=settings.bcrypt_rounds
+    )
+    await limiter.login_succeeded(account)
+    return _token_pair(await auth_service.issue_tokens(session, user, settings), response)
+
+
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    responses=problem_responses(401, 413, 415, 429, 503),
+    summary="Trade a refresh token for a new token pair (the old one is spent)",
+)
+async def refresh_tokens(
+    data: RefreshTokenRequest, session: SessionDep, settings: SettingsDep, response: Response
+) -> TokenPair:
+    issued = await auth_service.refresh(session, data.refresh_token, settings)
+    return _token_pair(issued, response)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 413, 415, 429, 503),
+    summary="End the login a refresh token belongs to",
+)
+async def logout(data: RefreshTokenRequest, session: SessionDep) -> Response:
+    await auth_service.logout(session, data.refresh_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_NO_STORE)

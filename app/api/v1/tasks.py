@@ -9,10 +9,9 @@ from fastapi.exceptions import RequestValidationError
 
 from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
 from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.paging import Cursor, Limit, cursor_key, link_next_page
 from app.api.problems import problem_responses
 from app.api.v1 import API_V1_PREFIX
-from app.core.pagination import CURSOR_MAX_LENGTH
-from app.core.security import derive_key
 from app.models.task import Task, TaskPriority, TaskStatus
 from app.schemas.common import Page, SafeStr, Timestamp
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate
@@ -133,8 +132,8 @@ async def list_tasks(
             "optionally prefixed by - for descending.",
         ),
     ] = DEFAULT_SORT,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[SafeStr | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
 ) -> Page[TaskRead]:
     filters = TaskFilters(
         statuses=_split_choice(status_, _STATUSES, "status"),
@@ -154,11 +153,9 @@ async def list_tasks(
         sort=_parse_sort(sort),
         limit=limit,
         cursor=cursor,
-        cursor_key=derive_key(settings.signing_key, "task-cursor"),
+        cursor_key=cursor_key(settings, "task"),
     )
-    if page.next_cursor is not None:
-        next_url = request.url.include_query_params(cursor=page.next_cursor)
-        response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
+    link_next_page(request, response, page.next_cursor)
     return Page[TaskRead](
         items=[TaskRead.model_validate(task) for task in page.items],
         next_cursor=page.next_cursor,

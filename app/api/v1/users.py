@@ -1,38 +1,78 @@
-"""`/api/v1/users`: registration and the caller's own profile."""
+"""`/api/v1/users`: registration, the caller's own profile, and accounts for admins."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
 
-from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from fastapi import APIRouter, Path, Request, Response, status
+
+from app.api.deps import AdminUser, CurrentUser, RateLimiterDep, SessionDep, SettingsDep
+from app.api.paging import Cursor, Limit, cursor_key, link_next_page
 from app.api.problems import problem_responses
 from app.api.v1 import API_V1_PREFIX
 from app.models.user import User
-from app.schemas.user import UserCreate, UserRead, UserUpdateMe
+from app.schemas.common import Page
+from app.schemas.user import UserAdminUpdate, UserCreate, UserRead, UserUpdateMe
 from app.services import user as user_service
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=problem_responses(409, 413, 415, 422, 429, 503),
+    responses=problem_responses(409, 413, 415, 429, 503),
     summary="Register an account",
 )
 async def register_user(
-    data: UserCreate, session: SessionDep, settings: SettingsDep, response: Response
+    request: Request,
+    data: UserCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+    response: Response,
 ) -> User:
+    await limiter.hit_registration(request)
     user = await user_service.create_user(session, data, rounds=settings.bcrypt_rounds)
     response.headers["Location"] = f"{API_V1_PREFIX}/users/{user.id}"
     return user
 
 
 @router.get(
+    "",
+    response_model=Page[UserRead],
+    responses=problem_responses(401, 403, 429, 503),
+    summary="List every account (admins only)",
+)
+async def list_users(
+    request: Request,
+    response: Response,
+    admin: AdminUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[UserRead]:
+    users, next_cursor = await user_service.list_users(
+        session,
+        viewer_id=admin.id,
+        limit=limit,
+        cursor=cursor,
+        cursor_key=cursor_key(settings, "user"),
+    )
+    link_next_page(request, response, next_cursor)
+    return Page[UserRead](
+        items=[UserRead.model_validate(user) for user in users], next_cursor=next_cursor
+    )
+
+
+@router.get(
     "/me",
     response_model=UserRead,
-    responses=problem_responses(401, 503),
+    responses=problem_responses(401, 429, 503),
     summary="The signed-in user",
 )
 async def read_me(user: CurrentUser) -> User:
@@ -42,10 +82,32 @@ async def read_me(user: CurrentUser) -> User:
 @router.patch(
     "/me",
     response_model=UserRead,
-    responses=problem_responses(401, 403, 413, 415, 422, 503),
+    responses=problem_responses(401, 403, 413, 415, 429, 503),
     summary="Change the signed-in user's name or password",
 )
 async def update_me(
     data: UserUpdateMe, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> User:
     return await user_service.update_me(session, user, data, rounds=settings.bcrypt_rounds)
+
+
+@router.get(
+    "/{user_id}",
+    response_model=UserRead,
+    responses=problem_responses(401, 403, 404, 429, 503),
+    summary="One account (admins only)",
+)
+async def read_user(user_id: UserId, _admin: AdminUser, session: SessionDep) -> User:
+    return await user_service.get_user(session, user_id)
+
+
+@router.patch(
+    "/{user_id}",
+    response_model=UserRead,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 429, 503),
+    summary="Change an account's role or deactivate it (admins only)",
+)
+async def administer_user(
+    user_id: UserId, data: UserAdminUpdate, admin: AdminUser, session: SessionDep
+) -> User:
+    return await user_service.administer_user(session, admin, user_id, data)

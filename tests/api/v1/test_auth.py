@@ -360,6 +360,7 @@ class Forger:
             "iss": JWT_ISSUER,
             "aud": JWT_AUDIENCE,
             "tv": self.user.token_version,
+            "kind": "access",
         }
         values.update(overrides)
         return {name: value for name, value in values.items() if value is not _MISSING}
