@@ -14,8 +14,8 @@ from app.core.config import Settings
 from app.core.security import create_access_token
 from app.main import create_app
 from tests.conftest import TEST_PASSWORD, make_settings
+from tests.support import PROBLEM
 
-PROBLEM = "application/problem+json"
 # Nothing listens on port 1: connecting is refused at once, as when PostgreSQL is down.
 UNREACHABLE_DB = "postgresql://postgres@127.0.0.1:1/nope"
 

@@ -28,28 +28,19 @@ from app.core.security import (
 from app.models.user import User
 from app.services import auth as auth_service
 from tests.conftest import TEST_PASSWORD, UserFactory
+from tests.support import assert_problem
 
-PROBLEM = "application/problem+json"
+# Everything in a problem but the request id, which differs by design.
+COMPARABLE_FIELDS = ("type", "title", "status", "detail", "instance")
+
 TOKEN_URL = "/api/v1/auth/token"
 ME_URL = "/api/v1/users/me"
-PROBLEM_FIELDS = ("type", "title", "status", "detail", "instance")
 
 HeadersFor = Callable[[User], dict[str, str]]
 
 
 async def login(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
     return await client.post(TOKEN_URL, data={"username": username, "password": password})
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["request_id"] == response.headers["x-request-id"]
-    for field in PROBLEM_FIELDS:
-        assert isinstance(body[field], str if field != "status" else int)
-    return body
 
 
 def assert_unauthorized(response: httpx.Response, *, invalid_token: bool) -> dict[str, Any]:
@@ -145,7 +136,7 @@ class TestLoginFailures:
             assert_unauthorized(response, invalid_token=False)
             for response in (wrong_password, unknown_email, malformed_email)
         ]
-        comparable = [{field: body[field] for field in (*PROBLEM_FIELDS,)} for body in bodies]
+        comparable = [{field: body[field] for field in (*COMPARABLE_FIELDS,)} for body in bodies]
         assert comparable[0] == comparable[1] == comparable[2]
         assert set(bodies[0]) == set(bodies[1]) == set(bodies[2])
         headers = {r.headers["www-authenticate"] for r in (wrong_password, unknown_email)}
@@ -170,8 +161,8 @@ class TestLoginFailures:
         unknown = await login(client, "nobody@example.com", TEST_PASSWORD)
         response = await login(client, user.email, "not the right password at all")
         body = assert_unauthorized(response, invalid_token=False)
-        assert {f: body[f] for f in PROBLEM_FIELDS} == {
-            f: unknown.json()[f] for f in PROBLEM_FIELDS
+        assert {f: body[f] for f in COMPARABLE_FIELDS} == {
+            f: unknown.json()[f] for f in COMPARABLE_FIELDS
         }
 
     @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.task import Task, TaskPriority
 from app.models.user import User
-from tests.conftest import UserFactory
+from tests.api.v1.conftest import Headers
+from tests.support import PROBLEM, assert_problem
 
-PROBLEM = "application/problem+json"
 TASKS = "/api/v1/tasks"
 TASK_FIELDS = {
     "id",
@@ -54,7 +54,6 @@ LINK_NEXT = re.compile(r'^<([^<>]+)>; rel="next"$')
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 BASE = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 
-Headers = dict[str, str]
 Params = dict[str, Any]
 
 
@@ -196,38 +195,6 @@ async def walk(
     pytest.fail(f"the walk did not end within {max_pages} pages")
 
 
-def assert_problem_422(
-    response: httpx.Response, *, loc: Sequence[str] | None = None, absent: Iterable[str] = ()
-) -> dict[str, Any]:
-    """A 422 problem with an `errors` list, naming `loc`, repeating none of `absent`."""
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == 422
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["instance"] == response.request.url.path
-    for field in ("type", "title", "detail"):
-        assert isinstance(body[field], str)
-        assert body[field]
-    errors = body["errors"]
-    assert isinstance(errors, list)
-    assert errors
-    for item in errors:
-        assert set(item) == {"loc", "msg", "type"}
-        assert isinstance(item["loc"], list)
-        assert isinstance(item["msg"], str)
-        assert isinstance(item["type"], str)
-    if loc is not None:
-        assert list(loc) in [item["loc"] for item in errors], errors
-    # The request id is random hex; leave it out so a short value cannot match it by chance.
-    text = json.dumps({key: value for key, value in body.items() if key != "request_id"})
-    for value in absent:
-        for spelling in (value, json.dumps(value)[1:-1]):
-            assert spelling not in text, f"problem echoes {value!r}"
-    assert "Traceback" not in response.text
-    return body
-
-
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -241,26 +208,6 @@ def replace_char(text: str, index: int, replacement: str | None = None) -> str:
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def alice(make_user: UserFactory) -> User:
-    return await make_user(email="alice@example.com")
-
-
-@pytest.fixture
-async def bob(make_user: UserFactory) -> User:
-    return await make_user(email="bob@example.com")
-
-
-@pytest.fixture
-def alice_h(alice: User, auth_headers: Callable[[User], Headers]) -> Headers:
-    return auth_headers(alice)
-
-
-@pytest.fixture
-def bob_h(bob: User, auth_headers: Callable[[User], Headers]) -> Headers:
-    return auth_headers(bob)
 
 
 # Twelve tasks whose sort keys tie in every column, in an insertion (id) order that matches
@@ -536,7 +483,7 @@ class TestStatusAndPriorityFilters:
         distinctive: bool,
     ) -> None:
         response = await get_page(client, alice_h, **{name: value})
-        assert_problem_422(response, loc=["query", name], absent=[value] if distinctive else [])
+        assert_problem(response, 422, loc=["query", name], absent=[value] if distinctive else [])
 
 
 class TestDueFilters:
@@ -615,7 +562,7 @@ class TestDueFilters:
         value: str,
     ) -> None:
         response = await get_page(client, alice_h, **{name: value})
-        assert_problem_422(response, loc=["query", name], absent=[value])
+        assert_problem(response, 422, loc=["query", name], absent=[value])
 
 
 class TestTextSearch:
@@ -689,7 +636,7 @@ class TestTextSearch:
     @pytest.mark.usefixtures("rows")
     async def test_bad_q_is_422(self, client: httpx.AsyncClient, alice_h: Headers, q: str) -> None:
         response = await get_page(client, alice_h, q=q)
-        assert_problem_422(response, loc=["query", "q"], absent=[q] if len(q) > 3 else [])
+        assert_problem(response, 422, loc=["query", "q"], absent=[q] if len(q) > 3 else [])
 
 
 class TestTrash:
@@ -823,7 +770,7 @@ class TestSorting:
         distinctive: bool,
     ) -> None:
         response = await get_page(client, alice_h, sort=sort)
-        assert_problem_422(response, loc=["query", "sort"], absent=[sort] if distinctive else [])
+        assert_problem(response, 422, loc=["query", "sort"], absent=[sort] if distinctive else [])
 
 
 # --- limit and unknown parameters -------------------------------------------------------
@@ -836,7 +783,7 @@ class TestLimit:
     ) -> None:
         response = await get_page(client, alice_h, limit=limit)
         absent = [limit] if limit not in {"0", ""} else []
-        assert_problem_422(response, loc=["query", "limit"], absent=absent)
+        assert_problem(response, 422, loc=["query", "limit"], absent=absent)
 
     async def test_limit_one(
         self, client: httpx.AsyncClient, mixed: list[Row], alice_h: Headers
@@ -886,7 +833,7 @@ class TestUnknownParameters:
         value = "evil-value-4711" if name != "owner_id" else str(bob.id)
         response = await get_page(client, alice_h, **{name: value})
         absent = ["evil-value-4711"] if name != "owner_id" else []
-        body = assert_problem_422(response, loc=["query", name], absent=absent)
+        body = assert_problem(response, 422, loc=["query", name], absent=absent)
         assert "items" not in body
 
     @pytest.mark.usefixtures("mixed")
@@ -894,7 +841,7 @@ class TestUnknownParameters:
         self, client: httpx.AsyncClient, alice_h: Headers
     ) -> None:
         response = await get_page(client, alice_h, status="todo", limit=5, statuss="done")
-        assert_problem_422(response, loc=["query", "statuss"])
+        assert_problem(response, 422, loc=["query", "statuss"])
 
 
 # --- keyset walks ---------------------------------------------------------------------------
@@ -1189,7 +1136,7 @@ class TestCursorValidation:
         bad = _tampered(issued[0], issued[1], how)
         assert bad not in issued
         response = await get_page(client, alice_h, **CURSOR_PARAMS, cursor=bad)
-        assert_problem_422(response, loc=["query", "cursor"], absent=[bad] if len(bad) > 3 else [])
+        assert_problem(response, 422, loc=["query", "cursor"], absent=[bad] if len(bad) > 3 else [])
 
     @pytest.mark.parametrize("how", ["tag_spare_bits", "padding", "junk_prefix", "junk_inside"])
     async def test_other_spelling_of_an_issued_cursor_is_422(
@@ -1211,14 +1158,14 @@ class TestCursorValidation:
         }[how]
         assert bad not in issued
         response = await get_page(client, alice_h, **CURSOR_PARAMS, cursor=bad)
-        assert_problem_422(response, loc=["query", "cursor"], absent=[bad])
+        assert_problem(response, 422, loc=["query", "cursor"], absent=[bad])
 
     async def test_overlong_or_nul_cursor_is_422(
         self, client: httpx.AsyncClient, issued: list[str], alice_h: Headers
     ) -> None:
         for bad in ("A" * 5000, issued[0] + "A" * 1100, issued[0] + "\x00"):
             response = await get_page(client, alice_h, **CURSOR_PARAMS, cursor=bad)
-            assert_problem_422(response, loc=["query", "cursor"], absent=["A" * 100])
+            assert_problem(response, 422, loc=["query", "cursor"], absent=["A" * 100])
 
     @pytest.mark.parametrize(
         "changes",
@@ -1247,7 +1194,7 @@ class TestCursorValidation:
         params = {**CURSOR_PARAMS, **changes}
         params = {name: value for name, value in params.items() if value is not None}
         response = await get_page(client, alice_h, **params, cursor=issued[0])
-        assert_problem_422(response, loc=["query", "cursor"], absent=[issued[0]])
+        assert_problem(response, 422, loc=["query", "cursor"], absent=[issued[0]])
 
     async def test_cursor_of_another_user_is_422(
         self,
@@ -1259,7 +1206,7 @@ class TestCursorValidation:
         assert bobs_first["items"]
         for cursor in issued:
             response = await get_page(client, bob_h, **CURSOR_PARAMS, cursor=cursor)
-            assert_problem_422(response, loc=["query", "cursor"], absent=[cursor])
+            assert_problem(response, 422, loc=["query", "cursor"], absent=[cursor])
 
     async def test_own_cursor_with_the_same_query_and_another_limit_is_fine(
         self, client: httpx.AsyncClient, mixed: list[Row], issued: list[str], alice_h: Headers

@@ -6,7 +6,7 @@ trashed task drops out of it. Every test runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.task import Task
 from app.models.user import Role, User
+from tests.api.v1.conftest import Headers
 from tests.conftest import UserFactory
+from tests.support import assert_problem
 
-PROBLEM = "application/problem+json"
 TASKS = "/api/v1/tasks"
 TASK_FIELDS = {
     "id",
@@ -35,8 +36,6 @@ TASK_FIELDS = {
     "version",
 }
 EMOJI = "\U0001f600"  # one code point, four UTF-8 bytes
-
-Headers = dict[str, str]
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -77,31 +76,6 @@ async def send_raw(
     )
 
 
-def assert_problem(
-    response: httpx.Response, status: int, *, absent: Iterable[str] = ()
-) -> dict[str, Any]:
-    """An RFC 9457 problem as the contract describes it, echoing none of `absent`."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["instance"] == response.request.url.path
-    for field in ("type", "title", "detail"):
-        assert isinstance(body[field], str)
-        assert body[field]
-    if status == 422:
-        assert body["errors"]
-        for item in body["errors"]:
-            assert set(item) == {"loc", "msg", "type"}
-    else:
-        assert "errors" not in body
-    assert "Traceback" not in response.text
-    for value in absent:
-        assert value not in response.text
-    return body
-
-
 def comparable(problem: dict[str, Any]) -> dict[str, Any]:
     """A problem body without the parts that differ between any two requests."""
     return {key: value for key, value in problem.items() if key not in {"request_id", "instance"}}
@@ -121,26 +95,6 @@ def parse_ts(value: str) -> datetime:
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def alice(make_user: UserFactory) -> User:
-    return await make_user(email="alice@example.com")
-
-
-@pytest.fixture
-async def bob(make_user: UserFactory) -> User:
-    return await make_user(email="bob@example.com")
-
-
-@pytest.fixture
-def alice_h(alice: User, auth_headers: Callable[[User], Headers]) -> Headers:
-    return auth_headers(alice)
-
-
-@pytest.fixture
-def bob_h(bob: User, auth_headers: Callable[[User], Headers]) -> Headers:
-    return auth_headers(bob)
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.user import User
 from tests.conftest import TEST_PASSWORD
-
-PROBLEM = "application/problem+json"
+from tests.support import PROBLEM
 
 
 async def register(client: httpx.AsyncClient, **body: object) -> httpx.Response:

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.user import User
 from tests.conftest import TEST_PASSWORD, UserFactory
+from tests.support import assert_problem
 
-PROBLEM = "application/problem+json"
 ME_URL = "/api/v1/users/me"
 USERS_URL = "/api/v1/users"
 TOKEN_URL = "/api/v1/auth/token"
@@ -29,15 +29,6 @@ async def login(client: httpx.AsyncClient, email: str, password: str) -> httpx.R
 
 async def register(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
     return await client.post(USERS_URL, json={"email": email, "password": password})
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def error_locs(body: dict[str, Any]) -> list[list[str | int]]:

@@ -1,0 +1,60 @@
+"""Assertions shared by the API tests: what every problem response must look like."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpx
+
+PROBLEM = "application/problem+json"
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
+_LEAKS = ("Traceback", 'File "', "/work/", '.py"', "sqlalchemy", "SELECT ", "asyncpg")
+
+
+def assert_problem(
+    response: httpx.Response,
+    status: int,
+    *,
+    loc: Sequence[str | int] | None = None,
+    absent: Iterable[str] = (),
+) -> dict[str, Any]:
+    """An RFC 9457 problem exactly as section 1 of the contract describes it.
+
+    Checks the media type, every field (and no others), `status` and `request_id` against
+    the response, `instance` against the request path, the shape of `errors` on a 422 (and
+    that it names `loc`, when given), that nothing internal leaks, and that none of
+    `absent` (values the client sent) is echoed in any spelling.
+    """
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert set(body) == PROBLEM_FIELDS | ({"errors"} if status == 422 else set()), body
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["instance"] == response.request.url.path
+    assert body["type"] == "about:blank" or re.match(r"^[a-z][a-z0-9+.-]*:", body["type"])
+    for field in ("type", "title", "detail", "instance", "request_id"):
+        assert isinstance(body[field], str)
+        assert body[field]
+    for leak in _LEAKS:
+        assert leak not in response.text, f"problem leaks {leak!r}"
+    if status == 422:
+        errors = body["errors"]
+        assert isinstance(errors, list)
+        assert errors
+        for item in errors:
+            assert set(item) == {"loc", "msg", "type"}
+            assert isinstance(item["loc"], list)
+            assert isinstance(item["msg"], str)
+            assert isinstance(item["type"], str)
+        if loc is not None:
+            assert list(loc) in [item["loc"] for item in errors], errors
+    # The request id is random hex; leave it out so a short value cannot match it by chance.
+    text = json.dumps({key: value for key, value in body.items() if key != "request_id"})
+    for value in absent:
+        for spelling in (value, json.dumps(value)[1:-1]):
+            assert spelling not in text, f"problem echoes {value!r}"
+    return body
