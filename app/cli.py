@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         print(message)
         return 0
-    days = args.older_than_days or settings.trash_retention_days
+    days = settings.trash_retention_days if args.older_than_days is None else args.older_than_days
     if days < 1:
         print("error: --older-than-days must be at least 1", file=sys.stderr)
         return 2

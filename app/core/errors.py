@@ -80,6 +80,12 @@ class RefreshTokenReused(InvalidRefreshToken):
     commit_transaction = True
 
 
+class RefreshTokenRevoked(InvalidRefreshToken):
+    """The token's family was just revoked (its user is gone or inactive); that must stick."""
+
+    commit_transaction = True
+
+
 class Forbidden(AppError):
     status = 403
     slug = "forbidden"

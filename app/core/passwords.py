@@ -9,13 +9,16 @@ through consecutive characters ("123456789012345" is caught by the list and the 
 from __future__ import annotations
 
 import re
+import string
 from functools import lru_cache
 from pathlib import Path
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, normalize_password
 
 _LIST_PATH = Path(__file__).with_name("data") / "common_passwords.txt"
-_PADDING = re.compile(r"^[\W\d_]*(.*?)[\W\d_]*$", re.DOTALL)
+# ASCII digits, punctuation and spaces around a word: "password1234567!" is "password".
+_PAD = r"[0-9!-/:-@\[-`{-~\s]*"
+_PADDING = re.compile(rf"^{_PAD}(.*?){_PAD}$", re.DOTALL)
 _LONGEST_RUN = 6  # a run this long of consecutive characters makes up the whole password
 
 
@@ -52,6 +55,9 @@ def password_problem(password: str) -> str | None:
     listed = common_passwords()
     core_match = _PADDING.match(folded)
     core = core_match.group(1) if core_match else folded
-    if folded in listed or core in listed or _repeats_a_unit(folded) or _is_sequence(folded):
-        return "is too common or too easy to guess; choose a longer or less predictable one"
+    # Also without surrounding punctuation alone: "1234567890123456!" is still a run of digits.
+    unpunctuated = folded.strip(string.punctuation + string.whitespace)
+    for candidate in {folded, core, unpunctuated} - {""}:
+        if candidate in listed or _repeats_a_unit(candidate) or _is_sequence(candidate):
+            return "is too common or too easy to guess; choose a longer or less predictable one"
     return None

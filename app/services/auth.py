@@ -16,6 +16,7 @@ from app.core.errors import (
     InvalidCredentials,
     InvalidRefreshToken,
     RefreshTokenReused,
+    RefreshTokenRevoked,
     Unauthorized,
 )
 from app.core.security import (
@@ -148,6 +149,7 @@ async def _spend_refresh_token(session: AsyncSession, token: str) -> RefreshToke
                 RefreshToken.used_at.is_(None),
                 RefreshToken.revoked_at.is_(None),
                 RefreshToken.expires_at > now,
+                RefreshToken.family_expires_at > now,
             )
             .values(used_at=now)
             .returning(RefreshToken)
@@ -186,7 +188,7 @@ async def refresh(session: AsyncSession, token: str, settings: Settings) -> Issu
     user = await session.get(User, spent.user_id)
     if user is None or not user.is_active:
         await revoke_family(session, spent.family_id)
-        raise InvalidRefreshToken()
+        raise RefreshTokenRevoked()
     return await issue_tokens(session, user, settings, rotated_from=spent)
 
 
