@@ -160,9 +160,9 @@ def client_ip(request: Request, trusted: list[_IPNetwork]) -> str:
     counted together, so rotating the header gains an attacker nothing.
     """
     client = request.scope.get("client") or ("unknown", 0)
-    host, port = str(client[0]), int(client[1] or 0)
+    host = str(client[0])
     forwarded = _forwarded_entries(request)
-    if forwarded and _is_forwarded_entry(host, port, forwarded):
+    if forwarded and _is_forwarded_entry(host, forwarded):
         if not trusted:
             return "forwarded-via-untrusted-proxy"
         return _rightmost_untrusted(forwarded, trusted) or host
@@ -176,18 +176,26 @@ def _forwarded_entries(request: Request) -> list[str]:
     return [entry.strip() for value in values for entry in value.split(",") if entry.strip()]
 
 
-def _split_host_port(entry: str) -> tuple[str, int]:
+def _entry_host(entry: str) -> str:
+    """The host part of an X-Forwarded-For entry (`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`)."""
     if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 0
+        return entry[1:].partition("]")[0]
     if entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-        return host, int(port) if port.isdigit() else 0
-    return entry, 0
+        return entry.partition(":")[0]
+    return entry
 
 
-def _is_forwarded_entry(host: str, port: int, entries: list[str]) -> bool:
-    return any(_split_host_port(entry) == (host, port) for entry in entries)
+def _is_forwarded_entry(host: str, entries: list[str]) -> bool:
+    """Whether the server replaced the peer with an X-Forwarded-For value.
+
+    A real TCP peer is an IP address; anything else came from the header. The port is not
+    compared: the client controls it.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return any(host in (entry, _entry_host(entry)) for entry in entries)
 
 
 def _in(host: str, trusted: list[_IPNetwork]) -> bool:
@@ -200,7 +208,7 @@ def _in(host: str, trusted: list[_IPNetwork]) -> bool:
 
 def _rightmost_untrusted(entries: list[str], trusted: list[_IPNetwork]) -> str | None:
     for entry in reversed(entries):
-        host, _port = _split_host_port(entry)
+        host = _entry_host(entry)
         try:
             ipaddress.ip_address(host)
         except ValueError:

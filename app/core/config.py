@@ -84,9 +84,11 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_limit(cls, value: str) -> str:
         try:
-            parse_limit(value)
+            limit = parse_limit(value)
         except ValueError:
             raise ValueError("must be a rate limit such as '5/minute'") from None
+        if limit.amount < 1:
+            raise ValueError("must allow at least one request; use RATE_LIMIT_ENABLED=false")
         return value
 
     @field_validator("trusted_proxies")
