@@ -8,14 +8,16 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
-from app.api.deps import CurrentUser, SessionDep, SettingsDep
+from app.api.deps import CurrentUser, SessionDep, SessionFactoryDep, SettingsDep
 from app.api.paging import Cursor, Limit, cursor_key, link_next_page
 from app.api.problems import problem_responses
 from app.api.v1 import API_V1_PREFIX
 from app.models.task import Task, TaskPriority, TaskStatus
 from app.schemas.common import Page, SafeStr, Timestamp
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate
+from app.services import idempotency
 from app.services import task as task_service
+from app.services.idempotency import StoredResponse
 from app.services.task import DEFAULT_SORT, TaskFilters, TaskSort
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -74,6 +76,19 @@ def _parse_sort(raw: str) -> TaskSort:
         ) from None
 
 
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x20-\x7e]+$",
+        description="1 to 255 printable ASCII characters. A retry with the same key and body "
+        "within 24 hours returns the first response and creates nothing.",
+    ),
+]
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -82,11 +97,44 @@ def _parse_sort(raw: str) -> TaskSort:
     summary="Create a task",
 )
 async def create_task(
-    data: TaskCreate, user: CurrentUser, session: SessionDep, response: Response
-) -> TaskRead:
-    task = await task_service.create_task(session, user.id, data)
-    response.headers["Location"] = f"{API_V1_PREFIX}/tasks/{task.id}"
-    return _with_etag(response, task)
+    request: Request,
+    data: TaskCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> TaskRead | Response:
+    if idempotency_key is None:
+        task = await task_service.create_task(session, user.id, data)
+        response.headers["Location"] = f"{API_V1_PREFIX}/tasks/{task.id}"
+        return _with_etag(response, task)
+    request_fingerprint = idempotency.fingerprint(
+        "POST", request.url.path, data.model_dump(mode="json", exclude_unset=True)
+    )
+    claim = await idempotency.claim(
+        session, sessions, user.id, idempotency_key, request_fingerprint
+    )
+    if claim.replay is not None:
+        return Response(
+            content=claim.replay.body,
+            status_code=claim.replay.status,
+            headers={**claim.replay.headers, "Idempotent-Replayed": "true"},
+            media_type="application/json",
+        )
+    assert claim.claim_id is not None
+    try:
+        task = await task_service.create_task(session, user.id, data)
+        body = TaskRead.model_validate(task)
+        headers = {"Location": f"{API_V1_PREFIX}/tasks/{task.id}", "ETag": etag_for(task.version)}
+        await idempotency.record_response(
+            session, claim.claim_id, StoredResponse(201, body.model_dump_json(), headers)
+        )
+    except BaseException:
+        await idempotency.release(sessions, claim.claim_id)
+        raise
+    response.headers.update(headers)
+    return body
 
 
 @router.get(
