@@ -15,8 +15,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from sqlalchemy.engine import URL
 
-from app.api import health
+from app.api import health, metrics
 from app.api.deps import reject_unknown_query_params, require_json_body
+from app.api.metrics import RequestMetrics
 from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.problems import install_problem_handlers, problem_component_schemas
 from app.api.rate_limit import RateLimiter
@@ -86,8 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.metrics = RequestMetrics(app)
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(api_router)
     if settings.cors_origins:
         app.add_middleware(

@@ -71,14 +71,18 @@ class RequestContextMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
+            elapsed = time.perf_counter() - started
+            metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
+            route = metrics.route_label(scope) if metrics is not None else None
+            if metrics is not None and route is not None:
+                metrics.observe(route, str(scope.get("method", "")), status, elapsed)
             log.info(
                 "request",
                 method=scope.get("method"),
-                route=getattr(route, "path", None),
+                route=route,
                 path=scope.get("path"),
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
                 user_id=scope["state"].get("user_id"),
             )
 

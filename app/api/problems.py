@@ -8,7 +8,6 @@ errors, integrity errors and an unreachable database. Anything else is caught by
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -19,8 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
 
+from app.api.routes import template_for
 from app.core import errors
 from app.schemas.common import Problem
 
@@ -144,19 +143,10 @@ def _allowed_methods(request: Request) -> str | None:
     """Every method the resource supports (RFC 9110 15.5.6), not only the first route's.
 
     Each method is its own route, and Starlette fills `Allow` from the first route whose
-    path matches; the OpenAPI paths know them all. Built once per app.
+    path matches; the route templates know them all.
     """
-    table: list[tuple[re.Pattern[str], str]] | None = getattr(request.app.state, "allow", None)
-    if table is None:
-        table = []
-        for path, operations in request.app.openapi()["paths"].items():
-            methods = {method.upper() for method in operations}
-            table.append((compile_path(path)[0], ", ".join(sorted(methods))))
-        request.app.state.allow = table
-    for pattern, allow in table:
-        if pattern.match(request.url.path):
-            return allow
-    return None
+    route = template_for(request.app, request.url.path)
+    return ", ".join(sorted(route.methods)) if route is not None else None
 
 
 async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:

@@ -171,7 +171,7 @@ class TestOpenApi:
         assert EXPECTED_OPERATIONS <= set(operations)
         # No shadow routes outside the versioned API and the probes.
         for _, path in operations:
-            assert path in {"/healthz", "/readyz"} or path.startswith("/api/v1/")
+            assert path in {"/healthz", "/readyz", "/metrics"} or path.startswith("/api/v1/")
 
     async def test_problem_component(self, schema: dict[str, Any]) -> None:
         problem = schema["components"]["schemas"]["Problem"]
@@ -236,6 +236,7 @@ class TestOpenApi:
             ("head", "/healthz"),
             ("get", "/readyz"),
             ("head", "/readyz"),
+            ("get", "/metrics"),
             ("post", "/api/v1/auth/token"),
             ("post", "/api/v1/auth/refresh"),
             ("post", "/api/v1/auth/logout"),

@@ -22,7 +22,7 @@ from app.db.session import create_engine_for
 from app.models.user import User
 from tests.conftest import create_database, drop_database, make_settings, run_alembic
 
-APP_TABLES = {"users", "tasks", "refresh_tokens"}
+APP_TABLES = {"users", "tasks", "refresh_tokens", "idempotency_keys"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -101,7 +101,7 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0001_initial"
+        assert version == "0002_idempotency_keys"
 
     async def test_email_unique_without_regard_to_case(
         self, fresh_url: str, engine: AsyncEngine

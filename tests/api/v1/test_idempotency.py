@@ -15,7 +15,7 @@ from app.models.idempotency_key import IdempotencyKey
 from app.models.task import Task
 from app.models.user import User
 from app.services.idempotency import fingerprint
-from tests.api.v1.conftest import Headers
+from tests.api.conftest import Headers
 from tests.conftest import TEST_PASSWORD
 from tests.support import assert_problem
 

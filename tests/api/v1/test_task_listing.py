@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.task import Task, TaskPriority
 from app.models.user import User
-from tests.api.v1.conftest import Headers
+from tests.api.conftest import Headers
 from tests.support import PROBLEM, assert_problem
 
 TASKS = "/api/v1/tasks"

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.task import Task
 from app.models.user import Role, User
-from tests.api.v1.conftest import Headers
+from tests.api.conftest import Headers
 from tests.conftest import UserFactory
 from tests.support import assert_problem
 

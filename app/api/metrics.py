@@ -1,0 +1,101 @@
+"""Prometheus metrics: requests and latency by route template, method and status; DB pool.
+
+Each app has its own registry (tests build many apps in one process). `GET /metrics`
+serves it in the Prometheus text format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from app.api.problems import problem_responses
+from app.api.routes import template_for
+
+# Unmatched paths share one label value, so a scan of random URLs cannot grow the series.
+UNMATCHED = "<unmatched>"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RequestMetrics:
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests served, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Time from request to the end of the response, by route template, method, status.",
+            ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_PoolCollector(app))
+        self._templates: dict[int, str] = {}
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method, str(status)).observe(seconds)
+
+    def route_label(self, scope: dict[str, Any]) -> str:
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED
+        label = self._templates.get(id(route))
+        if label is None:
+            template = template_for(self.app, str(scope.get("path", "")))
+            label = template.template if template is not None else UNMATCHED
+            self._templates[id(route)] = label
+        return label
+
+
+class _PoolCollector(Collector):
+    """Connection-pool gauges, read at scrape time from the engine's pool."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        engine = getattr(self.app.state, "engine", None)
+        pool = engine.pool if engine is not None else None
+        for name, help_text, reading in (
+            ("db_pool_size", "Connections the pool keeps.", "size"),
+            ("db_pool_checked_out", "Connections in use by requests.", "checkedout"),
+            ("db_pool_checked_in", "Idle connections in the pool.", "checkedin"),
+            ("db_pool_overflow", "Connections beyond the pool size.", "overflow"),
+        ):
+            reader = getattr(pool, reading, None)
+            if callable(reader):
+                yield GaugeMetricFamily(name, help_text, value=float(reader()))
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **problem_responses(),
+    },
+)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
