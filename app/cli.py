@@ -22,6 +22,7 @@ from app.db.session import create_engine_for, create_sessionmaker
 from app.models.task import Task
 from app.models.user import Role, User
 from app.schemas.user import UserCreate
+from app.services import auth as auth_service
 from app.services import user as user_service
 
 
@@ -40,9 +41,11 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
             user.role = Role.ADMIN.value
             user.is_active = True
             user.password_hash = await hash_password_async(data.password, settings.bcrypt_rounds)
-            # Tokens issued under the old role or password stop working.
-            user.token_version += 1
+            # A new password and role: every earlier token of the account stops working.
+            user.token_version = User.token_version + 1
             user.updated_at = utcnow()
+            await session.flush()
+            await auth_service.revoke_all_refresh_tokens(session, user.id)
             return f"Promoted existing user {user.email} (id {user.id}) to admin."
     finally:
         await engine.dispose()

@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query_params), Depends(require_json_body)],
     )
+    # `/tasks/` is not `/tasks`: a 404 problem, not a redirect built from the Host header.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings)
     app.state.metrics = RequestMetrics(app)
@@ -105,7 +107,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Idempotency-Key",
                 "X-Request-ID",
             ],
-            expose_headers=["ETag", "Location", "Link", "X-Request-ID", "Retry-After"],
+            expose_headers=[
+                "ETag",
+                "Location",
+                "Link",
+                "X-Request-ID",
+                "Retry-After",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Idempotent-Replayed",
+            ],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so it is the outermost of ours: every response, errors included, gets

@@ -139,22 +139,32 @@ class Settings(BaseSettings):
 
 def _read_or_create_dev_secret(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting at once must not each write their own key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    key = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key)
+    if not path.exists():
+        # Written aside, then linked into place: two processes starting at once never see a
+        # half-written key, and the first link wins (os.link fails if the name exists).
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        draft.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink(missing_ok=True)
+    key = path.read_text(encoding="utf-8").strip()
+    if not key:
+        raise ConfigurationError(f"{path} is empty; delete it to have a new key generated")
     return key
 
 
+# The service runs on asyncpg and aiosqlite only; URLs naming another driver of the same
+# database (sync or not installed) are served by those.
 _ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
     "postgresql+psycopg2": "postgresql+asyncpg",
     "postgresql+pg8000": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
     "sqlite+pysqlite": "sqlite+aiosqlite",
 }

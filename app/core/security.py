@@ -129,10 +129,7 @@ class InvalidToken(Exception):
 
 def decode_access_token(token: str, *, key: str) -> AccessClaims:
     try:
-        header = jwt.get_unverified_header(token)
-        if header.get("typ") != ACCESS_TOKEN_TYPE:
-            raise InvalidToken("wrong token type")
-        claims = jwt.decode(
+        decoded = jwt.decode_complete(
             token,
             key,
             algorithms=[JWT_ALGORITHM],
@@ -141,6 +138,9 @@ def decode_access_token(token: str, *, key: str) -> AccessClaims:
             leeway=JWT_LEEWAY_SECONDS,
             options={"require": _REQUIRED_CLAIMS},
         )
+        if decoded["header"].get("typ") != ACCESS_TOKEN_TYPE:
+            raise InvalidToken("wrong token type")
+        claims = decoded["payload"]
         if claims["kind"] != ACCESS_TOKEN_KIND:
             raise InvalidToken("wrong token kind")
         user_id = int(claims["sub"])

@@ -2,8 +2,12 @@
 
 The engine is built by `create_engine_for` (called from the app's lifespan, the CLI and the
 migrations), never at import. SQLite is tuned for a server: WAL, foreign keys, a busy timeout,
-and `BEGIN IMMEDIATE` so that two writers queue on the lock instead of failing with
-"database is locked" when a reader upgrades to a writer.
+and every transaction (reads too) starts with `BEGIN IMMEDIATE`: a deferred transaction that
+reads and then writes fails at once with "database is locked" when another writer committed
+in between, while immediate ones queue on the lock for up to the busy timeout. The price is
+that requests on SQLite are serialised; PostgreSQL is the database for concurrency.
+Statement parameters are never rendered into error messages (`hide_parameters`), so an
+unexpected database error cannot log an email, a hash or a task's text.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def create_engine_for(settings: Settings, url: URL | None = None) -> AsyncEngine
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
+        hide_parameters=True,
         connect_args=_asyncpg_connect_args(settings) if url.drivername.endswith("asyncpg") else {},
     )
 
@@ -54,7 +59,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
 
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        hide_parameters=True,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -82,9 +89,11 @@ def create_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
 async def end_read_transaction(session: AsyncSession) -> None:
     """Give the connection back before slow CPU work (bcrypt), when nothing was written.
 
-    The one sanctioned commit outside the request's session dependency: it commits an
-    empty, read-only transaction, so no pooled connection (and, on SQLite, no write lock)
-    is held while a password hash is computed. The next statement opens a new transaction.
+    The one sanctioned commit outside the request's session dependency: callers use it only
+    where the transaction so far has only read, so no pooled connection (and, on SQLite, no
+    write lock) is held while a password hash is computed. It refuses pending ORM changes;
+    statements already executed are the caller's responsibility. The next statement opens
+    a new transaction.
     """
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("end_read_transaction called with pending changes")

@@ -183,9 +183,20 @@ async def revoke_all_refresh_tokens(session: AsyncSession, user_id: int) -> None
 
 
 async def refresh(session: AsyncSession, token: str, settings: Settings) -> IssuedTokens:
-    """Spend a refresh token and issue the next pair of its family."""
+    """Spend a refresh token and issue the next pair of its family.
+
+    The owner's row is read FOR SHARE first (PostgreSQL; SQLite transactions are already
+    serial): a password change or deactivation updates that row before revoking tokens, so
+    it either waits for this rotation to commit and then revokes the new token too, or has
+    committed and this rotation finds the token revoked. Never a token that outlives it.
+    """
+    owner_id = await session.scalar(
+        select(RefreshToken.user_id).where(RefreshToken.token_hash == hash_refresh_token(token))
+    )
+    if owner_id is None:
+        raise InvalidRefreshToken()
+    user = await session.scalar(select(User).where(User.id == owner_id).with_for_update(read=True))
     spent = await _spend_refresh_token(session, token)
-    user = await session.get(User, spent.user_id)
     if user is None or not user.is_active:
         await revoke_family(session, spent.family_id)
         raise RefreshTokenRevoked()

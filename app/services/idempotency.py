@@ -123,6 +123,24 @@ async def claim(
         )
         if existing is None:  # deleted between the two statements: a retry will claim it
             raise KeyInFlight()
+        if existing.expires_at <= now:
+            # Expired but not yet cleaned up: the key is free again.
+            taken = await session.scalar(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.id == existing.id, IdempotencyKey.expires_at <= now)
+                .values(
+                    fingerprint=request_fingerprint,
+                    claimed_at=now,
+                    expires_at=now + KEY_LIFETIME,
+                    response_status=None,
+                    response_body=None,
+                    response_headers=None,
+                )
+                .returning(IdempotencyKey.id)
+            )
+            if taken is None:
+                raise KeyInFlight()
+            return Claim(taken, None)
         if existing.fingerprint != request_fingerprint:
             raise KeyReused()
         if existing.response_status is not None:

@@ -62,8 +62,11 @@ async def update_me(session: AsyncSession, user: User, data: UserUpdateMe, *, ro
             raise WrongPassword()
         user.password_hash = await hash_password_async(data.password, rounds)
         # Every earlier access token and every refresh token of the user stops working.
-        # Incremented in SQL, so two concurrent changes both count.
+        # Incremented in SQL, so two concurrent changes both count; flushed before the
+        # revocation so that a rotation in flight (which holds the row FOR SHARE) commits
+        # first and its new token is revoked too (see auth.refresh).
         user.token_version = User.token_version + 1
+        await session.flush()
         await auth_service.revoke_all_refresh_tokens(session, user.id)
     if "full_name" in changes:
         user.full_name = data.full_name
@@ -126,10 +129,10 @@ async def administer_user(
         user.role = changes["role"]
     if activity_changes:
         user.is_active = changes["is_active"]
-        if not user.is_active:
-            await auth_service.revoke_all_refresh_tokens(session, user.id)
     user.token_version = User.token_version + 1
     user.updated_at = utcnow()
-    await session.flush()
+    await session.flush()  # the row first, then the tokens: see update_me
+    if activity_changes and not user.is_active:
+        await auth_service.revoke_all_refresh_tokens(session, user.id)
     await session.refresh(user, ["token_version"])
     return user
