@@ -160,9 +160,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> ProblemResp
     return render(request, errors.ServiceUnavailable("The database is unavailable; retry later."))
 
 
+# SQLSTATEs of a server that cannot take the work now: class 08 (connection exceptions),
+# admin/crash shutdown and "cannot connect now" (starting up, shutting down), too many
+# connections. asyncpg reports these as plain DBAPIErrors.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, sa_exc.DBAPIError)
-    if exc.connection_invalidated:
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    if exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return await _database_unavailable(request, exc)
     raise exc
 
