@@ -33,7 +33,7 @@ def _tags(header: str) -> list[tuple[bool, str]] | None:
 
 
 def _version(opaque: str) -> int | None:
-    if opaque.isdigit() and len(opaque) <= 10:
+    if opaque.isascii() and opaque.isdigit() and len(opaque) <= 10:
         value = int(opaque)
         if 1 <= value <= _MAX_VERSION:
             return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -19,7 +20,9 @@ from app.models.user import Role, User
 from app.services import auth as auth_service
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Every dependency is `async def`: FastAPI runs plain `def` ones in the thread pool, where
+# they would queue behind bcrypt on every request.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -27,7 +30,7 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
@@ -60,7 +63,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     """For the rare work that needs its own transaction (claiming an idempotency key)."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessions
@@ -101,19 +104,26 @@ async def get_current_admin(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(get_current_admin)]
 
 
-_json_body_routes: dict[int, bool] = {}
+# Per-route facts, computed on first use. Keyed by what identifies a route (and holds its
+# endpoint alive), since routes themselves are not hashable and ids can be reused.
+RouteKey = tuple[str, frozenset[str], object]
+_json_body_routes: dict[RouteKey, bool] = {}
+
+
+def _route_key(route: APIRoute) -> RouteKey:
+    return (route.path_format, frozenset(route.methods or ()), route.endpoint)
 
 
 def _takes_json_body(route: APIRoute) -> bool:
-    takes_json = _json_body_routes.get(id(route))
+    takes_json = _json_body_routes.get(_route_key(route))
     if takes_json is None:
         field = route.body_field
         takes_json = field is not None and not isinstance(field.field_info, params.Form)
-        _json_body_routes[id(route)] = takes_json
+        _json_body_routes[_route_key(route)] = takes_json
     return takes_json
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """A body sent to a JSON route must say it is JSON (415 otherwise, not a vague 422)."""
     if request.method not in {"POST", "PUT", "PATCH"}:
         return
@@ -134,7 +144,8 @@ def require_json_body(request: Request) -> None:
         raise UnsupportedMediaType()
 
 
-_allowed_query_names: dict[int, frozenset[str]] = {}
+_allowed_query_names: dict[RouteKey, frozenset[str]] = {}
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _query_names(dependant: Dependant) -> set[str]:
@@ -144,23 +155,24 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_query_params(request: Request) -> None:
+async def reject_unknown_query_params(request: Request) -> None:
     """A mistyped or repeated parameter is a 422, not a silently different result."""
     if not request.query_params:
         return
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    allowed = _allowed_query_names.get(id(route))
+    allowed = _allowed_query_names.get(_route_key(route))
     if allowed is None:
         allowed = frozenset(_query_names(route.dependant))
-        _allowed_query_names[id(route)] = allowed
+        _allowed_query_names[_route_key(route)] = allowed
     problems = []
     for name in dict.fromkeys(request.query_params):
         if name not in allowed:
             problems.append(
                 {
-                    "loc": ("query", name[:64]),
+                    # A name that is not plain text is not repeated back.
+                    "loc": ("query", name if _PLAIN_NAME.fullmatch(name) else "<unknown>"),
                     "msg": "Unknown query parameter",
                     "type": "extra_forbidden",
                 }

@@ -163,9 +163,11 @@ def client_ip(request: Request, trusted: list[_IPNetwork]) -> str:
     host = str(client[0])
     forwarded = _forwarded_entries(request)
     if forwarded and _is_forwarded_entry(host, forwarded):
-        if not trusted:
-            return "forwarded-via-untrusted-proxy"
-        return _rightmost_untrusted(forwarded, trusted) or host
+        # The server already chose this address from the header (or the client put its own
+        # address there). Without trusted proxies, all such requests share one bucket;
+        # with them, the server's choice stands: re-reading the header would let a direct
+        # client name any address it likes.
+        return host if trusted else "forwarded-via-untrusted-proxy"
     if forwarded and _in(host, trusted):
         return _rightmost_untrusted(forwarded, trusted) or host
     return host
