@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
+from app.db.text_search import SQLITE_LOWER_FUNCTION, sqlite_unicode_lower
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -74,6 +75,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function(
+            SQLITE_LOWER_FUNCTION, 1, sqlite_unicode_lower, deterministic=True
+        )
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:

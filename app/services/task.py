@@ -25,6 +25,7 @@ from app.core.pagination import (
     encode_cursor,
 )
 from app.db.base import UTCDateTime, utcnow
+from app.db.text_search import contains_insensitive
 from app.models.task import Task, TaskPriority, TaskStatus
 from app.schemas.task import TaskCreate, TaskUpdate
 
@@ -235,18 +236,13 @@ def _filtered(owner_id: int, filters: TaskFilters) -> Select[Task]:
     if filters.due_after is not None:
         statement = statement.where(Task.due_at >= filters.due_after)
     if filters.q:
-        pattern = "%" + _escape_like(filters.q) + "%"
         statement = statement.where(
             or_(
-                Task.title.ilike(pattern, escape="\\"),
-                Task.description.ilike(pattern, escape="\\"),
+                contains_insensitive(Task.title, filters.q),
+                contains_insensitive(Task.description, filters.q),
             )
         )
     return statement
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _ordered(statement: Select[Task], sort: TaskSort) -> Select[Task]:
