@@ -741,3 +741,29 @@ class TestInvalidSettings:
         assert settings.rate_limit_user == "100/minute"
         assert settings.rate_limit_key_prefix == "elsewhere"
         assert settings.trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
+
+
+class TestPasswordChangeGuesses:
+    """`current_password` on PATCH /users/me is a password guess, limited like a login."""
+
+    async def test_wrong_current_passwords_are_limited(self, make_app: AppMaker) -> None:
+        app = await make_app(rate_limit_login_account="2/minute")
+        user = await make_app.add_user(app)
+        body = {"password": "a brand new long passphrase", "current_password": "wrong guess!!"}
+        async with http_client(app) as client:
+            statuses = [
+                (await client.patch("/api/v1/users/me", json=body, headers=bearer(app, user)))
+                for _ in range(3)
+            ]
+        assert [r.status_code for r in statuses[:2]] == [403, 403]
+        assert_rate_limited(statuses[2], policy="login-account")
+
+    async def test_name_changes_are_not_counted(self, make_app: AppMaker) -> None:
+        app = await make_app(rate_limit_login_account="1/minute")
+        user = await make_app.add_user(app)
+        async with http_client(app) as client:
+            for name in ("A", "B", "C"):
+                response = await client.patch(
+                    "/api/v1/users/me", json={"full_name": name}, headers=bearer(app, user)
+                )
+                assert response.status_code == 200

@@ -86,9 +86,21 @@ async def read_me(user: CurrentUser) -> User:
     summary="Change the signed-in user's name or password",
 )
 async def update_me(
-    data: UserUpdateMe, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    request: Request,
+    data: UserUpdateMe,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
 ) -> User:
-    return await user_service.update_me(session, user, data, rounds=settings.bcrypt_rounds)
+    if data.password is None:
+        return await user_service.update_me(session, user, data, rounds=settings.bcrypt_rounds)
+    # `current_password` is a password guess like a login: a stolen access token must not
+    # buy unlimited guesses (or unlimited bcrypt work).
+    await limiter.hit_login(request, user.email)
+    updated = await user_service.update_me(session, user, data, rounds=settings.bcrypt_rounds)
+    await limiter.login_succeeded(user.email)
+    return updated
 
 
 @router.get(
