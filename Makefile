@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint format migrate clean
+.PHONY: install run test fuzz lint format migrate clean
 
 install: $(STAMP)
 
@@ -34,6 +34,17 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# `make test` fuzzes the API briefly (tests/fuzz, on PostgreSQL); this is the long run.
+# Any of these can be given: make fuzz FUZZ_MAX_EXAMPLES=5000 FUZZ_SEED=7
+FUZZ_MAX_EXAMPLES ?= 1000
+FUZZ_STATEFUL_SUITES ?= 100
+FUZZ_STATEFUL_MAX_EXAMPLES ?= 100
+
+fuzz: install
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_STATEFUL_SUITES=$(FUZZ_STATEFUL_SUITES) \
+	FUZZ_STATEFUL_MAX_EXAMPLES=$(FUZZ_STATEFUL_MAX_EXAMPLES) \
+	$(BIN)/python -m pytest tests/fuzz
 
 lint: install
 	$(BIN)/ruff check .

@@ -12,12 +12,16 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
 )
+from pydantic.config import JsonDict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-# C0 controls but tab, line feed and carriage return; lone surrogates; NUL among them.
-_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_FORBIDDEN_IN_LINE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# C0 controls but tab, line feed and carriage return; DEL and C1 controls; lone surrogates.
+_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_FORBIDDEN_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _LONE_SURROGATE_OR_NUL = re.compile(r"[\x00\ud800-\udfff]")
 
 
@@ -40,12 +44,45 @@ def _reject_controls_in_line(value: str) -> str:
     return value
 
 
+class JsonSchemaHints:
+    """Keywords added to a type's JSON Schema, so OpenAPI states a rule a validator enforces.
+
+    The validator stays the authority; the hints tell clients (and contract fuzzers) what it
+    accepts. Used where pydantic's own constraints would validate differently.
+    """
+
+    def __init__(self, **hints: Any) -> None:
+        self.hints = hints
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(core_schema)
+        json_schema.update(self.hints)
+        return json_schema
+
+
+# What `str.strip()` removes (every character `str.isspace()` is true of), as a regex class.
+PYTHON_WHITESPACE = (
+    r"[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+
+# The same rules as the validators below, as JSON Schema patterns. Lone surrogates cannot be
+# written in a portable pattern; they cannot be sent as UTF-8 either, only as JSON escapes.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+
 # Any string a client sends that may reach the database.
-SafeStr = Annotated[str, AfterValidator(reject_unstorable)]
+SafeStr = Annotated[str, AfterValidator(reject_unstorable), JsonSchemaHints(pattern=NO_NUL_PATTERN)]
 # Multi-line text (descriptions): tab and newlines allowed, other control characters not.
-SafeText = Annotated[str, AfterValidator(_reject_controls_in_text)]
+SafeText = Annotated[
+    str, AfterValidator(_reject_controls_in_text), JsonSchemaHints(pattern=TEXT_PATTERN)
+]
 # Single-line text (titles, names): no control characters at all.
-SafeLine = Annotated[str, AfterValidator(_reject_controls_in_line)]
+SafeLine = Annotated[
+    str, AfterValidator(_reject_controls_in_line), JsonSchemaHints(pattern=LINE_PATTERN)
+]
 
 
 # RFC 3339 date-time (section 5.6); the space separator is allowed as its note permits.
@@ -84,6 +121,19 @@ class RequestModel(BaseModel):
     """Every request body: unknown fields are a 422 (no mass assignment)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _without_default(schema: JsonDict) -> None:
+    schema.pop("default", None)
+
+
+def optional_not_null() -> Any:
+    """The `Field` of an optional field that must not be null: leaving it out changes nothing.
+
+    Declare the field as `X | SkipJsonSchema[None]`, so OpenAPI shows no `null` (nor a `null`
+    default); a validator still has to reject an explicit `null`.
+    """
+    return Field(default=None, json_schema_extra=_without_default)
 
 
 class ResponseModel(BaseModel):

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from app.models.task import TaskPriority, TaskStatus
 from app.schemas.common import (
+    JsonSchemaHints,
     RequestModel,
     ResponseModel,
     SafeLine,
     SafeText,
     Timestamp,
     UTCTimestamp,
+    optional_not_null,
 )
 
 TITLE_MAX_LENGTH = 200
@@ -32,9 +35,21 @@ def _trimmed_title(value: str) -> str:
     return value
 
 
+# The pattern is the title rule for OpenAPI: no control characters, and between the first and
+# the last character that `str.strip()` keeps, 1 to TITLE_MAX_LENGTH characters.
+_STRIPPED = r"[ \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_KEPT = r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+TITLE_PATTERN = (
+    rf"^{_STRIPPED}*{_KEPT}(?:[^\x00-\x1f\x7f-\x9f]{{0,{TITLE_MAX_LENGTH - 2}}}{_KEPT})?"
+    rf"{_STRIPPED}*$"
+)
+
 # The raw bound keeps absurd inputs cheap to reject; the real rule applies after trimming.
 Title = Annotated[
-    SafeLine, Field(min_length=1, max_length=4 * TITLE_MAX_LENGTH), AfterValidator(_trimmed_title)
+    SafeLine,
+    Field(min_length=1, max_length=4 * TITLE_MAX_LENGTH),
+    AfterValidator(_trimmed_title),
+    JsonSchemaHints(pattern=TITLE_PATTERN),
 ]
 Description = Annotated[SafeText, Field(max_length=DESCRIPTION_MAX_LENGTH)]
 
@@ -50,10 +65,10 @@ class TaskCreate(RequestModel):
 class TaskUpdate(RequestModel):
     """Partial update: only the fields sent change; `null` clears description or due_at."""
 
-    title: Title | None = None
+    title: Title | SkipJsonSchema[None] = optional_not_null()
     description: Description | None = None
-    status: StatusName | None = None
-    priority: PriorityName | None = None
+    status: StatusName | SkipJsonSchema[None] = optional_not_null()
+    priority: PriorityName | SkipJsonSchema[None] = optional_not_null()
     due_at: Timestamp | None = None
 
     @field_validator("title", "status", "priority", mode="before")

@@ -5,16 +5,27 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from app.core.passwords import password_problem
-from app.core.security import PASSWORD_MAX_LENGTH
+from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.schemas.common import (
+    NO_NUL_PATTERN,
+    JsonSchemaHints,
     RequestModel,
     ResponseModel,
     SafeLine,
     SafeStr,
     UTCTimestamp,
+    optional_not_null,
     reject_unstorable,
 )
 
@@ -43,11 +54,25 @@ def check_password_policy(value: str) -> str:
     return value
 
 
-Email = Annotated[str, Field(max_length=1024), AfterValidator(normalize_email)]
+Email = Annotated[
+    str,
+    Field(max_length=1024),
+    AfterValidator(normalize_email),
+    JsonSchemaHints(format="email"),
+]
 # The length bound before normalisation only stops absurd inputs early; the policy counts
-# characters after NFKC.
+# characters after NFKC, and OpenAPI documents the policy's bounds. `password` is OpenAPI's
+# format for secrets.
 NewPassword = Annotated[
-    str, Field(max_length=4 * PASSWORD_MAX_LENGTH), AfterValidator(check_password_policy)
+    str,
+    Field(max_length=4 * PASSWORD_MAX_LENGTH),
+    AfterValidator(check_password_policy),
+    JsonSchemaHints(
+        format="password",
+        minLength=PASSWORD_MIN_LENGTH,
+        maxLength=PASSWORD_MAX_LENGTH,
+        pattern=NO_NUL_PATTERN,
+    ),
 ]
 FullName = Annotated[SafeLine, Field(min_length=1, max_length=200)]
 
@@ -59,9 +84,28 @@ class UserCreate(RequestModel):
 
 
 class UserUpdateMe(RequestModel):
+    # OpenAPI states the rule of the validator below: a (non-null) password needs a
+    # (non-null) current_password.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"password": {"type": "string"}}, "required": ["password"]},
+            "then": {
+                "properties": {"current_password": {"type": "string"}},
+                "required": ["current_password"],
+            },
+        }
+    )
+
     full_name: FullName | None = None
     password: NewPassword | None = None
-    current_password: Annotated[SafeStr, Field(max_length=4 * PASSWORD_MAX_LENGTH)] | None = None
+    current_password: (
+        Annotated[
+            SafeStr,
+            Field(max_length=4 * PASSWORD_MAX_LENGTH),
+            JsonSchemaHints(format="password"),
+        ]
+        | None
+    ) = None
 
     @model_validator(mode="after")
     def _current_password_with_new_one(self) -> UserUpdateMe:
@@ -73,8 +117,8 @@ class UserUpdateMe(RequestModel):
 class UserAdminUpdate(RequestModel):
     """What an admin may change about another account."""
 
-    role: Literal["user", "admin"] | None = None
-    is_active: StrictBool | None = None
+    role: Literal["user", "admin"] | SkipJsonSchema[None] = optional_not_null()
+    is_active: StrictBool | SkipJsonSchema[None] = optional_not_null()
 
     @field_validator("role", "is_active", mode="before")
     @classmethod

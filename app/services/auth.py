@@ -57,6 +57,12 @@ def _login_email(raw: str) -> str | None:
         return None
 
 
+def login_account(username: str) -> str:
+    """The account a login attempt is counted against: the normalised email when it is one,
+    so that respelling an address (case, full-width letters) does not open a new count."""
+    return _login_email(username) or username.strip().casefold()[:320]
+
+
 def _acceptable_login_password(password: str) -> bool:
     try:
         reject_unstorable(password)

@@ -767,3 +767,15 @@ class TestPasswordChangeGuesses:
                     "/api/v1/users/me", json={"full_name": name}, headers=bearer(app, user)
                 )
                 assert response.status_code == 200
+
+
+class TestAccountKeyIsTheNormalisedEmail:
+    async def test_respelling_the_email_does_not_open_a_new_count(self, make_app: AppMaker) -> None:
+        app = await make_app(rate_limit_login_account="2/minute")
+        user = await make_app.add_user(app)
+        local, domain = user.email.split("@")
+        spellings = [user.email, user.email.upper(), f" {local}@{domain.upper()} "]
+        async with http_client(app) as client:
+            responses = [await login(client, email) for email in spellings]
+        assert [r.status_code for r in responses[:2]] == [401, 401]
+        assert_rate_limited(responses[2], policy="login-account")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api.deps import RateLimiterDep, SessionDep, SettingsDep
 from app.api.problems import problem_responses
@@ -17,6 +19,60 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 # Token responses must never be cached (RFC 6749 section 5.1).
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _refresh_token_link(operation_id: str, description: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "requestBody": {"refresh_token": "{$response.body#/refresh_token}"},
+        "description": description,
+    }
+
+
+# OpenAPI links from a token pair to what its refresh token is for (stateful fuzzers follow).
+_TOKEN_PAIR_LINKS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "links": {
+            "Refresh": _refresh_token_link(
+                "auth-refresh_tokens", "Trade the refresh token for a new token pair."
+            ),
+            "Logout": _refresh_token_link("auth-logout", "End the login it belongs to."),
+        }
+    }
+}
+
+
+_SECRET: dict[str, Any] = {"format": "password"}
+_PasswordGrantType = Annotated[str, StringConstraints(pattern="^password$")]
+
+
+class PasswordGrantForm(OAuth2PasswordRequestForm):
+    """FastAPI's password grant form, described as it is read.
+
+    FastAPI reads an empty form field as a missing one, so `username` and `password` are
+    non-empty; and a form has no `null`, so the optional fields are plain strings.
+    """
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[_PasswordGrantType | SkipJsonSchema[None], Form()] = None,
+        username: Annotated[str, Form(min_length=1)],
+        password: Annotated[str, Form(min_length=1, json_schema_extra=_SECRET)],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | SkipJsonSchema[None], Form()] = None,
+        client_secret: Annotated[
+            str | SkipJsonSchema[None], Form(json_schema_extra=_SECRET)
+        ] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
 
 
 def _token_pair(issued: IssuedTokens, response: Response) -> TokenPair:
@@ -31,18 +87,18 @@ def _token_pair(issued: IssuedTokens, response: Response) -> TokenPair:
 @router.post(
     "/token",
     response_model=TokenPair,
-    responses=problem_responses(401, 403, 413, 415, 429, 503),
+    responses={**_TOKEN_PAIR_LINKS, **problem_responses(401, 403, 413, 415, 429, 503)},
     summary="Log in with email and password",
 )
 async def login(
     request: Request,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordGrantForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
     limiter: RateLimiterDep,
     response: Response,
 ) -> TokenPair:
-    account = form.username.strip().casefold()[:320]
+    account = auth_service.login_account(form.username)
     # Counted before the password is checked, so a parallel flood cannot overshoot.
     await limiter.hit_login(request, account)
     user = await auth_service.authenticate(
@@ -55,7 +111,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses=problem_responses(401, 413, 415, 429, 503),
+    responses={**_TOKEN_PAIR_LINKS, **problem_responses(401, 413, 415, 429, 503)},
     summary="Trade a refresh token for a new token pair (the old one is spent)",
 )
 async def refresh_tokens(

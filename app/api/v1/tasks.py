@@ -13,12 +13,12 @@ from app.api.paging import Cursor, Limit, cursor_key, link_next_page
 from app.api.problems import problem_responses
 from app.api.v1 import API_V1_PREFIX
 from app.models.task import Task, TaskPriority, TaskStatus
-from app.schemas.common import Page, SafeStr, Timestamp
+from app.schemas.common import PYTHON_WHITESPACE, JsonSchemaHints, Page, SafeStr, Timestamp
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate
 from app.services import idempotency
 from app.services import task as task_service
 from app.services.idempotency import StoredResponse
-from app.services.task import DEFAULT_SORT, TaskFilters, TaskSort
+from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskSort
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -65,6 +65,15 @@ def _split_choice(raw: str | None, allowed: tuple[str, ...], name: str) -> tuple
 
 _STATUSES = tuple(s.value for s in TaskStatus)
 _PRIORITIES = tuple(p.label for p in TaskPriority)
+
+
+def _choices_pattern(allowed: tuple[str, ...]) -> str:
+    """What `_split_choice` accepts, as a pattern for OpenAPI."""
+    one = rf"{PYTHON_WHITESPACE}*(?:{'|'.join(allowed)}){PYTHON_WHITESPACE}*"
+    return rf"^{one}(?:,{one})*$"
+
+
+_SORTS = tuple(f"{prefix}{field}" for field in SORT_FIELDS for prefix in ("", "-"))
 
 
 def _parse_sort(raw: str) -> TaskSort:
@@ -131,6 +140,9 @@ async def create_task(
             session, claim.claim_id, StoredResponse(201, body.model_dump_json(), headers)
         )
     except BaseException:
+        # Undo the work first: its locks (SQLite's write lock, the claim row's) would make
+        # the release wait on this very request.
+        await session.rollback()
         await idempotency.release(sessions, claim.claim_id)
         raise
     response.headers.update(headers)
@@ -150,7 +162,7 @@ async def list_tasks(
     session: SessionDep,
     settings: SettingsDep,
     status_: Annotated[
-        str | None,
+        Annotated[str, JsonSchemaHints(pattern=_choices_pattern(_STATUSES))] | None,
         Query(
             alias="status",
             max_length=100,
@@ -158,7 +170,7 @@ async def list_tasks(
         ),
     ] = None,
     priority: Annotated[
-        str | None,
+        Annotated[str, JsonSchemaHints(pattern=_choices_pattern(_PRIORITIES))] | None,
         Query(max_length=100, description="low, medium, high, urgent; several separated by commas"),
     ] = None,
     due_before: Annotated[Timestamp | None, Query(description="Exclusive bound.")] = None,
@@ -174,6 +186,7 @@ async def list_tasks(
     deleted: Annotated[bool, Query(description="true lists the trash.")] = False,
     sort: Annotated[
         str,
+        JsonSchemaHints(enum=list(_SORTS)),
         Query(
             max_length=20,
             description="created_at, updated_at, due_at or priority, "
