@@ -10,6 +10,30 @@ from typing import Any
 import httpx
 
 PROBLEM = "application/problem+json"
+# Every field of a task object (section 3), and every supported sort of the listing.
+TASK_FIELDS = {
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "deleted_at",
+    "version",
+}
+SORTS = (
+    "created_at",
+    "-created_at",
+    "updated_at",
+    "-updated_at",
+    "due_at",
+    "-due_at",
+    "priority",
+    "-priority",
+)
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
 _LEAKS = ("Traceback", 'File "', "/work/", '.py"', "sqlalchemy", "SELECT ", "asyncpg")
 

@@ -37,20 +37,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.task import Task, TaskPriority
 from app.models.user import User
 from tests.api.conftest import Headers
+from tests.support import SORTS
 
 TASKS = "/api/v1/tasks"
 STATUSES = ("todo", "in_progress", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")
-SORTS = (
-    "created_at",
-    "-created_at",
-    "updated_at",
-    "-updated_at",
-    "due_at",
-    "-due_at",
-    "priority",
-    "-priority",
-)
 BASE = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 DUE_BASE = BASE + timedelta(days=1)
 LINK_NEXT = re.compile(r'^<([^<>]+)>; rel="next"$')

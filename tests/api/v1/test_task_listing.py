@@ -24,32 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.task import Task, TaskPriority
 from app.models.user import User
 from tests.api.conftest import Headers
-from tests.support import PROBLEM, assert_problem
+from tests.support import PROBLEM, SORTS, TASK_FIELDS, assert_problem
 
 TASKS = "/api/v1/tasks"
-TASK_FIELDS = {
-    "id",
-    "title",
-    "description",
-    "status",
-    "priority",
-    "due_at",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "deleted_at",
-    "version",
-}
-SORTS = (
-    "created_at",
-    "-created_at",
-    "updated_at",
-    "-updated_at",
-    "due_at",
-    "-due_at",
-    "priority",
-    "-priority",
-)
 LINK_NEXT = re.compile(r'^<([^<>]+)>; rel="next"$')
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 BASE = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)

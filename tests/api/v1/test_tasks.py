@@ -19,22 +19,9 @@ from app.models.task import Task
 from app.models.user import Role, User
 from tests.api.conftest import Headers
 from tests.conftest import UserFactory
-from tests.support import assert_problem
+from tests.support import TASK_FIELDS, assert_problem
 
 TASKS = "/api/v1/tasks"
-TASK_FIELDS = {
-    "id",
-    "title",
-    "description",
-    "status",
-    "priority",
-    "due_at",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "deleted_at",
-    "version",
-}
 EMOJI = "\U0001f600"  # one code point, four UTF-8 bytes
 
 
