@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,21 +43,18 @@ from sqlalchemy import text
 from app.core.config import Settings
 from app.db import session as db_session
 from app.main import create_app
-from tests.conftest import PROJECT_ROOT, make_settings, run_alembic
+from tests.conftest import make_settings, run_alembic
 from tests.e2e.pg_cluster import PgCluster, throwaway_cluster
 from tests.e2e.test_server import (
-    STARTUP_TIMEOUT_SECONDS,
     USER_PASSWORD,
     alembic_upgrade,
     assert_problem,
     bearer,
-    free_port,
     login,
     new_email,
     register,
+    serve_process,
     service_env,
-    stop,
-    uvicorn_command,
 )
 
 # Functional bounds, not benchmarks: the connect timeout is 2 s, so ~2 s is expected.
@@ -103,35 +100,6 @@ class Server:
         return found
 
 
-@contextmanager
-def serve_process(
-    env: dict[str, str], log_path: Path
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """As test_server.serve, but the process is handed out too (its pid must not change)."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            uvicorn_command(port), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"uvicorn exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"uvicorn did not become ready:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.1)
-        yield base_url, process
-    finally:
-        stop(process)
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgCluster]:
     with throwaway_cluster() as pg:
@@ -150,7 +118,7 @@ def server(cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
     migrate = alembic_upgrade(env)
     assert migrate.returncode == 0, migrate.stderr
     log_path = tmp_path_factory.mktemp("outage") / "uvicorn.log"
-    with serve_process(env, log_path) as (base_url, process):
+    with serve_process(env, log_path, ready_path="/readyz") as (base_url, process):
         yield Server(cluster, base_url, process, process.pid, log_path)
 
 

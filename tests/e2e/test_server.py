@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from tests.conftest import PROJECT_ROOT, create_database, drop_database
+from tests.support import assert_problem
 
 BIN = PROJECT_ROOT / ".venv" / "bin"
-PROBLEM = "application/problem+json"
 SECRET_KEY = "e2e-" + uuid.uuid4().hex + uuid.uuid4().hex
 ADMIN_EMAIL = "Admin@Example.com"
 ADMIN_PASSWORD = "an admin passphrase for e2e"
@@ -109,8 +109,11 @@ def uvicorn_command(port: int) -> list[str]:
 
 
 @contextmanager
-def serve(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Run uvicorn until the block ends; yields its base URL once /healthz answers."""
+def serve_process(
+    env: dict[str, str], log_path: Path, *, ready_path: str = "/healthz"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run uvicorn until the block ends; yields its base URL and process once `ready_path`
+    answers 200."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
@@ -125,16 +128,23 @@ def serve(env: dict[str, str], log_path: Path) -> Iterator[str]:
                     f"uvicorn exited with {process.returncode}:\n{log_path.read_text()[-4000:]}"
                 )
             try:
-                if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{base_url}{ready_path}", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"uvicorn did not answer in time:\n{log_path.read_text()[-4000:]}")
             time.sleep(0.1)
-        yield base_url
+        yield base_url, process
     finally:
         stop(process)
+
+
+@contextmanager
+def serve(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """Run uvicorn until the block ends; yields its base URL once /healthz answers."""
+    with serve_process(env, log_path) as (base_url, _process):
+        yield base_url
 
 
 def stop(process: subprocess.Popen[Any]) -> None:
@@ -201,17 +211,6 @@ def new_email() -> str:
 
 def register(http: httpx.Client, email: str, password: str = USER_PASSWORD) -> httpx.Response:
     return http.post("/api/v1/users", json={"email": email, "password": password})
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status", "detail", "instance", "request_id"} <= set(body)
-    assert body["status"] == status
-    assert body["instance"] == response.request.url.path
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 class TestDeployment:
