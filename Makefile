@@ -6,28 +6,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+CLIENT_PORT ?= 8501
 
 .PHONY: install run test fuzz lint format migrate clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): requirements.txt requirements-dev.txt client/requirements.txt client/requirements-dev.txt constraints.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is required" >&2; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -r client/requirements-dev.txt \
+		-c constraints.txt
 	@touch $(STAMP)
 
 migrate: install
 	$(BIN)/alembic upgrade head
 
+# The API and the web client together on SQLite; Ctrl-C stops both.
 run: install
-	@$(BIN)/alembic upgrade head
-	@echo ""
-	@echo "  API:  http://$(HOST):$(PORT)/api/v1"
-	@echo "  Docs: http://$(HOST):$(PORT)/docs"
-	@echo ""
-	$(BIN)/uvicorn app.main:app --host $(HOST) --port $(PORT)
+	@BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) CLIENT_PORT=$(CLIENT_PORT) scripts/run-local.sh
 
 test: install
 	$(BIN)/ruff check .

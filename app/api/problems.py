@@ -93,7 +93,8 @@ def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
     cleaned = []
     for item in raw:
         loc = [part if isinstance(part, int) else str(part)[:64] for part in item.get("loc", ())]
-        msg = str(item.get("msg", "Invalid value"))
+        # Pydantic prefixes a validator's own message; a person reading it needs only the message.
+        msg = str(item.get("msg", "Invalid value")).removeprefix("Value error, ")
         if item.get("type") == "json_invalid":
             msg = "Request body is not valid JSON"
         cleaned.append({"loc": loc, "msg": msg[:300], "type": str(item.get("type", "value_error"))})
@@ -105,9 +106,22 @@ async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
     return render(request, exc)
 
 
+def _validation_detail(cleaned: Sequence[dict[str, Any]]) -> str | None:
+    """Names the fields at fault, so the detail alone tells a person what to fix."""
+    names = dict.fromkeys(
+        str(item["loc"][-1])
+        for item in cleaned
+        if len(item["loc"]) > 1 and isinstance(item["loc"][-1], str)
+    )
+    if not names:
+        return None
+    return f"These fields are not valid: {', '.join(list(names)[:10])}."
+
+
 async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
-    return render(request, errors.ValidationFailed(errors=_clean_errors(exc.errors())))
+    cleaned = _clean_errors(exc.errors())
+    return render(request, errors.ValidationFailed(_validation_detail(cleaned), errors=cleaned))
 
 
 async def _http_error(request: Request, exc: Exception) -> ProblemResponse:

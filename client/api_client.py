@@ -1,0 +1,244 @@
+"""The client's only door to the API: HTTP over httpx, as any third-party client would use it.
+
+Nothing here knows about Streamlit. `ApiSession` holds one person's tokens and renews the
+access token with the refresh token when it has expired (or is about to), so the person never
+notices; when renewal fails it raises `SessionExpired`. Every non-2xx answer becomes an
+`ApiError` carrying the problem's `detail`, its per-field errors, and `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+API_PREFIX = "/api/v1"
+TIMEOUT_SECONDS = 10.0
+# Renew a little before the access token expires, so a request never races its expiry.
+RENEW_MARGIN_SECONDS = 30.0
+
+UNREACHABLE = 0  # the status of an ApiError raised when no HTTP answer came back
+
+
+def api_base_url() -> str:
+    """The API's base URL from TASKS_API_URL, read on every call (tests change it)."""
+    url = os.environ.get("TASKS_API_URL", "").strip() or DEFAULT_API_URL
+    url = url.rstrip("/")
+    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+
+
+class ApiError(Exception):
+    """A problem answer (or no answer at all) from the API, ready to show a person."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        field_errors: Mapping[str, str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field_errors: dict[str, str] = dict(field_errors or {})
+        self.retry_after = retry_after
+
+    @property
+    def unavailable(self) -> bool:
+        """The API could not be reached or said it cannot serve right now."""
+        return self.status in (UNREACHABLE, 502, 503, 504)
+
+
+class SessionExpired(ApiError):
+    """The refresh token was refused: the person has to log in again."""
+
+
+def _retry_after(response: httpx.Response) -> int | None:
+    value = response.headers.get("Retry-After", "")
+    return int(value) if value.isdigit() else None
+
+
+def _field_name(loc: Any) -> str:
+    # ["body", "title"] -> "title"; ["query", "due_before"] -> "due_before".
+    if isinstance(loc, list) and loc:
+        return str(loc[-1])
+    return ""
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """Turn a non-2xx response into an ApiError, whatever its body looks like."""
+    detail = ""
+    field_errors: dict[str, str] = {}
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        if isinstance(body.get("detail"), str):
+            detail = body["detail"]
+        for item in body.get("errors") or []:
+            if isinstance(item, dict) and isinstance(item.get("msg"), str):
+                field_errors.setdefault(_field_name(item.get("loc")), item["msg"])
+    if not detail:
+        detail = response.reason_phrase or f"HTTP {response.status_code}"
+    return ApiError(
+        response.status_code,
+        detail,
+        field_errors=field_errors,
+        retry_after=_retry_after(response),
+    )
+
+
+_clients: dict[str, httpx.Client] = {}
+
+
+def _client() -> httpx.Client:
+    # One pooled client per API URL: a new httpx.Client costs ~50 ms (it builds an SSL context),
+    # and httpx clients are safe to share between Streamlit's session threads.
+    base_url = api_base_url()
+    client = _clients.get(base_url)
+    if client is None:
+        client = _clients[base_url] = httpx.Client(base_url=base_url, timeout=TIMEOUT_SECONDS)
+    return client
+
+
+def request(
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    """One HTTP call; raises ApiError for a non-2xx answer or when the API is unreachable."""
+    all_headers = dict(headers or {})
+    if token:
+        all_headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = _client().request(method, path, headers=all_headers, **kwargs)
+    except httpx.TimeoutException as exc:
+        raise ApiError(UNREACHABLE, f"The API at {api_base_url()} did not answer in time.") from exc
+    except httpx.TransportError as exc:
+        raise ApiError(UNREACHABLE, f"Cannot reach the API at {api_base_url()}.") from exc
+    if response.status_code >= 400:
+        raise error_from_response(response)
+    return response
+
+
+def register(email: str, password: str, full_name: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"email": email, "password": password}
+    if full_name:
+        body["full_name"] = full_name
+    result: dict[str, Any] = request("POST", "/users", json=body).json()
+    return result
+
+
+@dataclass
+class ApiSession:
+    """One signed-in person's tokens, renewed as needed."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: float
+    email: str = ""
+    user: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_token_pair(cls, pair: Mapping[str, Any], email: str = "") -> ApiSession:
+        return cls(
+            access_token=str(pair["access_token"]),
+            refresh_token=str(pair["refresh_token"]),
+            expires_at=time.time() + float(pair.get("expires_in") or 0),
+            email=email,
+        )
+
+    @classmethod
+    def log_in(cls, email: str, password: str) -> ApiSession:
+        pair = request("POST", "/auth/token", data={"username": email, "password": password}).json()
+        session = cls.from_token_pair(pair, email)
+        session.user = session.call("GET", "/users/me").json()
+        session.email = str(session.user.get("email") or email)
+        return session
+
+    def renew(self) -> None:
+        """Trade the refresh token for a new pair; SessionExpired when it is refused."""
+        try:
+            pair = request("POST", "/auth/refresh", json={"refresh_token": self.refresh_token})
+        except ApiError as exc:
+            if exc.status in (400, 401, 403, 422):
+                raise SessionExpired(401, "Your session has ended. Please log in again.") from exc
+            raise
+        renewed = ApiSession.from_token_pair(pair.json(), self.email)
+        self.access_token = renewed.access_token
+        self.refresh_token = renewed.refresh_token
+        self.expires_at = renewed.expires_at
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authenticated call; renews the access token once if it expired."""
+        if time.time() >= self.expires_at - RENEW_MARGIN_SECONDS:
+            self.renew()
+        try:
+            return request(method, path, token=self.access_token, **kwargs)
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+        # The access token was refused (expired early, or revoked): renew and try once more.
+        self.renew()
+        return request(method, path, token=self.access_token, **kwargs)
+
+    def log_out(self) -> None:
+        """Spend the refresh token on the server; the person is logged out locally anyway."""
+        try:
+            request("POST", "/auth/logout", json={"refresh_token": self.refresh_token})
+        except ApiError:
+            pass
+
+    # Typed helpers for the screens.
+
+    def me(self) -> dict[str, Any]:
+        self.user = self.call("GET", "/users/me").json()
+        return self.user
+
+    def update_me(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        self.user = self.call("PATCH", "/users/me", json=dict(changes)).json()
+        return self.user
+
+    def list_tasks(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        page: dict[str, Any] = self.call("GET", "/tasks", params=dict(params)).json()
+        return page
+
+    def get_task(self, task_id: Any) -> tuple[dict[str, Any], str]:
+        response = self.call("GET", f"/tasks/{task_id}")
+        return response.json(), response.headers.get("ETag", "")
+
+    def create_task(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        task: dict[str, Any] = self.call("POST", "/tasks", json=dict(body)).json()
+        return task
+
+    def update_task(
+        self, task_id: Any, changes: Mapping[str, Any], etag: str
+    ) -> tuple[dict[str, Any], str]:
+        headers = {"If-Match": etag} if etag else {}
+        response = self.call("PATCH", f"/tasks/{task_id}", json=dict(changes), headers=headers)
+        return response.json(), response.headers.get("ETag", "")
+
+    def delete_task(self, task_id: Any) -> None:
+        self.call("DELETE", f"/tasks/{task_id}")
+
+    def restore_task(self, task_id: Any) -> dict[str, Any]:
+        task: dict[str, Any] = self.call("POST", f"/tasks/{task_id}/restore").json()
+        return task
+
+    def list_users(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        page: dict[str, Any] = self.call("GET", "/users", params=dict(params)).json()
+        return page
+
+    def update_user(self, user_id: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
+        user: dict[str, Any] = self.call("PATCH", f"/users/{user_id}", json=dict(changes)).json()
+        return user

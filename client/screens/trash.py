@@ -1,0 +1,54 @@
+"""The trash: deleted tasks, newest deletion first, each with Restore."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from api_client import ApiError
+from paging import current_cursor, pager
+from task_fields import plain, summary_line
+from ui import act, current_session, feedback, remember, show_feedback, show_read_error
+
+SCOPE = "trash"
+
+
+def _restore(task: dict[str, Any]) -> None:
+    session = current_session()
+    if session is not None:
+        session.restore_task(task["id"])
+        remember(SCOPE, success=f"Restored “{task['title']}”.")
+
+
+def render() -> None:
+    st.header("Trash")
+    st.caption("Deleted tasks stay here for a while and can be restored.")
+    session = current_session()
+    if session is None:
+        return
+    cursor = current_cursor(SCOPE, "trash")
+    params: dict[str, Any] = {"deleted": "true", "sort": "-updated_at", "limit": 20}
+    try:
+        page = session.list_tasks({**params, **({"cursor": cursor} if cursor else {})})
+    except ApiError as exc:
+        show_read_error(exc, retry_key="trash_retry")
+        return
+    error, success = feedback(SCOPE)
+    show_feedback(error, success)
+    if not page["items"]:
+        st.info("The trash is empty.", icon=":material/delete:")
+    now = datetime.now(UTC)
+    for task in page["items"]:
+        with st.container(border=True, key=f"trashed_{task['id']}"):
+            text_col, button_col = st.columns([8, 1.5], vertical_alignment="center")
+            text_col.markdown(f"**{plain(task['title'])}**  \n{summary_line(task, now)}")
+            button_col.button(
+                "Restore",
+                key=f"restore_{task['id']}",
+                on_click=act,
+                args=(SCOPE, lambda task=task: _restore(task)),
+                width="stretch",
+            )
+    pager(SCOPE, page.get("next_cursor"))

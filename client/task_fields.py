@@ -1,0 +1,78 @@
+"""How task fields look to a person, and back: labels, due dates, safe markdown.
+
+Dates are calendar days in UTC: a task due on a day is due at the end of that day, and the
+"due until" filter includes its day (the API's `due_before` is exclusive).
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+STATUS_LABELS = {"todo": "To do", "in_progress": "In progress", "done": "Done"}
+PRIORITY_LABELS = {"low": "Low", "medium": "Medium", "high": "High", "urgent": "Urgent"}
+SORT_LABELS = {
+    "-created_at": "Newest first",
+    "created_at": "Oldest first",
+    "-updated_at": "Recently changed",
+    "due_at": "Due soonest",
+    "-due_at": "Due latest",
+    "-priority": "Most urgent",
+    "priority": "Least urgent",
+}
+PAGE_SIZES = (10, 20, 50, 100)
+
+_MARKDOWN_SPECIAL = frozenset(string.punctuation)
+
+
+def plain(text: str) -> str:
+    """`text` shown literally in st.markdown: every ASCII punctuation mark backslash-escaped,
+    so a title cannot become a link, an image fetched from elsewhere, LaTeX or a directive."""
+    return "".join("\\" + char if char in _MARKDOWN_SPECIAL else char for char in text)
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def due_date(task: dict[str, Any]) -> date | None:
+    moment = parse_timestamp(task.get("due_at"))
+    return moment.date() if moment else None
+
+
+def due_at_for(day: date | None) -> str | None:
+    """The API timestamp for "due on `day`": the last second of that day, UTC."""
+    if day is None:
+        return None
+    return datetime.combine(day, time(23, 59, 59), tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def start_of(day: date) -> str:
+    return datetime.combine(day, time(0, 0), tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def day_after(day: date) -> date:
+    return day + timedelta(days=1)
+
+
+def is_overdue(task: dict[str, Any], now: datetime) -> bool:
+    moment = parse_timestamp(task.get("due_at"))
+    return moment is not None and moment < now and task.get("status") != "done"
+
+
+def summary_line(task: dict[str, Any], now: datetime) -> str:
+    """Status, priority and due date of a task, as one markdown line."""
+    parts = [
+        STATUS_LABELS.get(str(task.get("status")), str(task.get("status"))),
+        f"{PRIORITY_LABELS.get(str(task.get('priority')), str(task.get('priority')))} priority",
+    ]
+    day = due_date(task)
+    if day is not None:
+        parts.append(f"due {day.isoformat()}")
+    line = " · ".join(plain(part) for part in parts)
+    if is_overdue(task, now):
+        line += " · :red[**overdue**]"
+    return line

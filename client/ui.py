@@ -1,0 +1,137 @@
+"""How the client shows what the API said: problems next to their cause, calm outages.
+
+An action (a button's on_click callback) runs through `act`: how it went is kept under a scope
+name, and the page drawn next shows each field's error right under that field and the rest of
+the problem under its button. Reads that fail while a page is drawn use `show_problem`
+in place of what they would have shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import streamlit as st
+
+from api_client import ApiError, ApiSession, SessionExpired
+
+logger = logging.getLogger("tasks_client")
+
+_FEEDBACK = "_feedback"
+CLIENT_FAILURE = -1  # the status of an ApiError that stands for a failure inside the client
+CLIENT_FAILURE_MESSAGE = (
+    "Something went wrong in the client. Your data on the server is safe; "
+    "reload the page to continue."
+)
+SESSION = "api_session"
+FLASH_LOGIN = "_login_message"
+
+
+def current_session() -> ApiSession | None:
+    session = st.session_state.get(SESSION)
+    return session if isinstance(session, ApiSession) else None
+
+
+def end_session(message: str | None = None) -> None:
+    """Forget the tokens; the next run shows the login form (with `message`, if any)."""
+    st.session_state.pop(SESSION, None)
+    if message:
+        st.session_state[FLASH_LOGIN] = message
+
+
+def remember(scope: str, *, error: ApiError | None = None, success: str | None = None) -> None:
+    st.session_state.setdefault(_FEEDBACK, {})[scope] = (error, success)
+
+
+def feedback(scope: str) -> tuple[ApiError | None, str | None]:
+    """What the last action under `scope` left to show; shown once."""
+    stored = st.session_state.get(_FEEDBACK, {}).pop(scope, None)
+    return stored if stored is not None else (None, None)
+
+
+def act(scope: str, action: Callable[[], Any], success: str | None = None) -> bool:
+    """Run a button's `action` (from its on_click callback, before the page is redrawn) and
+    remember how it went under `scope`, for the redrawn page to show in the right place."""
+    try:
+        action()
+    except SessionExpired as exc:
+        end_session(exc.detail)
+    except ApiError as exc:
+        remember(scope, error=exc)
+    except Exception:  # a bug of ours: logged, and a plain message instead of a traceback
+        logger.exception("client action failed")
+        remember(scope, error=ApiError(CLIENT_FAILURE, CLIENT_FAILURE_MESSAGE))
+    else:
+        if success is not None:
+            remember(scope, success=success)
+        return True
+    return False
+
+
+def field_error(error: ApiError | None, *names: str) -> None:
+    """The API's message about one field, drawn right under that field."""
+    if error is None:
+        return
+    for name in names:
+        if name in error.field_errors:
+            message = error.field_errors[name]
+            st.error(message[:1].upper() + message[1:], icon=":material/error:")
+            return
+
+
+def describe(error: ApiError, shown_fields: Iterable[str] = ()) -> str:
+    """The problem's detail plus any field errors not already drawn under their field."""
+    shown = set(shown_fields)
+    others = [
+        f"{name}: {message}" if name else message
+        for name, message in error.field_errors.items()
+        if name not in shown
+    ]
+    return "\n\n".join([error.detail, *others])
+
+
+def show_problem(
+    error: ApiError, *, shown_fields: Iterable[str] = (), retry_key: str | None = None
+) -> None:
+    """A problem as a person should see it: the detail, the wait, or a calm outage notice."""
+    if error.unavailable:
+        st.warning(
+            "The task service is not available right now. Nothing was lost; "
+            "please try again in a moment.\n\n"
+            f"{error.detail}"
+            + (f" (try again in {error.retry_after} s)" if error.retry_after else ""),
+            icon=":material/cloud_off:",
+        )
+        if retry_key is not None and st.button("Retry", key=retry_key):
+            st.rerun()
+    elif error.status == 429:
+        wait = f"{error.retry_after} seconds" if error.retry_after is not None else "a moment"
+        st.warning(
+            f"Too many requests. Please wait {wait} and try again.\n\n{error.detail}",
+            icon=":material/hourglass_top:",
+        )
+    else:
+        st.error(describe(error, shown_fields), icon=":material/error:")
+
+
+def show_feedback(
+    error: ApiError | None,
+    success: str | None,
+    *,
+    shown_fields: Iterable[str] = (),
+    retry_key: str | None = None,
+) -> None:
+    if error is not None:
+        show_problem(error, shown_fields=shown_fields, retry_key=retry_key)
+    elif success:
+        st.success(success, icon=":material/check_circle:")
+
+
+def show_read_error(error: ApiError, *, retry_key: str) -> None:
+    """A read for the page failed: back to the login form when the session is over,
+    otherwise the problem in place of what the read would have shown."""
+    if isinstance(error, SessionExpired):
+        end_session(error.detail)
+        st.rerun()
+    show_problem(error, retry_key=retry_key)

@@ -1,0 +1,177 @@
+"""Fixtures for the Streamlit client's tests: the real API served by uvicorn on a free port
+(a fresh SQLite database per module), and the client run by streamlit's AppTest.
+
+The client's modules are imported the way `streamlit run client/app.py` imports them (its
+folder on sys.path), so a test and the app script share one `api_client` module.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.test_server import alembic_upgrade, create_admin, serve, service_env
+
+CLIENT_DIR = Path(__file__).resolve().parents[2] / "client"
+if str(CLIENT_DIR) not in sys.path:
+    sys.path.insert(0, str(CLIENT_DIR))
+
+import streamlit as st  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP_PATH = CLIENT_DIR / "app.py"
+# Why the browser test did not run, if it did not; reported at the end of the run.
+skipped_browser: list[str] = []
+PASSWORD = "a client test passphrase"
+ADMIN_EMAIL = "client-admin@example.com"
+ADMIN_PASSWORD = "the client admin passphrase"
+# The first run imports pandas and altair: seconds on a busy machine (AppTest's default is 3).
+APP_TIMEOUT_SECONDS = 60
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if skipped_browser:
+        terminalreporter.write_sep("!", "BROWSER TEST OF THE CLIENT SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(
+            f"{skipped_browser[0]}. Install Debian's chromium (apt-get install chromium) "
+            "to run it; CI does.",
+            red=True,
+        )
+
+
+@dataclass
+class Api:
+    """A running API: its base URL (what TASKS_API_URL holds) and an httpx client on it."""
+
+    base_url: str
+    env: dict[str, str]
+    http: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.http = httpx.Client(base_url=self.base_url + "/api/v1", timeout=10)
+
+    def register(self, email: str | None = None, password: str = PASSWORD) -> str:
+        email = email or new_email()
+        response = self.http.post("/users", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        return email
+
+    def headers(self, email: str, password: str = PASSWORD) -> dict[str, str]:
+        response = self.http.post("/auth/token", data={"username": email, "password": password})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    def tasks(self, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+        response = self.http.get("/tasks", headers=headers, params={"limit": 100, **params})
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def create_task(self, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+        response = self.http.post("/tasks", headers=headers, json=body)
+        assert response.status_code == 201, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+
+def new_email() -> str:
+    return f"client-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def start_api(tmp: Path, **overrides: str | None) -> Iterator[Api]:
+    env = service_env(f"sqlite:///{tmp / 'client.db'}", BCRYPT_ROUNDS="4", **overrides)
+    migrated = alembic_upgrade(env)
+    assert migrated.returncode == 0, migrated.stderr
+    admin = create_admin(env, ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert admin.returncode == 0, admin.stderr
+    with serve(env, tmp / "api.log") as base_url:
+        api = Api(base_url, env)
+        try:
+            yield api
+        finally:
+            api.http.close()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The real API, production settings, rate limits off, on a fresh SQLite database."""
+    yield from start_api(tmp_path_factory.mktemp("client-api"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_streamlit_caches() -> None:
+    # st.cache_* is global to the process; one test's cached reads must not leak into another.
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def use_api(api: Api, monkeypatch: pytest.MonkeyPatch) -> Api:
+    monkeypatch.setenv("TASKS_API_URL", api.base_url)
+    return api
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(str(APP_PATH), default_timeout=APP_TIMEOUT_SECONDS)
+
+
+def logged_in_app(email: str, password: str = PASSWORD) -> AppTest:
+    """The client with `email` signed in through its own login form."""
+    at = new_app().run()
+    at.text_input(key="login_email").input(email)
+    at.text_input(key="login_password").input(password)
+    at.button(key="login_submit").click().run()
+    assert not at.exception, at.exception
+    assert "Signed in as" in markdown_text(at.sidebar), markdown_text(at)
+    return at
+
+
+def markdown_text(node: Any) -> str:
+    """All markdown shown under `node` (the app, its sidebar, a container), unescaped."""
+    return "\n".join(element.value.replace("\\", "") for element in node.markdown)
+
+
+def alerts(at: AppTest) -> list[str]:
+    """Every error, warning, success and info message on the page, in order."""
+    return [
+        element.value for kind in (at.error, at.warning, at.success, at.info) for element in kind
+    ]
+
+
+def page_nodes(at: AppTest) -> list[Any]:
+    """Every element and block of the page (main area, then sidebar), in the order drawn."""
+
+    def walk(node: Any) -> list[Any]:
+        nodes = [node]
+        for child in getattr(node, "children", {}).values():
+            nodes.extend(walk(child))
+        return nodes
+
+    return walk(at.main) + walk(at.sidebar)
+
+
+def element_after(at: AppTest, key: str) -> Any:
+    """The element drawn right after the widget `key`: where that field's error belongs."""
+    nodes = page_nodes(at)
+    index = next(i for i, node in enumerate(nodes) if getattr(node, "key", None) == key)
+    return nodes[index + 1]
+
+
+def assert_calm(at: AppTest) -> None:
+    """No script exception and no Python traceback anywhere on the page."""
+    assert not at.exception, [exc.value for exc in at.exception]
+    for node in page_nodes(at):
+        for attribute in ("value", "label", "body"):
+            try:
+                text = getattr(node, attribute, None)
+            except Exception:  # some widgets compute .value and may refuse
+                continue
+            if isinstance(text, str):
+                assert "Traceback" not in text, text

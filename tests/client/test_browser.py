@@ -1,0 +1,329 @@
+"""A person's whole path through the web client, in real Chromium.
+
+Both servers run on 127.0.0.1 with free ports: the API (uvicorn, fresh SQLite database) and
+the client (`streamlit run client/app.py`). Playwright drives Debian's /usr/bin/chromium (never
+a browser that `playwright install` downloads). A screenshot of each screen is saved under
+test-artifacts/screenshots/ (git-ignored). Without Chromium the module is skipped, loudly; with
+CI=true a missing Chromium is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.client.conftest import APP_PATH, PASSWORD, Api, new_email
+from tests.conftest import PROJECT_ROOT, running_in_ci
+from tests.e2e.test_server import BIN, free_port, stop
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
+TIMEOUT_MS = 30_000
+# Keep Chromium off the network entirely: only loopback resolves.
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+]
+
+if not CHROMIUM.exists():
+    reason = f"Chromium not found at {CHROMIUM}: the browser test of the client did not run"
+    if running_in_ci():
+        pytest.fail(f"CI=true but {reason} (.ci/run installs it with apt-get)", pytrace=False)
+    from tests.client.conftest import skipped_browser
+
+    skipped_browser.append(reason)
+    pytest.skip(reason, allow_module_level=True)
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
+
+
+@contextmanager
+def streamlit_server(api_url: str, log_path: Path) -> Iterator[str]:
+    """`streamlit run client/app.py` pointed at `api_url`, as make run starts it; yields its URL
+    once it answers."""
+    port = free_port()
+    command = [
+        str(BIN / "streamlit"),
+        "run",
+        str(APP_PATH),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.showErrorDetails",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+    ]
+    env = {**os.environ, "TASKS_API_URL": api_url}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"streamlit exited:\n{log_path.read_text()[-4000:]}")
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not answer:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="module")
+def client_url(api: Api, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with streamlit_server(api.base_url, log_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, client_url: str) -> Iterator[Page]:
+    # Tall, because Streamlit scrolls inside its own container (a full-page shot would not).
+    context = browser.new_context(viewport={"width": 1400, "height": 2200})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None
+            if request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:"))
+            else outside.append(request.url)
+        ),
+    )
+    page.goto(client_url)
+    try:
+        yield page
+    finally:
+        context.close()
+    assert outside == [], f"the page tried to reach outside addresses: {outside[:5]}"
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(300)  # let the last rerun paint
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def form(page: Page, button: str) -> Locator:
+    return page.get_by_test_id("stForm").filter(has=page.get_by_role("button", name=button))
+
+
+def alert(page: Page, text: str) -> Locator:
+    return page.get_by_test_id("stAlert").filter(has_text=text)
+
+
+def task_card(page: Page, title: str) -> Locator:
+    return page.locator("[class*='st-key-task_']").filter(has_text=title)
+
+
+def fill_date(page: Page, scope: Locator, label: str, day: datetime) -> None:
+    """Streamlit's date field is a segmented react-aria input, not an <input>."""
+    scope.get_by_role("spinbutton", name=f"year, {label}").click()
+    page.keyboard.type(day.strftime("%Y%m%d"))
+    page.keyboard.press("Escape")
+
+
+def add_task(page: Page, title: str, *, priority: str | None = None) -> None:
+    add = form(page, "Add task")
+    add.get_by_label("Title", exact=True).fill(title)
+    if priority is not None:
+        add.get_by_role("combobox", name="Priority").click()
+        page.get_by_role("option", name=priority, exact=True).click()
+    add.get_by_role("button", name="Add task").click()
+    expect(alert(page, f"Added “{title}”.")).to_be_visible()
+
+
+def go_to(page: Page, screen: str) -> None:
+    page.get_by_test_id("stSidebar").get_by_text(screen, exact=True).click()
+    expect(page.get_by_role("heading", name=screen, exact=True)).to_be_visible()
+
+
+def test_a_persons_whole_path(page: Page, api: Api) -> None:
+    email = new_email()
+
+    # Sign up.
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    shot(page, "01-login")
+    page.get_by_text("Create account", exact=True).first.click()
+    signup = form(page, "Create account")
+    signup.get_by_label("Email", exact=True).fill(email)
+    signup.get_by_label("Password", exact=True).fill(PASSWORD)
+    signup.get_by_label("Full name", exact=True).fill("Browser Person")
+    shot(page, "02-sign-up")
+    signup.get_by_role("button", name="Create account").click()
+    expect(alert(page, f"Account created for {email}")).to_be_visible()
+
+    # Log in (the address is already filled in).
+    login = form(page, "Log in")
+    expect(login.get_by_label("Email", exact=True)).to_have_value(email)
+    login.get_by_label("Password", exact=True).fill(PASSWORD)
+    login.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()
+    shot(page, "03-signed-in")
+
+    # Add tasks; an empty title is refused with the API's message under Title.
+    add = form(page, "Add task")
+    add.get_by_label("Title", exact=True).fill("   ")
+    add.get_by_role("button", name="Add task").click()
+    expect(add.get_by_test_id("stAlert").filter(has_text="empty")).to_be_visible()
+    expect(add.get_by_test_id("stAlert").filter(has_text="not valid: title")).to_be_visible()
+    shot(page, "04-empty-title")
+    headers = api.headers(email)
+    assert api.tasks(headers) == []
+
+    add_task(page, "Write the quarterly report", priority="High")
+    due = datetime.now(UTC) + timedelta(days=3)
+    add = form(page, "Add task")
+    add.get_by_label("Title", exact=True).fill("Book the team dinner")
+    fill_date(page, add, "Due date", due)
+    add.get_by_role("button", name="Add task").click()
+    expect(alert(page, "Added “Book the team dinner”.")).to_be_visible()
+    add_task(page, "Water the office plants", priority="Low")
+    expect(task_card(page, "Water the office plants")).to_be_visible()
+    shot(page, "05-tasks")
+    assert {task["title"] for task in api.tasks(headers)} == {
+        "Write the quarterly report",
+        "Book the team dinner",
+        "Water the office plants",
+    }
+
+    # Filter by priority, then by text.
+    page.get_by_role("combobox", name="Filter by priority").click()
+    page.get_by_role("option", name="High", exact=True).click()
+    page.keyboard.press("Escape")
+    expect(task_card(page, "Write the quarterly report")).to_be_visible()
+    expect(task_card(page, "Water the office plants")).to_have_count(0)
+    shot(page, "06-filtered-by-priority")
+    page.get_by_role("combobox", name="Filter by priority").click()
+    page.keyboard.press("Backspace")  # removes the last chosen value
+    page.keyboard.press("Escape")
+    search = page.get_by_label("Search", exact=True)
+    search.fill("dinner")
+    search.press("Enter")
+    expect(task_card(page, "Book the team dinner")).to_be_visible()
+    expect(task_card(page, "Write the quarterly report")).to_have_count(0)
+    shot(page, "07-search")
+    search.fill("")
+    search.press("Enter")
+    expect(task_card(page, "Write the quarterly report")).to_be_visible()
+
+    # Edit: saved with If-Match.
+    card = task_card(page, "Write the quarterly report")
+    card.get_by_role("button", name="Edit").click()
+    editor = form(page, "Save changes")
+    editor.get_by_label("Title", exact=True).fill("Write the yearly report")
+    editor.get_by_role("button", name="Save changes").click()
+    expect(alert(page, "Saved “Write the yearly report”.")).to_be_visible()
+    report = next(t for t in api.tasks(headers) if t["title"] == "Write the yearly report")
+    assert report["version"] == 2
+
+    # A conflict: the task changes elsewhere while the editor is open; nothing is overwritten.
+    task_card(page, "Write the yearly report").get_by_role("button", name="Edit").click()
+    editor = form(page, "Save changes")
+    # The editor is open (the client has read the task and its ETag) before the other edit.
+    expect(editor.get_by_label("Title", exact=True)).to_have_value("Write the yearly report")
+    changed = api.http.patch(
+        f"/tasks/{report['id']}", headers=headers, json={"title": "Changed on the phone"}
+    )
+    assert changed.status_code == 200
+    editor.get_by_label("Title", exact=True).fill("Changed in the browser")
+    editor.get_by_role("button", name="Save changes").click()
+    expect(alert(page, "Conflict")).to_be_visible()
+    shot(page, "08-conflict")
+    kept = api.http.get(f"/tasks/{report['id']}", headers=headers).json()
+    assert kept["title"] == "Changed on the phone"
+    page.get_by_role("button", name="Load the latest version").click()
+    expect(form(page, "Save changes").get_by_label("Title", exact=True)).to_have_value(
+        "Changed on the phone"
+    )
+    form(page, "Save changes").get_by_role("button", name="Cancel").click()
+
+    # Delete, find it in the trash, restore it.
+    task_card(page, "Water the office plants").get_by_role("button", name="Delete").click()
+    expect(alert(page, "Moved “Water the office plants” to the trash.")).to_be_visible()
+    expect(task_card(page, "Water the office plants")).to_have_count(0)
+    go_to(page, "Trash")
+    trashed = page.locator("[class*='st-key-trashed_']").filter(has_text="Water the office plants")
+    expect(trashed).to_be_visible()
+    shot(page, "09-trash")
+    trashed.get_by_role("button", name="Restore").click()
+    expect(alert(page, "Restored “Water the office plants”.")).to_be_visible()
+    go_to(page, "Tasks")
+    expect(task_card(page, "Water the office plants")).to_be_visible()
+
+    # Overview: counts and two bar charts, drawn in the page.
+    go_to(page, "Overview")
+    metrics = page.get_by_test_id("stMetric")
+    expect(metrics.filter(has_text="Tasks").get_by_test_id("stMetricValue")).to_have_text("3")
+    expect(
+        metrics.filter(has_text="Due in the next 7 days").get_by_test_id("stMetricValue")
+    ).to_have_text("1")
+    charts = page.get_by_test_id("stVegaLiteChart")
+    expect(charts).to_have_count(2)
+    expect(charts.first.locator("svg, canvas").first).to_be_visible()
+    shot(page, "10-overview")
+
+    # Log out: back at the login form, and the refresh token no longer works.
+    page.get_by_role("button", name="Log out").click()
+    expect(alert(page, "You are logged out.")).to_be_visible()
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    shot(page, "11-logged-out")
+
+
+def test_unreachable_api_is_a_calm_message(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With the API down, the page says so plainly and offers a retry, with no traceback."""
+    log_path = tmp_path_factory.mktemp("streamlit-down") / "streamlit.log"
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with streamlit_server(nobody, log_path) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1400})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url)
+            login = form(page, "Log in")
+            login.get_by_label("Email", exact=True).fill("someone@example.com")
+            login.get_by_label("Password", exact=True).fill(PASSWORD)
+            login.get_by_role("button", name="Log in").click()
+            expect(alert(page, "not available right now")).to_be_visible()
+            expect(page.get_by_text("Traceback")).to_have_count(0)
+            shot(page, "12-api-unreachable")
+        finally:
+            context.close()
