@@ -1,4 +1,5 @@
-"""Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`.
+"""Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`,
+`seed --users N --tasks-per-user M` (test and benchmark data; see app/services/seed.py).
 
 They use the same settings (DATABASE_URL) and services as the API, and commit themselves:
 a command is its own unit of work.
@@ -21,8 +22,9 @@ from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
 from app.models.task import Task
 from app.models.user import Role, User
-from app.schemas.user import UserCreate
+from app.schemas.user import UserCreate, check_password_policy, normalize_email
 from app.services import auth as auth_service
+from app.services import seed as seed_service
 from app.services import user as user_service
 
 
@@ -71,6 +73,35 @@ def _validation_message(exc: ValidationError) -> str:
     )
 
 
+def _seed(settings: Settings, args: argparse.Namespace) -> int:
+    if args.users < 1 or args.tasks_per_user < 0:
+        print("error: --users must be at least 1 and --tasks-per-user at least 0", file=sys.stderr)
+        return 2
+    first_email = seed_service.seed_emails(args.email_prefix, 1)[0]
+    try:
+        valid = normalize_email(first_email) == first_email  # as the API will see it at login
+    except ValueError:
+        valid = False
+    if not valid:
+        print("error: --email-prefix must make valid email addresses", file=sys.stderr)
+        return 2
+    try:
+        check_password_policy(args.password)
+    except ValueError as exc:
+        print(f"error: password {exc}", file=sys.stderr)
+        return 2
+    options = seed_service.SeedOptions(
+        users=args.users,
+        tasks_per_user=args.tasks_per_user,
+        seed=args.seed,
+        password=args.password,
+        email_prefix=args.email_prefix,
+    )
+    result = asyncio.run(seed_service.seed_database(settings, options))
+    print(result.summary())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,8 +110,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin.add_argument("--password", required=True)
     purge = commands.add_parser("purge-trash", help="delete tasks trashed long ago")
     purge.add_argument("--older-than-days", type=int, default=None)
+    seed = commands.add_parser(
+        "seed",
+        help="fill the database with realistic users and tasks",
+        description="Create (or reuse) N users and top each up to M tasks, trashed ones "
+        "included: a rerun with the same arguments adds nothing. New users share one "
+        "password; existing ones keep theirs.",
+    )
+    seed.add_argument("--users", type=int, required=True, metavar="N")
+    seed.add_argument("--tasks-per-user", type=int, required=True, metavar="M")
+    seed.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    seed.add_argument(
+        "--password",
+        default=seed_service.DEFAULT_PASSWORD,
+        help=f"password of the new users (default {seed_service.DEFAULT_PASSWORD!r})",
+    )
+    seed.add_argument(
+        "--email-prefix",
+        default=seed_service.DEFAULT_EMAIL_PREFIX,
+        help="users are PREFIX-1@example.com ... PREFIX-N@example.com "
+        f"(default {seed_service.DEFAULT_EMAIL_PREFIX!r})",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
+
+    if args.command == "seed":
+        return _seed(settings, args)
 
     if args.command == "create-admin":
         try:
