@@ -65,8 +65,11 @@ def _retry_after(response: httpx.Response) -> int | None:
 
 
 def _field_name(loc: Any) -> str:
-    # ["body", "title"] -> "title"; ["query", "due_before"] -> "due_before".
+    # ["body", "title"] -> "title"; ["query", "due_before"] -> "due_before"; the field is the
+    # part after where it was sent, even when more follows (["body", "title", "<union member>"]).
     if isinstance(loc, list) and loc:
+        if len(loc) > 1 and loc[0] in ("body", "query", "path", "header", "cookie"):
+            return str(loc[1])
         return str(loc[-1])
     return ""
 

@@ -128,10 +128,10 @@ def show_feedback(
         st.success(success, icon=":material/check_circle:")
 
 
-def show_read_error(error: ApiError, *, retry_key: str) -> None:
+def show_read_error(error: ApiError, *, retry_key: str, shown_fields: Iterable[str] = ()) -> None:
     """A read for the page failed: back to the login form when the session is over,
     otherwise the problem in place of what the read would have shown."""
     if isinstance(error, SessionExpired):
         end_session(error.detail)
         st.rerun()
-    show_problem(error, retry_key=retry_key)
+    show_problem(error, shown_fields=shown_fields, retry_key=retry_key)

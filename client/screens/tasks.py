@@ -40,6 +40,8 @@ from ui import (
 SCOPE = "tasks"
 _EDITING = "_editing"  # {"id": task id, "etag": the tag the edit is based on}
 _NEW_KEY = "_new_task_idempotency_key"
+# The list's query parameters whose errors are drawn under their filter widget.
+FILTER_FIELDS = ("status", "priority", "q", "due_after", "due_before")
 
 
 def _session() -> ApiSession:
@@ -88,7 +90,7 @@ def render() -> None:
         list_error = exc
     _filter_widgets(list_error)
     if list_error is not None:
-        show_read_error(list_error, retry_key="tasks_retry")
+        show_read_error(list_error, retry_key="tasks_retry", shown_fields=FILTER_FIELDS)
         return
     assert page is not None
     error, success = feedback(SCOPE)
