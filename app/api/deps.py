@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request, params
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.rate_limit import RateLimiter
 from app.core.config import Settings
 from app.core.errors import AdminRequired, AppError, Unauthorized, UnsupportedMediaType
+from app.core.security import AccessClaims
+from app.db.direct import Db
 from app.models.user import Role, User
 from app.services import auth as auth_service
 
@@ -38,13 +41,12 @@ async def get_rate_limiter(request: Request) -> RateLimiter:
 RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session, one transaction per request: commit on success, roll back on any error.
-
-    Function scope makes FastAPI close this before the response is sent, so a failed commit
-    becomes an error response instead of a 2xx for something that was never stored.
-    """
-    async with request.app.state.sessionmaker() as session:
+@asynccontextmanager
+async def session_scope(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One session, one transaction: commit on success, roll back on any error."""
+    async with sessions() as session:
         try:
             yield session
         except AppError as error:
@@ -60,39 +62,65 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
 
 
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session, one transaction per request: commit on success, roll back on any error.
+
+    Function scope makes FastAPI close this before the response is sent, so a failed commit
+    becomes an error response instead of a 2xx for something that was never stored.
+    """
+    async with session_scope(request.app.state.sessionmaker) as session:
+        yield session
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
-    """For the rare work that needs its own transaction (claiming an idempotency key)."""
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    return sessions
+class BearerClaims(OAuth2PasswordBearer):
+    """The bearer scheme (as OpenAPI shows it) that also verifies the token it reads.
+
+    One dependency instead of two (the scheme, then a verifier that takes its token): every
+    authenticated request resolves it, and each dependency is a resolution step.
+    `auto_error=False`: a missing header must be our 401 problem, not FastAPI's plain 401.
+    """
+
+    async def __call__(self, request: Request) -> AccessClaims:  # type: ignore[override]
+        """The caller's verified access token, before the database is asked anything.
+
+        Not yet proof of a current user: the token may have been revoked (token_version
+        bumped, account deactivated). `CurrentUser` checks that with a read of the user; the
+        task routes check it inside their own statement (`Caller`), see docs/decisions/0017.
+        """
+        token = await super().__call__(request)
+        if not token:
+            raise Unauthorized("Authentication is required.")
+        app_state = request.app.state
+        claims = auth_service.access_claims(token, key=app_state.settings.signing_key)
+        # Counted before the database is asked anything: a flood costs a token check only.
+        await app_state.rate_limiter.hit_user(request, claims.user_id)
+        request.state.user_id = claims.user_id  # for the request's log line
+        return claims
 
 
-SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
+get_access_claims = BearerClaims(
+    tokenUrl="/api/v1/auth/token", scheme_name="OAuth2PasswordBearer", auto_error=False
+)
+Caller = Annotated[AccessClaims, Depends(get_access_claims)]
 
-# auto_error=False: a missing header must be our 401 problem, not FastAPI's plain 401.
-_bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
-
-async def get_current_user(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    limiter: RateLimiterDep,
-    token: Annotated[str | None, Depends(_bearer)],
-) -> User:
-    if not token:
-        raise Unauthorized("Authentication is required.")
-    claims = auth_service.access_claims(token, key=settings.signing_key)
-    # Counted before the database is asked anything: a flood costs a token check only.
-    await limiter.hit_user(request, claims.user_id)
-    user = await auth_service.user_for_claims(session, claims)
-    request.state.user_id = user.id  # for the request's log line
-    return user
+async def get_current_user(session: SessionDep, claims: Caller) -> User:
+    return await auth_service.user_for_claims(session, claims)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_db(request: Request) -> Db:
+    """The request's statements, each its own unit of work (app/db/direct.py): nothing is
+    held between them, so nothing needs closing when the request ends."""
+    return Db(request.app.state.sessionmaker)
+
+
+DbDep = Annotated[Db, Depends(get_db)]
 
 
 async def get_current_admin(user: CurrentUser) -> User:
@@ -123,9 +151,20 @@ def _takes_json_body(route: APIRoute) -> bool:
     return takes_json
 
 
+async def check_request(request: Request) -> None:
+    """The checks every route makes (one dependency: each costs a resolution step)."""
+    if request.scope["query_string"]:
+        await reject_unknown_query_params(request)
+    if request.scope["method"] in _BODY_METHODS:
+        await require_json_body(request)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 async def require_json_body(request: Request) -> None:
     """A body sent to a JSON route must say it is JSON (415 otherwise, not a vague 422)."""
-    if request.method not in {"POST", "PUT", "PATCH"}:
+    if request.method not in _BODY_METHODS:
         return
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not _takes_json_body(route):

@@ -47,10 +47,19 @@ class RequestMetrics:
         )
         self.registry.register(_PoolCollector(app))
         self._templates: dict[int, str] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method, str(status)).observe(seconds)
+        # The labelled children are looked up once per label set (labels() takes a lock and
+        # builds a tuple on every call): every request passes here.
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (route, method, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def route_label(self, scope: dict[str, Any]) -> str:
         route = scope.get("route")

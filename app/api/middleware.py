@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import os
 import re
+import secrets
 import time
-import uuid
 
 import structlog
 from fastapi import HTTPException
@@ -16,6 +19,10 @@ from app.core.errors import InternalError, PayloadTooLarge
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 log = structlog.get_logger("app.request")
+_request_logger = logging.getLogger("app.request")
+
+# A request that takes this long is logged like a failure, whatever its status.
+SLOW_REQUEST_SECONDS = 1.0
 
 
 class RequestContextMiddleware:
@@ -25,8 +32,13 @@ class RequestContextMiddleware:
     body carrying the request id, and nothing else (no trace, no SQL, no path).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, log_successes: bool = True) -> None:
         self.app = app
+        # In production the per-request line is written at INFO for failures (4xx, 5xx)
+        # and slow requests only, and at DEBUG for the rest: rendering and writing a JSON
+        # line was a tenth of a simple request's CPU, and /metrics already counts and times
+        # every request. See docs/decisions/0017-authenticated-read-round-trips.md.
+        self.log_successes = log_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,15 +88,22 @@ class RequestContextMiddleware:
             route = metrics.route_label(scope) if metrics is not None else None
             if metrics is not None and route is not None:
                 metrics.observe(route, str(scope.get("method", "")), status, elapsed)
-            log.info(
-                "request",
-                method=scope.get("method"),
-                route=route,
-                path=scope.get("path"),
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-                user_id=scope["state"].get("user_id"),
-            )
+            if self.log_successes or status >= 400 or elapsed >= SLOW_REQUEST_SECONDS:
+                emit = log.info
+            elif _request_logger.isEnabledFor(logging.DEBUG):
+                emit = log.debug
+            else:
+                emit = None
+            if emit is not None:
+                emit(
+                    "request",
+                    method=scope.get("method"),
+                    route=route,
+                    path=scope.get("path"),
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                    user_id=scope["state"].get("user_id"),
+                )
 
 
 def _request_id_from(scope: Scope) -> str:
@@ -97,7 +116,26 @@ def _request_id_from(scope: Scope) -> str:
             if _CLIENT_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+class _RequestIds:
+    """32 hex digits: a random prefix per process and a counter (no syscall per request,
+    unlike uuid4). A forked child draws a new prefix."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count(secrets.randbelow(2**32))
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+new_request_id = _RequestIds()
 
 
 class BodySizeLimitMiddleware:

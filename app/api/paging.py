@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Query, Request, Response
 
@@ -23,8 +24,21 @@ def cursor_key(settings: Settings, resource: str) -> bytes:
     return derive_key(settings.signing_key, f"{resource}-cursor")
 
 
+def next_page_link(request: Request, next_cursor: str | None) -> str | None:
+    """`<same query, new cursor>; rel="next"` when there is a next page.
+
+    The query is the request's, in its order, with `cursor` replaced and moved to the end
+    (as `URL.include_query_params` does, without parsing the whole URL again).
+    """
+    if next_cursor is None:
+        return None
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    query = urlencode([*kept, ("cursor", next_cursor)])
+    return f'<{request.url.path}?{query}>; rel="next"'
+
+
 def link_next_page(request: Request, response: Response, next_cursor: str | None) -> None:
     """`Link: <same query, new cursor>; rel="next"` when there is a next page."""
-    if next_cursor is not None:
-        next_url = request.url.include_query_params(cursor=next_cursor)
-        response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
+    link = next_page_link(request, next_cursor)
+    if link is not None:
+        response.headers["Link"] = link

@@ -8,6 +8,7 @@ errors, integrity errors and an unreachable database. Anything else is caught by
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -88,11 +89,27 @@ def render(request: Request, error: errors.AppError) -> ProblemResponse:
     return problem_response(error, instance=request.url.path, request_id=_request_id(request))
 
 
+# How pydantic names the branches of a union in `loc` ("function-after[...]", "literal[...]",
+# "int", "none"). Only looked for below a field's own name: at that depth our request bodies
+# (all flat) have no real keys, so a client's own key names are never dropped.
+_UNION_BRANCH = re.compile(r"[a-z-]+\[.*|str|int|float|bool|none|bytes")
+
+
+def _field_path(loc: Sequence[Any]) -> list[str | int]:
+    path: list[str | int] = [part if isinstance(part, int) else str(part)[:64] for part in loc]
+    return path[:2] + [
+        part for part in path[2:] if not (isinstance(part, str) and _UNION_BRANCH.fullmatch(part))
+    ]
+
+
 def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
     """Pydantic's errors without `input` or `ctx`: a problem never echoes what was sent."""
     cleaned = []
     for item in raw:
-        loc = [part if isinstance(part, int) else str(part)[:64] for part in item.get("loc", ())]
+        if item.get("type") == "none_required" and len(item.get("loc", ())) > 2:
+            # The `null` branch of an optional field: the other branch's error says what to fix.
+            continue
+        loc = _field_path(item.get("loc", ()))
         # Pydantic prefixes a validator's own message; a person reading it needs only the message.
         msg = str(item.get("msg", "Invalid value")).removeprefix("Value error, ")
         if item.get("type") == "json_invalid":

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -33,16 +33,44 @@ def create_engine_for(settings: Settings, url: URL | None = None) -> AsyncEngine
     url = url or settings.sqlalchemy_url
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_pre_ping=True,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        # No pool_pre_ping: on asyncpg it costs three round trips (BEGIN, a ping, ROLLBACK)
+        # per checkout. `_discard_closed_connections` below is the free equivalent.
+        #
+        # DB_MAX_OVERFLOW connections beyond DB_POOL_SIZE are opened when load needs them
+        # and then kept, like the others (until pool_recycle). SQLAlchemy's own overflow
+        # closes such a connection as soon as it comes back to a pool holding DB_POOL_SIZE
+        # idle ones, so a load hovering around the pool size opened and closed a connection
+        # (TCP, TLS, authentication, a new server process, re-preparing every statement)
+        # every few requests: a third of the CPU per request, and 503s when connecting took
+        # longer than DB_CONNECT_TIMEOUT_SECONDS under load (docs/performance.md, Profile).
+        # The maximum stays DB_POOL_SIZE + DB_MAX_OVERFLOW per process.
+        pool_size=settings.db_pool_size + settings.db_max_overflow,
+        max_overflow=0,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
         hide_parameters=True,
         connect_args=_asyncpg_connect_args(settings) if url.drivername.endswith("asyncpg") else {},
     )
+    event.listen(engine.sync_engine.pool, "checkout", _discard_closed_connections)
+    return engine
+
+
+def _discard_closed_connections(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Replace a pooled connection that the server has closed, before anyone uses it.
+
+    When PostgreSQL restarts or ends a session, it closes the socket; the event loop sees
+    that at once and asyncpg marks the connection closed, even while it sits idle in the
+    pool. Raising DisconnectionError here makes the pool drop it and hand out another (or
+    a new) connection: what pool_pre_ping achieves, without a round trip. A connection cut
+    off without the server closing it (a network partition) fails on first use instead,
+    which the error handlers answer with a 503, and the pool then drops it.
+    """
+    driver = record.driver_connection
+    is_closed = getattr(driver, "is_closed", None)
+    if is_closed is not None and is_closed():
+        raise exc.DisconnectionError("the server closed this connection")
 
 
 def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:

@@ -1,13 +1,18 @@
-"""The `tasks` table and its indexes, one per supported keyset walk."""
+"""The `tasks` table and its indexes: one per keyset walk and view, and the text search's.
+
+docs/decisions/0016-listing-indexes.md says why they are as they are.
+"""
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -49,14 +54,6 @@ class Task(Base):
         CheckConstraint("status IN ('todo', 'in_progress', 'done')", name="status_valid"),
         CheckConstraint("priority BETWEEN 1 AND 4", name="priority_valid"),
         CheckConstraint("version >= 1", name="version_positive"),
-        # Every index leads with owner_id: ownership is part of every query. Each supported
-        # sort has an index whose order matches its keyset walk (see app/services/task.py).
-        Index("ix_tasks_owner_created", "owner_id", "created_at", "id"),
-        Index("ix_tasks_owner_updated", "owner_id", "updated_at", "id"),
-        Index("ix_tasks_owner_status", "owner_id", "status", "created_at", "id"),
-        Index("ix_tasks_owner_priority", "owner_id", "priority", "id"),
-        # Ascending, PostgreSQL puts NULLs last, as the contract wants for due_at.
-        Index("ix_tasks_owner_due", "owner_id", "due_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -73,11 +70,57 @@ class Task(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
-# Descending with NULLs last is PostgreSQL's only index order that the ascending index cannot
-# serve by a backward scan. SQLite's CREATE INDEX has no NULLS LAST (and sorts NULLs first).
-Index(
-    "ix_tasks_owner_due_desc",
-    Task.owner_id,
-    Task.due_at.desc().nulls_last(),
-    Task.id.desc(),
-).ddl_if(dialect="postgresql")
+# --- indexes of the listing (app/services/task.py) --------------------------------------
+#
+# Every list query is `owner_id = :me AND deleted_at IS [NOT] NULL AND <filters> ORDER BY
+# <key>, id LIMIT n`, after a cursor `(key, id) > (:key, :id)`. Each (view, walk) has an index
+# that is exactly that walk: it leads with owner_id, then the sort key and id in the walk's
+# order, and is partial on the view, so the live list never steps over trashed tasks and the
+# trash is small however large the live list. Behind the walk come the filter columns, so that
+# an equality on status or priority and a due_at range are checked inside the index and a
+# page never visits rows it then discards. A multi-value IN is checked on the row (PostgreSQL
+# before 17 does not walk an IN on a later column in order), still in the walk's order.
+
+
+def _walks() -> dict[str, tuple[Any, ...]]:
+    """Each walk's columns after owner_id: its order, then the filters it checks."""
+    return {
+        "created": (Task.created_at, Task.id, Task.status, Task.priority, Task.due_at),
+        "updated": (Task.updated_at, Task.id, Task.status, Task.priority, Task.due_at),
+        "priority": (Task.priority, Task.id, Task.status, Task.due_at),
+        # Ascending, PostgreSQL puts NULLs last, as the contract wants for due_at.
+        "due": (Task.due_at, Task.id, Task.status, Task.priority),
+        # Descending with NULLs last is the one walk that the ascending index cannot serve by
+        # a backward scan; SQLite's CREATE INDEX has no NULLS LAST (and sorts NULLs first).
+        "due_desc": (Task.due_at.desc().nulls_last(), Task.id.desc(), Task.status, Task.priority),
+    }
+
+
+_VIEWS: dict[str, ColumnElement[bool]] = {
+    "live": Task.deleted_at.is_(None),
+    "trash": Task.deleted_at.is_not(None),
+}
+
+for _view, _where in _VIEWS.items():
+    for _walk, _columns in _walks().items():
+        _index = Index(
+            f"ix_tasks_{_view}_{_walk}",
+            Task.owner_id,
+            *_columns,
+            postgresql_where=_where,
+            sqlite_where=_where,
+        )
+        if _walk == "due_desc":
+            _index.ddl_if(dialect="postgresql")
+
+# `q` (title or description contains the text, ignoring case) is `ILIKE '%text%'` on each
+# column; on PostgreSQL each has a trigram index (the pg_trgm extension, which the migration
+# creates), and the two combine in a BitmapOr. SQLite has no equivalent: it filters the
+# owner's walk.
+for _column in (Task.title, Task.description):
+    Index(
+        f"ix_tasks_{_column.key}_trgm",
+        _column,
+        postgresql_using="gin",
+        postgresql_ops={_column.key: "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")

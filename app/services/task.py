@@ -8,15 +8,35 @@ read-then-write race.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
-from app.core.errors import NotFound, PreconditionFailed
+from app.core.errors import NotFound, PreconditionFailed, Unauthorized
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -24,9 +44,12 @@ from app.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from app.core.security import AccessClaims
 from app.db.base import UTCDateTime, utcnow
+from app.db.direct import Db, Row, Statement
 from app.db.text_search import contains_insensitive
 from app.models.task import Task, TaskPriority, TaskStatus
+from app.models.user import User
 from app.schemas.task import TaskCreate, TaskUpdate
 
 SORT_FIELDS = ("created_at", "updated_at", "due_at", "priority")
@@ -76,125 +99,295 @@ class TaskSort:
 
 @dataclass(frozen=True, slots=True)
 class TaskPage:
-    items: list[Task]
+    items: list[Any]  # rows with one attribute per column of `tasks`
     next_cursor: str | None
 
 
-def _owned(owner_id: int, task_id: int) -> ColumnElement[bool]:
-    return and_(Task.id == task_id, Task.owner_id == owner_id)
+# --- one task: one statement each, the caller's authentication folded in ------------------
+#
+# Each route below sends one statement, which also checks that the caller's access token is
+# still current (docs/decisions/0017-authenticated-read-round-trips.md). Only when it
+# matches nothing does a second, read-only statement tell 401 from 404 from 412.
+
+Caller = AccessClaims | int
+"""Who acts: a verified access token, checked against the users table inside each statement,
+or an owner id the caller has already authenticated (the CLI, tests): no check."""
 
 
-async def create_task(session: AsyncSession, owner_id: int, data: TaskCreate) -> Task:
+class TaskRecord(NamedTuple):
+    """A task as a statement returned it: the columns of `tasks`, in the table's order (so a
+    row of `select(Task)` or of `RETURNING` them is one as it is)."""
+
+    id: int
+    owner_id: int
+    title: str
+    description: str | None
+    status: str
+    priority: int
+    due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    deleted_at: datetime | None
+    version: int
+
+
+_COLUMNS = tuple(Task.__table__.c)
+assert tuple(column.name for column in _COLUMNS) == TaskRecord._fields
+
+
+def _record(row: Row) -> TaskRecord:
+    return TaskRecord(*row)
+
+
+def _authorized() -> ColumnElement[bool]:
+    """The token is current: its user exists, is active, and has not bumped token_version.
+
+    Takes the bind parameters `user_id` and `token_version` (see `_params`).
+    """
+    return exists().where(
+        User.id == bindparam("user_id"),
+        User.is_active,
+        User.token_version == bindparam("token_version"),
+    )
+
+
+_AUTHORIZED = _authorized()
+
+
+@cache
+def _caller_statement() -> Statement:
+    return Statement(select(_authorized().label("authorized")))
+
+
+def _params(caller: Caller, **values: Any) -> tuple[bool, dict[str, Any]]:
+    if isinstance(caller, AccessClaims):
+        return True, {"user_id": caller.user_id, "token_version": caller.token_version, **values}
+    return False, {"user_id": caller, **values}
+
+
+def _as_db(db: Db | AsyncSession) -> Db:
+    return Db.joining(db) if isinstance(db, AsyncSession) else db
+
+
+def _this_task(*, in_trash: bool) -> list[ColumnElement[bool]]:
+    return [
+        Task.id == bindparam("task_id"),
+        Task.owner_id == bindparam("user_id"),
+        Task.deleted_at.is_not(None) if in_trash else Task.deleted_at.is_(None),
+    ]
+
+
+@cache
+def _select_statement(checked: bool) -> Statement:
+    conditions = _this_task(in_trash=False)
+    if checked:
+        conditions.append(_authorized())
+    return Statement(select(*_COLUMNS).where(*conditions))
+
+
+@cache
+def _diagnosis_statement(checked: bool, in_trash: bool) -> Statement:
+    """Why a statement matched nothing: is the caller current, and which version is there."""
+    version = select(Task.version).where(*_this_task(in_trash=in_trash)).scalar_subquery()
+    authorized = _authorized() if checked else literal(True)
+    return Statement(select(authorized.label("authorized"), version.label("version")))
+
+
+async def _diagnose(
+    db: Db, params: dict[str, Any], checked: bool, *, in_trash: bool = False
+) -> int | None:
+    """The task's current version (None: not there for this caller); 401 if not current."""
+    found = await db.first(_diagnosis_statement(checked, in_trash), params)
+    assert found is not None
+    if not found[0]:  # authorized
+        raise Unauthorized("The access token is invalid or expired.", invalid_token=True)
+    version: int | None = found[1]
+    return version
+
+
+@cache
+def _insert_statement(checked: bool) -> Statement:
+    values = select(
+        bindparam("user_id", type_=BigInteger),
+        bindparam("new_title", type_=String),
+        bindparam("new_description", type_=Text),
+        bindparam("new_status", type_=String),
+        bindparam("new_priority", type_=SmallInteger),
+        bindparam("new_due_at", type_=UTCDateTime),
+        bindparam("now", type_=UTCDateTime),
+        bindparam("now", type_=UTCDateTime),
+        bindparam("new_completed_at", type_=UTCDateTime),
+        literal(None, UTCDateTime),
+        literal(1, Integer),
+    )
+    if checked:
+        values = values.where(_authorized())
+    columns = [
+        "owner_id",
+        "title",
+        "description",
+        "status",
+        "priority",
+        "due_at",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "deleted_at",
+        "version",
+    ]
+    return Statement(insert(Task).from_select(columns, values).returning(*_COLUMNS))
+
+
+async def create_task(db: Db | AsyncSession, caller: Caller, data: TaskCreate) -> TaskRecord:
     now = utcnow()
-    task = Task(
-        owner_id=owner_id,
-        title=data.title,
-        description=data.description,
-        status=data.status,
-        priority=TaskPriority.from_label(data.priority).value,
-        due_at=data.due_at,
-        created_at=now,
-        updated_at=now,
-        completed_at=now if data.status == TaskStatus.DONE.value else None,
-        deleted_at=None,
-        version=1,
+    checked, params = _params(
+        caller,
+        new_title=data.title,
+        new_description=data.description,
+        new_status=data.status,
+        new_priority=TaskPriority.from_label(data.priority).value,
+        new_due_at=data.due_at,
+        now=now,
+        new_completed_at=now if data.status == TaskStatus.DONE.value else None,
     )
-    session.add(task)
-    await session.flush()
-    return task
+    created = await _as_db(db).first(_insert_statement(checked), params)
+    if created is None:  # the one thing that stops this insert: the caller is not current
+        raise Unauthorized("The access token is invalid or expired.", invalid_token=True)
+    return _record(created)
 
 
-async def get_task(session: AsyncSession, owner_id: int, task_id: int) -> Task:
+async def get_task(db: Db | AsyncSession, caller: Caller, task_id: int) -> TaskRecord:
     """A live task of this owner; TaskNotFound for missing, trashed or foreign ones."""
-    task = await session.scalar(
-        select(Task).where(_owned(owner_id, task_id), Task.deleted_at.is_(None))
-    )
-    if task is None:
+    db = _as_db(db)
+    checked, params = _params(caller, task_id=task_id)
+    found = await db.first(_select_statement(checked), params)
+    if found is None:
+        await _diagnose(db, params, checked)
         raise TaskNotFound()
-    return task
+    return _record(found)
+
+
+# The columns a write may set, with the types of their new values.
+_WRITABLE: dict[str, Any] = {
+    "title": String(),
+    "description": Text(),
+    "status": String(),
+    "priority": SmallInteger(),
+    "due_at": UTCDateTime(),
+    "deleted_at": UTCDateTime(),
+}
+
+
+@cache
+def _update_statement(
+    fields: tuple[str, ...], completion: str | None, in_trash: bool, expected: int, checked: bool
+) -> Statement:
+    """UPDATE ... RETURNING for one shape of change (which fields, how many If-Match tags).
+
+    `completion`: "keep-first" sets completed_at unless already set, "clear" clears it.
+    `expected`: how many acceptable versions If-Match named (-1: no If-Match).
+    """
+    values: dict[str, Any] = {
+        field: bindparam(f"new_{field}", type_=_WRITABLE[field]) for field in fields
+    }
+    if completion == "keep-first":
+        values["completed_at"] = func.coalesce(
+            Task.completed_at, bindparam("now", type_=UTCDateTime)
+        )
+    elif completion == "clear":
+        values["completed_at"] = None
+    values["version"] = Task.version + 1
+    values["updated_at"] = bindparam("now", type_=UTCDateTime)
+    conditions = _this_task(in_trash=in_trash)
+    if expected > 0:
+        conditions.append(Task.version.in_([bindparam(f"expected_{n}") for n in range(expected)]))
+    if checked:
+        conditions.append(_authorized())
+    return Statement(update(Task).where(*conditions).values(values).returning(*_COLUMNS))
 
 
 async def _versioned_update(
-    session: AsyncSession,
-    owner_id: int,
+    db: Db,
+    caller: Caller,
     task_id: int,
-    values: dict[str, Any],
+    changes: dict[str, Any],
     *,
+    completion: str | None = None,
     in_trash: bool,
     expected_versions: frozenset[int] | None,
-) -> Task:
-    """Apply `values` and bump the version in one statement; 404 or 412 when nothing matched."""
-    now = utcnow()
-    conditions = [
-        _owned(owner_id, task_id),
-        Task.deleted_at.is_not(None) if in_trash else Task.deleted_at.is_(None),
-    ]
-    if expected_versions is not None:
-        conditions.append(Task.version.in_(expected_versions))
-    statement = (
-        update(Task)
-        .where(*conditions)
-        .values(**values, version=Task.version + 1, updated_at=now)
-        .returning(Task)
-        .execution_options(synchronize_session=False, populate_existing=True)
+) -> TaskRecord:
+    """Apply `changes` and bump the version in one statement; 401, 404 or 412 when it
+    matched nothing."""
+    expected = sorted(expected_versions) if expected_versions is not None else None
+    checked, params = _params(
+        caller,
+        task_id=task_id,
+        now=utcnow(),
+        **{f"new_{field}": value for field, value in changes.items()},
+        **{f"expected_{n}": version for n, version in enumerate(expected or ())},
     )
-    task = (await session.scalars(statement)).one_or_none()
-    if task is not None:
-        return task
-    if expected_versions is not None:
-        # Tell a stale tag (412) from a task that is not there for this caller (404).
-        exists = await session.scalar(select(Task.id).where(*conditions[:2]))
-        if exists is not None:
-            raise PreconditionFailed()
+    statement = _update_statement(
+        tuple(sorted(changes)),
+        completion,
+        in_trash,
+        -1 if expected is None else len(expected),
+        checked,
+    )
+    # If-Match naming no strong tag of ours can match nothing: no write is even tried.
+    updated = await db.first(statement, params) if expected != [] else None
+    if updated is not None:
+        return _record(updated)
+    current = await _diagnose(db, params, checked, in_trash=in_trash)
+    if current is not None and expected is not None:
+        raise PreconditionFailed()  # there, but not at a version If-Match named
     raise TaskNotFound()
 
 
 async def update_task(
-    session: AsyncSession,
-    owner_id: int,
+    db: Db | AsyncSession,
+    caller: Caller,
     task_id: int,
     data: TaskUpdate,
     *,
     expected_versions: frozenset[int] | None = None,
-) -> Task:
+) -> TaskRecord:
+    db = _as_db(db)
     changes = data.model_dump(exclude_unset=True)
     if not changes:
         # Nothing to change: no new version, but the precondition still applies.
-        task = await get_task(session, owner_id, task_id)
+        task = await get_task(db, caller, task_id)
         if expected_versions is not None and task.version not in expected_versions:
             raise PreconditionFailed()
         return task
-    values: dict[str, Any] = {}
-    for field in ("title", "description", "due_at"):
-        if field in changes:
-            values[field] = changes[field]
+    completion = None
     if "priority" in changes:
-        values["priority"] = TaskPriority.from_label(changes["priority"]).value
+        changes["priority"] = TaskPriority.from_label(changes["priority"]).value
     if "status" in changes:
-        values["status"] = changes["status"]
-        if changes["status"] == TaskStatus.DONE.value:
-            # Keep the first completion time when a done task is marked done again.
-            values["completed_at"] = func.coalesce(
-                Task.completed_at, literal(utcnow(), UTCDateTime)
-            )
-        else:
-            values["completed_at"] = None
+        # Marking a done task done again keeps the first completion time.
+        completion = "keep-first" if changes["status"] == TaskStatus.DONE.value else "clear"
     return await _versioned_update(
-        session, owner_id, task_id, values, in_trash=False, expected_versions=expected_versions
+        db,
+        caller,
+        task_id,
+        changes,
+        completion=completion,
+        in_trash=False,
+        expected_versions=expected_versions,
     )
 
 
 async def delete_task(
-    session: AsyncSession,
-    owner_id: int,
+    db: Db | AsyncSession,
+    caller: Caller,
     task_id: int,
     *,
     expected_versions: frozenset[int] | None = None,
-) -> Task:
+) -> TaskRecord:
     """Move a live task to the trash."""
     return await _versioned_update(
-        session,
-        owner_id,
+        _as_db(db),
+        caller,
         task_id,
         {"deleted_at": utcnow()},
         in_trash=False,
@@ -202,14 +395,15 @@ async def delete_task(
     )
 
 
-async def restore_task(session: AsyncSession, owner_id: int, task_id: int) -> Task:
+async def restore_task(db: Db | AsyncSession, caller: Caller, task_id: int) -> TaskRecord:
     """Take a task out of the trash; restoring a live task returns it unchanged."""
+    db = _as_db(db)
     try:
         return await _versioned_update(
-            session, owner_id, task_id, {"deleted_at": None}, in_trash=True, expected_versions=None
+            db, caller, task_id, {"deleted_at": None}, in_trash=True, expected_versions=None
         )
     except TaskNotFound:
-        return await get_task(session, owner_id, task_id)
+        return await get_task(db, caller, task_id)
 
 
 # --- listing ---------------------------------------------------------------------------
@@ -222,14 +416,15 @@ _SORT_COLUMNS = {
 }
 
 
-def _filtered(owner_id: int, filters: TaskFilters) -> Select[Task]:
+def _filtered(owner_id: int, filters: TaskFilters, sort: TaskSort) -> Select[Task]:
     statement = select(Task).where(
         Task.owner_id == owner_id,
         Task.deleted_at.is_not(None) if filters.deleted else Task.deleted_at.is_(None),
     )
     if filters.statuses:
         statement = statement.where(Task.status.in_(filters.statuses))
-    if filters.priorities:
+    if filters.priorities and sort.field != "priority":
+        # Sorted by priority, the walk goes through the chosen priorities in turn (_segments).
         statement = statement.where(Task.priority.in_(filters.priorities))
     if filters.due_before is not None:
         statement = statement.where(Task.due_at < filters.due_before)
@@ -257,7 +452,8 @@ def _ordered(statement: Select[Task], sort: TaskSort) -> Select[Task]:
 
 
 def _after(sort: TaskSort, position: CursorPosition) -> ColumnElement[bool]:
-    """Rows strictly after `position` in the walk's order."""
+    """Rows strictly after `position` in the walk's order; for `due_at`, within the dated
+    tasks or within the undated tail, whichever `position` is in (see `_segments`)."""
     column = _SORT_COLUMNS[sort.field]
     key, last_id = position.key, position.last_id
     if sort.field == "due_at" and key is None:
@@ -265,14 +461,49 @@ def _after(sort: TaskSort, position: CursorPosition) -> ColumnElement[bool]:
         id_after = Task.id < last_id if sort.descending else Task.id > last_id
         return and_(column.is_(None), id_after)
     row = tuple_(column, Task.id)
-    after = (
+    return (
         row < tuple_(literal(key, column.type), literal(last_id))
         if sort.descending
         else (row > tuple_(literal(key, column.type), literal(last_id)))
     )
-    if sort.field == "due_at":
-        return or_(after, column.is_(None))
-    return after
+
+
+def _segments(
+    sort: TaskSort, filters: TaskFilters, position: CursorPosition | None
+) -> list[ColumnElement[bool] | None]:
+    """The rest of the walk as consecutive pieces in walk order (`None`: no extra condition).
+
+    Each piece is one contiguous range of the walk's index, so each query is an index walk
+    that stops after a page, however deep the cursor (docs/decisions/0016). Two walks are not
+    one range, and are cut into pieces that are queried in turn until the page is full:
+    - `due_at` after a dated cursor: the dated tasks after it, then the undated tail (an OR
+      of the two would make PostgreSQL walk the index from its start and filter);
+    - `priority` filtered by priorities: one piece per chosen priority (before PostgreSQL 17
+      a multi-value IN on the second column of (owner_id, priority, id) is no ordered range).
+      A piece says `BETWEEN p AND p`, not `= p`: with an equality PostgreSQL drops priority
+      from the ORDER BY, and may then walk the primary key in id order, skipping every other
+      owner's tasks, instead of this owner's index.
+    """
+    if sort.field == "priority" and filters.priorities:
+        values = sorted(set(filters.priorities), reverse=sort.descending)
+        pieces: list[ColumnElement[bool] | None] = []
+        for value in values:
+            piece: ColumnElement[bool] = Task.priority.between(value, value)
+            if position is not None:
+                if value == position.key:
+                    piece = and_(piece, _after(sort, position))
+                elif (value > position.key) if sort.descending else (value < position.key):
+                    continue  # already walked
+            pieces.append(piece)
+        return pieces
+    if position is None:
+        return [None]
+    after = _after(sort, position)
+    if sort.field == "due_at" and position.key is not None:
+        # Undated tasks cannot match a due_at bound; otherwise they follow the dated ones.
+        if filters.due_before is None and filters.due_after is None:
+            return [after, Task.due_at.is_(None)]
+    return [after]
 
 
 def _cursor_key(task: Task, sort: TaskSort) -> Any:
@@ -301,8 +532,8 @@ def _position_from_cursor(position: CursorPosition, sort: TaskSort) -> CursorPos
 
 
 async def list_tasks(
-    session: AsyncSession,
-    owner_id: int,
+    db: Db | AsyncSession,
+    caller: Caller,
     *,
     filters: TaskFilters,
     sort: TaskSort,
@@ -310,14 +541,34 @@ async def list_tasks(
     cursor: str | None,
     cursor_key: bytes,
 ) -> TaskPage:
+    db = _as_db(db)
+    owner_id = caller.user_id if isinstance(caller, AccessClaims) else caller
     binding = binding_digest(user=owner_id, filters=filters.binding(), sort=str(sort))
-    statement = _ordered(_filtered(owner_id, filters), sort)
+    statement = _ordered(_filtered(owner_id, filters, sort), sort)
+    checked, params = _params(caller)
+    if checked:
+        statement = statement.where(_AUTHORIZED)  # see "one task" above
+    position = None
     if cursor is not None:
         position = _position_from_cursor(
             decode_cursor(cursor, binding=binding, key=cursor_key), sort
         )
-        statement = statement.where(_after(sort, position))
-    rows = list((await session.scalars(statement.limit(limit + 1))).all())
+    rows: list[Any] = []  # Core rows: one attribute per column of `tasks`
+    async with db.transaction() if filters.q else nullcontext():
+        if filters.q and db.dialect.name == "postgresql":
+            # Whether the trigram indexes or the owner's walk is the faster plan depends on
+            # how common the text is, which a prepared statement's generic plan cannot know.
+            await db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        for segment in _segments(sort, filters, position):
+            piece = statement if segment is None else statement.where(segment)
+            rows.extend(await db.core_rows(piece.limit(limit + 1 - len(rows)), params))
+            if len(rows) > limit:
+                break
+    if not rows and checked:
+        # Nothing listed: an empty page, or a token that is no longer current (401)?
+        found = await db.first(_caller_statement(), params)
+        if found is None or not found[0]:  # authorized
+            raise Unauthorized("The access token is invalid or expired.", invalid_token=True)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

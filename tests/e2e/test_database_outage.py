@@ -250,7 +250,8 @@ def test_outage_is_a_503_and_the_same_process_recovers(
 
 
 def test_restart_without_traffic_is_invisible(live_server: Server, http: httpx.Client) -> None:
-    """Pooled connections that died with the server are replaced unseen (pool_pre_ping)."""
+    """Pooled connections that died with the server are replaced unseen (the checkout check
+    in app/db/session.py)."""
     _, headers = new_user(http)
     # Fill the pool with several connections, all of which the restart will kill.
     with ThreadPoolExecutor(8) as pool:

@@ -101,7 +101,7 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0002_idempotency_keys"
+        assert version == "0003_listing_indexes"
 
     async def test_email_unique_without_regard_to_case(
         self, fresh_url: str, engine: AsyncEngine
@@ -193,11 +193,16 @@ class TestMigrations:
                 lambda sync: {index["name"] for index in inspect(sync).get_indexes("tasks")}
             )
             dialect = connection.dialect.name
-        assert {
-            "ix_tasks_owner_created",
-            "ix_tasks_owner_updated",
-            "ix_tasks_owner_status",
-            "ix_tasks_owner_priority",
-            "ix_tasks_owner_due",
-        } <= indexes
-        assert ("ix_tasks_owner_due_desc" in indexes) is (dialect == "postgresql")
+        walks = {
+            f"ix_tasks_{view}_{walk}"
+            for view in ("live", "trash")
+            for walk in ("created", "updated", "priority", "due")
+        }
+        postgres_only = {
+            "ix_tasks_live_due_desc",
+            "ix_tasks_trash_due_desc",
+            "ix_tasks_title_trgm",
+            "ix_tasks_description_trgm",
+        }
+        assert walks <= indexes
+        assert indexes & postgres_only == (postgres_only if dialect == "postgresql" else set())

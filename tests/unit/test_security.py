@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import sys
+import threading
 import time
 import unicodedata
 import uuid
@@ -12,6 +15,7 @@ from typing import Any
 import jwt
 import pytest
 
+from app.core import security
 from app.core.security import (
     ACCESS_TOKEN_TYPE,
     JWT_AUDIENCE,
@@ -201,6 +205,42 @@ class TestAccessTokenRoundTrip:
         assert decode_access_token(token, key=KEY).user_id == 42
 
 
+class TestVerifiedTokenCache:
+    """Verified tokens are remembered (app/core/security.py); nothing else changes."""
+
+    def test_a_remembered_token_still_expires(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        now = int(time.time())
+        token = forge(claims(iat=now, exp=now + 60))
+        assert decode_access_token(token, key=KEY).user_id == 42  # verified and remembered
+        later = now + 60 + JWT_LEEWAY_SECONDS
+        monkeypatch.setattr("app.core.security.time.time", lambda: float(later))
+        with pytest.raises(InvalidToken):
+            decode_access_token(token, key=KEY)
+
+    def test_a_remembered_token_is_not_valid_under_another_key(self) -> None:
+        token = forge(claims())
+        assert decode_access_token(token, key=KEY).user_id == 42
+        with pytest.raises(InvalidToken):
+            decode_access_token(token, key="another-key-" + "y" * 40)
+
+    def test_one_changed_character_is_verified_afresh(self) -> None:
+        token = forge(claims())
+        assert decode_access_token(token, key=KEY).user_id == 42
+        header, payload, signature = token.split(".")
+        flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+        with pytest.raises(InvalidToken):
+            decode_access_token(f"{header}.{payload}.{flipped}", key=KEY)
+        with pytest.raises(InvalidToken):
+            decode_access_token(_tampered_sub(), key=KEY)
+
+    def test_rejections_are_not_remembered_as_successes(self) -> None:
+        now = int(time.time())
+        early = forge(claims(iat=now + 3600, exp=now + 4500))  # issued in the future
+        for _ in range(2):
+            with pytest.raises(InvalidToken):
+                decode_access_token(early, key=KEY)
+
+
 def _tampered_sub() -> str:
     header, payload, signature = forge(claims(sub="42")).split(".")
     other_payload = forge(claims(sub="43")).split(".")[1]
@@ -258,3 +298,42 @@ class TestAccessTokenRejected:
         with pytest.raises(InvalidToken) as caught:
             decode_access_token(forge(claims(), key=OTHER_KEY), key=KEY)
         assert KEY not in str(caught.value)
+
+
+class TestHashingThreads:
+    """bcrypt runs on its own low-priority threads, never on the event loop's."""
+
+    @pytest.mark.parametrize("call", ["hash", "verify", "dummy"])
+    async def test_hashing_runs_off_the_loop_at_low_priority(
+        self, monkeypatch: pytest.MonkeyPatch, call: str
+    ) -> None:
+        seen: list[tuple[str, int]] = []
+        real_hash, real_verify = security.hash_password, security.verify_password
+
+        def where() -> None:
+            nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            seen.append((threading.current_thread().name, nice))
+
+        def spy_hash(password: str, rounds: int) -> str:
+            where()
+            return real_hash(password, rounds)
+
+        def spy_verify(password: str, stored: str) -> bool:
+            where()
+            return real_verify(password, stored)
+
+        stored = real_hash("a passphrase long enough", 4)
+        monkeypatch.setattr(security, "hash_password", spy_hash)
+        monkeypatch.setattr(security, "verify_password", spy_verify)
+        if call == "hash":
+            await security.hash_password_async("a passphrase long enough", 4)
+        elif call == "verify":
+            assert await security.verify_password_async("a passphrase long enough", stored)
+        else:
+            await security.verify_against_dummy("a passphrase long enough", 4)
+        assert seen, "the hashing function was not called"
+        for thread_name, nice in seen:
+            assert thread_name.startswith("bcrypt"), thread_name
+            assert thread_name != threading.current_thread().name
+            if sys.platform == "linux":
+                assert nice == 19

@@ -6,19 +6,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, StringConstraints
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
-from app.api.deps import CurrentUser, SessionDep, SessionFactoryDep, SettingsDep
-from app.api.paging import Cursor, Limit, cursor_key, link_next_page
+from app.api.deps import Caller, DbDep, session_scope
+from app.api.paging import Cursor, Limit, cursor_key, next_page_link
 from app.api.problems import problem_responses
+from app.api.responses import JsonResponse
 from app.api.v1 import API_V1_PREFIX
-from app.models.task import Task, TaskPriority, TaskStatus
-from app.schemas.common import PYTHON_WHITESPACE, JsonSchemaHints, Page, SafeStr, Timestamp
-from app.schemas.task import TaskCreate, TaskRead, TaskUpdate
+from app.core.security import AccessClaims
+from app.models.task import TaskPriority, TaskStatus
+from app.schemas.common import (
+    NO_NUL_PATTERN,
+    PYTHON_WHITESPACE,
+    JsonSchemaHints,
+    Page,
+    Timestamp,
+    reject_unstorable,
+)
+from app.schemas.task import TaskCreate, TaskRead, TaskUpdate, task_json
+from app.services import auth as auth_service
 from app.services import idempotency
 from app.services import task as task_service
 from app.services.idempotency import StoredResponse
-from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskSort
+from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskRecord, TaskSort
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -36,9 +48,12 @@ IfMatch = Annotated[
 ]
 
 
-def _with_etag(response: Response, task: Task) -> TaskRead:
-    response.headers["ETag"] = etag_for(task.version)
-    return TaskRead.model_validate(task)
+def _task_response(task: TaskRecord, status_code: int = 200) -> JsonResponse:
+    """The task document with its ETag (and, for a new task, its Location)."""
+    headers = {"ETag": etag_for(task.version)}
+    if status_code == status.HTTP_201_CREATED:
+        headers["Location"] = f"{API_V1_PREFIX}/tasks/{task.id}"
+    return JsonResponse(task_json(task), status_code, headers)
 
 
 def _expected_versions(header: str | None) -> frozenset[int] | None:
@@ -108,16 +123,31 @@ IdempotencyKeyHeader = Annotated[
 async def create_task(
     request: Request,
     data: TaskCreate,
-    user: CurrentUser,
-    session: SessionDep,
-    sessions: SessionFactoryDep,
-    response: Response,
+    caller: Caller,
+    db: DbDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> TaskRead | Response:
+) -> Response:
     if idempotency_key is None:
-        task = await task_service.create_task(session, user.id, data)
-        response.headers["Location"] = f"{API_V1_PREFIX}/tasks/{task.id}"
-        return _with_etag(response, task)
+        return _task_response(
+            await task_service.create_task(db, caller, data), status.HTTP_201_CREATED
+        )
+    # The claim, the task and the stored response stand or fall together: one session.
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with session_scope(sessions) as session:
+        return await _create_once(request, data, caller, session, sessions, idempotency_key)
+
+
+async def _create_once(
+    request: Request,
+    data: TaskCreate,
+    caller: AccessClaims,
+    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
+    idempotency_key: str,
+) -> Response:
+    # Not the hot path: the caller is checked first, as on every route, so that a revoked
+    # token cannot even replay a stored response.
+    user = await auth_service.user_for_claims(session, caller)
     request_fingerprint = idempotency.fingerprint(
         "POST", request.url.path, data.model_dump(mode="json", exclude_unset=True)
     )
@@ -134,10 +164,10 @@ async def create_task(
     assert claim.claim_id is not None
     try:
         task = await task_service.create_task(session, user.id, data)
-        body = TaskRead.model_validate(task)
-        headers = {"Location": f"{API_V1_PREFIX}/tasks/{task.id}", "ETag": etag_for(task.version)}
+        response = _task_response(task, status.HTTP_201_CREATED)
+        headers = {"Location": response.headers["location"], "ETag": response.headers["etag"]}
         await idempotency.record_response(
-            session, claim.claim_id, StoredResponse(201, body.model_dump_json(), headers)
+            session, claim.claim_id, StoredResponse(201, bytes(response.body).decode(), headers)
         )
     except BaseException:
         # Undo the work first: its locks (SQLite's write lock, the claim row's) would make
@@ -145,8 +175,7 @@ async def create_task(
         await session.rollback()
         await idempotency.release(sessions, claim.claim_id)
         raise
-    response.headers.update(headers)
-    return body
+    return response
 
 
 @router.get(
@@ -157,10 +186,8 @@ async def create_task(
 )
 async def list_tasks(
     request: Request,
-    response: Response,
-    user: CurrentUser,
-    session: SessionDep,
-    settings: SettingsDep,
+    caller: Caller,
+    db: DbDep,
     status_: Annotated[
         Annotated[str, JsonSchemaHints(pattern=_choices_pattern(_STATUSES))] | None,
         Query(
@@ -176,12 +203,16 @@ async def list_tasks(
     due_before: Annotated[Timestamp | None, Query(description="Exclusive bound.")] = None,
     due_after: Annotated[Timestamp | None, Query(description="Inclusive bound.")] = None,
     q: Annotated[
-        SafeStr | None,
-        Query(
-            min_length=1,
-            max_length=200,
-            description="Case-insensitive text in the title or description.",
-        ),
+        # Length checked on the plain string, before SafeStr's validator: after it, pydantic
+        # words the rule as "items", not characters.
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=200),
+            AfterValidator(reject_unstorable),
+            JsonSchemaHints(pattern=NO_NUL_PATTERN),
+        ]
+        | None,
+        Query(description="Case-insensitive text in the title or description."),
     ] = None,
     deleted: Annotated[bool, Query(description="true lists the trash.")] = False,
     sort: Annotated[
@@ -195,7 +226,7 @@ async def list_tasks(
     ] = DEFAULT_SORT,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> Page[TaskRead]:
+) -> Response:
     filters = TaskFilters(
         statuses=_split_choice(status_, _STATUSES, "status"),
         priorities=tuple(
@@ -208,18 +239,18 @@ async def list_tasks(
         deleted=deleted,
     )
     page = await task_service.list_tasks(
-        session,
-        user.id,
+        db,
+        caller,
         filters=filters,
         sort=_parse_sort(sort),
         limit=limit,
         cursor=cursor,
-        cursor_key=cursor_key(settings, "task"),
+        cursor_key=cursor_key(request.app.state.settings, "task"),
     )
-    link_next_page(request, response, page.next_cursor)
-    return Page[TaskRead](
-        items=[TaskRead.model_validate(task) for task in page.items],
-        next_cursor=page.next_cursor,
+    link = next_page_link(request, page.next_cursor)
+    return JsonResponse(
+        {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor},
+        headers={"Link": link} if link is not None else None,
     )
 
 
@@ -234,15 +265,14 @@ async def list_tasks(
 )
 async def read_task(
     task_id: TaskId,
-    user: CurrentUser,
-    session: SessionDep,
-    response: Response,
+    caller: Caller,
+    db: DbDep,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=1024)] = None,
-) -> TaskRead | Response:
-    task = await task_service.get_task(session, user.id, task_id)
+) -> Response:
+    task = await task_service.get_task(db, caller, task_id)
     if if_none_match_hits(if_none_match, task.version):
         return Response(status_code=304, headers={"ETag": etag_for(task.version)})
-    return _with_etag(response, task)
+    return _task_response(task)
 
 
 @router.patch(
@@ -252,17 +282,12 @@ async def read_task(
     summary="Change some fields of a task",
 )
 async def update_task(
-    task_id: TaskId,
-    data: TaskUpdate,
-    user: CurrentUser,
-    session: SessionDep,
-    response: Response,
-    if_match: IfMatch = None,
-) -> TaskRead:
+    task_id: TaskId, data: TaskUpdate, caller: Caller, db: DbDep, if_match: IfMatch = None
+) -> Response:
     task = await task_service.update_task(
-        session, user.id, task_id, data, expected_versions=_expected_versions(if_match)
+        db, caller, task_id, data, expected_versions=_expected_versions(if_match)
     )
-    return _with_etag(response, task)
+    return _task_response(task)
 
 
 @router.delete(
@@ -272,10 +297,10 @@ async def update_task(
     summary="Move a task to the trash",
 )
 async def delete_task(
-    task_id: TaskId, user: CurrentUser, session: SessionDep, if_match: IfMatch = None
+    task_id: TaskId, caller: Caller, db: DbDep, if_match: IfMatch = None
 ) -> Response:
     await task_service.delete_task(
-        session, user.id, task_id, expected_versions=_expected_versions(if_match)
+        db, caller, task_id, expected_versions=_expected_versions(if_match)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -286,8 +311,5 @@ async def delete_task(
     responses=problem_responses(401, 404, 422, 429, 503),
     summary="Take a task out of the trash",
 )
-async def restore_task(
-    task_id: TaskId, user: CurrentUser, session: SessionDep, response: Response
-) -> TaskRead:
-    task = await task_service.restore_task(session, user.id, task_id)
-    return _with_etag(response, task)
+async def restore_task(task_id: TaskId, caller: Caller, db: DbDep) -> Response:
+    return _task_response(await task_service.restore_task(db, caller, task_id))

@@ -615,6 +615,20 @@ class TestTextSearch:
         response = await get_page(client, alice_h, q=q)
         assert_problem(response, 422, loc=["query", "q"], absent=[q] if len(q) > 3 else [])
 
+    @pytest.mark.usefixtures("rows")
+    async def test_too_long_q_is_explained_in_characters(
+        self, client: httpx.AsyncClient, alice_h: Headers
+    ) -> None:
+        body = assert_problem(await get_page(client, alice_h, q="x" * 201), 422)
+        assert body["errors"] == [
+            {
+                "loc": ["query", "q"],
+                "msg": "String should have at most 200 characters",
+                "type": "string_too_long",
+            }
+        ]
+        assert body["detail"] == "These fields are not valid: q."
+
 
 class TestTrash:
     async def test_deleted_true_lists_only_the_trash(
