@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CLIENT_PORT ?= 8501
 
-.PHONY: install run test fuzz lint format migrate clean
+.PHONY: install run test fuzz lint format migrate clean serve bench
 
 install: $(STAMP)
 
@@ -55,3 +55,25 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Production serving: several uvicorn workers on PostgreSQL, uvloop, httptools, no access log.
+# Needs DATABASE_URL (PostgreSQL, migrated: make migrate) and SECRET_KEY in the environment;
+# ENVIRONMENT defaults to production here, and LOG_LEVEL to WARNING: at INFO the service logs
+# a line per request (an access log by another name). One worker per core: see the README.
+#   DATABASE_URL=postgresql://... SECRET_KEY=... make serve WORKERS=4 PORT=8080
+WORKERS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+APP ?= app.main:app
+
+serve: install
+	@case "$$DATABASE_URL" in postgres*) ;; *) \
+		echo "error: make serve runs on PostgreSQL: set DATABASE_URL=postgresql://... (and SECRET_KEY)" >&2; \
+		exit 1;; esac
+	export ENVIRONMENT="$${ENVIRONMENT:-production}" LOG_LEVEL="$${LOG_LEVEL:-WARNING}"; \
+	exec $(BIN)/uvicorn $(APP) \
+		--workers $(WORKERS) --loop uvloop --http httptools --no-access-log --host $(HOST) --port $(PORT)
+
+# Seeds its own PostgreSQL database (BENCH_DATABASE_URL, default .../tasks_bench; dropped and
+# recreated), serves the API and the raw ASGI ceiling (bench/ceiling.py) with `make serve`,
+# loads them with wrk and writes bench/results/latest.md. See docs/performance.md.
+bench: install
+	WORKERS=$(WORKERS) $(BIN)/python bench/run.py
