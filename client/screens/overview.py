@@ -1,4 +1,4 @@
-"""Counts of the person's live tasks by status and priority, overdue and due this week, with
+"""Counts of the person's live tasks by status, priority and due date (overdue, due this week), with
 bar charts drawn in the page (Vega-Lite ships with Streamlit: nothing is fetched elsewhere).
 
 The API has no counting endpoint, so the client walks the task pages (100 at a time) up to
@@ -44,6 +44,29 @@ def _due_this_week(task: dict[str, Any], now: datetime) -> bool:
     )
 
 
+DUE_BUCKETS = ("Overdue", "Next 7 days", "Later", "No due date")
+
+
+def _due_bucket(task: dict[str, Any], now: datetime) -> str:
+    """Where an open task stands against its due date (one of DUE_BUCKETS)."""
+    moment = parse_timestamp(task.get("due_at"))
+    if moment is None:
+        return "No due date"
+    if moment < now:
+        return "Overdue"
+    return "Next 7 days" if moment < now + timedelta(days=7) else "Later"
+
+
+def _bar_chart(title: str, axis: str, counts: dict[str, int]) -> None:
+    st.subheader(title)
+    st.bar_chart(
+        pd.DataFrame({axis: list(counts), "Tasks": list(counts.values())}),
+        x=axis,
+        y="Tasks",
+        sort=False,
+    )
+
+
 def render() -> None:
     st.header("Overview")
     session = current_session()
@@ -65,30 +88,20 @@ def render() -> None:
     this_week.metric("Due in the next 7 days", sum(_due_this_week(task, now) for task in tasks))
     done.metric("Done", by_status.get("done", 0))
 
-    status_col, priority_col = st.columns(2)
+    open_tasks = [task for task in tasks if task.get("status") != "done"]
+    by_due = Counter(_due_bucket(task, now) for task in open_tasks)
+    status_col, priority_col, due_col = st.columns(3)
     with status_col:
-        st.subheader("By status")
-        st.bar_chart(
-            pd.DataFrame(
-                {
-                    "Status": list(STATUS_LABELS.values()),
-                    "Tasks": [by_status.get(key, 0) for key in STATUS_LABELS],
-                }
-            ),
-            x="Status",
-            y="Tasks",
-            sort=False,
+        _bar_chart(
+            "By status",
+            "Status",
+            {label: by_status.get(key, 0) for key, label in STATUS_LABELS.items()},
         )
     with priority_col:
-        st.subheader("By priority")
-        st.bar_chart(
-            pd.DataFrame(
-                {
-                    "Priority": list(PRIORITY_LABELS.values()),
-                    "Tasks": [by_priority.get(key, 0) for key in PRIORITY_LABELS],
-                }
-            ),
-            x="Priority",
-            y="Tasks",
-            sort=False,
+        _bar_chart(
+            "By priority",
+            "Priority",
+            {label: by_priority.get(key, 0) for key, label in PRIORITY_LABELS.items()},
         )
+    with due_col:
+        _bar_chart("Open tasks by due date", "Due", {b: by_due.get(b, 0) for b in DUE_BUCKETS})

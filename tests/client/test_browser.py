@@ -287,7 +287,7 @@ def test_a_persons_whole_path(page: Page, api: Api) -> None:
     go_to(page, "Tasks")
     expect(task_card(page, "Water the office plants")).to_be_visible()
 
-    # Overview: counts and two bar charts, drawn in the page.
+    # Overview: counts and three bar charts, drawn in the page.
     go_to(page, "Overview")
     metrics = page.get_by_test_id("stMetric")
     expect(metrics.filter(has_text="Tasks").get_by_test_id("stMetricValue")).to_have_text("3")
@@ -295,7 +295,7 @@ def test_a_persons_whole_path(page: Page, api: Api) -> None:
         metrics.filter(has_text="Due in the next 7 days").get_by_test_id("stMetricValue")
     ).to_have_text("1")
     charts = page.get_by_test_id("stVegaLiteChart")
-    expect(charts).to_have_count(2)
+    expect(charts).to_have_count(3)
     expect(charts.first.locator("svg, canvas").first).to_be_visible()
     shot(page, "10-overview")
 

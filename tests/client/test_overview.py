@@ -52,10 +52,13 @@ def test_counts_and_charts(use_api: Api) -> None:
         "Done": "2",
     }
 
-    by_status, by_priority = at.get("vega_lite_chart")
+    by_status, by_priority, by_due = at.get("vega_lite_chart")
     status_data = _bar_chart_data(by_status, "Status")
     assert list(status_data["Status"]) == ["To do", "In progress", "Done"]
     assert list(status_data["Tasks"]) == [3, 1, 2]
     priority_data = _bar_chart_data(by_priority, "Priority")
     assert list(priority_data["Priority"]) == ["Low", "Medium", "High", "Urgent"]
     assert list(priority_data["Tasks"]) == [2, 2, 1, 1]
+    due_data = _bar_chart_data(by_due, "Due")
+    assert list(due_data["Due"]) == ["Overdue", "Next 7 days", "Later", "No due date"]
+    assert list(due_data["Tasks"]) == [1, 1, 1, 1]  # open tasks only: the done ones are left out
