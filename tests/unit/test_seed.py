@@ -10,17 +10,14 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import anyio.to_thread
 import httpx
 import pytest
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cli import main
 from app.core.config import get_settings
 from app.core.security import hash_rounds, verify_password
 from app.db.session import create_engine_for, create_sessionmaker
@@ -43,6 +40,7 @@ from tests.conftest import (
     make_settings,
     run_alembic,
 )
+from tests.unit.test_cli import run_cli
 
 # Characters a tqdm bar is drawn with (carriage return, percent and bar, ASCII or Unicode).
 BAR_MARKS = ("\r", "%|", "|#", "█", "seeding")
@@ -81,20 +79,6 @@ async def db(seed_env: str) -> AsyncIterator[AsyncEngine]:
             for table in ("tasks", "refresh_tokens", "users"):
                 await conn.execute(text(f"DELETE FROM {table}"))
         await engine.dispose()
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-async def run_cli(capture: pytest.CaptureFixture[str], *argv: str) -> Result:
-    capture.readouterr()
-    code = await anyio.to_thread.run_sync(main, list(argv))
-    captured = capture.readouterr()
-    return Result(code, captured.out, captured.err)
 
 
 async def all_users(engine: AsyncEngine) -> list[User]:
