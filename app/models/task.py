@@ -48,6 +48,23 @@ class TaskPriority(enum.IntEnum):
         return cls[label.upper()]
 
 
+# Every column but the id, in table order: what an insert supplies (the service's INSERT ...
+# SELECT and the seed command's bulk paths both write rows in this order).
+TASK_INSERT_COLUMNS = (
+    "owner_id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "deleted_at",
+    "version",
+)
+
+
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (

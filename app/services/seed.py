@@ -42,7 +42,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from app.core.config import Settings
 from app.core.security import hash_password_async
 from app.db.session import create_engine_for
-from app.models.task import Task, TaskStatus
+from app.models.task import TASK_INSERT_COLUMNS, Task, TaskStatus
 from app.models.user import Role, User
 
 DEFAULT_PASSWORD = "seeded accounts share this passphrase"
@@ -55,22 +55,8 @@ _LOOKUP_BATCH = 1_000
 # A COPY of a million rows outlasts the connection's 30-second statement timeout.
 _COPY_TIMEOUT_SECONDS = 3600.0
 
-TASK_COLUMNS = (
-    "owner_id",
-    "title",
-    "description",
-    "status",
-    "priority",
-    "due_at",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "deleted_at",
-    "version",
-)
-
 T = TypeVar("T")
-# One task in TASK_COLUMNS order; T is how a timestamp is handed to the driver.
+# One task in TASK_INSERT_COLUMNS order; T is how a timestamp is handed to the driver.
 TaskRow: TypeAlias = tuple[int, str, str | None, str, int, T | None, T, T, T | None, T | None, int]
 
 _DAY_MS = 86_400_000
@@ -432,8 +418,9 @@ async def _insert_tasks(
         if postgres:
             await _copy_rows(conn, itertools.chain.from_iterable(batches()))
         else:
-            compiled = insert(Task).compile(dialect=conn.dialect, column_keys=list(TASK_COLUMNS))
-            assert tuple(compiled.positiontup or ()) == TASK_COLUMNS  # rows are tuples
+            columns = list(TASK_INSERT_COLUMNS)
+            compiled = insert(Task).compile(dialect=conn.dialect, column_keys=columns)
+            assert tuple(compiled.positiontup or ()) == TASK_INSERT_COLUMNS  # rows are tuples
             for batch in batches():
                 await conn.exec_driver_sql(str(compiled), batch)
     finally:
@@ -449,6 +436,6 @@ async def _copy_rows(conn: AsyncConnection, rows: Iterable[TaskRow[Any]]) -> Non
     await raw.copy_records_to_table(
         Task.__tablename__,
         records=rows,
-        columns=list(TASK_COLUMNS),
+        columns=list(TASK_INSERT_COLUMNS),
         timeout=_COPY_TIMEOUT_SECONDS,
     )

@@ -48,7 +48,7 @@ from app.core.security import AccessClaims
 from app.db.base import UTCDateTime, utcnow
 from app.db.direct import Db, Row, Statement
 from app.db.text_search import contains_insensitive
-from app.models.task import Task, TaskPriority, TaskStatus
+from app.models.task import TASK_INSERT_COLUMNS, Task, TaskPriority, TaskStatus
 from app.models.user import User
 from app.schemas.task import TaskCreate, TaskUpdate
 
@@ -223,20 +223,8 @@ def _insert_statement(checked: bool) -> Statement:
     )
     if checked:
         values = values.where(_authorized())
-    columns = [
-        "owner_id",
-        "title",
-        "description",
-        "status",
-        "priority",
-        "due_at",
-        "created_at",
-        "updated_at",
-        "completed_at",
-        "deleted_at",
-        "version",
-    ]
-    return Statement(insert(Task).from_select(columns, values).returning(*_COLUMNS))
+    inserted = insert(Task).from_select(list(TASK_INSERT_COLUMNS), values)
+    return Statement(inserted.returning(*_COLUMNS))
 
 
 async def create_task(db: Db | AsyncSession, caller: Caller, data: TaskCreate) -> TaskRecord:
