@@ -21,6 +21,16 @@ function M.load(args)
    return data
 end
 
+-- A request() that cycles through prebuilt requests, each thread from a random start.
+function M.rotation(requests)
+   local n = #requests
+   local i = math.random(n)
+   return function()
+      i = i % n + 1
+      return requests[i]
+   end
+end
+
 function M.bearer(token)
    return "Bearer " .. token
 end
