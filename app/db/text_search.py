@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, literal
+from sqlalchemy import BindParameter, Boolean, ColumnElement, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import FunctionElement
@@ -25,12 +25,25 @@ class _ContainsInsensitive(FunctionElement[bool]):
     name = "contains_insensitive"
 
 
+def contains_pattern(text: str) -> str:
+    """The LIKE pattern of "contains `text`": its wildcards and escape character are literal."""
+    escaped = text.replace(_ESCAPE, _ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
+    return "%" + escaped + "%"
+
+
 def contains_insensitive(
     column: ColumnElement[Any] | InstrumentedAttribute[Any], text: str
 ) -> ColumnElement[bool]:
     """`column` contains `text`, ignoring case; LIKE wildcards in `text` are literal."""
-    escaped = text.replace(_ESCAPE, _ESCAPE * 2).replace("%", "\\%").replace("_", "\\_")
-    return _ContainsInsensitive(column, literal("%" + escaped + "%"))
+    return _ContainsInsensitive(column, literal(contains_pattern(text)))
+
+
+def contains_insensitive_param(
+    column: ColumnElement[Any] | InstrumentedAttribute[Any], pattern: BindParameter[str]
+) -> ColumnElement[bool]:
+    """`contains_insensitive` in a statement compiled once: `pattern` is a bind parameter,
+    whose value is `contains_pattern(text)`."""
+    return _ContainsInsensitive(column, pattern)
 
 
 @compiles(_ContainsInsensitive)

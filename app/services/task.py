@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
-from functools import cache
-from typing import Any, NamedTuple
+from datetime import UTC, datetime
+from functools import cache, lru_cache
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -47,7 +47,7 @@ from app.core.pagination import (
 from app.core.security import AccessClaims
 from app.db.base import UTCDateTime, utcnow
 from app.db.direct import Db, Row, Statement
-from app.db.text_search import contains_insensitive
+from app.db.text_search import contains_insensitive_param, contains_pattern
 from app.models.task import TASK_INSERT_COLUMNS, Task, TaskPriority, TaskStatus
 from app.models.user import User
 from app.schemas.task import TaskCreate, TaskUpdate
@@ -99,7 +99,7 @@ class TaskSort:
 
 @dataclass(frozen=True, slots=True)
 class TaskPage:
-    items: list[Any]  # rows with one attribute per column of `tasks`
+    items: list[Any]  # rows: the columns of `tasks` in the table's order, read by position
     next_cursor: str | None
 
 
@@ -137,7 +137,18 @@ assert tuple(column.name for column in _COLUMNS) == TaskRecord._fields
 
 
 def _record(row: Row) -> TaskRecord:
-    return TaskRecord(*row)
+    """A task row as a record, its due_at made UTC if the driver returned it naive.
+
+    asyncpg stores the first and last instants Python has (0001-01-01T00:00:00Z,
+    9999-12-31T23:59:59.999999Z) as PostgreSQL's -infinity and infinity, and reads those
+    back as naive datetimes; `Db.rows` hands them on without SQLAlchemy's result processing
+    (`UTCDateTime`), which would make them UTC. due_at is the only timestamp of a task that a
+    client chooses, so the only one to check.
+    """
+    task = TaskRecord(*row)
+    if task.due_at is not None and task.due_at.tzinfo is None:
+        return task._replace(due_at=task.due_at.replace(tzinfo=UTC))
+    return task
 
 
 def _authorized() -> ColumnElement[bool]:
@@ -395,6 +406,15 @@ async def restore_task(db: Db | AsyncSession, caller: Caller, task_id: int) -> T
 
 
 # --- listing ---------------------------------------------------------------------------
+#
+# A page is read by one statement, or a few when the walk is cut into pieces (`_segments`).
+# As for one task, each statement is built and compiled once per shape (`_list_statement`)
+# and every value of a request is a bind parameter (`_list_params`): per request there is no
+# statement to build and, on PostgreSQL, no SQLAlchemy execution, only asyncpg's (except for
+# `q`, whose statements run in a transaction of their own, through Core). What picks a plan
+# stays literal in the SQL: `deleted_at IS [NOT] NULL`, which names the view's partial
+# indexes, and the ORDER BY of the walk (docs/decisions/0016-listing-indexes.md). Rows come
+# back as asyncpg Records or SQLAlchemy Rows: they are read by position, never by name.
 
 _SORT_COLUMNS = {
     "created_at": Task.created_at,
@@ -403,63 +423,141 @@ _SORT_COLUMNS = {
     "priority": Task.priority,
 }
 
+# Where a row's values are (rows are the columns of `tasks`, in the table's order).
+_POSITIONS = {name: position for position, name in enumerate(TaskRecord._fields)}
+_ID = _POSITIONS["id"]
+_DUE_AT = _POSITIONS["due_at"]
 
-def _filtered(owner_id: int, filters: TaskFilters, sort: TaskSort) -> Select[Task]:
-    statement = select(Task).where(
-        Task.owner_id == owner_id,
-        Task.deleted_at.is_not(None) if filters.deleted else Task.deleted_at.is_(None),
-    )
-    if filters.statuses:
-        statement = statement.where(Task.status.in_(filters.statuses))
-    if filters.priorities and sort.field != "priority":
-        # Sorted by priority, the walk goes through the chosen priorities in turn (_segments).
-        statement = statement.where(Task.priority.in_(filters.priorities))
-    if filters.due_before is not None:
-        statement = statement.where(Task.due_at < filters.due_before)
-    if filters.due_after is not None:
-        statement = statement.where(Task.due_at >= filters.due_after)
-    if filters.q:
-        statement = statement.where(
-            or_(
-                contains_insensitive(Task.title, filters.q),
-                contains_insensitive(Task.description, filters.q),
+Segment = Literal["all", "after", "undated", "undated-after", "priority", "priority-after"]
+"""Which piece of the walk a statement reads (see `_segments`): all of it (no cursor); the rows
+after the cursor; for `due_at`, the undated tail after the dated tasks, or the rest of it after
+an undated cursor; for `priority` filtered by priorities, one of them, or the rest of it after
+a cursor in it."""
+
+# Shapes: 8 sorts x 2 views x the filters given (and how many values they name) x the piece
+# x checked or not: finite, but more than ever occur together. The cache keeps those in use.
+_LIST_SHAPES = 512
+
+
+def _segment_condition(
+    field: str, descending: bool, segment: Segment
+) -> ColumnElement[bool] | None:
+    """The condition of a piece of the walk; binds `after_key`, `after_id`, `piece_priority`."""
+    if segment == "all":
+        return None
+    column = _SORT_COLUMNS[field]
+    if segment == "undated":
+        return column.is_(None)
+    after_id = bindparam("after_id", type_=Task.id.type)
+    if segment == "undated-after":
+        # Already in the NULL tail: only later ids among the undated tasks remain.
+        return and_(column.is_(None), Task.id < after_id if descending else Task.id > after_id)
+    row = tuple_(column, Task.id)
+    position = tuple_(bindparam("after_key", type_=column.type), after_id)
+    after = row < position if descending else row > position
+    if segment == "after":
+        return after
+    piece_priority = bindparam("piece_priority", type_=Task.priority.type)
+    piece = Task.priority.between(piece_priority, piece_priority)
+    return piece if segment == "priority" else and_(piece, after)
+
+
+@lru_cache(maxsize=_LIST_SHAPES)
+def _list_statement(
+    field: str,
+    descending: bool,
+    deleted: bool,
+    statuses: int,
+    priorities: int,
+    due_before: bool,
+    due_after: bool,
+    q: bool,
+    segment: Segment,
+    checked: bool,
+) -> Statement:
+    """The SELECT of one shape of list query (the arguments: which sort, view and filters, how
+    many statuses and priorities, which piece of the walk); its values are the bind
+    parameters that `_list_params` and `list_tasks` give."""
+    conditions = [
+        Task.owner_id == bindparam("user_id"),
+        Task.deleted_at.is_not(None) if deleted else Task.deleted_at.is_(None),
+    ]
+    if statuses:
+        status_type = Task.status.type
+        conditions.append(
+            Task.status.in_([bindparam(f"status_{n}", type_=status_type) for n in range(statuses)])
+        )
+    if priorities:
+        priority_type = Task.priority.type
+        conditions.append(
+            Task.priority.in_(
+                [bindparam(f"priority_{n}", type_=priority_type) for n in range(priorities)]
             )
         )
-    return statement
+    if due_before:
+        conditions.append(Task.due_at < bindparam("due_before", type_=Task.due_at.type))
+    if due_after:
+        conditions.append(Task.due_at >= bindparam("due_after", type_=Task.due_at.type))
+    if q:
+        pattern = bindparam("pattern", type_=String())
+        conditions.append(
+            or_(
+                contains_insensitive_param(Task.title, pattern),
+                contains_insensitive_param(Task.description, pattern),
+            )
+        )
+    if checked:
+        conditions.append(_AUTHORIZED)  # see "one task" above
+    piece = _segment_condition(field, descending, segment)
+    if piece is not None:
+        conditions.append(piece)
+    statement = _ordered(select(*_COLUMNS).where(*conditions), field, descending)
+    return Statement(statement.limit(bindparam("limit", type_=Integer)))
 
 
-def _ordered(statement: Select[Task], sort: TaskSort) -> Select[Task]:
-    column = _SORT_COLUMNS[sort.field]
-    if sort.field == "due_at":
+def _ordered(statement: Select[Any], field: str, descending: bool) -> Select[Any]:
+    column = _SORT_COLUMNS[field]
+    if field == "due_at":
         # Tasks without a due date come last in both directions.
-        ordered = column.desc().nulls_last() if sort.descending else column.asc().nulls_last()
-        return statement.order_by(ordered, Task.id.desc() if sort.descending else Task.id.asc())
-    if sort.descending:
+        ordered = column.desc().nulls_last() if descending else column.asc().nulls_last()
+        return statement.order_by(ordered, Task.id.desc() if descending else Task.id.asc())
+    if descending:
         return statement.order_by(column.desc(), Task.id.desc())
     return statement.order_by(column.asc(), Task.id.asc())
 
 
-def _after(sort: TaskSort, position: CursorPosition) -> ColumnElement[bool]:
-    """Rows strictly after `position` in the walk's order; for `due_at`, within the dated
-    tasks or within the undated tail, whichever `position` is in (see `_segments`)."""
-    column = _SORT_COLUMNS[sort.field]
-    key, last_id = position.key, position.last_id
-    if sort.field == "due_at" and key is None:
-        # Already in the NULL tail: only later ids among the undated tasks remain.
-        id_after = Task.id < last_id if sort.descending else Task.id > last_id
-        return and_(column.is_(None), id_after)
-    row = tuple_(column, Task.id)
-    return (
-        row < tuple_(literal(key, column.type), literal(last_id))
-        if sort.descending
-        else (row > tuple_(literal(key, column.type), literal(last_id)))
-    )
+def _list_params(
+    caller: Caller, filters: TaskFilters, sort: TaskSort, position: CursorPosition | None
+) -> tuple[bool, dict[str, Any], tuple[str, ...], tuple[int, ...]]:
+    """(checked, the values of a list query's statements, its statuses, its priorities).
+
+    The statuses and priorities are those the statements name one by one (each value once,
+    in the order given); sorted by priority, the walk goes through the chosen priorities in
+    turn instead (`_segments`), each piece binding its own `piece_priority`.
+    """
+    checked, params = _params(caller)
+    statuses = tuple(dict.fromkeys(filters.statuses))
+    priorities = () if sort.field == "priority" else tuple(dict.fromkeys(filters.priorities))
+    for n, status in enumerate(statuses):
+        params[f"status_{n}"] = status
+    for n, priority in enumerate(priorities):
+        params[f"priority_{n}"] = priority
+    if filters.due_before is not None:
+        params["due_before"] = filters.due_before
+    if filters.due_after is not None:
+        params["due_after"] = filters.due_after
+    if filters.q:
+        params["pattern"] = contains_pattern(filters.q)
+    if position is not None:
+        params["after_key"] = position.key
+        params["after_id"] = position.last_id
+    return checked, params, statuses, priorities
 
 
 def _segments(
     sort: TaskSort, filters: TaskFilters, position: CursorPosition | None
-) -> list[ColumnElement[bool] | None]:
-    """The rest of the walk as consecutive pieces in walk order (`None`: no extra condition).
+) -> list[tuple[Segment, int | None]]:
+    """The rest of the walk as consecutive pieces in walk order: (which piece, its priority).
 
     Each piece is one contiguous range of the walk's index, so each query is an index walk
     that stops after a page, however deep the cursor (docs/decisions/0016). Two walks are not
@@ -474,28 +572,38 @@ def _segments(
     """
     if sort.field == "priority" and filters.priorities:
         values = sorted(set(filters.priorities), reverse=sort.descending)
-        pieces: list[ColumnElement[bool] | None] = []
+        pieces: list[tuple[Segment, int | None]] = []
         for value in values:
-            piece: ColumnElement[bool] = Task.priority.between(value, value)
+            segment: Segment = "priority"
             if position is not None:
                 if value == position.key:
-                    piece = and_(piece, _after(sort, position))
+                    segment = "priority-after"
                 elif (value > position.key) if sort.descending else (value < position.key):
                     continue  # already walked
-            pieces.append(piece)
+            pieces.append((segment, value))
         return pieces
     if position is None:
-        return [None]
-    after = _after(sort, position)
-    if sort.field == "due_at" and position.key is not None:
+        return [("all", None)]
+    if sort.field == "due_at":
+        if position.key is None:
+            return [("undated-after", None)]
         # Undated tasks cannot match a due_at bound; otherwise they follow the dated ones.
         if filters.due_before is None and filters.due_after is None:
-            return [after, Task.due_at.is_(None)]
-    return [after]
+            return [("after", None), ("undated", None)]
+    return [("after", None)]
 
 
-def _cursor_key(task: Task, sort: TaskSort) -> Any:
-    value = getattr(task, sort.field)
+def _aware_due_at(rows: list[Row]) -> list[Row]:
+    """`rows`, each with a naive due_at made UTC (see `_record`)."""
+    for n, row in enumerate(rows):
+        due_at = row[_DUE_AT]
+        if due_at is not None and due_at.tzinfo is None:
+            rows[n] = _record(row)
+    return rows
+
+
+def _cursor_key(row: Row, sort: TaskSort) -> Any:
+    value = row[_POSITIONS[sort.field]]
     return value.isoformat() if isinstance(value, datetime) else value
 
 
@@ -532,24 +640,32 @@ async def list_tasks(
     db = _as_db(db)
     owner_id = caller.user_id if isinstance(caller, AccessClaims) else caller
     binding = binding_digest(user=owner_id, filters=filters.binding(), sort=str(sort))
-    statement = _ordered(_filtered(owner_id, filters, sort), sort)
-    checked, params = _params(caller)
-    if checked:
-        statement = statement.where(_AUTHORIZED)  # see "one task" above
     position = None
     if cursor is not None:
         position = _position_from_cursor(
             decode_cursor(cursor, binding=binding, key=cursor_key), sort
         )
-    rows: list[Any] = []  # Core rows: one attribute per column of `tasks`
+    checked, params, statuses, priorities = _list_params(caller, filters, sort, position)
+    shape = (
+        sort.field,
+        sort.descending,
+        filters.deleted,
+        len(statuses),
+        len(priorities),
+        filters.due_before is not None,
+        filters.due_after is not None,
+        bool(filters.q),
+    )
+    rows: list[Row] = []  # the columns of `tasks`, in the table's order
     async with db.transaction() if filters.q else nullcontext():
         if filters.q and db.dialect.name == "postgresql":
             # Whether the trigram indexes or the owner's walk is the faster plan depends on
             # how common the text is, which a prepared statement's generic plan cannot know.
             await db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        for segment in _segments(sort, filters, position):
-            piece = statement if segment is None else statement.where(segment)
-            rows.extend(await db.core_rows(piece.limit(limit + 1 - len(rows)), params))
+        for segment, piece_priority in _segments(sort, filters, position):
+            params["limit"] = limit + 1 - len(rows)
+            params["piece_priority"] = piece_priority
+            rows.extend(await db.rows(_list_statement(*shape, segment, checked), params))
             if len(rows) > limit:
                 break
     if not rows and checked:
@@ -557,11 +673,12 @@ async def list_tasks(
         found = await db.first(_caller_statement(), params)
         if found is None or not found[0]:  # authorized
             raise Unauthorized("The access token is invalid or expired.", invalid_token=True)
+    more = len(rows) > limit
+    rows = _aware_due_at(rows[:limit])
     next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
+    if more:
         last = rows[-1]
         next_cursor = encode_cursor(
-            CursorPosition(_cursor_key(last, sort), last.id), binding=binding, key=cursor_key
+            CursorPosition(_cursor_key(last, sort), last[_ID]), binding=binding, key=cursor_key
         )
     return TaskPage(rows, next_cursor)

@@ -1,5 +1,8 @@
 """`app.services.task`, called directly on a session: the rules below the HTTP layer.
 
+The listing is also called on a `Db` of its own, as the routes call it: on PostgreSQL its
+statements then go straight to asyncpg rather than through the session's Core execution.
+
 Each test runs on SQLite and on PostgreSQL, inside the harness's rolled-back transaction.
 """
 
@@ -10,14 +13,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from app.core.errors import NotFound, PreconditionFailed
+from app.core.errors import NotFound, PreconditionFailed, Unauthorized
+from app.core.security import AccessClaims
+from app.db.direct import Db, Statement
 from app.models.task import Task, TaskPriority
 from app.models.user import User
-from app.schemas.task import TaskCreate, TaskUpdate
+from app.schemas.task import TaskCreate, TaskUpdate, task_json
 from app.services import task as task_service
-from app.services.task import TaskNotFound
+from app.services.task import TaskFilters, TaskNotFound, TaskPage, TaskSort
 from tests.conftest import UserFactory
 
 EARLIER = datetime(2020, 5, 17, 8, 0, 0, 123456, tzinfo=UTC)
@@ -378,3 +383,230 @@ class TestExpectedVersions:
             await task_service.update_task(
                 session, alice.id, task.id, changes(title="x"), expected_versions=frozenset({2})
             )
+
+
+# --- listing: statements compiled once per shape ----------------------------------------
+
+CURSOR_KEY = b"service-test-cursor-key-" + b"x" * 8
+
+
+def claims_of(user: User) -> AccessClaims:
+    return AccessClaims(user.id, user.token_version, 0, 2**40)
+
+
+@pytest.fixture(params=["session", "direct"])
+def lister(
+    request: pytest.FixtureRequest, session: AsyncSession, connection: AsyncConnection
+) -> Db | AsyncSession:
+    """Where list_tasks runs: inside the session's transaction (through Core), or as the
+    routes run it, statement by statement (straight to asyncpg on PostgreSQL)."""
+    if request.param == "session":
+        return session
+    return Db(
+        async_sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+    )
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[Statement]:
+    """The statements list_tasks runs: each a `Statement`, compiled once per shape."""
+    statements: list[Statement] = []
+    rows = Db.rows
+
+    async def recording(self: Db, statement: Statement, params: dict[str, Any]) -> Any:
+        statements.append(statement)
+        return await rows(self, statement, params)
+
+    monkeypatch.setattr(Db, "rows", recording)
+    return statements
+
+
+async def list_page(
+    db: Db | AsyncSession,
+    caller: task_service.Caller,
+    *,
+    filters: TaskFilters | None = None,
+    sort: str = "-created_at",
+    limit: int = 20,
+    cursor: str | None = None,
+) -> TaskPage:
+    return await task_service.list_tasks(
+        db,
+        caller,
+        filters=filters or TaskFilters(),
+        sort=TaskSort.parse(sort),
+        limit=limit,
+        cursor=cursor,
+        cursor_key=CURSOR_KEY,
+    )
+
+
+def ids(page: TaskPage) -> list[int]:
+    return [row[0] for row in page.items]  # rows are read by position, as task_json does
+
+
+async def walk_ids(
+    db: Db | AsyncSession, caller: task_service.Caller, filters: TaskFilters, sort: str, limit: int
+) -> list[int]:
+    """Every page of a listing, following its cursors."""
+    walked: list[int] = []
+    cursor = None
+    while True:
+        page = await list_page(db, caller, filters=filters, sort=sort, limit=limit, cursor=cursor)
+        walked += ids(page)
+        if page.next_cursor is None:
+            return walked
+        cursor = page.next_cursor
+
+
+class TestListingStatements:
+    async def test_same_shape_same_statement_other_values(
+        self,
+        lister: Db | AsyncSession,
+        session: AsyncSession,
+        alice: User,
+        bob: User,
+        sent: list[Statement],
+    ) -> None:
+        a1 = await new_task(session, alice, status="todo")
+        a2 = await new_task(session, alice, status="done")
+        await new_task(session, alice, status="in_progress")
+        a4 = await new_task(session, alice, status="todo")
+        b1 = await new_task(session, bob, status="done")
+        b2 = await new_task(session, bob, status="in_progress")
+        await session.commit()
+        sent.clear()  # the inserts'
+
+        todo_done = TaskFilters(statuses=("todo", "done"))
+        first_alice = await list_page(lister, claims_of(alice), filters=todo_done, limit=2)
+        assert ids(first_alice) == [a4.id, a2.id]
+        other = TaskFilters(statuses=("in_progress", "done"))
+        first_bob = await list_page(lister, claims_of(bob), filters=other, limit=1)
+        assert ids(first_bob) == [b2.id]
+        assert len(sent) == 2
+        assert sent[0] is sent[1]  # other owner, statuses, token: the same statement
+
+        assert first_alice.next_cursor is not None
+        assert first_bob.next_cursor is not None
+        rest_alice = await list_page(
+            lister, claims_of(alice), filters=todo_done, limit=2, cursor=first_alice.next_cursor
+        )
+        assert ids(rest_alice) == [a1.id]
+        assert rest_alice.next_cursor is None
+        rest_bob = await list_page(
+            lister, claims_of(bob), filters=other, limit=1, cursor=first_bob.next_cursor
+        )
+        assert ids(rest_bob) == [b1.id]
+        assert len(sent) == 4
+        assert sent[2] is sent[3]  # after a cursor: other keys and ids, the same statement
+        assert sent[2] is not sent[0]
+        assert task_service._list_statement.cache_info().maxsize is not None  # bounded
+
+    async def test_text_is_a_parameter_matched_literally(
+        self, lister: Db | AsyncSession, session: AsyncSession, alice: User, sent: list[Statement]
+    ) -> None:
+        percent = await new_task(session, alice, title="Save 50% Off")
+        await new_task(session, alice, title="Save 500 off")
+        underscore = await new_task(session, alice, title="snake_case", description="ÉTÉ")
+        await session.commit()
+        sent.clear()
+        assert ids(await list_page(lister, alice.id, filters=TaskFilters(q="0% o"))) == [percent.id]
+        assert ids(await list_page(lister, alice.id, filters=TaskFilters(q="_"))) == [underscore.id]
+        assert ids(await list_page(lister, alice.id, filters=TaskFilters(q="été"))) == [
+            underscore.id
+        ]
+        assert ids(await list_page(lister, alice.id, filters=TaskFilters(q="\\"))) == []
+        assert len({id(statement) for statement in sent}) == 1
+
+    async def test_stale_token_is_unauthorized_current_one_gets_an_empty_page(
+        self, lister: Db | AsyncSession, alice: User
+    ) -> None:
+        page = await list_page(lister, claims_of(alice))
+        assert page.items == []
+        assert page.next_cursor is None
+        stale = AccessClaims(alice.id, alice.token_version + 1, 0, 2**40)
+        with pytest.raises(Unauthorized):
+            await list_page(lister, stale)
+
+    # (priority, due_at) of alice's tasks, in creation order: ties on both, undated ones.
+    SPECS = (
+        ("high", "2030-01-02T00:00:00Z"),
+        ("low", None),
+        ("urgent", "2030-01-01T00:00:00Z"),
+        ("high", "2030-01-02T00:00:00Z"),
+        ("medium", None),
+        ("low", "2029-12-31T00:00:00Z"),
+        ("urgent", None),
+        ("high", "2030-01-05T00:00:00Z"),
+        ("low", "2030-01-02T00:00:00Z"),
+        ("medium", "2030-01-01T00:00:00Z"),
+    )
+
+    @pytest.mark.parametrize(
+        ("sort", "filters"),
+        [
+            ("due_at", TaskFilters()),
+            ("-due_at", TaskFilters()),
+            ("due_at", TaskFilters(statuses=("todo",))),
+            ("priority", TaskFilters(priorities=(1, 3, 4))),
+            ("-priority", TaskFilters(priorities=(4, 1, 3))),
+            ("-priority", TaskFilters(priorities=(2,))),
+        ],
+    )
+    async def test_walks_across_pieces_list_every_task_once_in_order(
+        self,
+        lister: Db | AsyncSession,
+        session: AsyncSession,
+        alice: User,
+        bob: User,
+        sort: str,
+        filters: TaskFilters,
+    ) -> None:
+        """The due_at walk goes from the dated tasks to the undated tail, the priority walk
+        from one chosen priority to the next; pages end anywhere in them."""
+        created = [
+            await new_task(session, alice, priority=priority, due_at=due_at)
+            for priority, due_at in self.SPECS
+        ]
+        for priority, due_at in self.SPECS[:4]:
+            await new_task(session, bob, priority=priority, due_at=due_at)
+        await session.commit()
+
+        field = sort.lstrip("-")
+        descending = sort.startswith("-")
+        chosen = [t for t in created if not filters.priorities or t.priority in filters.priorities]
+        if field == "due_at":
+            dated = sorted((t for t in chosen if t.due_at), key=lambda t: (t.due_at, t.id))
+            undated = sorted((t for t in chosen if t.due_at is None), key=lambda t: t.id)
+            if descending:
+                dated.reverse()
+                undated.reverse()
+            expected = [t.id for t in dated + undated]
+        else:
+            ordered = sorted(chosen, key=lambda t: (t.priority, t.id), reverse=descending)
+            expected = [t.id for t in ordered]
+        assert len(expected) >= 2
+        for limit in (1, 2, 3, len(expected), len(expected) + 1):
+            for caller in (alice.id, claims_of(alice)):
+                assert await walk_ids(lister, caller, filters, sort, limit) == expected, limit
+
+    @pytest.mark.parametrize("sort", ["due_at", "-due_at"])
+    async def test_first_and_last_instants_are_listed_aware(
+        self, lister: Db | AsyncSession, session: AsyncSession, alice: User, sort: str
+    ) -> None:
+        """asyncpg stores these as -infinity and infinity and reads them back naive; a page
+        still holds them as aware UTC datetimes, and cursors after them still work."""
+        first = await new_task(session, alice, due_at="0001-01-01T00:00:00Z")
+        last = await new_task(session, alice, due_at="9999-12-31T23:59:59.999999Z")
+        undated = await new_task(session, alice)
+        await session.commit()
+        dated = [first, last] if sort == "due_at" else [last, first]
+        expected = [task.id for task in [*dated, undated]]
+        assert await walk_ids(lister, alice.id, TaskFilters(), sort, 1) == expected
+        page = await list_page(lister, alice.id, sort=sort)
+        assert [row[6] for row in page.items] == [task.due_at for task in [*dated, undated]]
+        assert all(row[6].tzinfo is UTC for row in page.items[:2])
+        shown = {"0001-01-01T00:00:00.000Z", "9999-12-31T23:59:59.999Z"}
+        assert {task_json(row)["due_at"] for row in page.items[:2]} == shown

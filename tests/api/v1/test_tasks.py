@@ -1119,3 +1119,29 @@ class TestMethods:
         response = await client.get(task_url(task["id"]) + "/restore", headers=alice_h)
         assert_problem(response, 405)
         assert "POST" in response.headers["allow"]
+
+
+@pytest.mark.parametrize(
+    ("due_at", "shown"),
+    [
+        # asyncpg stores Python's first and last instants as -infinity and infinity and reads
+        # them back without a time zone: every route must still show them as UTC instants.
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999Z"),
+        ("0001-01-01T00:00:00.001Z", "0001-01-01T00:00:00.001Z"),
+    ],
+)
+async def test_the_extreme_due_dates_round_trip_on_every_route(
+    client: httpx.AsyncClient, alice_h: Headers, due_at: str, shown: str
+) -> None:
+    created = await client.post(TASKS, json={"title": "edge", "due_at": due_at}, headers=alice_h)
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    read = await client.get(url, headers=alice_h)
+    patched = await client.patch(url, json={"title": "edge 2"}, headers=alice_h)
+    first = await client.get(TASKS, params={"sort": "due_at", "limit": 1}, headers=alice_h)
+    last = await client.get(TASKS, params={"sort": "-due_at", "limit": 1}, headers=alice_h)
+    assert [r.status_code for r in (read, patched, first, last)] == [200] * 4
+    assert created.json()["due_at"] == read.json()["due_at"] == shown
+    assert patched.json()["due_at"] == shown
+    assert first.json()["items"][0]["due_at"] == last.json()["items"][0]["due_at"] == shown
