@@ -10,7 +10,8 @@ on such a statement, so:
   asyncpg connection underneath the pooled connection: no compilation, execution context or
   result processing per request. Elsewhere (SQLite) it runs through Core as usual.
 - A `Db` runs each statement as its own unit of work: a pooled connection is checked out
-  for it and given back right after it. A statement sent straight to asyncpg outside any
+  for it and given back right after it (on PostgreSQL straight from SQLAlchemy's pool, with
+  no `Connection` around it). A statement sent straight to asyncpg outside any
   transaction is its own transaction (PostgreSQL's autocommit): no BEGIN, no COMMIT, one
   round trip. That is only right for requests that write at most once, which is all this
   module is for; several writes that must stand or fall together use the request's session
@@ -24,17 +25,18 @@ on such a statement, so:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import structlog
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.engine import Row as CoreRow
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
+from sqlalchemy.util import greenlet_spawn
 
 from app.core.errors import ServiceUnavailable
 
@@ -134,14 +136,11 @@ class Db:
                 finally:
                     self._driver = None
             return
+        # On an engine, a direct statement for asyncpg never gets here (`_pooled_fetch`).
         connection = await bind.connect().start()
         try:
             if connection.dialect.driver == "asyncpg":
-                if direct:
-                    # Sent to the driver outside any transaction: PostgreSQL's autocommit.
-                    self._driver = (await connection.get_raw_connection()).driver_connection
-                else:
-                    await connection.execution_options(isolation_level="AUTOCOMMIT")
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
             yield connection
             if connection.in_transaction():
                 await connection.commit()  # SQLite's BEGIN IMMEDIATE; a no-op in autocommit
@@ -150,6 +149,11 @@ class Db:
             await connection.close()  # rolls back whatever is left (SQLite, after an error)
 
     async def rows(self, statement: Statement, params: dict[str, Any]) -> Sequence[Row]:
+        if self._held is None and self._session is None:
+            assert self._sessions is not None
+            bind = self._sessions.kw["bind"]
+            if isinstance(bind, AsyncEngine) and bind.dialect.driver == "asyncpg":
+                return await self._pooled_fetch(bind, statement, params)
         async with self._unit(direct=True) as connection:
             if self._driver is not None:
                 sql, names, literals = statement.for_asyncpg(connection.dialect)
@@ -157,26 +161,48 @@ class Db:
                 try:
                     records: Sequence[Row] = await self._driver.fetch(sql, *values)
                 except Exception as error:
-                    raise await self._database_error(connection, error) from error
+                    raise await self._database_error(connection.invalidate, error) from error
                 return records
             result = await connection.execute(statement.statement, params)  # type: ignore[call-overload]
             core_rows: Sequence[Row] = result.all()
             return core_rows
 
+    async def _pooled_fetch(
+        self, engine: AsyncEngine, statement: Statement, params: dict[str, Any]
+    ) -> Sequence[Row]:
+        """The statement on a connection of the pool, with no `Connection` around it.
+
+        What `_unit` does for a direct statement, minus SQLAlchemy's `Connection` and
+        `AsyncConnection` (their construction and three greenlet switches were a sixth of a
+        read's CPU): the pool's own checkout (with its checkout check) and check-in (with
+        its reset), each in the greenlet that SQLAlchemy needs to await the driver in.
+        """
+        sql, names, literals = statement.for_asyncpg(engine.dialect)
+        values = [params[name] if name in params else literals[name] for name in names]
+        try:
+            pooled = await engine.raw_connection()
+        except engine.dialect.loaded_dbapi.Error as error:
+            # As SQLAlchemy's Connection reports a failed connect (a refused or lost server
+            # is an OperationalError, answered with a 503 by app/api/problems.py).
+            raise sa_exc.DBAPIError.instance(
+                None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            ) from error
+        try:
+            self._driver = pooled.driver_connection
+            try:
+                records: Sequence[Row] = await self._driver.fetch(sql, *values)
+            except Exception as error:
+                raise await self._database_error(
+                    partial(greenlet_spawn, pooled.invalidate), error
+                ) from error
+            return records
+        finally:
+            self._driver = None
+            await greenlet_spawn(pooled.close)  # back to the pool, or dropped if invalidated
+
     async def first(self, statement: Statement, params: dict[str, Any]) -> Row | None:
         found = await self.rows(statement, params)
         return found[0] if found else None
-
-    async def core_rows(
-        self, statement: Executable, params: dict[str, Any] | None = None
-    ) -> Sequence[CoreRow[Any]]:
-        """Rows of a statement built per request (values inline), through SQLAlchemy Core.
-
-        For statements too varied to compile once (the listing's filters and cursors).
-        """
-        async with self._unit(direct=False) as connection:
-            result = await connection.execute(statement, params)
-            return result.all()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -209,7 +235,9 @@ class Db:
         async with self._unit(direct=False) as connection:
             await connection.execute(statement)
 
-    async def _database_error(self, connection: AsyncConnection, error: Exception) -> Exception:
+    async def _database_error(
+        self, invalidate: Callable[[], Awaitable[Any]], error: Exception
+    ) -> Exception:
         """What SQLAlchemy would make of an error the driver raised (see the module doc)."""
         sqlstate = str(getattr(error, "sqlstate", None) or "")
         if sqlstate.startswith("23"):
@@ -220,17 +248,28 @@ class Db:
         if not isinstance(error, _unavailable_errors()):
             return error
         log.warning("database_unavailable", error_class=type(error).__name__)
-        if not sqlstate or self._driver.is_closed():
-            # Lost, refused or timed out mid-statement: this connection is not reused.
-            try:
-                await connection.invalidate()
-            except Exception:  # already gone: nothing left to drop
-                log.debug("invalidate_failed")
+        # Lost, refused, timed out, or ended by the server (an admin shutdown can arrive
+        # before the socket is seen closed, with the driver still mid-operation): this
+        # connection is never reused, or the next request on it would fail too.
+        try:
+            await invalidate()
+        except Exception:  # already gone: nothing left to drop
+            log.debug("invalidate_failed")
         return ServiceUnavailable("The database is unavailable; retry later.")
 
 
 def _unavailable_errors() -> tuple[type[Exception], ...]:
-    """asyncpg's errors (server or connection) and the socket and timeout errors it lets out."""
+    """asyncpg's errors (server or connection) and the socket and timeout errors it lets out.
+
+    InternalClientError: the driver's protocol state out of step with its connection ("another
+    operation is in progress"), seen on a connection a server restart cut mid-statement.
+    """
     import asyncpg
 
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    )
