@@ -16,7 +16,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -241,16 +243,24 @@ async def register(client: httpx.AsyncClient, email: str) -> httpx.Response:
 
 @contextmanager
 def sql_statements(app: FastAPI) -> Iterator[list[str]]:
-    """Every SQL statement the app's engine sends while the block runs."""
+    """Every SQL statement the app's engine sends while the block runs: through SQLAlchemy,
+    and on PostgreSQL also straight to asyncpg (the hot task statements, app/db/direct.py)."""
     statements: list[str] = []
     engine = app.state.engine.sync_engine
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         statements.append(statement)
 
+    original_execute = asyncpg.Connection._execute
+
+    async def record_direct(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        statements.append(query)
+        return await original_execute(self, query, *args, **kwargs)
+
     event.listen(engine, "before_cursor_execute", record)
     try:
-        yield statements
+        with mock.patch.object(asyncpg.Connection, "_execute", record_direct):
+            yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
 
@@ -447,6 +457,27 @@ class TestPerUserLimit:
         assert [rate_limit_state(r)["user"].remaining for r in (listed, created, me)] == [2, 1, 0]
         assert_rate_limited(refused_me, policy="user")
         assert_rate_limited(refused_write, policy="user")
+
+    async def test_each_request_counts_once_whichever_path_answers_it(
+        self, make_app: AppMaker
+    ) -> None:
+        # The task fast path (app/api/v1/task_fast_path.py) answers the plain requests and
+        # hands the rest to the routes; neither may count a request twice or not at all.
+        app = await make_app(rate_limit_user="4/minute")
+        alice = await make_app.add_user(app)
+        headers = bearer(app, alice)
+        async with http_client(app) as client:
+            answered = [
+                await client.get(TASKS_URL, headers=headers),  # taken
+                await client.get(TASKS_URL, params={"deleted": "1"}, headers=headers),  # handed on
+                await client.post(TASKS_URL, json={"title": ""}, headers=headers),  # handed on
+                await client.post(TASKS_URL, json={"title": "counted"}, headers=headers),  # taken
+            ]
+            refused = await client.get(TASKS_URL, headers=headers)
+
+        assert statuses(answered) == [200, 200, 422, 201]
+        assert [rate_limit_state(r)["user"].remaining for r in answered] == [3, 2, 1, 0]
+        assert_rate_limited(refused, policy="user")
 
     async def test_a_refused_request_does_no_database_work(self, make_app: AppMaker) -> None:
         app = await make_app(rate_limit_user="1/minute")
