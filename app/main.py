@@ -23,6 +23,7 @@ from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.api.problems import install_problem_handlers, problem_component_schemas
 from app.api.rate_limit import RateLimiter
 from app.api.v1.router import api_router
+from app.api.v1.task_fast_path import TaskFastPath
 from app.core.config import (
     PROJECT_ROOT,
     ConfigurationError,
@@ -84,7 +85,9 @@ def _doc_rank(operations: dict[str, Any]) -> int:
     return _DOC_ORDER.index(tags[0]) if tags and tags[0] in _DOC_ORDER else len(_DOC_ORDER)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, task_fast_path: bool = True) -> FastAPI:
+    """The app. `task_fast_path=False` leaves every request to the FastAPI routes (the tests
+    compare the two)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     try:
@@ -120,6 +123,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="A task management API designed assuming clients will misbehave.",
         lifespan=lifespan,
         dependencies=[Depends(check_request)],
+        # FastAPI's native OpenTelemetry bridge asks on every request whether a provider has
+        # been configured (about 10 us, several environment lookups). The service's
+        # observability is Prometheus /metrics and JSON logs (docs/decisions/0015), so it
+        # is switched off rather than paid for per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     # `/tasks/` is not `/tasks`: a 404 problem, not a redirect built from the Host header.
     app.router.redirect_slashes = False
@@ -130,6 +138,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_router)  # first: see _DOC_ORDER
     app.include_router(health.router)
     app.include_router(metrics.router)
+    if task_fast_path:
+        # Added first, so it is the innermost middleware: CORS, the body limit and the request
+        # context apply to the requests it answers as to any other.
+        app.add_middleware(TaskFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

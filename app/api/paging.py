@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -24,21 +25,23 @@ def cursor_key(settings: Settings, resource: str) -> bytes:
     return derive_key(settings.signing_key, f"{resource}-cursor")
 
 
-def next_page_link(request: Request, next_cursor: str | None) -> str | None:
+def next_page_link(
+    path: str, query: Sequence[tuple[str, str]], next_cursor: str | None
+) -> str | None:
     """`<same query, new cursor>; rel="next"` when there is a next page.
 
-    The query is the request's, in its order, with `cursor` replaced and moved to the end
-    (as `URL.include_query_params` does, without parsing the whole URL again).
+    `query` is the request's parameters in their order (`request.query_params.multi_items()`);
+    `cursor` is replaced and moved to the end (as `URL.include_query_params` does, without
+    parsing the whole URL again).
     """
     if next_cursor is None:
         return None
-    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
-    query = urlencode([*kept, ("cursor", next_cursor)])
-    return f'<{request.url.path}?{query}>; rel="next"'
+    kept = [(k, v) for k, v in query if k != "cursor"]
+    return f'<{path}?{urlencode([*kept, ("cursor", next_cursor)])}>; rel="next"'
 
 
 def link_next_page(request: Request, response: Response, next_cursor: str | None) -> None:
     """`Link: <same query, new cursor>; rel="next"` when there is a next page."""
-    link = next_page_link(request, next_cursor)
+    link = next_page_link(request.url.path, request.query_params.multi_items(), next_cursor)
     if link is not None:
         response.headers["Link"] = link

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
@@ -30,7 +32,14 @@ from app.services import auth as auth_service
 from app.services import idempotency
 from app.services import task as task_service
 from app.services.idempotency import StoredResponse
-from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskRecord, TaskSort
+from app.services.task import (
+    DEFAULT_SORT,
+    SORT_FIELDS,
+    TaskFilters,
+    TaskPage,
+    TaskRecord,
+    TaskSort,
+)
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -48,12 +57,56 @@ IfMatch = Annotated[
 ]
 
 
-def _task_response(task: TaskRecord, status_code: int = 200) -> JsonResponse:
+# The responses and parameters below are shared with app/api/v1/task_fast_path.py, which
+# answers the commonest task requests without FastAPI's per-request machinery: one
+# definition of each answer, whichever of the two serves the request.
+
+
+def task_response(task: TaskRecord, status_code: int = 200) -> JsonResponse:
     """The task document with its ETag (and, for a new task, its Location)."""
     headers = {"ETag": etag_for(task.version)}
     if status_code == status.HTTP_201_CREATED:
         headers["Location"] = f"{API_V1_PREFIX}/tasks/{task.id}"
     return JsonResponse(task_json(task), status_code, headers)
+
+
+def read_response(task: TaskRecord, if_none_match: str | None) -> Response:
+    """The task, or 304 when `If-None-Match` names its current version."""
+    if if_none_match_hits(if_none_match, task.version):
+        return Response(status_code=304, headers={"ETag": etag_for(task.version)})
+    return task_response(task)
+
+
+def page_response(page: TaskPage, path: str, query: Sequence[tuple[str, str]]) -> JsonResponse:
+    """A page of tasks, with `Link` to the next one when there is one."""
+    link = next_page_link(path, query, page.next_cursor)
+    return JsonResponse(
+        {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor},
+        headers={"Link": link} if link is not None else None,
+    )
+
+
+def task_filters(
+    status_: str | None,
+    priority: str | None,
+    due_before: datetime | None = None,
+    due_after: datetime | None = None,
+    q: str | None = None,
+    deleted: bool = False,
+) -> TaskFilters:
+    """The listing's filters from its query parameters (422 for an unknown status or
+    priority)."""
+    return TaskFilters(
+        statuses=_split_choice(status_, _STATUSES, "status"),
+        priorities=tuple(
+            TaskPriority.from_label(p).value
+            for p in _split_choice(priority, _PRIORITIES, "priority")
+        ),
+        due_before=due_before,
+        due_after=due_after,
+        q=q,
+        deleted=deleted,
+    )
 
 
 def _expected_versions(header: str | None) -> frozenset[int] | None:
@@ -88,10 +141,10 @@ def _choices_pattern(allowed: tuple[str, ...]) -> str:
     return rf"^{one}(?:,{one})*$"
 
 
-_SORTS = tuple(f"{prefix}{field}" for field in SORT_FIELDS for prefix in ("", "-"))
+SORTS = tuple(f"{prefix}{field}" for field in SORT_FIELDS for prefix in ("", "-"))
 
 
-def _parse_sort(raw: str) -> TaskSort:
+def parse_sort(raw: str) -> TaskSort:
     try:
         return TaskSort.parse(raw)
     except ValueError as exc:
@@ -128,7 +181,7 @@ async def create_task(
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     if idempotency_key is None:
-        return _task_response(
+        return task_response(
             await task_service.create_task(db, caller, data), status.HTTP_201_CREATED
         )
     # The claim, the task and the stored response stand or fall together: one session.
@@ -164,7 +217,7 @@ async def _create_once(
     assert claim.claim_id is not None
     try:
         task = await task_service.create_task(session, user.id, data)
-        response = _task_response(task, status.HTTP_201_CREATED)
+        response = task_response(task, status.HTTP_201_CREATED)
         headers = {"Location": response.headers["location"], "ETag": response.headers["etag"]}
         await idempotency.record_response(
             session, claim.claim_id, StoredResponse(201, bytes(response.body).decode(), headers)
@@ -217,7 +270,7 @@ async def list_tasks(
     deleted: Annotated[bool, Query(description="true lists the trash.")] = False,
     sort: Annotated[
         str,
-        JsonSchemaHints(enum=list(_SORTS)),
+        JsonSchemaHints(enum=list(SORTS)),
         Query(
             max_length=20,
             description="created_at, updated_at, due_at or priority, "
@@ -227,31 +280,16 @@ async def list_tasks(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Response:
-    filters = TaskFilters(
-        statuses=_split_choice(status_, _STATUSES, "status"),
-        priorities=tuple(
-            TaskPriority.from_label(p).value
-            for p in _split_choice(priority, _PRIORITIES, "priority")
-        ),
-        due_before=due_before,
-        due_after=due_after,
-        q=q,
-        deleted=deleted,
-    )
     page = await task_service.list_tasks(
         db,
         caller,
-        filters=filters,
-        sort=_parse_sort(sort),
+        filters=task_filters(status_, priority, due_before, due_after, q, deleted),
+        sort=parse_sort(sort),
         limit=limit,
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "task"),
     )
-    link = next_page_link(request, page.next_cursor)
-    return JsonResponse(
-        {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor},
-        headers={"Link": link} if link is not None else None,
-    )
+    return page_response(page, request.url.path, request.query_params.multi_items())
 
 
 @router.get(
@@ -269,10 +307,7 @@ async def read_task(
     db: DbDep,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=1024)] = None,
 ) -> Response:
-    task = await task_service.get_task(db, caller, task_id)
-    if if_none_match_hits(if_none_match, task.version):
-        return Response(status_code=304, headers={"ETag": etag_for(task.version)})
-    return _task_response(task)
+    return read_response(await task_service.get_task(db, caller, task_id), if_none_match)
 
 
 @router.patch(
@@ -287,7 +322,7 @@ async def update_task(
     task = await task_service.update_task(
         db, caller, task_id, data, expected_versions=_expected_versions(if_match)
     )
-    return _task_response(task)
+    return task_response(task)
 
 
 @router.delete(
@@ -312,4 +347,4 @@ async def delete_task(
     summary="Take a task out of the trash",
 )
 async def restore_task(task_id: TaskId, caller: Caller, db: DbDep) -> Response:
-    return _task_response(await task_service.restore_task(db, caller, task_id))
+    return task_response(await task_service.restore_task(db, caller, task_id))
