@@ -1,6 +1,6 @@
 """The commonest task requests, answered without FastAPI's per-request machinery.
 
-Listing tasks, reading one and creating one are most of the traffic, and once each became a
+Listing tasks, reading, creating and changing one are most of the traffic, and once each became a
 single database statement (docs/decisions/0017), most of their CPU was FastAPI's: routing
 through every route before them, resolving dependencies, validating each parameter through
 pydantic, wrapping the endpoint (docs/performance.md, "Profile"). This middleware, the
@@ -11,6 +11,8 @@ innermost of the app's, answers those requests itself when they are plainly well
 - `GET /api/v1/tasks/{task_id}`, with or without `If-None-Match`;
 - `POST /api/v1/tasks` with a JSON body that `TaskCreate` accepts, without an
   `Idempotency-Key`;
+- `PATCH /api/v1/tasks/{task_id}` with a JSON body that `TaskUpdate` accepts, with or
+  without `If-Match`;
 
 each with `Authorization: Bearer <a valid access token>`. Everything else goes on, untouched,
 to the FastAPI route, which answers it exactly as before: a missing or malformed token, a
@@ -31,7 +33,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
@@ -45,7 +47,7 @@ from app.core.pagination import CURSOR_MAX_LENGTH
 from app.core.security import AccessClaims
 from app.db.direct import Db
 from app.schemas.common import reject_unstorable
-from app.schemas.task import TaskCreate
+from app.schemas.task import TaskCreate, TaskUpdate
 from app.services import auth as auth_service
 from app.services import task as task_service
 
@@ -61,7 +63,9 @@ _MAX_TAG_HEADER = 1024
 # Media types both this module and the route's check read as JSON.
 _JSON_MEDIA_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 # The headers read here; a request that repeats one of them is handed on.
-_READ_HEADERS = frozenset({b"authorization", b"if-none-match", b"content-type", b"idempotency-key"})
+_READ_HEADERS = frozenset(
+    {b"authorization", b"if-match", b"if-none-match", b"content-type", b"idempotency-key"}
+)
 
 # What a taken request does once counted: prepared by a handler, which decides to take it.
 Work = Callable[[], Awaitable[Response]]
@@ -84,6 +88,7 @@ class TaskFastPath:
         self._list_route = routes[tasks.list_tasks]
         self._read_route = routes[tasks.read_task]
         self._create_route = routes[tasks.create_task]
+        self._update_route = routes[tasks.update_task]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("root_path"):
@@ -96,11 +101,15 @@ class TaskFastPath:
                 await self._serve(scope, receive, send, self._list, self._list_route)
                 return
             if method == "POST":
-                await self._create(scope, receive, send)
+                await self._with_body(scope, receive, send, self._create, self._create_route)
                 return
-        elif method == "GET" and path.startswith(_TASK_PATH_PREFIX):
-            await self._serve(scope, receive, send, self._read, self._read_route)
-            return
+        elif path.startswith(_TASK_PATH_PREFIX):
+            if method == "GET":
+                await self._serve(scope, receive, send, self._read, self._read_route)
+                return
+            if method == "PATCH":
+                await self._with_body(scope, receive, send, self._update, self._update_route)
+                return
         await self.app(scope, receive, send)
 
     async def _serve(
@@ -133,15 +142,17 @@ class TaskFastPath:
     def _read(
         self, scope: Scope, headers: dict[str, str], claims: AccessClaims, _body: Any
     ) -> Work:
-        if scope["query_string"]:
-            raise _HandOn
-        raw_id = scope["path"][len(_TASK_PATH_PREFIX) :]
-        if not _TASK_ID.fullmatch(raw_id) or int(raw_id) > _MAX_TASK_ID:
-            raise _HandOn
-        if_none_match = headers.get("if-none-match")
-        if if_none_match is not None and len(if_none_match) > _MAX_TAG_HEADER:
-            raise _HandOn
-        return partial(_read_task, scope, claims, int(raw_id), if_none_match)
+        task_id = _task_id(scope)
+        if_none_match = _tag_header(headers, "if-none-match")
+        return partial(_read_task, scope, claims, task_id, if_none_match)
+
+    def _update(
+        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, body: Any
+    ) -> Work:
+        task_id = _task_id(scope)
+        if_match = _tag_header(headers, "if-match")
+        data = _json_body(TaskUpdate, headers, body)
+        return partial(_update_task, scope, claims, task_id, data, if_match)
 
     def _list(
         self, scope: Scope, _headers: dict[str, str], claims: AccessClaims, _body: Any
@@ -177,7 +188,11 @@ class TaskFastPath:
             _list_tasks, scope, claims, filters, tasks.parse_sort(sort), int(limit), cursor, query
         )
 
-    async def _create(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _with_body(
+        self, scope: Scope, receive: Receive, send: Send, handler: Handler, route: APIRoute
+    ) -> None:
+        """`_serve` for a request with a JSON body: the body is read first, as FastAPI reads
+        it before anything else, and handed on as received if the route is to answer."""
         if scope["query_string"]:
             await self.app(scope, receive, send)
             return
@@ -189,23 +204,14 @@ class TaskFastPath:
             await response(scope, receive, send)
             return
         replay = _replaying(received, receive)
-        await self._serve(scope, replay, send, self._prepare_create, self._create_route, body)
+        await self._serve(scope, replay, send, handler, route, body)
 
-    def _prepare_create(
+    def _create(
         self, scope: Scope, headers: dict[str, str], claims: AccessClaims, body: Any
     ) -> Work:
-        if (
-            body is None
-            or "idempotency-key" in headers
-            or headers.get("content-type", "").lower() not in _JSON_MEDIA_TYPES
-        ):
-            raise _HandOn
-        try:
-            # As FastAPI parses and validates a JSON body (json.loads, then the model in
-            # Python mode); any failure is the route's 422 to word.
-            data = TaskCreate.model_validate(json.loads(body))
-        except Exception:
-            raise _HandOn from None
+        if "idempotency-key" in headers:
+            raise _HandOn  # the claim, the task and the stored answer: the route's transaction
+        data = _json_body(TaskCreate, headers, body)
         return partial(_create_task, scope, claims, data)
 
 
@@ -249,6 +255,15 @@ async def _create_task(scope: Scope, claims: AccessClaims, data: TaskCreate) -> 
     return tasks.task_response(task, 201)
 
 
+async def _update_task(
+    scope: Scope, claims: AccessClaims, task_id: int, data: TaskUpdate, if_match: str | None
+) -> Response:
+    task = await task_service.update_task(
+        _db(scope), claims, task_id, data, expected_versions=tasks.expected_versions(if_match)
+    )
+    return tasks.task_response(task)
+
+
 # --- what every taken request shares ----------------------------------------------------
 
 
@@ -284,6 +299,38 @@ async def _count_request(scope: Scope, claims: AccessClaims) -> None:
     if limiter.enabled:
         await limiter.hit_user(Request(scope), claims.user_id)
     scope.setdefault("state", {})["user_id"] = claims.user_id
+
+
+def _task_id(scope: Scope) -> int:
+    """The task id of the path, if it is one in its plain form (as the route's `TaskId`)."""
+    if scope["query_string"]:
+        raise _HandOn  # the route's 422 for an unknown parameter
+    raw_id = scope["path"][len(_TASK_PATH_PREFIX) :]
+    if not _TASK_ID.fullmatch(raw_id) or int(raw_id) > _MAX_TASK_ID:
+        raise _HandOn
+    return int(raw_id)
+
+
+def _tag_header(headers: dict[str, str], name: str) -> str | None:
+    """`If-Match` or `If-None-Match`, within the routes' bound."""
+    value = headers.get(name)
+    if value is not None and len(value) > _MAX_TAG_HEADER:
+        raise _HandOn
+    return value
+
+
+_Body = TypeVar("_Body", TaskCreate, TaskUpdate)
+
+
+def _json_body(model: type[_Body], headers: dict[str, str], body: bytes | None) -> _Body:
+    """The body as `model`, parsed and validated as FastAPI does (json.loads, then the model
+    in Python mode), if it is JSON by its Content-Type; anything else is the route's to word."""
+    if body is None or headers.get("content-type", "").lower() not in _JSON_MEDIA_TYPES:
+        raise _HandOn
+    try:
+        return model.model_validate(json.loads(body))
+    except Exception:
+        raise _HandOn from None
 
 
 def _plain_text(value: str | None, max_length: int) -> bool:

@@ -109,7 +109,7 @@ def task_filters(
     )
 
 
-def _expected_versions(header: str | None) -> frozenset[int] | None:
+def expected_versions(header: str | None) -> frozenset[int] | None:
     versions = if_match_versions(header)
     return None if versions is None or versions is ANY_VERSION else versions  # type: ignore[return-value]
 
@@ -320,7 +320,7 @@ async def update_task(
     task_id: TaskId, data: TaskUpdate, caller: Caller, db: DbDep, if_match: IfMatch = None
 ) -> Response:
     task = await task_service.update_task(
-        db, caller, task_id, data, expected_versions=_expected_versions(if_match)
+        db, caller, task_id, data, expected_versions=expected_versions(if_match)
     )
     return task_response(task)
 
@@ -335,7 +335,7 @@ async def delete_task(
     task_id: TaskId, caller: Caller, db: DbDep, if_match: IfMatch = None
 ) -> Response:
     await task_service.delete_task(
-        db, caller, task_id, expected_versions=_expected_versions(if_match)
+        db, caller, task_id, expected_versions=expected_versions(if_match)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

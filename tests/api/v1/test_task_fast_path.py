@@ -79,6 +79,7 @@ async def handed_on(
 @dataclass
 class World:
     own: int  # Alice's live task
+    twin: int  # another of Alice's live tasks, the same as `own` but for its id
     done: int  # Alice's finished task
     trashed: int  # Alice's task in the trash
     foreign: int  # Bob's task
@@ -108,6 +109,7 @@ async def world(make_user: UserFactory, session: AsyncSession, settings: Setting
         Task(owner_id=alice.id, title="second", status="done", priority=3),
         Task(owner_id=alice.id, title="third", priority=4),
         Task(owner_id=bob.id, title="bob's"),
+        Task(owner_id=alice.id, title="first % _ task", description="plain words"),
     ]
     session.add_all(rows)
     await session.flush()
@@ -119,6 +121,7 @@ async def world(make_user: UserFactory, session: AsyncSession, settings: Setting
         done=rows[1].id,
         trashed=rows[2].id,
         foreign=rows[3].id,
+        twin=rows[4].id,
         tokens={
             "alice": token,
             "lowercase scheme": token.replace("Bearer", "bearer"),
@@ -148,14 +151,17 @@ def both(client: httpx.AsyncClient, plain_client: httpx.AsyncClient) -> Send2:
 _CREATED_VALUES = ("id", "created_at", "updated_at", "completed_at")
 
 
-def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
-    """Status, headers and body, without what differs between any two answers."""
+def comparable(
+    response: httpx.Response, *, written: bool = False
+) -> tuple[int, list[tuple[str, str]], Any]:
+    """Status, headers and body, without what differs between any two answers (and, for a
+    task `written` by both, its id and timestamps)."""
     body: Any = response.content
     if response.content and response.headers.get("content-type", "").endswith("json"):
         body = response.json()
         if isinstance(body, dict):
             body.pop("request_id", None)
-            if response.status_code == 201:
+            if response.status_code == 201 or written:
                 body = {
                     k: ("<set>" if k in _CREATED_VALUES and body[k] else v) for k, v in body.items()
                 }
@@ -164,13 +170,13 @@ def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], An
         for name, value in response.headers.multi_items()
         if name != "x-request-id"
     )
-    if response.status_code == 201:
+    if response.status_code == 201 or written:
         headers = [(n, v) for n, v in headers if n != "content-length"]  # ids differ in length
     return response.status_code, headers, body
 
 
-def assert_same(fast: httpx.Response, plain: httpx.Response) -> None:
-    assert comparable(fast) == comparable(plain)
+def assert_same(fast: httpx.Response, plain: httpx.Response, *, written: bool = False) -> None:
+    assert comparable(fast, written=written) == comparable(plain, written=written)
 
 
 # (case, URL template, who, extra headers, handed on to the route?)
@@ -466,3 +472,142 @@ async def test_create_with_an_idempotency_key_is_left_to_the_route(
     assert retry.json() == first.json()
     assert handed_on == [TASKS, TASKS]
     assert await alice_tasks(session) == before + 1
+
+
+# (case, body, Content-Type, extra headers, which task, handed on to the route?, status)
+PATCHES: list[tuple[str, bytes, str, list[tuple[str, str]], str, bool, int]] = [
+    ("new title", b'{"title": "renamed"}', "application/json", [], "own", False, 200),
+    (
+        "every field",
+        json.dumps(
+            {
+                "title": "t",
+                "description": None,
+                "status": "in_progress",
+                "priority": "low",
+                "due_at": "2031-02-03T04:05:06Z",
+            }
+        ).encode(),
+        "application/json",
+        [],
+        "own",
+        False,
+        200,
+    ),
+    ("done", b'{"status": "done"}', "application/json", [], "own", False, 200),
+    ("nothing to change", b"{}", "application/json", [], "own", False, 200),
+    ("due date cleared", b'{"due_at": null}', "application/json", [], "own", False, 200),
+    (
+        "If-Match current",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", '"1"')],
+        "own",
+        False,
+        200,
+    ),
+    (
+        "If-Match among others",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", '"7", "1"')],
+        "own",
+        False,
+        200,
+    ),
+    (
+        "If-Match star",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", "*")],
+        "own",
+        False,
+        200,
+    ),
+    (
+        "If-Match stale",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", '"9"')],
+        "own",
+        False,
+        412,
+    ),
+    (
+        "If-Match weak",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", 'W/"1"')],
+        "own",
+        False,
+        412,
+    ),
+    (
+        "If-Match garbage",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", "1")],
+        "own",
+        False,
+        412,
+    ),
+    (
+        "If-Match too long",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", TOO_LONG_TAGS)],
+        "own",
+        True,
+        422,
+    ),
+    (
+        "If-Match twice",
+        b'{"title": "x"}',
+        "application/json",
+        [("If-Match", '"1"'), ("If-Match", '"2"')],
+        "own",
+        True,
+        200,
+    ),
+    ("someone else's task", b'{"title": "x"}', "application/json", [], "foreign", False, 404),
+    ("trashed task", b'{"title": "x"}', "application/json", [], "trashed", False, 404),
+    ("null title", b'{"title": null}', "application/json", [], "own", True, 422),
+    ("blank title", b'{"title": "  "}', "application/json", [], "own", True, 422),
+    ("unknown field", b'{"version": 7}', "application/json", [], "own", True, 422),
+    ("unknown status", b'{"status": "later"}', "application/json", [], "own", True, 422),
+    ("invalid JSON", b'{"title"', "application/json", [], "own", True, 422),
+    ("no body", b"", "application/json", [], "own", True, 422),
+    ("text/plain", b'{"title": "x"}', "text/plain", [], "own", True, 415),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "extra", "target", "expect_handed_on", "status"),
+    [case[1:] for case in PATCHES],
+    ids=[case[0] for case in PATCHES],
+)
+async def test_update(
+    world: World,
+    client: httpx.AsyncClient,
+    plain_client: httpx.AsyncClient,
+    handed_on: list[str],
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[str, str]],
+    target: str,
+    expect_handed_on: bool,
+    status: int,
+) -> None:
+    """A write that succeeds is made by each app on its own one of two identical tasks; one
+    that fails is sent to both for the same task (and must change nothing)."""
+    headers = [("Authorization", world.tokens["alice"]), ("Content-Type", content_type), *extra]
+    url = f"{TASKS}/{getattr(world, target)}"
+    plain_url = f"{TASKS}/{world.twin}" if status == 200 else url
+    before = comparable(await client.get(url, headers=headers[:1]))
+    fast = await client.patch(url, content=body, headers=headers)
+    plain = await plain_client.patch(plain_url, content=body, headers=headers)
+    assert fast.status_code == status, fast.text
+    assert_same(fast, plain, written=status == 200)
+    assert bool(handed_on) == expect_handed_on, handed_on
+    if status != 200:
+        assert comparable(await client.get(url, headers=headers[:1])) == before
