@@ -157,6 +157,8 @@ class TaskFastPath:
     def _list(
         self, scope: Scope, _headers: dict[str, str], claims: AccessClaims, _body: Any
     ) -> Work:
+        if not scope["query_string"].isascii():
+            raise _HandOn  # raw bytes no HTTP server here lets through: the route's business
         # Decoded as Starlette decodes `request.query_params`.
         query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         params = dict(query)
@@ -192,16 +194,19 @@ class TaskFastPath:
         self, scope: Scope, receive: Receive, send: Send, handler: Handler, route: APIRoute
     ) -> None:
         """`_serve` for a request with a JSON body: the body is read first, as FastAPI reads
-        it before anything else, and handed on as received if the route is to answer."""
-        if scope["query_string"]:
+        it before anything else, and handed on as received if the route is to answer.
+
+        Nothing is read for a request the route would refuse without reading it (a query
+        string, a path that is not a task's), and a body that could not be read (over the
+        size limit, a broken connection) is the route's to answer, with the same error."""
+        if scope["query_string"] or (scope["path"] != _TASKS_PATH and not _is_task_path(scope)):
             await self.app(scope, receive, send)
             return
         received: list[Message] = []
         try:
             body = await _read_body(receive, received)
-        except Exception as error:  # too large (BodySizeLimitMiddleware), or a disconnect
-            response = await _error_response(scope, receive, error)
-            await response(scope, receive, send)
+        except Exception as error:
+            await self.app(scope, _replaying(received, receive, then=error), send)
             return
         replay = _replaying(received, receive)
         await self._serve(scope, replay, send, handler, route, body)
@@ -301,14 +306,17 @@ async def _count_request(scope: Scope, claims: AccessClaims) -> None:
     scope.setdefault("state", {})["user_id"] = claims.user_id
 
 
-def _task_id(scope: Scope) -> int:
-    """The task id of the path, if it is one in its plain form (as the route's `TaskId`)."""
-    if scope["query_string"]:
-        raise _HandOn  # the route's 422 for an unknown parameter
+def _is_task_path(scope: Scope) -> bool:
+    """The path names one task, by an id in its plain form (as the route's `TaskId`)."""
     raw_id = scope["path"][len(_TASK_PATH_PREFIX) :]
-    if not _TASK_ID.fullmatch(raw_id) or int(raw_id) > _MAX_TASK_ID:
-        raise _HandOn
-    return int(raw_id)
+    return _TASK_ID.fullmatch(raw_id) is not None and int(raw_id) <= _MAX_TASK_ID
+
+
+def _task_id(scope: Scope) -> int:
+    """The task id of the path, if the request is one to take."""
+    if scope["query_string"] or not _is_task_path(scope):
+        raise _HandOn  # the route's 422 for an unknown parameter, or its 404 or 422
+    return int(scope["path"][len(_TASK_PATH_PREFIX) :])
 
 
 def _tag_header(headers: dict[str, str], name: str) -> str | None:
@@ -360,13 +368,18 @@ async def _read_body(receive: Receive, received: list[Message]) -> bytes | None:
             return body or None
 
 
-def _replaying(received: list[Message], receive: Receive) -> Receive:
-    """A `receive` that gives the messages already read again, then the rest."""
+def _replaying(
+    received: list[Message], receive: Receive, *, then: Exception | None = None
+) -> Receive:
+    """A `receive` that gives the messages already read again, then the rest (or raises
+    `then`, the error that stopped the reading)."""
     pending = list(received)
 
     async def replay() -> Message:
         if pending:
             return pending.pop(0)
+        if then is not None:
+            raise then
         return await receive()
 
     return replay

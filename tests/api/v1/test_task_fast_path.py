@@ -611,3 +611,95 @@ async def test_update(
     assert bool(handed_on) == expect_handed_on, handed_on
     if status != 200:
         assert comparable(await client.get(url, headers=headers[:1])) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "template"),
+    [
+        ("POST", ""),
+        ("PATCH", "/{own}"),
+        ("PATCH", "/{own}/restore"),  # the route answers 405 without reading the body
+        ("PATCH", "/x"),  # and 404 here
+        ("PATCH", "//{own}"),
+    ],
+)
+async def test_a_streamed_body_over_the_limit_is_the_routes_to_answer(
+    world: World,
+    client: httpx.AsyncClient,
+    plain_client: httpx.AsyncClient,
+    handed_on: list[str],
+    settings: Settings,
+    method: str,
+    template: str,
+) -> None:
+    """The same answer as the route's, labelled as the route labels it (the fast path hands
+    the request on with what it had read, and the error that stopped it)."""
+    big = json.dumps({"title": "x", "description": "y" * settings.max_body_bytes}).encode()
+    headers = {"Authorization": world.tokens["alice"], "Content-Type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    url = TASKS + world.url(template)
+    fast = await client.request(method, url, content=chunks(), headers=headers)
+    plain = await plain_client.request(method, url, content=chunks(), headers=headers)
+    assert fast.status_code in (404, 405, 413)
+    assert_same(fast, plain)
+    assert handed_on == [url]
+
+
+@pytest.mark.parametrize("failure", [ConnectionResetError(), TimeoutError(), RuntimeError("x")])
+@pytest.mark.parametrize(("method", "template"), [("POST", ""), ("PATCH", "/{own}")])
+async def test_a_body_that_cannot_be_read_is_the_routes_to_answer(
+    world: World,
+    app: FastAPI,
+    plain_app: FastAPI,
+    client: httpx.AsyncClient,
+    plain_client: httpx.AsyncClient,
+    method: str,
+    template: str,
+    failure: Exception,
+) -> None:
+    """The server's `receive` fails mid-body: FastAPI's 400, rendered as our 422, from both
+    (not the 503 that an OSError from the database would be)."""
+    path = TASKS + world.url(template)
+
+    async def answer(asgi: FastAPI) -> tuple[int, bytes]:
+        messages = [{"type": "http.request", "body": b'{"title": ', "more_body": True}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop(0)
+            raise failure
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (b"host", b"testserver"),
+                (b"authorization", world.tokens["alice"].encode()),
+                (b"content-type", b"application/json"),
+            ],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+        await asgi(scope, receive, send)  # type: ignore[arg-type]
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return sent[0]["status"], body
+
+    fast_status, fast_body = await answer(app)
+    plain_status, plain_body = await answer(plain_app)
+    assert fast_status == plain_status == 422
+    assert json.loads(fast_body)["errors"] == json.loads(plain_body)["errors"]
