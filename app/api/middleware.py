@@ -14,7 +14,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import problem_response
-from app.core.errors import InternalError, PayloadTooLarge
+from app.core.errors import BadRequest, InternalError, PayloadTooLarge
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -73,6 +73,17 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
+            if not _query_is_text(scope):
+                # Starlette decodes the query as UTF-8 wherever it builds the request's URL
+                # (routes, problem handlers) and would fail with a 500. uvicorn refuses such
+                # a request itself; other servers pass the bytes on.
+                response = problem_response(
+                    BadRequest("The query string is not valid UTF-8."),
+                    instance=scope.get("path", ""),
+                    request_id=request_id,
+                )
+                await response(scope, receive, send_with_id)
+                return
             await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled_error")
@@ -104,6 +115,17 @@ class RequestContextMiddleware:
                     duration_ms=round(elapsed * 1000, 2),
                     user_id=scope["state"].get("user_id"),
                 )
+
+
+def _query_is_text(scope: Scope) -> bool:
+    query: bytes = scope.get("query_string", b"")
+    if query.isascii():
+        return True
+    try:
+        query.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _request_id_from(scope: Scope) -> str:
