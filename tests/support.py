@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
@@ -82,3 +82,46 @@ def assert_problem(
         for spelling in (value, json.dumps(value)[1:-1]):
             assert spelling not in text, f"problem echoes {value!r}"
     return body
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def call_asgi(
+    app: Any,
+    method: str,
+    path: str,
+    *,
+    query: bytes = b"",
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    receive: Receive = _no_body,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request straight through ASGI, for what no HTTP client library would send (raw
+    query bytes, a `receive` that fails): status, headers, body."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    response_headers = {k.decode(): v.decode() for k, v in sent[0].get("headers", [])}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], response_headers, body

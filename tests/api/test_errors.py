@@ -15,7 +15,7 @@ from sqlalchemy import exc as sa_exc
 from app.main import create_app
 from app.models.user import User
 from tests.conftest import UserFactory, make_settings
-from tests.support import assert_problem
+from tests.support import assert_problem, call_asgi
 
 GENERATED_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ONE_MIB = 1024 * 1024
@@ -27,43 +27,13 @@ def json_request(content: bytes, headers: dict[str, str] | None = None) -> dict[
     return {"content": content, "headers": {"Content-Type": "application/json", **(headers or {})}}
 
 
-async def raw_get(app: FastAPI, path: str, query: bytes) -> tuple[int, dict[str, str], bytes]:
-    """A GET straight through ASGI, with query bytes no HTTP client library would send."""
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-    await app(scope, receive, send)  # type: ignore[arg-type]
-    headers = {k.decode(): v.decode() for k, v in sent[0].get("headers", [])}
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return sent[0]["status"], headers, body
-
-
 class TestQueryBytes:
     """uvicorn refuses a query that is not UTF-8 itself; behind another server the app must
     still answer with a problem, not a 500 (Starlette decodes the query to build URLs)."""
 
     @pytest.mark.parametrize("path", ["/api/v1/tasks", "/api/v1/users/me", "/healthz", "/nope"])
     async def test_a_query_that_is_not_utf8_is_a_400_problem(self, app: FastAPI, path: str) -> None:
-        status, headers, body = await raw_get(app, path, b"q=\xe9&limit=1")
+        status, headers, body = await call_asgi(app, "GET", path, query=b"q=\xe9&limit=1")
         assert status == 400
         assert headers["content-type"] == "application/problem+json"
         problem = httpx.Response(400, headers=headers, content=body).json()
@@ -72,7 +42,7 @@ class TestQueryBytes:
         assert problem["request_id"] == headers["x-request-id"]
 
     async def test_utf8_text_in_the_query_is_not_refused(self, app: FastAPI) -> None:
-        status, _, _ = await raw_get(app, "/api/v1/tasks", "q=é".encode())
+        status, _, _ = await call_asgi(app, "GET", "/api/v1/tasks", query="q=é".encode())
         assert status == 401  # on to the route, which wants a token
 
 

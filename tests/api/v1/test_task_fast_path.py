@@ -30,7 +30,7 @@ from app.main import create_app
 from app.models.task import Task
 from app.models.user import User
 from tests.conftest import UserFactory, _bound_sessionmaker
-from tests.support import SORTS
+from tests.support import SORTS, call_asgi
 
 TASKS = "/api/v1/tasks"
 TOO_LONG_TAGS = ", ".join(f'"{n}"' for n in range(300))
@@ -667,37 +667,18 @@ async def test_a_body_that_cannot_be_read_is_the_routes_to_answer(
 
     async def answer(asgi: FastAPI) -> tuple[int, bytes]:
         messages = [{"type": "http.request", "body": b'{"title": ', "more_body": True}]
-        sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
             if messages:
                 return messages.pop(0)
             raise failure
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"host", b"testserver"),
-                (b"authorization", world.tokens["alice"].encode()),
-                (b"content-type", b"application/json"),
-            ],
-            "client": ("127.0.0.1", 1),
-            "server": ("testserver", 80),
-        }
-        await asgi(scope, receive, send)  # type: ignore[arg-type]
-        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-        return sent[0]["status"], body
+        headers = [
+            (b"authorization", world.tokens["alice"].encode()),
+            (b"content-type", b"application/json"),
+        ]
+        status, _, body = await call_asgi(asgi, method, path, headers=headers, receive=receive)
+        return status, body
 
     fast_status, fast_body = await answer(app)
     plain_status, plain_body = await answer(plain_app)
