@@ -33,7 +33,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
@@ -69,7 +69,7 @@ _READ_HEADERS = frozenset(
 
 # What a taken request does once counted: prepared by a handler, which decides to take it.
 Work = Callable[[], Awaitable[Response]]
-Handler = Callable[[Scope, dict[str, str], AccessClaims, Any], Work]
+Handler = Callable[[Scope, dict[str, str], AccessClaims, bytes | None], Work]
 
 
 class _HandOn(Exception):
@@ -119,7 +119,7 @@ class TaskFastPath:
         send: Send,
         handler: Handler,
         route: APIRoute,
-        body: Any = None,
+        body: bytes | None = None,
     ) -> None:
         """Run `handler` if the request is one it takes; otherwise hand the request on."""
         try:
@@ -140,14 +140,14 @@ class TaskFastPath:
     # --- the requests --------------------------------------------------------------------
 
     def _read(
-        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, _body: Any
+        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, _body: bytes | None
     ) -> Work:
         task_id = _task_id(scope)
         if_none_match = _tag_header(headers, "if-none-match")
         return partial(_read_task, scope, claims, task_id, if_none_match)
 
     def _update(
-        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, body: Any
+        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, body: bytes | None
     ) -> Work:
         task_id = _task_id(scope)
         if_match = _tag_header(headers, "if-match")
@@ -155,7 +155,7 @@ class TaskFastPath:
         return partial(_update_task, scope, claims, task_id, data, if_match)
 
     def _list(
-        self, scope: Scope, _headers: dict[str, str], claims: AccessClaims, _body: Any
+        self, scope: Scope, _headers: dict[str, str], claims: AccessClaims, _body: bytes | None
     ) -> Work:
         if not scope["query_string"].isascii():
             raise _HandOn  # raw bytes no HTTP server here lets through: the route's business
@@ -212,7 +212,7 @@ class TaskFastPath:
         await self._serve(scope, replay, send, handler, route, body)
 
     def _create(
-        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, body: Any
+        self, scope: Scope, headers: dict[str, str], claims: AccessClaims, body: bytes | None
     ) -> Work:
         if "idempotency-key" in headers:
             raise _HandOn  # the claim, the task and the stored answer: the route's transaction
