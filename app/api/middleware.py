@@ -14,7 +14,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import problem_response
-from app.core.errors import BadRequest, InternalError, PayloadTooLarge
+from app.core.errors import InternalError, PayloadTooLarge, ValidationFailed
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -76,9 +76,13 @@ class RequestContextMiddleware:
             if not _query_is_text(scope):
                 # Starlette decodes the query as UTF-8 wherever it builds the request's URL
                 # (routes, problem handlers) and would fail with a 500. uvicorn refuses such
-                # a request itself; other servers pass the bytes on.
+                # a request itself; other servers pass the bytes on. A 422 like any query
+                # parameter that cannot be read (contract, section 1).
                 response = problem_response(
-                    BadRequest("The query string is not valid UTF-8."),
+                    ValidationFailed(
+                        "The query string is not valid UTF-8.",
+                        errors=[_UNDECODABLE_QUERY],
+                    ),
                     instance=scope.get("path", ""),
                     request_id=request_id,
                 )
@@ -115,6 +119,9 @@ class RequestContextMiddleware:
                     duration_ms=round(elapsed * 1000, 2),
                     user_id=scope["state"].get("user_id"),
                 )
+
+
+_UNDECODABLE_QUERY = {"loc": ["query"], "msg": "Not valid UTF-8", "type": "query_invalid"}
 
 
 def _query_is_text(scope: Scope) -> bool:
