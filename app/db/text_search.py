@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BindParameter, Boolean, ColumnElement, literal
+from sqlalchemy import BindParameter, Boolean, ColumnElement
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.expression import FunctionElement
@@ -32,17 +32,10 @@ def contains_pattern(text: str) -> str:
 
 
 def contains_insensitive(
-    column: ColumnElement[Any] | InstrumentedAttribute[Any], text: str
-) -> ColumnElement[bool]:
-    """`column` contains `text`, ignoring case; LIKE wildcards in `text` are literal."""
-    return _ContainsInsensitive(column, literal(contains_pattern(text)))
-
-
-def contains_insensitive_param(
     column: ColumnElement[Any] | InstrumentedAttribute[Any], pattern: BindParameter[str]
 ) -> ColumnElement[bool]:
-    """`contains_insensitive` in a statement compiled once: `pattern` is a bind parameter,
-    whose value is `contains_pattern(text)`."""
+    """`column` contains the text whose `contains_pattern` is the value of `pattern` (a bind
+    parameter, so the statement is compiled once), ignoring case."""
     return _ContainsInsensitive(column, pattern)
 
 

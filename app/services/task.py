@@ -47,7 +47,7 @@ from app.core.pagination import (
 from app.core.security import AccessClaims
 from app.db.base import UTCDateTime, utcnow
 from app.db.direct import Db, Row, Statement
-from app.db.text_search import contains_insensitive_param, contains_pattern
+from app.db.text_search import contains_insensitive, contains_pattern
 from app.models.task import TASK_INSERT_COLUMNS, Task, TaskPriority, TaskStatus
 from app.models.user import User
 from app.schemas.task import TaskCreate, TaskUpdate
@@ -502,8 +502,8 @@ def _list_statement(
         pattern = bindparam("pattern", type_=String())
         conditions.append(
             or_(
-                contains_insensitive_param(Task.title, pattern),
-                contains_insensitive_param(Task.description, pattern),
+                contains_insensitive(Task.title, pattern),
+                contains_insensitive(Task.description, pattern),
             )
         )
     if checked:
