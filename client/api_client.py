@@ -2,8 +2,9 @@
 
 Nothing here knows about Streamlit. `ApiSession` holds one person's tokens and renews the
 access token with the refresh token when it has expired (or is about to), so the person never
-notices; when renewal fails it raises `SessionExpired`. Every non-2xx answer becomes an
-`ApiError` carrying the problem's `detail`, its per-field errors, and `Retry-After`.
+notices; when renewal fails it raises `SessionExpired`. It also counts the changes it made and
+keeps what screens remember for the person, so both end with the sign-in. Every non-2xx answer
+becomes an `ApiError` carrying the problem's `detail`, its per-field errors, and `Retry-After`.
 """
 
 from __future__ import annotations
@@ -151,6 +152,12 @@ class ApiSession:
     expires_at: float
     email: str = ""
     user: dict[str, Any] = field(default_factory=dict)
+    # Successful changes (any call but a GET) made through this session: a screen that keeps
+    # what it read compares this number to know the person changed something since.
+    writes: int = 0
+    # What screens keep for this person between visits (the overview's counts). It lives on
+    # the session so that logging out, or another person logging in, forgets it.
+    kept: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_token_pair(cls, pair: Mapping[str, Any], email: str = "") -> ApiSession:
@@ -169,6 +176,12 @@ class ApiSession:
         session.email = str(session.user.get("email") or email)
         return session
 
+    def _take_tokens(self, pair: Mapping[str, Any]) -> None:
+        renewed = ApiSession.from_token_pair(pair, self.email)
+        self.access_token = renewed.access_token
+        self.refresh_token = renewed.refresh_token
+        self.expires_at = renewed.expires_at
+
     def renew(self) -> None:
         """Trade the refresh token for a new pair; SessionExpired when it is refused."""
         try:
@@ -177,23 +190,32 @@ class ApiSession:
             if exc.status in (400, 401, 403, 422):
                 raise SessionExpired(401, "Your session has ended. Please log in again.") from exc
             raise
-        renewed = ApiSession.from_token_pair(pair.json(), self.email)
-        self.access_token = renewed.access_token
-        self.refresh_token = renewed.refresh_token
-        self.expires_at = renewed.expires_at
+        self._take_tokens(pair.json())
+
+    def log_in_again(self, password: str) -> None:
+        """A new token pair for the same person, in place: a password change ends every
+        earlier token of the account (the API's rule), and the screens hold this object."""
+        data = {"username": self.email, "password": password}
+        self._take_tokens(request("POST", "/auth/token", data=data).json())
+        self.me()
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated call; renews the access token once if it expired."""
         if time.time() >= self.expires_at - RENEW_MARGIN_SECONDS:
             self.renew()
+        response: httpx.Response | None = None
         try:
-            return request(method, path, token=self.access_token, **kwargs)
+            response = request(method, path, token=self.access_token, **kwargs)
         except ApiError as exc:
             if exc.status != 401:
                 raise
-        # The access token was refused (expired early, or revoked): renew and try once more.
-        self.renew()
-        return request(method, path, token=self.access_token, **kwargs)
+        if response is None:
+            # The access token was refused (expired early, or revoked): renew and try once more.
+            self.renew()
+            response = request(method, path, token=self.access_token, **kwargs)
+        if method.upper() != "GET":
+            self.writes += 1
+        return response
 
     def log_out(self) -> None:
         """Spend the refresh token on the server; the person is logged out locally anyway."""
@@ -219,10 +241,6 @@ class ApiSession:
     def get_task(self, task_id: Any) -> tuple[dict[str, Any], str]:
         response = self.call("GET", f"/tasks/{task_id}")
         return response.json(), response.headers.get("ETag", "")
-
-    def create_task(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        task: dict[str, Any] = self.call("POST", "/tasks", json=dict(body)).json()
-        return task
 
     def update_task(
         self, task_id: Any, changes: Mapping[str, Any], etag: str

@@ -3,7 +3,8 @@
 An action (a button's on_click callback) runs through `act`: how it went is kept under a scope
 name, and the page drawn next shows each field's error right under that field and the rest of
 the problem under its button. Reads that fail while a page is drawn use `show_problem`
-in place of what they would have shown.
+in place of what they would have shown. The signed-in person's `ApiSession` is kept in
+Streamlit's session state; only app.py reads it (`current_session`) and hands it to the screens.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ FLASH_LOGIN = "_login_message"
 
 
 def current_session() -> ApiSession | None:
+    """The signed-in person's session, or None; read once per run, by app.py."""
     session = st.session_state.get(SESSION)
     return session if isinstance(session, ApiSession) else None
 
@@ -50,7 +52,7 @@ def feedback(scope: str) -> tuple[ApiError | None, str | None]:
     return stored if stored is not None else (None, None)
 
 
-def act(scope: str, action: Callable[[], Any], success: str | None = None) -> bool:
+def act(scope: str, action: Callable[[], Any], success: str | None = None) -> None:
     """Run a button's `action` (from its on_click callback, before the page is redrawn) and
     remember how it went under `scope`, for the redrawn page to show in the right place."""
     try:
@@ -65,8 +67,6 @@ def act(scope: str, action: Callable[[], Any], success: str | None = None) -> bo
     else:
         if success is not None:
             remember(scope, success=success)
-        return True
-    return False
 
 
 def field_error(error: ApiError | None, *names: str) -> None:

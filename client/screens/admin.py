@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
-from api_client import ApiError
+from api_client import ApiError, ApiSession
 from paging import current_cursor, pager
 from task_fields import plain
-from ui import act, current_session, feedback, remember, show_feedback, show_read_error
+from ui import act, feedback, remember, show_feedback, show_read_error
 
 SCOPE = "users"
 
 
-def _update(user: dict[str, Any], changes: dict[str, Any], done: str) -> None:
-    session = current_session()
-    if session is not None:
-        session.update_user(user["id"], changes)
-        remember(SCOPE, success=f"{user['email']}: {done}.")
+def _update(session: ApiSession, user: dict[str, Any], changes: dict[str, Any], done: str) -> None:
+    session.update_user(user["id"], changes)
+    remember(SCOPE, success=f"{user['email']}: {done}.")
 
 
-def render() -> None:
+def _change(
+    session: ApiSession, user: dict[str, Any], changes: dict[str, Any], done: str
+) -> tuple[str, Callable[[], None]]:
+    """A button's on_click args: `act` makes the change and reports it on this screen."""
+    return SCOPE, functools.partial(_update, session, user, changes, done)
+
+
+def render(session: ApiSession) -> None:
     st.header("Users")
-    session = current_session()
-    if session is None:
-        return
     cursor = current_cursor(SCOPE, "users")
     try:
         page = session.list_users({"limit": 50, **({"cursor": cursor} if cursor else {})})
@@ -48,7 +52,7 @@ def render() -> None:
                     key=f"deactivate_{user_id}",
                     disabled=is_self,
                     on_click=act,
-                    args=(SCOPE, lambda u=user: _update(u, {"is_active": False}, "deactivated")),
+                    args=_change(session, user, {"is_active": False}, "deactivated"),
                     width="stretch",
                 )
             else:
@@ -56,7 +60,7 @@ def render() -> None:
                     "Reactivate",
                     key=f"reactivate_{user_id}",
                     on_click=act,
-                    args=(SCOPE, lambda u=user: _update(u, {"is_active": True}, "reactivated")),
+                    args=_change(session, user, {"is_active": True}, "reactivated"),
                     width="stretch",
                 )
             if user.get("role") == "admin":
@@ -65,7 +69,7 @@ def render() -> None:
                     key=f"demote_{user_id}",
                     disabled=is_self,
                     on_click=act,
-                    args=(SCOPE, lambda u=user: _update(u, {"role": "user"}, "now a user")),
+                    args=_change(session, user, {"role": "user"}, "now a user"),
                     width="stretch",
                 )
             else:
@@ -73,7 +77,7 @@ def render() -> None:
                     "Make admin",
                     key=f"promote_{user_id}",
                     on_click=act,
-                    args=(SCOPE, lambda u=user: _update(u, {"role": "admin"}, "now an admin")),
+                    args=_change(session, user, {"role": "admin"}, "now an admin"),
                     width="stretch",
                 )
     pager(SCOPE, page.get("next_cursor"))

@@ -2,24 +2,43 @@
 bar charts drawn in the page (Vega-Lite ships with Streamlit: nothing is fetched elsewhere).
 
 The API has no counting endpoint, so the client walks the task pages (100 at a time) up to
-MAX_TASKS and says so when it stopped early.
+MAX_TASKS and says so when it stopped early. That walk can take 50 requests, so what it read is
+kept on the person's session and reused for MAX_AGE_SECONDS, unless the person changed
+something through this client since (the session counts its writes); the Refresh button walks
+again at once. Only status, priority and due date are kept, and the counts that depend on the
+clock (overdue, due in the next 7 days) are worked out again on every visit.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from api_client import ApiError, ApiSession
 from task_fields import PRIORITY_LABELS, STATUS_LABELS, is_overdue, parse_timestamp
-from ui import current_session, show_read_error
+from ui import show_read_error
 
 MAX_TASKS = 5000
 PAGE_SIZE = 100
+# Long enough that moving between screens does not walk the pages again, short enough that a
+# change made elsewhere (another tab, the phone) shows without the person thinking of Refresh.
+MAX_AGE_SECONDS = 300
+_KEPT = "overview"  # its key in ApiSession.kept
+_COUNTED_FIELDS = ("status", "priority", "due_at")
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """One walk of the task pages: the fields the counts need, and when it was made."""
+
+    tasks: list[dict[str, Any]]
+    truncated: bool
+    read_at: datetime
+    writes: int  # ApiSession.writes when read: a later change of the person's makes it stale
 
 
 def _all_tasks(session: ApiSession) -> tuple[list[dict[str, Any]], bool]:
@@ -33,6 +52,30 @@ def _all_tasks(session: ApiSession) -> tuple[list[dict[str, Any]], bool]:
             return tasks, False
         params = {"limit": PAGE_SIZE, "cursor": page["next_cursor"]}
     return tasks, True
+
+
+def _counted(session: ApiSession, now: datetime) -> _Counted:
+    """The kept walk if it is recent and nothing changed since; otherwise a new walk."""
+    kept = session.kept.get(_KEPT)
+    if (
+        isinstance(kept, _Counted)
+        and kept.writes == session.writes
+        and now - kept.read_at < timedelta(seconds=MAX_AGE_SECONDS)
+    ):
+        return kept
+    tasks, truncated = _all_tasks(session)
+    counted = _Counted(
+        tasks=[{name: task.get(name) for name in _COUNTED_FIELDS} for task in tasks],
+        truncated=truncated,
+        read_at=now,
+        writes=session.writes,
+    )
+    session.kept[_KEPT] = counted
+    return counted
+
+
+def _forget(session: ApiSession) -> None:
+    session.kept.pop(_KEPT, None)
 
 
 def _due_this_week(task: dict[str, Any], now: datetime) -> bool:
@@ -60,26 +103,37 @@ def _due_bucket(task: dict[str, Any], now: datetime) -> str:
 def _bar_chart(title: str, axis: str, counts: dict[str, int]) -> None:
     st.subheader(title)
     st.bar_chart(
-        pd.DataFrame({axis: list(counts), "Tasks": list(counts.values())}),
+        {axis: list(counts), "Tasks": list(counts.values())},
         x=axis,
         y="Tasks",
         sort=False,
     )
 
 
-def render() -> None:
+def render(session: ApiSession) -> None:
     st.header("Overview")
-    session = current_session()
-    if session is None:
-        return
+    now = datetime.now(UTC)
     try:
-        tasks, truncated = _all_tasks(session)
+        counted = _counted(session, now)
     except ApiError as exc:
         show_read_error(exc, retry_key="overview_retry")
         return
-    if truncated:
+    note_col, refresh_col = st.columns([8, 1.5], vertical_alignment="center")
+    note_col.caption(
+        f"Counted at {counted.read_at:%H:%M} UTC. Changes made elsewhere show within "
+        f"{MAX_AGE_SECONDS // 60} minutes, or at once with Refresh."
+    )
+    refresh_col.button(
+        "Refresh",
+        key="overview_refresh",
+        icon=":material/refresh:",
+        on_click=_forget,
+        args=(session,),
+        width="stretch",
+    )
+    tasks = counted.tasks
+    if counted.truncated:
         st.caption(f"Counting your first {MAX_TASKS:,} tasks.")
-    now = datetime.now(UTC)
     by_status = Counter(str(task.get("status")) for task in tasks)
     by_priority = Counter(str(task.get("priority")) for task in tasks)
     total, overdue, this_week, done = st.columns(4)

@@ -1,29 +1,27 @@
 """The signed-in person's profile: change the name, change the password.
 
 A password change ends every earlier token of the account (the API's rule), so right after it
-the client logs in again with the new password; the person stays signed in.
+the client logs in again with the new password, into the same session object that app.py
+handed to every screen; the person stays signed in.
 """
 
 from __future__ import annotations
+
+import functools
 
 import streamlit as st
 
 from api_client import ApiSession
 from task_fields import plain
-from ui import SESSION, act, current_session, feedback, field_error, remember, show_feedback
+from ui import act, feedback, field_error, remember, show_feedback
 
 
-def _save_name() -> None:
-    session = current_session()
-    if session is not None:
-        session.update_me({"full_name": str(st.session_state.get("profile_full_name", ""))})
-        remember("profile_name", success="Name saved.")
+def _save_name(session: ApiSession) -> None:
+    session.update_me({"full_name": str(st.session_state.get("profile_full_name", ""))})
+    remember("profile_name", success="Name saved.")
 
 
-def _change_password() -> None:
-    session = current_session()
-    if session is None:
-        return
+def _change_password(session: ApiSession) -> None:
     state = st.session_state
     new_password = str(state.get("profile_new_password", ""))
     session.update_me(
@@ -34,15 +32,12 @@ def _change_password() -> None:
     )
     state["profile_new_password"] = ""
     state["profile_current_password"] = ""
-    state[SESSION] = ApiSession.log_in(session.email, new_password)
+    session.log_in_again(new_password)
     remember("profile_password", success="Password changed. Other sessions were signed out.")
 
 
-def render() -> None:
+def render(session: ApiSession) -> None:
     st.header("Profile")
-    session = current_session()
-    if session is None:
-        return
     user = session.user
     email = plain(str(user.get("email", session.email)))
     st.markdown(f"**Email:** {email}  \n**Role:** {user.get('role')}")
@@ -55,7 +50,10 @@ def render() -> None:
         st.text_input("Full name", key="profile_full_name")
         field_error(error, "full_name")
         st.form_submit_button(
-            "Save name", key="profile_save_name", on_click=act, args=("profile_name", _save_name)
+            "Save name",
+            key="profile_save_name",
+            on_click=act,
+            args=("profile_name", functools.partial(_save_name, session)),
         )
         show_feedback(error, success, shown_fields=("full_name",))
 
@@ -81,6 +79,6 @@ def render() -> None:
             "Change password",
             key="profile_change_password",
             on_click=act,
-            args=("profile_password", _change_password),
+            args=("profile_password", functools.partial(_change_password, session)),
         )
         show_feedback(error, success, shown_fields=("current_password", "password"))

@@ -2,11 +2,13 @@
 
 An edit starts from the task as it was when the person pressed Edit (its ETag is kept), and
 is sent with `If-Match`, so an edit made meanwhile elsewhere comes back as a conflict (412)
-and nothing is overwritten.
+and nothing is overwritten. app.py hands `render` the signed-in session; the buttons' actions
+get it from there.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,7 +31,6 @@ from task_fields import (
 )
 from ui import (
     act,
-    current_session,
     feedback,
     field_error,
     remember,
@@ -42,13 +43,6 @@ _EDITING = "_editing"  # {"id": task id, "etag": the tag the edit is based on}
 _NEW_KEY = "_new_task_idempotency_key"
 # The list's query parameters whose errors are drawn under their filter widget.
 FILTER_FIELDS = ("status", "priority", "q", "due_after", "due_before")
-
-
-def _session() -> ApiSession:
-    session = current_session()
-    if session is None:  # the app shows this screen only when signed in
-        raise RuntimeError("not signed in")
-    return session
 
 
 def _filters() -> dict[str, Any]:
@@ -74,16 +68,15 @@ def _filters() -> dict[str, Any]:
     return params
 
 
-def render() -> None:
+def render(session: ApiSession) -> None:
     st.header("Tasks")
-    _add_form()
+    _add_form(session)
     st.divider()
     params = _filters()
     filters_key = tuple(sorted((k, str(v)) for k, v in params.items()))
     cursor = current_cursor(SCOPE, filters_key)
     page: dict[str, Any] | None = None
     list_error: ApiError | None = None
-    session = _session()
     try:
         page = session.list_tasks({**params, **({"cursor": cursor} if cursor else {})})
     except ApiError as exc:
@@ -95,7 +88,7 @@ def render() -> None:
     assert page is not None
     error, success = feedback(SCOPE)
     show_feedback(error, success)
-    _task_rows(page["items"])
+    _task_rows(session, page["items"])
     pager(SCOPE, page.get("next_cursor"))
 
 
@@ -140,7 +133,7 @@ def _new_task_key() -> str:
     return key
 
 
-def _add_task() -> None:
+def _add_task(session: ApiSession) -> None:
     state = st.session_state
     body: dict[str, Any] = {
         "title": state.get("new_title", ""),
@@ -154,11 +147,8 @@ def _add_task() -> None:
         body["due_at"] = due
     try:
         # The key makes a double submit (or a retry after a lost answer) create one task.
-        task = (
-            _session()
-            .call("POST", "/tasks", json=body, headers={"Idempotency-Key": _new_task_key()})
-            .json()
-        )
+        headers = {"Idempotency-Key": _new_task_key()}
+        task = session.call("POST", "/tasks", json=body, headers=headers).json()
     except ApiError as exc:
         if not exc.unavailable:
             state.pop(_NEW_KEY, None)  # refused: the next attempt is a new request
@@ -171,7 +161,7 @@ def _add_task() -> None:
     remember("add", success=f"Added “{task['title']}”.")
 
 
-def _add_form() -> None:
+def _add_form(session: ApiSession) -> None:
     error, success = feedback("add")
     with st.form("add_task_form"):
         st.subheader("Add a task")
@@ -193,7 +183,11 @@ def _add_form() -> None:
             st.date_input("Due date", value=None, key="new_due", format="YYYY-MM-DD")
             field_error(error, "due_at")
         st.form_submit_button(
-            "Add task", type="primary", key="add_task", on_click=act, args=("add", _add_task)
+            "Add task",
+            type="primary",
+            key="add_task",
+            on_click=act,
+            args=("add", functools.partial(_add_task, session)),
         )
         show_feedback(error, success, shown_fields=("title", "description", "priority", "due_at"))
 
@@ -201,7 +195,7 @@ def _add_form() -> None:
 # Listing, editing, deleting
 
 
-def _task_rows(tasks: list[dict[str, Any]]) -> None:
+def _task_rows(session: ApiSession, tasks: list[dict[str, Any]]) -> None:
     if not tasks:
         st.info("No tasks match. Add one above, or change the filters.", icon=":material/inbox:")
         return
@@ -219,27 +213,27 @@ def _task_rows(tasks: list[dict[str, Any]]) -> None:
                 "Edit",
                 key=f"edit_{task_id}",
                 on_click=act,
-                args=(f"edit_{task_id}", lambda task_id=task_id: _open_editor(task_id)),
+                args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
                 width="stretch",
             )
             delete_col.button(
                 "Delete",
                 key=f"delete_{task_id}",
                 on_click=act,
-                args=(SCOPE, lambda task=task: _delete(task)),
+                args=(SCOPE, functools.partial(_delete, session, task)),
                 width="stretch",
             )
             if editing.get("id") == task_id:
-                _editor(task_id)
+                _editor(session, task_id)
             else:
                 error, _ = feedback(f"edit_{task_id}")
                 if error is not None:
                     show_feedback(error, None)
 
 
-def _open_editor(task_id: Any) -> None:
+def _open_editor(session: ApiSession, task_id: Any) -> None:
     """Load the task as it is now; the edit is based on this version."""
-    task, etag = _session().get_task(task_id)
+    task, etag = session.get_task(task_id)
     state = st.session_state
     state[_EDITING] = {"id": task_id, "etag": etag, "task": task}
     state[f"edit_title_{task_id}"] = task["title"]
@@ -268,19 +262,19 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _save(task_id: Any) -> None:
+def _save(session: ApiSession, task_id: Any) -> None:
     editing = st.session_state.get(_EDITING) or {}
     changes = _changes(task_id, editing.get("task", {}))
     if not changes:
         _close_editor()
         remember(SCOPE, success="Nothing to change.")
         return
-    task, _etag = _session().update_task(task_id, changes, editing.get("etag", ""))
+    task, _etag = session.update_task(task_id, changes, editing.get("etag", ""))
     _close_editor()
     remember(SCOPE, success=f"Saved “{task['title']}”.")
 
 
-def _editor(task_id: Any) -> None:
+def _editor(session: ApiSession, task_id: Any) -> None:
     error, _ = feedback(f"edit_{task_id}")
     with st.form(f"edit_form_{task_id}"):
         st.text_input("Title", key=f"edit_title_{task_id}", max_chars=200)
@@ -308,7 +302,7 @@ def _editor(task_id: Any) -> None:
             type="primary",
             key=f"save_{task_id}",
             on_click=act,
-            args=(f"edit_{task_id}", lambda: _save(task_id)),
+            args=(f"edit_{task_id}", functools.partial(_save, session, task_id)),
         )
         cancel_col.form_submit_button("Cancel", key=f"cancel_{task_id}", on_click=_close_editor)
     if error is not None and error.status == 412:
@@ -322,14 +316,14 @@ def _editor(task_id: Any) -> None:
             "Load the latest version",
             key=f"reload_{task_id}",
             on_click=act,
-            args=(f"edit_{task_id}", lambda: _open_editor(task_id)),
+            args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
         )
     elif error is not None:
         show_feedback(error, None, shown_fields=("title", "description", "due_at"))
 
 
-def _delete(task: dict[str, Any]) -> None:
-    _session().delete_task(task["id"])
+def _delete(session: ApiSession, task: dict[str, Any]) -> None:
+    session.delete_task(task["id"])
     if (st.session_state.get(_EDITING) or {}).get("id") == task["id"]:
         _close_editor()
     remember(SCOPE, success=f"Moved “{task['title']}” to the trash.")

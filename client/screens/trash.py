@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
 
-from api_client import ApiError
+from api_client import ApiError, ApiSession
 from paging import current_cursor, pager
 from task_fields import plain, summary_line
-from ui import act, current_session, feedback, remember, show_feedback, show_read_error
+from ui import act, feedback, remember, show_feedback, show_read_error
 
 SCOPE = "trash"
 
 
-def _restore(task: dict[str, Any]) -> None:
-    session = current_session()
-    if session is not None:
-        session.restore_task(task["id"])
-        remember(SCOPE, success=f"Restored “{task['title']}”.")
+def _restore(session: ApiSession, task: dict[str, Any]) -> None:
+    session.restore_task(task["id"])
+    remember(SCOPE, success=f"Restored “{task['title']}”.")
 
 
-def render() -> None:
+def render(session: ApiSession) -> None:
     st.header("Trash")
     st.caption("Deleted tasks stay here for a while and can be restored.")
-    session = current_session()
-    if session is None:
-        return
     cursor = current_cursor(SCOPE, "trash")
     params: dict[str, Any] = {"deleted": "true", "sort": "-updated_at", "limit": 20}
     try:
@@ -48,7 +44,7 @@ def render() -> None:
                 "Restore",
                 key=f"restore_{task['id']}",
                 on_click=act,
-                args=(SCOPE, lambda task=task: _restore(task)),
+                args=(SCOPE, functools.partial(_restore, session, task)),
                 width="stretch",
             )
     pager(SCOPE, page.get("next_cursor"))

@@ -3,6 +3,9 @@
 
 The client's modules are imported the way `streamlit run client/app.py` imports them (its
 folder on sys.path), so a test and the app script share one `api_client` module.
+
+The client's screens are st.navigation pages at their own URL paths; `open_page` follows a
+link to one, as a click in the sidebar menu does.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ if str(CLIENT_DIR) not in sys.path:
 
 import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.util import calc_hash  # noqa: E402
 
 APP_PATH = CLIENT_DIR / "app.py"
 # Why the browser test did not run, if it did not; reported at the end of the run.
@@ -131,6 +135,30 @@ def logged_in_app(email: str, password: str = PASSWORD) -> AppTest:
     assert not at.exception, at.exception
     assert "Signed in as" in markdown_text(at.sidebar), markdown_text(at)
     return at
+
+
+def open_page(at: AppTest, url_path: str) -> AppTest:
+    """Go to the screen at /`url_path` (a click on its link in the sidebar menu), and run.
+
+    AppTest.switch_page() only accepts a page *file*; the client's pages are callables (each
+    is handed the signed-in session), so it refuses them. A page's identity in st.navigation is
+    the hash of its url_path, which is what the browser sends to change page; AppTest keeps the
+    page it asks for in `_page_hash` (switch_page sets nothing else). A private name, on the
+    pinned streamlit==1.67.0: if it changed, the screen would not change and the tests' heading
+    checks would fail, not pass by accident. A path the app did not register (Users for a
+    non-admin) gets Streamlit's fallback, the default page, as in a browser.
+    """
+    at._page_hash = calc_hash(url_path)
+    return at.run()
+
+
+def menu(at: AppTest) -> list[str]:
+    """The titles in the sidebar's navigation menu, in order: the pages st.navigation
+    registered in the last run (a signed-in person's pages are all in the menu)."""
+    # AppTest draws no element for st.navigation; its registry is kept for switch_page().
+    pages = at._registered_pages.values()
+    assert all("url_pathname" in page for page in pages), "st.navigation was not called"
+    return [page["page_name"] for page in pages]
 
 
 def markdown_text(node: Any) -> str:

@@ -17,6 +17,7 @@ from tests.client.conftest import (
     markdown_text,
     new_app,
     new_email,
+    open_page,
 )
 
 SESSION_ENDED = "Your session has ended. Please log in again."
@@ -109,6 +110,26 @@ def test_empty_login_errors_under_their_fields(use_api: Api) -> None:
         assert under.type == "error", key
         assert under.value.casefold() == "field required"
     assert _on_login_form(at)
+
+
+def test_a_screens_address_leads_there_after_signing_in(use_api: Api) -> None:
+    """A link to /trash opened signed out (a new tab is a new session) shows the sign-in form
+    at that address, then the Trash screen; signing out there and in again returns to it."""
+    email = use_api.register()
+    at = open_page(new_app().run(), "trash")
+    assert_calm(at)
+    assert _on_login_form(at)
+    assert not at.header  # no screen drawn for a signed-out person
+    _log_in(at, email, PASSWORD)
+    assert not _on_login_form(at)
+    assert at.header[0].value == "Trash"
+
+    at.sidebar.button(key="logout").click().run()
+    assert_calm(at)
+    assert _on_login_form(at)
+    assert [i.value for i in at.info] == ["You are logged out."]
+    _log_in(at, email, PASSWORD)
+    assert at.header[0].value == "Trash"
 
 
 def test_log_out_spends_the_refresh_token(use_api: Api) -> None:

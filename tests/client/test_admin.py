@@ -1,4 +1,4 @@
-"""The Users screen: only for admins; list, deactivate, promote; never on oneself."""
+"""The Users screen (/users): only for admins; list, deactivate, promote; never on oneself."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.client.conftest import (
     assert_calm,
     logged_in_app,
     markdown_text,
+    menu,
+    open_page,
 )
 
 
@@ -26,8 +28,8 @@ def _server_user(api: Api, admin: dict[str, str], user_id: int) -> dict[str, Any
 
 def _users_screen() -> AppTest:
     at = logged_in_app(ADMIN_EMAIL, ADMIN_PASSWORD)
-    assert "Users" in at.sidebar.radio(key="screen").options
-    at.sidebar.radio(key="screen").set_value("Users").run()
+    assert "Users" in menu(at)
+    open_page(at, "users")
     assert_calm(at)
     assert at.header[0].value == "Users"
     return at
@@ -35,7 +37,14 @@ def _users_screen() -> AppTest:
 
 def test_users_screen_absent_for_a_user(use_api: Api) -> None:
     at = logged_in_app(use_api.register())
-    assert at.sidebar.radio(key="screen").options == ["Tasks", "Overview", "Trash", "Profile"]
+    assert menu(at) == ["Tasks", "Overview", "Trash", "Profile"]
+    assert not any(b.key.startswith(("deactivate_", "promote_")) for b in at.button)
+
+    # Not registered for a user: its address leads to the default screen, with no user listed.
+    open_page(at, "users")
+    assert_calm(at)
+    assert at.header[0].value == "Tasks"
+    assert ADMIN_EMAIL not in markdown_text(at)
     assert not any(b.key.startswith(("deactivate_", "promote_")) for b in at.button)
 
 
@@ -76,4 +85,4 @@ def test_admin_lists_deactivates_and_promotes(use_api: Api) -> None:
 
     # The promoted person now sees the Users screen.
     promoted = logged_in_app(rising)
-    assert "Users" in promoted.sidebar.radio(key="screen").options
+    assert "Users" in menu(promoted)

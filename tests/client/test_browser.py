@@ -10,6 +10,7 @@ CI=true a missing Chromium is a failure.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,8 +49,11 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright 
 
 @contextmanager
 def streamlit_server(api_url: str, log_path: Path) -> Iterator[str]:
-    """`streamlit run client/app.py` pointed at `api_url`, as make run starts it; yields its URL
-    once it answers."""
+    """`streamlit run client/app.py` pointed at `api_url`; yields its URL once it answers.
+
+    The toolbar, error details and usage statistics are left to client/.streamlit/config.toml,
+    as for a bare `streamlit run client/app.py` from any directory (here the project root): the
+    tests fail if it is not read (a Deploy button, a request to data.streamlit.io)."""
     port = free_port()
     command = [
         str(BIN / "streamlit"),
@@ -61,14 +65,8 @@ def streamlit_server(api_url: str, log_path: Path) -> Iterator[str]:
         "127.0.0.1",
         "--server.port",
         str(port),
-        "--browser.gatherUsageStats",
-        "false",
         "--server.fileWatcherType",
         "none",
-        "--client.showErrorDetails",
-        "none",
-        "--client.toolbarMode",
-        "minimal",
     ]
     env = {**os.environ, "TASKS_API_URL": api_url}
     with log_path.open("w") as log:
@@ -169,9 +167,28 @@ def add_task(page: Page, title: str, *, priority: str | None = None) -> None:
     expect(alert(page, f"Added “{title}”.")).to_be_visible()
 
 
-def go_to(page: Page, screen: str) -> None:
-    page.get_by_test_id("stSidebar").get_by_text(screen, exact=True).click()
+def menu_link(page: Page, screen: str) -> Locator:
+    return page.get_by_test_id("stSidebarNav").get_by_role("link", name=screen, exact=True)
+
+
+def expect_screen(page: Page, screen: str, path: str) -> None:
+    """`screen` is shown, at its own address, and names the browser tab."""
     expect(page.get_by_role("heading", name=screen, exact=True)).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"^http://127\.0\.0\.1:\d+{re.escape(path)}$"))
+    expect(page).to_have_title(screen)
+
+
+def go_to(page: Page, screen: str, path: str) -> None:
+    menu_link(page, screen).click()
+    expect_screen(page, screen, path)
+
+
+def log_in(page: Page, email: str) -> None:
+    login = form(page, "Log in")
+    login.get_by_label("Email", exact=True).fill(email)
+    login.get_by_label("Password", exact=True).fill(PASSWORD)
+    login.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()
 
 
 def test_a_persons_whole_path(page: Page, api: Api) -> None:
@@ -278,17 +295,17 @@ def test_a_persons_whole_path(page: Page, api: Api) -> None:
     task_card(page, "Water the office plants").get_by_role("button", name="Delete").click()
     expect(alert(page, "Moved “Water the office plants” to the trash.")).to_be_visible()
     expect(task_card(page, "Water the office plants")).to_have_count(0)
-    go_to(page, "Trash")
+    go_to(page, "Trash", "/trash")
     trashed = page.locator("[class*='st-key-trashed_']").filter(has_text="Water the office plants")
     expect(trashed).to_be_visible()
     shot(page, "09-trash")
     trashed.get_by_role("button", name="Restore").click()
     expect(alert(page, "Restored “Water the office plants”.")).to_be_visible()
-    go_to(page, "Tasks")
+    go_to(page, "Tasks", "/")
     expect(task_card(page, "Water the office plants")).to_be_visible()
 
     # Overview: counts and three bar charts, drawn in the page.
-    go_to(page, "Overview")
+    go_to(page, "Overview", "/overview")
     metrics = page.get_by_test_id("stMetric")
     expect(metrics.filter(has_text="Tasks").get_by_test_id("stMetricValue")).to_have_text("3")
     expect(
@@ -304,6 +321,47 @@ def test_a_persons_whole_path(page: Page, api: Api) -> None:
     expect(alert(page, "You are logged out.")).to_be_visible()
     expect(page.get_by_role("button", name="Log in")).to_be_visible()
     shot(page, "11-logged-out")
+
+
+def test_each_screen_has_its_own_url(page: Page, client_url: str, api: Api) -> None:
+    """A screen's address opens that screen (through the sign-in form: a newly loaded page is a
+    new, signed-out Streamlit session); the menu, Back and Forward move between addresses."""
+    email = api.register()
+    headers = api.headers(email)
+    trashed = api.create_task(headers, title="Old newsletter draft")
+    assert api.http.delete(f"/tasks/{trashed['id']}", headers=headers).status_code == 204
+
+    page.goto(f"{client_url}/trash")
+    expect(page.get_by_role("button", name="Log in")).to_be_visible()
+    expect(page).to_have_url(f"{client_url}/trash")  # kept while signing in
+    # No developer toolbar (client/.streamlit/config.toml): a Deploy button is not for users.
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+    expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+    log_in(page, email)
+    expect_screen(page, "Trash", "/trash")
+    trashed_card = page.locator("[class*='st-key-trashed_']")
+    expect(trashed_card.filter(has_text="Old newsletter draft")).to_be_visible()
+    shot(page, "13-trash-by-its-url")
+
+    # The menu links to each screen's address; Users is not there for a user.
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    expect(links).to_have_text(["Tasks", "Overview", "Trash", "Profile"])
+    expect(menu_link(page, "Tasks")).to_have_attribute("href", f"{client_url}/")
+    expect(menu_link(page, "Overview")).to_have_attribute("href", f"{client_url}/overview")
+
+    go_to(page, "Overview", "/overview")
+    go_to(page, "Profile", "/profile")
+    page.go_back()
+    expect_screen(page, "Overview", "/overview")
+    page.go_back()
+    expect_screen(page, "Trash", "/trash")
+    page.go_forward()
+    expect_screen(page, "Overview", "/overview")
+    page.go_forward()
+    expect_screen(page, "Profile", "/profile")
+    expect(page.get_by_text(f"Signed in as {email}")).to_be_visible()  # the same session
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+    shot(page, "14-profile-after-back-and-forward")
 
 
 def test_unreachable_api_is_a_calm_message(

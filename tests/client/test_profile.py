@@ -11,6 +11,7 @@ from tests.client.conftest import (
     element_after,
     logged_in_app,
     markdown_text,
+    open_page,
 )
 
 NEW_PASSWORD = "a brand new client passphrase"
@@ -18,7 +19,7 @@ NEW_PASSWORD = "a brand new client passphrase"
 
 def _profile(email: str) -> AppTest:
     at = logged_in_app(email)
-    at.sidebar.radio(key="screen").set_value("Profile").run()
+    open_page(at, "profile")
     assert_calm(at)
     assert at.header[0].value == "Profile"
     return at
@@ -85,7 +86,7 @@ def test_password_change_keeps_the_person_signed_in(use_api: Api) -> None:
     assert _login_status(use_api, email, NEW_PASSWORD) == 200
 
     # Still signed in on the next screens, with working tokens.
-    at.sidebar.radio(key="screen").set_value("Tasks").run()
+    open_page(at, "tasks")
     assert_calm(at)
     assert at.header[0].value == "Tasks"
     assert not any(widget.key == "login_email" for widget in at.text_input)

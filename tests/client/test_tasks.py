@@ -14,6 +14,7 @@ from tests.client.conftest import (
     assert_calm,
     element_after,
     logged_in_app,
+    open_page,
 )
 
 
@@ -310,7 +311,7 @@ def test_delete_trash_restore(use_api: Api, person: tuple[str, dict[str, str]]) 
     assert [t["id"] for t in use_api.tasks(headers)] == [keep]
     assert [t["id"] for t in use_api.tasks(headers, deleted="true")] == [doomed]
 
-    at.sidebar.radio(key="screen").set_value("Trash").run()
+    open_page(at, "trash")
     assert_calm(at)
     assert [b.key for b in at.button if b.key.startswith("restore_")] == [f"restore_{doomed}"]
     at.button(key=f"restore_{doomed}").click().run()
@@ -319,6 +320,6 @@ def test_delete_trash_restore(use_api: Api, person: tuple[str, dict[str, str]]) 
     assert [i.value for i in at.info] == ["The trash is empty."]
     assert server_task(use_api, headers, doomed)["deleted_at"] is None
 
-    at.sidebar.radio(key="screen").set_value("Tasks").run()
+    open_page(at, "tasks")
     assert_calm(at)
     assert sorted(shown_ids(at)) == sorted([doomed, keep])
