@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 
 from app.core.config import Settings, get_settings
 from app.core.security import hash_password_async
+from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
 from app.models.task import Task
@@ -33,11 +34,12 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
     data = UserCreate(email=email, password=password)
     engine = create_engine_for(settings)
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
+        async with Db.transaction_for(create_sessionmaker(engine)) as db:
+            session = db.session
             user = await session.scalar(select(User).where(func.lower(User.email) == data.email))
             if user is None:
                 user = await user_service.create_user(
-                    session, data, rounds=settings.bcrypt_rounds, role=Role.ADMIN
+                    db, data, rounds=settings.bcrypt_rounds, role=Role.ADMIN
                 )
                 return f"Created admin {user.email} (id {user.id})."
             user.role = Role.ADMIN.value
@@ -47,7 +49,7 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
             user.token_version = User.token_version + 1
             user.updated_at = utcnow()
             await session.flush()
-            await auth_service.revoke_all_refresh_tokens(session, user.id)
+            await auth_service.revoke_all_refresh_tokens(db, user.id)
             return f"Promoted existing user {user.email} (id {user.id}) to admin."
     finally:
         await engine.dispose()

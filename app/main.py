@@ -10,20 +10,25 @@ from typing import Any
 
 import anyio.to_thread
 import structlog
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 from sqlalchemy.engine import URL
 
 from app.api import health, metrics
-from app.api.deps import check_request
 from app.api.metrics import RequestMetrics
-from app.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.api.middleware import (
+    BodySizeLimitMiddleware,
+    LastResortMiddleware,
+    MetricsMiddleware,
+    QueryEncodingMiddleware,
+    RequestIdMiddleware,
+    RequestLogMiddleware,
+)
 from app.api.problems import install_problem_handlers, problem_component_schemas
 from app.api.rate_limit import RateLimiter
-from app.api.v1.router import api_router
-from app.api.v1.task_fast_path import TaskFastPath
+from app.api.routing import operation_id
+from app.api.v1 import router as v1
 from app.core.config import (
     PROJECT_ROOT,
     ConfigurationError,
@@ -35,10 +40,6 @@ from app.core.logging import configure_logging
 from app.db.session import create_engine_for, create_sessionmaker
 
 log = structlog.get_logger("app")
-
-
-def _operation_id(route: APIRoute) -> str:
-    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
 def upgrade_to_head(url: URL) -> None:
@@ -74,9 +75,9 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
-# Routes are matched in the order they are included, so the task routes, which carry most
-# of the traffic, come first (each route tried before the right one costs a match). The
-# OpenAPI document keeps its reading order: operations, then authentication, users, tasks.
+# Routes are matched in the order they are given, so the task routes, which carry most of the
+# traffic, come first (each route tried before the right one costs a match). The OpenAPI
+# document keeps its reading order: operations, then authentication, users, tasks.
 _DOC_ORDER = ("operations", "auth", "users", "tasks")
 
 
@@ -85,9 +86,8 @@ def _doc_rank(operations: dict[str, Any]) -> int:
     return _DOC_ORDER.index(tags[0]) if tags and tags[0] in _DOC_ORDER else len(_DOC_ORDER)
 
 
-def create_app(settings: Settings | None = None, *, task_fast_path: bool = True) -> FastAPI:
-    """The app. `task_fast_path=False` leaves every request to the FastAPI routes (the tests
-    compare the two)."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app, configured by `settings` (by default the environment's)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     try:
@@ -117,12 +117,18 @@ def create_app(settings: Settings | None = None, *, task_fast_path: bool = True)
             await engine.dispose()
 
     app = FastAPI(
-        generate_unique_id_function=_operation_id,
+        # Every router's routes as they were declared, in matching order (see
+        # app.api.routing.api_router for why they are not nested with include_router).
+        routes=[
+            route
+            for router in (*v1.ROUTERS, health.router, metrics.router)
+            for route in router.routes
+        ],
+        generate_unique_id_function=operation_id,
         title="Tasks API",
         version="1.0.0",
         description="A task management API designed assuming clients will misbehave.",
         lifespan=lifespan,
-        dependencies=[Depends(check_request)],
         # FastAPI's native OpenTelemetry bridge asks on every request whether a provider has
         # been configured (about 10 us, several environment lookups). The service's
         # observability is Prometheus /metrics and JSON logs (docs/decisions/0015), so it
@@ -135,13 +141,6 @@ def create_app(settings: Settings | None = None, *, task_fast_path: bool = True)
     app.state.rate_limiter = RateLimiter(settings)
     app.state.metrics = RequestMetrics(app)
     install_problem_handlers(app)
-    app.include_router(api_router)  # first: see _DOC_ORDER
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    if task_fast_path:
-        # Added first, so it is the innermost middleware: CORS, the body limit and the request
-        # context apply to the requests it answers as to any other.
-        app.add_middleware(TaskFastPath)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -166,10 +165,16 @@ def create_app(settings: Settings | None = None, *, task_fast_path: bool = True)
                 "Idempotent-Replayed",
             ],
         )
+    # Each add_middleware wraps what was added before: the last added is the outermost. So,
+    # outermost first: the request id (on every response, errors included), the log line
+    # and the metrics (which see the last resort's 500), the last resort, the query's
+    # encoding, the body limit.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Added last, so it is the outermost of ours: every response, errors included, gets
-    # the request id.
-    app.add_middleware(RequestContextMiddleware, log_successes=not settings.is_production)
+    app.add_middleware(QueryEncodingMiddleware)
+    app.add_middleware(LastResortMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestLogMiddleware, log_successes=not settings.is_production)
+    app.add_middleware(RequestIdMiddleware)
 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

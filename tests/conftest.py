@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import (  # noqa: E402
 
 from app.core.config import Environment, Settings  # noqa: E402
 from app.core.security import create_access_token  # noqa: E402
+from app.db.access import Db  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.models.user import Role, User  # noqa: E402
 from app.schemas.user import UserCreate  # noqa: E402
@@ -242,7 +243,7 @@ def make_user(session: AsyncSession) -> UserFactory:
         full_name: str | None = None,
     ) -> User:
         user = await user_service.create_user(
-            session,
+            Db.in_session(session),
             UserCreate(
                 email=email or f"user{next(counter)}-{uuid.uuid4().hex[:6]}@example.com",
                 password=password,

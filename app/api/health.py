@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from sqlalchemy import text
 
 from app.api.problems import problem_responses
+from app.api.routing import api_router
 from app.core.errors import ServiceUnavailable
 
-router = APIRouter(tags=["operations"])
+router = api_router("", "operations")
 
 READINESS_TIMEOUT_SECONDS = 3.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,9 +19,10 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import Scope
 
 from app.api.problems import problem_responses
-from app.api.routes import template_for
+from app.api.routing import api_router
 
 # Unmatched paths share one label value, so a scan of random URLs cannot grow the series.
 UNMATCHED = "<unmatched>"
@@ -46,7 +47,6 @@ class RequestMetrics:
             registry=self.registry,
         )
         self.registry.register(_PoolCollector(app))
-        self._templates: dict[int, str] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -61,16 +61,19 @@ class RequestMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def route_label(self, scope: dict[str, Any]) -> str:
+    @staticmethod
+    def of(scope: Scope) -> RequestMetrics:
+        """The metrics of the app serving `scope`."""
+        metrics: RequestMetrics = scope["app"].state.metrics
+        return metrics
+
+    @staticmethod
+    def route_label(scope: Scope) -> str:
+        """The template of the route that answered (`/api/v1/tasks/{task_id}`), never a raw
+        path: labels stay few however many URLs are requested."""
         route = scope.get("route")
-        if route is None:
-            return UNMATCHED
-        label = self._templates.get(id(route))
-        if label is None:
-            template = template_for(self.app, str(scope.get("path", "")))
-            label = template.template if template is not None else UNMATCHED
-            self._templates[id(route)] = label
-        return label
+        path = getattr(route, "path", None)
+        return path if isinstance(path, str) else UNMATCHED
 
 
 class _PoolCollector(Collector):
@@ -93,7 +96,7 @@ class _PoolCollector(Collector):
                 yield GaugeMetricFamily(name, help_text, value=float(reader()))
 
 
-router = APIRouter(tags=["operations"])
+router = api_router("", "operations")
 
 
 @router.get(

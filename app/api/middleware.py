@@ -1,4 +1,16 @@
-"""Pure ASGI middleware: request id, per-request log line, last-resort 500 problem."""
+"""The app's own middleware: pure ASGI classes, one job each, outermost first.
+
+- `RequestIdMiddleware`: the request's id (the client's `X-Request-ID` when it is plain, a new
+  one otherwise), on every log line of the request and on every response;
+- `RequestLogMiddleware`: the request's line in the log, once it has been answered;
+- `MetricsMiddleware`: the request's count and duration in `/metrics`;
+- `LastResortMiddleware`: an error nothing else handled becomes a bare 500 problem, logged;
+- `QueryEncodingMiddleware`: a query string whose bytes are not UTF-8 is a 422, on any path;
+- `BodySizeLimitMiddleware`: a body over the limit is a 413, counted as it arrives.
+
+`app.main.create_app` installs them in that order; ARCHITECTURE.md shows where they stand
+among FastAPI's own.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +25,9 @@ import structlog
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.problems import problem_response
-from app.core.errors import InternalError, PayloadTooLarge, ValidationFailed
+from app.api.metrics import RequestMetrics
+from app.api.problems import problem_response, request_id_of, request_path
+from app.core.errors import InternalError, PayloadTooLarge, ValidationFailed, error_item
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -25,84 +38,59 @@ _request_logger = logging.getLogger("app.request")
 SLOW_REQUEST_SECONDS = 1.0
 
 
-class RequestContextMiddleware:
-    """Gives every response an `X-Request-ID` and turns any unhandled error into a bare 500.
+class RequestIdMiddleware:
+    """Every response carries `X-Request-ID`, and every log line of the request its id."""
 
-    It sits just inside Starlette's ServerErrorMiddleware, so even a crash gets a problem
-    body carrying the request id, and nothing else (no trace, no SQL, no path).
-    """
-
-    def __init__(self, app: ASGIApp, *, log_successes: bool = True) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # In production the per-request line is written at INFO for failures (4xx, 5xx)
-        # and slow requests only, and at DEBUG for the rest: rendering and writing a JSON
-        # line was a tenth of a simple request's CPU, and /metrics already counts and times
-        # every request. See docs/decisions/0017-authenticated-read-round-trips.md.
-        self.log_successes = log_successes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = _request_id_from(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        scope.setdefault("state", {})["request_id"] = request_id  # for problem bodies
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         header = (b"x-request-id", request_id.encode("ascii"))
-        started = time.perf_counter()
-        status = 500
-        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                response_started = True
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class RequestLogMiddleware:
+    """One line per answered request: method, route, path, status, duration, user.
+
+    In production the line is written at INFO for failures (4xx, 5xx) and slow requests
+    only, and at DEBUG for the rest: rendering and writing a JSON line was a tenth of a
+    simple request's CPU, and /metrics counts and times every request anyway (decision 0017).
+    """
+
+    def __init__(self, app: ASGIApp, *, log_successes: bool = True) -> None:
+        self.app = app
+        self.log_successes = log_successes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", []), header]
-                # Headers decided before the response existed (rate-limit state), unless the
-                # response already carries them (a 429 does).
-                extra: dict[str, str] = scope["state"].get("response_headers", {})
-                if extra:
-                    present = {name.lower() for name, _ in headers}
-                    headers += [
-                        (name.lower().encode("latin-1"), value.encode("latin-1"))
-                        for name, value in extra.items()
-                        if name.lower().encode("latin-1") not in present
-                    ]
-                message["headers"] = headers
             await send(message)
 
         try:
-            if not _query_is_text(scope):
-                # Starlette decodes the query as UTF-8 wherever it builds the request's URL
-                # (routes, problem handlers) and would fail with a 500. uvicorn refuses such
-                # a request itself; other servers pass the bytes on. A 422 like any query
-                # parameter that cannot be read (contract, section 1).
-                response = problem_response(
-                    ValidationFailed(
-                        "The query string is not valid UTF-8.",
-                        errors=[_UNDECODABLE_QUERY],
-                    ),
-                    instance=scope.get("path", ""),
-                    request_id=request_id,
-                )
-                await response(scope, receive, send_with_id)
-                return
-            await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled_error")
-            if response_started:
-                raise
-            response = problem_response(
-                InternalError(), instance=scope.get("path", ""), request_id=request_id
-            )
-            await response(scope, receive, send_with_id)
+            await self.app(scope, receive, send_noting_status)
         finally:
             elapsed = time.perf_counter() - started
-            metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
-            route = metrics.route_label(scope) if metrics is not None else None
-            if metrics is not None and route is not None:
-                metrics.observe(route, str(scope.get("method", "")), status, elapsed)
             if self.log_successes or status >= 400 or elapsed >= SLOW_REQUEST_SECONDS:
                 emit = log.info
             elif _request_logger.isEnabledFor(logging.DEBUG):
@@ -113,19 +101,102 @@ class RequestContextMiddleware:
                 emit(
                     "request",
                     method=scope.get("method"),
-                    route=route,
+                    route=RequestMetrics.of(scope).route_label(scope),
                     path=scope.get("path"),
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
-                    user_id=scope["state"].get("user_id"),
                 )
 
 
-_UNDECODABLE_QUERY = {"loc": ["query"], "msg": "Not valid UTF-8", "type": "query_invalid"}
+class MetricsMiddleware:
+    """Counts and times every request in `/metrics`, by route template, method and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            metrics = RequestMetrics.of(scope)
+            metrics.observe(
+                metrics.route_label(scope),
+                scope["method"],
+                status,
+                time.perf_counter() - started,
+            )
 
 
-def _query_is_text(scope: Scope) -> bool:
-    query: bytes = scope.get("query_string", b"")
+class LastResortMiddleware:
+    """Any error no handler answered becomes a bare 500 problem: logged with its traceback
+    here, and nothing about it (trace, SQL, path) in the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception:
+            log.exception("unhandled_error")
+            if response_started:
+                raise
+            response = problem_response(
+                InternalError(), instance=request_path(scope), request_id=request_id_of(scope)
+            )
+            await response(scope, receive, send)
+
+
+class QueryEncodingMiddleware:
+    """A query string whose bytes are not UTF-8 is a 422 problem, before anything reads it.
+
+    uvicorn refuses such a request itself; other servers pass the bytes on, and Starlette
+    would decode them as Latin-1 (or fail, building the request's URL). A query that cannot
+    be read is a 422 like any parameter that cannot be read (contract, section 1). What its
+    escapes decode to is the route's to read (`app.api.routing`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not _is_utf8(scope.get("query_string", b"")):
+            error = ValidationFailed(
+                "The query string is not valid UTF-8.",
+                errors=[error_item(["query"], "must be valid UTF-8", "query_invalid")],
+            )
+            response = problem_response(
+                error, instance=request_path(scope), request_id=request_id_of(scope)
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_utf8(query: bytes) -> bool:
     if query.isascii():
         return True
     try:
@@ -186,9 +257,7 @@ class BodySizeLimitMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             response = problem_response(
-                PayloadTooLarge(),
-                instance=scope.get("path", ""),
-                request_id=scope.get("state", {}).get("request_id", ""),
+                PayloadTooLarge(), instance=request_path(scope), request_id=request_id_of(scope)
             )
             await response(scope, receive, send)
             return
@@ -200,8 +269,8 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # An HTTPException is the one kind FastAPI lets out of body parsing
-                    # unchanged; the problem handler renders it as a 413 problem.
+                    # An HTTPException is the one kind of error FastAPI lets out of body
+                    # parsing unchanged; the problem handler renders it as a 413 problem.
                     raise HTTPException(status_code=413)
             return message
 

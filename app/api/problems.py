@@ -2,7 +2,7 @@
 
 Handlers are registered for the app's own errors, request validation, Starlette's routing
 errors, integrity errors and an unreachable database. Anything else is caught by
-`RequestContextMiddleware`, which renders a bare 500 through `problem_response`.
+`LastResortMiddleware`, which renders a bare 500 through `problem_response`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
-from app.api.routes import template_for
 from app.core import errors
 from app.schemas.common import Problem
 
@@ -81,12 +82,21 @@ def problem_response(
     )
 
 
-def _request_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
+def request_id_of(scope: Scope) -> str:
+    """The request's id (set by `RequestIdMiddleware`), which every problem body repeats."""
+    return str(scope.get("state", {}).get("request_id", ""))
+
+
+def request_path(scope: Scope) -> str:
+    """The path a problem's `instance` names: the request's, as `request.url.path` spells it,
+    without decoding the query string (which may not be UTF-8)."""
+    path: str = scope.get("path", "")
+    return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
 
 
 def render(request: Request, error: errors.AppError) -> ProblemResponse:
-    return problem_response(error, instance=request.url.path, request_id=_request_id(request))
+    scope = request.scope
+    return problem_response(error, instance=request_path(scope), request_id=request_id_of(scope))
 
 
 # How pydantic names the branches of a union in `loc` ("function-after[...]", "literal[...]",
@@ -154,8 +164,8 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
             "title": HTTPStatus(exc.status_code).phrase,
             "status": exc.status_code,
             "detail": "The request could not be processed.",
-            "instance": request.url.path,
-            "request_id": _request_id(request),
+            "instance": request_path(request.scope),
+            "request_id": request_id_of(request.scope),
         }
         return ProblemResponse(body, status_code=exc.status_code, headers=exc.headers)
     # Starlette's own detail strings ("Not Found") are replaced by ours.
@@ -164,8 +174,8 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
         headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return problem_response(
         error_class(),
-        instance=request.url.path,
-        request_id=_request_id(request),
+        instance=request_path(request.scope),
+        request_id=request_id_of(request.scope),
         headers=headers,
     )
 
@@ -174,10 +184,15 @@ def _allowed_methods(request: Request) -> str | None:
     """Every method the resource supports (RFC 9110 15.5.6), not only the first route's.
 
     Each method is its own route, and Starlette fills `Allow` from the first route whose
-    path matches; the route templates know them all.
+    path matches; the routes whose template matches the path know them all.
     """
-    route = template_for(request.app, request.url.path)
-    return ", ".join(sorted(route.methods)) if route is not None else None
+    methods = {
+        method
+        for route in request.app.router.routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
+        for method in route.methods or ()
+    }
+    return ", ".join(sorted(methods)) if methods else None
 
 
 async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:

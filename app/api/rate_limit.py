@@ -7,8 +7,10 @@ before trying Redis again: requests are still limited, per process, never refuse
 500, and the event loop never waits longer than the timeout. See
 docs/decisions/0013-rate-limits.md.
 
-Limited responses carry `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-
-headers); a refusal is a 429 problem with `Retry-After`.
+Each check returns the `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-
+headers) for the caller to set on the `Response` it declares (FastAPI's way for a dependency
+to set headers; `CompiledRoute` sends them with every answer of the route, errors included);
+a refusal is a 429 problem that carries them, with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ log = structlog.get_logger("app.rate_limit")
 REDIS_TIMEOUT_SECONDS = 0.25
 REDIS_RETRY_AFTER_SECONDS = 5.0
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Headers = dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +82,9 @@ class RateLimiter:
 
     # --- the checks the routes use -------------------------------------------------------
 
-    async def hit_login(self, request: Request, account: str) -> None:
+    async def hit_login(self, request: Request, account: str) -> Headers:
         """Count a login attempt for the account and the client address; 429 when spent."""
-        await self._hit(
-            request,
+        return await self._hit(
             (self.login_account, account),
             (self.login_ip, client_ip(request, self._trusted)),
         )
@@ -92,21 +94,20 @@ class RateLimiter:
         if self.enabled:
             await self._call("clear", self.login_account, account)
 
-    async def hit_registration(self, request: Request) -> None:
-        await self._hit(request, (self.register_ip, client_ip(request, self._trusted)))
+    async def hit_registration(self, request: Request) -> Headers:
+        return await self._hit((self.register_ip, client_ip(request, self._trusted)))
 
-    async def hit_user(self, request: Request, user_id: int) -> None:
-        await self._hit(request, (self.user, str(user_id)))
+    async def hit_user(self, user_id: int) -> Headers:
+        return await self._hit((self.user, str(user_id)))
 
     # --- machinery -------------------------------------------------------------------------
 
-    async def _hit(self, request: Request, *checks: tuple[Policy, str]) -> None:
+    async def _hit(self, *checks: tuple[Policy, str]) -> Headers:
+        """The headers of the checks' state; TooManyRequests (with them) when one is spent."""
         if not self.enabled:
-            return
+            return {}
         verdicts = [await self._verdict(policy, key) for policy, key in checks]
         headers = rate_limit_headers(verdicts)
-        extra = request.scope.setdefault("state", {}).setdefault("response_headers", {})
-        extra.update(headers)
         refused = [verdict for verdict in verdicts if not verdict.allowed]
         if refused:
             retry_after = max(max(verdict.reset_in for verdict in refused), 1)
@@ -114,6 +115,7 @@ class RateLimiter:
                 f"Too many requests; retry in {retry_after} seconds.",
                 headers={**headers, "Retry-After": str(retry_after)},
             )
+        return headers
 
     async def _verdict(self, policy: Policy, key: str) -> Verdict:
         allowed = bool(await self._call("hit", policy, key))
@@ -138,7 +140,7 @@ class RateLimiter:
         return await getattr(self._memory, method)(policy.limit, *identifiers)
 
 
-def rate_limit_headers(verdicts: list[Verdict]) -> dict[str, str]:
+def rate_limit_headers(verdicts: list[Verdict]) -> Headers:
     """`RateLimit-Policy` and `RateLimit` as structured-field lists, one item per policy."""
     return {
         "RateLimit-Policy": ", ".join(

@@ -7,7 +7,7 @@ to a user (it never repeats what the client sent).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 PROBLEM_TYPE_PREFIX = "urn:tasks-api:problem:"
@@ -201,8 +201,10 @@ class InternalError(AppError):
     """Only ever rendered by the last-resort handler: nothing about the failure leaks."""
 
 
-def validation_error(
-    loc: list[str | int], msg: str, type_: str = "value_error"
-) -> ValidationFailed:
-    """A 422 for one field, in the same shape as pydantic's errors."""
-    return ValidationFailed(errors=[{"loc": loc, "msg": msg, "type": type_}])
+ErrorItem = dict[str, Any]
+
+
+def error_item(loc: Sequence[str | int], msg: str, type_: str = "value_error") -> ErrorItem:
+    """One item of a 422's `errors`, in the shape pydantic reports a field's error: where
+    (`loc`), what is wrong in plain words (`msg`), and a stable kind (`type`)."""
+    return {"loc": list(loc), "msg": msg, "type": type_}

@@ -116,17 +116,3 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
 
 def create_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
-
-
-async def end_read_transaction(session: AsyncSession) -> None:
-    """Give the connection back before slow CPU work (bcrypt), when nothing was written.
-
-    The one sanctioned commit outside the request's session dependency: callers use it only
-    where the transaction so far has only read, so no pooled connection (and, on SQLite, no
-    write lock) is held while a password hash is computed. It refuses pending ORM changes;
-    statements already executed are the caller's responsibility. The next statement opens
-    a new transaction.
-    """
-    if session.new or session.dirty or session.deleted:
-        raise RuntimeError("end_read_transaction called with pending changes")
-    await session.commit()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.core.bounds import TITLE_MAX_LENGTH
 from app.db.base import Base, BigIntPK, UTCDateTime, utcnow
 
 
@@ -48,23 +49,6 @@ class TaskPriority(enum.IntEnum):
         return cls[label.upper()]
 
 
-# Every column but the id, in table order: what an insert supplies (the service's INSERT ...
-# SELECT and the seed command's bulk paths both write rows in this order).
-TASK_INSERT_COLUMNS = (
-    "owner_id",
-    "title",
-    "description",
-    "status",
-    "priority",
-    "due_at",
-    "created_at",
-    "updated_at",
-    "completed_at",
-    "deleted_at",
-    "version",
-)
-
-
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
@@ -75,7 +59,7 @@ class Task(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.TODO.value)
     priority: Mapped[int] = mapped_column(SmallInteger, default=TaskPriority.MEDIUM.value)
@@ -85,6 +69,36 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class TaskRecord(NamedTuple):
+    """A row of `tasks`: the one list of a task's columns, in the table's order.
+
+    The statements select and return exactly these (`TASK_COLUMNS`), the JSON of a task is
+    built from them (`app.schemas.task.task_json`), and inserts write them (`INSERT_COLUMNS`,
+    the seed command too). The table below must declare the same columns in the same order;
+    importing this module checks it.
+    """
+
+    id: int
+    owner_id: int
+    title: str
+    description: str | None
+    status: str
+    priority: int
+    due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    deleted_at: datetime | None
+    version: int
+
+
+TASK_COLUMNS = tuple(Task.__table__.c[name] for name in TaskRecord._fields)
+if tuple(column.name for column in Task.__table__.c) != TaskRecord._fields:
+    raise RuntimeError("TaskRecord and the tasks table list different columns")
+# What an insert supplies: every column but the generated id, in the table's order.
+INSERT_COLUMNS = TaskRecord._fields[1:]
 
 
 # --- indexes of the listing (app/services/task.py) --------------------------------------

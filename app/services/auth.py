@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.errors import (
@@ -33,8 +32,9 @@ from app.core.security import (
     verify_against_dummy,
     verify_password_async,
 )
+from app.db.access import Db
 from app.db.base import utcnow
-from app.db.session import end_read_transaction
+from app.db.statements.callers import token_is_current
 from app.models.refresh_token import RefreshToken
 from app.models.user import User
 from app.schemas.common import reject_unstorable
@@ -71,7 +71,7 @@ def _acceptable_login_password(password: str) -> bool:
     return len(normalize_password(password)) <= PASSWORD_MAX_LENGTH
 
 
-async def authenticate(session: AsyncSession, email: str, password: str, *, rounds: int) -> User:
+async def authenticate(db: Db, email: str, password: str, *, rounds: int) -> User:
     """The user with these credentials, or InvalidCredentials.
 
     Unknown email and wrong password cost the same bcrypt work and raise the same error;
@@ -84,8 +84,8 @@ async def authenticate(session: AsyncSession, email: str, password: str, *, roun
         raise InvalidCredentials()
     user = None
     if normalized is not None:
-        user = await session.scalar(select(User).where(func.lower(User.email) == normalized))
-    await end_read_transaction(session)
+        user = await db.session.scalar(select(User).where(func.lower(User.email) == normalized))
+    await db.end_read_transaction()
     if user is None:
         await verify_against_dummy(password, rounds)
         raise InvalidCredentials()
@@ -100,7 +100,7 @@ async def authenticate(session: AsyncSession, email: str, password: str, *, roun
 
 
 async def issue_tokens(
-    session: AsyncSession,
+    db: Db,
     user: User,
     settings: Settings,
     *,
@@ -121,7 +121,7 @@ async def issue_tokens(
     else:
         family_id = rotated_from.family_id
         family_expires_at = rotated_from.family_expires_at
-    session.add(
+    db.session.add(
         RefreshToken(
             user_id=user.id,
             token_hash=digest,
@@ -134,11 +134,11 @@ async def issue_tokens(
             family_expires_at=family_expires_at,
         )
     )
-    await session.flush()
+    await db.session.flush()
     return IssuedTokens(access_token, expires_in, refresh_token)
 
 
-async def _spend_refresh_token(session: AsyncSession, token: str) -> RefreshToken:
+async def _spend_refresh_token(db: Db, token: str) -> RefreshToken:
     """Mark a live refresh token used, atomically; anything else is a 401.
 
     The UPDATE matches only an unused, unrevoked, unexpired token, so of two simultaneous
@@ -148,7 +148,7 @@ async def _spend_refresh_token(session: AsyncSession, token: str) -> RefreshToke
     digest = hash_refresh_token(token)
     now = utcnow()
     spent = (
-        await session.scalars(
+        await db.session.scalars(
             update(RefreshToken)
             .where(
                 RefreshToken.token_hash == digest,
@@ -164,31 +164,31 @@ async def _spend_refresh_token(session: AsyncSession, token: str) -> RefreshToke
     ).one_or_none()
     if spent is not None:
         return spent
-    known = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
+    known = await db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
     if known is not None and known.used_at is not None:
-        await revoke_family(session, known.family_id)
+        await revoke_family(db, known.family_id)
         log.warning("refresh_token_reused", user_id=known.user_id, family_id=known.family_id)
         raise RefreshTokenReused()
     raise InvalidRefreshToken()
 
 
-async def revoke_family(session: AsyncSession, family_id: str) -> None:
-    await session.execute(
+async def revoke_family(db: Db, family_id: str) -> None:
+    await db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
 
 
-async def revoke_all_refresh_tokens(session: AsyncSession, user_id: int) -> None:
-    await session.execute(
+async def revoke_all_refresh_tokens(db: Db, user_id: int) -> None:
+    await db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
 
 
-async def refresh(session: AsyncSession, token: str, settings: Settings) -> IssuedTokens:
+async def refresh(db: Db, token: str, settings: Settings) -> IssuedTokens:
     """Spend a refresh token and issue the next pair of its family.
 
     The owner's row is read FOR SHARE first (PostgreSQL; SQLite transactions are already
@@ -196,23 +196,25 @@ async def refresh(session: AsyncSession, token: str, settings: Settings) -> Issu
     it either waits for this rotation to commit and then revokes the new token too, or has
     committed and this rotation finds the token revoked. Never a token that outlives it.
     """
-    owner_id = await session.scalar(
+    owner_id = await db.session.scalar(
         select(RefreshToken.user_id).where(RefreshToken.token_hash == hash_refresh_token(token))
     )
     if owner_id is None:
         raise InvalidRefreshToken()
-    user = await session.scalar(select(User).where(User.id == owner_id).with_for_update(read=True))
-    spent = await _spend_refresh_token(session, token)
+    user = await db.session.scalar(
+        select(User).where(User.id == owner_id).with_for_update(read=True)
+    )
+    spent = await _spend_refresh_token(db, token)
     if user is None or not user.is_active:
-        await revoke_family(session, spent.family_id)
+        await revoke_family(db, spent.family_id)
         raise RefreshTokenRevoked()
-    return await issue_tokens(session, user, settings, rotated_from=spent)
+    return await issue_tokens(db, user, settings, rotated_from=spent)
 
 
-async def logout(session: AsyncSession, token: str) -> None:
+async def logout(db: Db, token: str) -> None:
     """End the login the refresh token belongs to: spend it and revoke its family."""
-    spent = await _spend_refresh_token(session, token)
-    await revoke_family(session, spent.family_id)
+    spent = await _spend_refresh_token(db, token)
+    await revoke_family(db, spent.family_id)
 
 
 def access_claims(token: str, *, key: str) -> AccessClaims:
@@ -223,13 +225,12 @@ def access_claims(token: str, *, key: str) -> AccessClaims:
         raise Unauthorized("The access token is invalid or expired.", invalid_token=True) from None
 
 
-async def user_for_claims(session: AsyncSession, claims: AccessClaims) -> User:
-    """The active user the claims speak for, if the token is still current; 401 otherwise.
-
-    `token_version` is bumped by a password change, deactivation or role change, so every
-    access token issued before one of those stops working at its next use.
-    """
-    user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active or user.token_version != claims.token_version:
+async def user_for_claims(db: Db, claims: AccessClaims) -> User:
+    """The active user the claims speak for, if the token is still current; 401 otherwise
+    (the rule: `app.db.statements.callers`)."""
+    user = await db.session.scalar(
+        select(User).where(*token_is_current(claims.user_id, claims.token_version))
+    )
+    if user is None:
         raise Unauthorized("The access token is invalid or expired.", invalid_token=True)
     return user

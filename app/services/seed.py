@@ -42,7 +42,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 from app.core.config import Settings
 from app.core.security import hash_password_async
 from app.db.session import create_engine_for
-from app.models.task import TASK_INSERT_COLUMNS, Task, TaskStatus
+from app.models.task import INSERT_COLUMNS, Task, TaskStatus
 from app.models.user import Role, User
 
 DEFAULT_PASSWORD = "seeded accounts share this passphrase"
@@ -56,7 +56,7 @@ _LOOKUP_BATCH = 1_000
 _COPY_TIMEOUT_SECONDS = 3600.0
 
 T = TypeVar("T")
-# One task in TASK_INSERT_COLUMNS order; T is how a timestamp is handed to the driver.
+# One task in INSERT_COLUMNS order; T is how a timestamp is handed to the driver.
 TaskRow: TypeAlias = tuple[int, str, str | None, str, int, T | None, T, T, T | None, T | None, int]
 
 _DAY_MS = 86_400_000
@@ -418,9 +418,9 @@ async def _insert_tasks(
         if postgres:
             await _copy_rows(conn, itertools.chain.from_iterable(batches()))
         else:
-            columns = list(TASK_INSERT_COLUMNS)
+            columns = list(INSERT_COLUMNS)
             compiled = insert(Task).compile(dialect=conn.dialect, column_keys=columns)
-            assert tuple(compiled.positiontup or ()) == TASK_INSERT_COLUMNS  # rows are tuples
+            assert tuple(compiled.positiontup or ()) == INSERT_COLUMNS  # rows are tuples
             for batch in batches():
                 await conn.exec_driver_sql(str(compiled), batch)
     finally:
@@ -436,6 +436,6 @@ async def _copy_rows(conn: AsyncConnection, rows: Iterable[TaskRow[Any]]) -> Non
     await raw.copy_records_to_table(
         Task.__tablename__,
         records=rows,
-        columns=list(TASK_INSERT_COLUMNS),
+        columns=list(INSERT_COLUMNS),
         timeout=_COPY_TIMEOUT_SECONDS,
     )

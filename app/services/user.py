@@ -4,26 +4,23 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, EmailTaken, NotFound, WrongPassword
 from app.core.pagination import CursorPosition, binding_digest, decode_cursor, encode_cursor
 from app.core.security import hash_password_async, verify_password_async
+from app.db.access import Db
 from app.db.base import utcnow
-from app.db.session import end_read_transaction
 from app.models.user import Role, User
 from app.schemas.user import UserAdminUpdate, UserCreate, UserUpdateMe
 from app.services import auth as auth_service
 
 
-async def email_taken(session: AsyncSession, email: str) -> bool:
-    found = await session.scalar(select(User.id).where(func.lower(User.email) == email.lower()))
+async def email_taken(db: Db, email: str) -> bool:
+    found = await db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower()))
     return found is not None
 
 
-async def create_user(
-    session: AsyncSession, data: UserCreate, *, rounds: int, role: Role = Role.USER
-) -> User:
+async def create_user(db: Db, data: UserCreate, *, rounds: int, role: Role = Role.USER) -> User:
     """A new account; EmailTaken (409) when the address exists in any letter case.
 
     The pre-check gives the common case a clean answer; the unique index on lower(email)
@@ -31,7 +28,7 @@ async def create_user(
     """
     # Hash before touching the database, so no pooled connection waits on bcrypt.
     password_hash = await hash_password_async(data.password, rounds)
-    if await email_taken(session, data.email):
+    if await email_taken(db, data.email):
         raise EmailTaken()
     now = utcnow()
     user = User(
@@ -44,20 +41,20 @@ async def create_user(
         created_at=now,
         updated_at=now,
     )
-    session.add(user)
+    db.session.add(user)
     try:
-        await session.flush()
+        await db.session.flush()
     except IntegrityError as exc:
         raise EmailTaken() from exc
     return user
 
 
-async def update_me(session: AsyncSession, user: User, data: UserUpdateMe, *, rounds: int) -> User:
+async def update_me(db: Db, user: User, data: UserUpdateMe, *, rounds: int) -> User:
     changes = data.model_dump(exclude_unset=True)
     if data.password is not None:
         assert data.current_password is not None  # the schema requires it
         # Two bcrypt runs follow: hold no connection while they do.
-        await end_read_transaction(session)
+        await db.end_read_transaction()
         if not await verify_password_async(data.current_password, user.password_hash):
             raise WrongPassword()
         user.password_hash = await hash_password_async(data.password, rounds)
@@ -66,15 +63,15 @@ async def update_me(session: AsyncSession, user: User, data: UserUpdateMe, *, ro
         # revocation so that a rotation in flight (which holds the row FOR SHARE) commits
         # first and its new token is revoked too (see auth.refresh).
         user.token_version = User.token_version + 1
-        await session.flush()
-        await auth_service.revoke_all_refresh_tokens(session, user.id)
+        await db.session.flush()
+        await auth_service.revoke_all_refresh_tokens(db, user.id)
     if "full_name" in changes:
         user.full_name = data.full_name
     if changes:
         user.updated_at = utcnow()
-    await session.flush()
+    await db.session.flush()
     if data.password is not None:
-        await session.refresh(user, ["token_version"])
+        await db.session.refresh(user, ["token_version"])
     return user
 
 
@@ -82,15 +79,15 @@ class UserNotFound(NotFound):
     default_detail = "User not found."
 
 
-async def get_user(session: AsyncSession, user_id: int) -> User:
-    user = await session.get(User, user_id)
+async def get_user(db: Db, user_id: int) -> User:
+    user = await db.session.get(User, user_id)
     if user is None:
         raise UserNotFound()
     return user
 
 
 async def list_users(
-    session: AsyncSession, *, viewer_id: int, limit: int, cursor: str | None, cursor_key: bytes
+    db: Db, *, viewer_id: int, limit: int, cursor: str | None, cursor_key: bytes
 ) -> tuple[list[User], str | None]:
     """Every account, oldest first, as keyset pages (cursors bound to the viewer)."""
     binding = binding_digest(user=viewer_id, resource="users", sort="id")
@@ -98,7 +95,7 @@ async def list_users(
     if cursor is not None:
         position = decode_cursor(cursor, binding=binding, key=cursor_key)
         statement = statement.where(User.id > position.last_id)
-    users = list((await session.scalars(statement.limit(limit + 1))).all())
+    users = list((await db.session.scalars(statement.limit(limit + 1))).all())
     next_cursor = None
     if len(users) > limit:
         users = users[:limit]
@@ -108,16 +105,14 @@ async def list_users(
     return users, next_cursor
 
 
-async def administer_user(
-    session: AsyncSession, admin: User, user_id: int, data: UserAdminUpdate
-) -> User:
+async def administer_user(db: Db, admin: User, user_id: int, data: UserAdminUpdate) -> User:
     """Change another account's role or active flag.
 
     Either change bumps the token version, so the account's access tokens stop working at
     once; deactivation also revokes every refresh token. An admin cannot demote or
     deactivate themselves (the last admin could lock everyone out).
     """
-    user = await get_user(session, user_id)
+    user = await get_user(db, user_id)
     changes = data.model_dump(exclude_unset=True)
     role_changes = "role" in changes and changes["role"] != user.role
     activity_changes = "is_active" in changes and changes["is_active"] != user.is_active
@@ -131,8 +126,8 @@ async def administer_user(
         user.is_active = changes["is_active"]
     user.token_version = User.token_version + 1
     user.updated_at = utcnow()
-    await session.flush()  # the row first, then the tokens: see update_me
+    await db.session.flush()  # the row first, then the tokens: see update_me
     if activity_changes and not user.is_active:
-        await auth_service.revoke_all_refresh_tokens(session, user.id)
-    await session.refresh(user, ["token_version"])
+        await auth_service.revoke_all_refresh_tokens(db, user.id)
+    await db.session.refresh(user, ["token_version"])
     return user

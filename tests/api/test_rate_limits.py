@@ -30,6 +30,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.core.config import Settings
 from app.core.security import create_access_token
+from app.db.access import Db
 from app.main import create_app
 from app.models.user import User
 from app.schemas.user import UserCreate
@@ -159,7 +160,7 @@ class AppMaker:
     async def add_user(self, app: FastAPI, *, password: str = TEST_PASSWORD) -> User:
         async with app.state.sessionmaker() as session:
             user = await user_service.create_user(
-                session,
+                Db.in_session(session),
                 UserCreate(email=self.email(), password=password),
                 rounds=BCRYPT_TEST_ROUNDS,
             )
@@ -244,7 +245,7 @@ async def register(client: httpx.AsyncClient, email: str) -> httpx.Response:
 @contextmanager
 def sql_statements(app: FastAPI) -> Iterator[list[str]]:
     """Every SQL statement the app's engine sends while the block runs: through SQLAlchemy,
-    and on PostgreSQL also straight to asyncpg (the hot task statements, app/db/direct.py)."""
+    and on PostgreSQL also straight to asyncpg (the hot task statements, app/db/access.py)."""
     statements: list[str] = []
     engine = app.state.engine.sync_engine
 
@@ -458,20 +459,17 @@ class TestPerUserLimit:
         assert_rate_limited(refused_me, policy="user")
         assert_rate_limited(refused_write, policy="user")
 
-    async def test_each_request_counts_once_whichever_path_answers_it(
-        self, make_app: AppMaker
-    ) -> None:
-        # The task fast path (app/api/v1/task_fast_path.py) answers the plain requests and
-        # hands the rest to the routes; neither may count a request twice or not at all.
+    async def test_each_request_counts_once_however_it_ends(self, make_app: AppMaker) -> None:
+        # Answered, refused by validation, refused by the route: each counts exactly once.
         app = await make_app(rate_limit_user="4/minute")
         alice = await make_app.add_user(app)
         headers = bearer(app, alice)
         async with http_client(app) as client:
             answered = [
-                await client.get(TASKS_URL, headers=headers),  # taken
-                await client.get(TASKS_URL, params={"deleted": "1"}, headers=headers),  # handed on
-                await client.post(TASKS_URL, json={"title": ""}, headers=headers),  # handed on
-                await client.post(TASKS_URL, json={"title": "counted"}, headers=headers),  # taken
+                await client.get(TASKS_URL, headers=headers),
+                await client.get(TASKS_URL, params={"deleted": "1"}, headers=headers),
+                await client.post(TASKS_URL, json={"title": ""}, headers=headers),
+                await client.post(TASKS_URL, json={"title": "counted"}, headers=headers),
             ]
             refused = await client.get(TASKS_URL, headers=headers)
 

@@ -39,6 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 import app.models  # noqa: F401 - registers every table on Base.metadata
 from app.core.pagination import CursorPosition, binding_digest, encode_cursor
+from app.core.security import AccessClaims
+from app.db.access import Db
 from app.db.base import Base
 from app.db.session import create_engine_for
 from app.services import task as task_service
@@ -47,9 +49,13 @@ from tests.conftest import create_database, drop_database, make_settings, run_al
 from tests.support import SORTS
 
 BIG_OWNER = 1
+BIG_CALLER = AccessClaims(BIG_OWNER, token_version=1, issued_at=0, expires_at=2**40)
 BIG_OWNER_TASKS = 30_000
 OTHER_OWNERS = 3
 OTHER_OWNER_TASKS = 3_000
+# Accounts without tasks, so that the users table is large enough for its plans to be the
+# ones a real deployment gets (the caller check, a lookup by primary key).
+OTHER_USERS = 20_000
 LIMIT = 20
 CURSOR_KEY = b"plan-test-cursor-key-" + b"x" * 16
 
@@ -82,7 +88,7 @@ _TRIGRAM_INDEXES = {"ix_tasks_title_trgm", "ix_tasks_description_trgm"}
 _SEED = f"""
 INSERT INTO users (email, password_hash, role, is_active, token_version, created_at, updated_at)
 SELECT 'owner' || g || '@example.com', 'x', 'user', true, 1, now(), now()
-FROM generate_series(1, {1 + OTHER_OWNERS}) AS g;
+FROM generate_series(1, {1 + OTHER_OWNERS + OTHER_USERS}) AS g;
 
 INSERT INTO tasks (owner_id, title, description, status, priority, due_at, created_at,
                    updated_at, completed_at, deleted_at, version)
@@ -279,9 +285,40 @@ def buffers(plan: dict[str, Any]) -> int:
     return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
 
 
+# The check that the caller's token is current (app/db/statements/callers.py), which every
+# list statement carries: an InitPlan that looks the user up by primary key.
+_CALLER_CHECK_INDEX = "pk_users"
+
+
+def caller_checks(plan: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The plan without its InitPlans, and the InitPlans (run once per statement)."""
+    found: list[dict[str, Any]] = []
+
+    def strip(node: dict[str, Any]) -> dict[str, Any]:
+        children = []
+        for child in node.get("Plans", []):
+            if child.get("Parent Relationship") == "InitPlan":
+                found.append(child)
+            else:
+                children.append(strip(child))
+        stripped = {key: value for key, value in node.items() if key != "Plans"}
+        return {**stripped, "Plans": children} if children else stripped
+
+    return strip(plan), found
+
+
 def plan_problems(plan: dict[str, Any], *, view: str, sort: TaskSort) -> list[str]:
     """What is wrong with this plan of a list query (empty when nothing is)."""
     problems = []
+    plan, checks = caller_checks(plan)
+    if len(checks) != 1:
+        problems.append(f"{len(checks)} InitPlans, not the one caller check")
+    for check in checks:
+        lookups = [node for node in nodes(check) if node.get("Index Name")]
+        if [node.get("Index Name") for node in lookups] != [_CALLER_CHECK_INDEX] or any(
+            node["Node Type"] == "Seq Scan" for node in nodes(check)
+        ):
+            problems.append(f"the caller check is not a lookup by {_CALLER_CHECK_INDEX}")
     for node in nodes(plan):
         if node["Node Type"] == "Seq Scan":
             problems.append("a Seq Scan")
@@ -291,6 +328,8 @@ def plan_problems(plan: dict[str, Any], *, view: str, sort: TaskSort) -> list[st
     if plan["Node Type"] != "Limit":
         return [*problems, "no Limit on top"]
     [below] = plan["Plans"]
+    if below["Node Type"] == "Result" and len(below.get("Plans", [])) == 1:
+        [below] = below["Plans"]  # the caller check's gate (a one-time filter): no work
     walk_index = f"ix_tasks_{view}_" + _WALK_INDEX.get(str(sort), _WALK_INDEX[sort.field])
     if below["Node Type"] == "Index Scan" and "Plans" not in below:
         if below["Index Name"] != walk_index:
@@ -365,8 +404,8 @@ class TestListingPlans:
                 database.captured.on = True
                 try:
                     page = await task_service.list_tasks(
-                        session,
-                        BIG_OWNER,
+                        Db.in_session(session),
+                        BIG_CALLER,
                         filters=filters,
                         sort=sort,
                         limit=LIMIT,
@@ -380,7 +419,13 @@ class TestListingPlans:
                 expected = walked[start + 1 : start + 1 + LIMIT]
                 assert listed == [row.id for row in expected], where
                 assert (page.next_cursor is not None) == (start + 1 + LIMIT < len(walked))
-                selects = [s for s in database.captured.statements if s[0].startswith("SELECT")]
+                # The listing's statements (an empty page also asks whether the caller is
+                # still current: a lookup by primary key, not a listing).
+                selects = [
+                    s
+                    for s in database.captured.statements
+                    if s[0].startswith("SELECT") and "FROM tasks" in s[0]
+                ]
                 assert 1 <= len(selects) <= 4, where
                 for statement, parameters in selects:
                     kinds = [False] if filters.q else [False, True]
@@ -414,8 +459,8 @@ class TestListingPlans:
                 for _ in range(4):
                     for filters in (TaskFilters(q=RARE_TITLE), TaskFilters(q=COMMON)):
                         await task_service.list_tasks(
-                            session,
-                            BIG_OWNER,
+                            Db.in_session(session),
+                            BIG_CALLER,
                             filters=filters,
                             sort=TaskSort.parse("-created_at"),
                             limit=LIMIT,
@@ -435,8 +480,8 @@ class TestListingPlans:
             )
             counts = [tuple(row) for row in result]
             await task_service.list_tasks(
-                session,
-                BIG_OWNER,
+                Db.in_session(session),
+                BIG_CALLER,
                 filters=TaskFilters(),
                 sort=TaskSort.parse("-created_at"),
                 limit=LIMIT,

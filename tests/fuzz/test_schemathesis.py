@@ -51,6 +51,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.core.passwords import password_problem
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, create_access_token
+from app.db.access import Db
 from app.db.session import create_engine_for, create_sessionmaker
 from app.main import create_app
 from app.models.user import Role
@@ -311,14 +312,15 @@ async def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
         engine = create_engine_for(settings)
         try:
             async with create_sessionmaker(engine)() as session:
+                db = Db.in_session(session)
                 admin = await user_service.create_user(
-                    session,
+                    db,
                     UserCreate(email=ADMIN_EMAIL, password=TEST_PASSWORD),
                     rounds=BCRYPT_TEST_ROUNDS,
                     role=Role.ADMIN,
                 )
                 await user_service.create_user(
-                    session,
+                    db,
                     UserCreate(email=USER_EMAIL, password=TEST_PASSWORD),
                     rounds=BCRYPT_TEST_ROUNDS,
                 )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.cli import main
 from app.core.config import get_settings
 from app.core.security import hash_rounds, verify_password
+from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
 from app.main import create_app
@@ -108,7 +109,9 @@ async def user_count(engine: AsyncEngine) -> int:
 async def add_user(engine: AsyncEngine, email: str, password: str = TEST_PASSWORD) -> User:
     async with create_sessionmaker(engine)() as session, session.begin():
         return await user_service.create_user(
-            session, UserCreate(email=email, password=password), rounds=BCRYPT_TEST_ROUNDS
+            Db.in_session(session),
+            UserCreate(email=email, password=password),
+            rounds=BCRYPT_TEST_ROUNDS,
         )
 
 

@@ -1,4 +1,4 @@
-"""`Db`'s direct statements on PostgreSQL (app/db/direct.py): a statement that was cancelled
+"""`Db`'s direct statements on PostgreSQL (app/db/access.py): a statement that was cancelled
 or failed leaves its pooled connection fit for the next request, and nothing checked out.
 
 (An outage error, by contrast, drops the connection: tests/e2e/test_database_outage.py.)"""
@@ -13,7 +13,7 @@ from sqlalchemy import Float, bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.core.config import Settings
-from app.db.direct import Db, Statement
+from app.db.access import Db, Statement
 from app.db.session import create_engine_for
 from tests.conftest import make_settings
 

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, EmailTaken, WrongPassword
 from app.core.security import verify_password
+from app.db.access import Db
 from app.models.refresh_token import RefreshToken
 from app.models.user import Role, User
 from app.schemas.user import UserAdminUpdate, UserCreate, UserUpdateMe
@@ -29,7 +30,9 @@ async def fresh(session: AsyncSession, user_id: int) -> User:
 class TestCreateUser:
     async def test_stores_normalised_email_and_a_hash(self, session: AsyncSession) -> None:
         data = UserCreate(email="  Carol@Example.COM ", password=TEST_PASSWORD)
-        user = await user_service.create_user(session, data, rounds=BCRYPT_TEST_ROUNDS)
+        user = await user_service.create_user(
+            Db.in_session(session), data, rounds=BCRYPT_TEST_ROUNDS
+        )
         stored = await fresh(session, user.id)
         assert stored.email == "carol@example.com"
         assert stored.role == "user"
@@ -40,10 +43,10 @@ class TestCreateUser:
     @pytest.mark.parametrize("email", ["carol@example.com", "CAROL@example.com"])
     async def test_email_taken_in_any_case(self, session: AsyncSession, email: str) -> None:
         data = UserCreate(email="Carol@example.com", password=TEST_PASSWORD)
-        await user_service.create_user(session, data, rounds=BCRYPT_TEST_ROUNDS)
+        await user_service.create_user(Db.in_session(session), data, rounds=BCRYPT_TEST_ROUNDS)
         with pytest.raises(EmailTaken):
             await user_service.create_user(
-                session, UserCreate(email=email, password=TEST_PASSWORD), rounds=4
+                Db.in_session(session), UserCreate(email=email, password=TEST_PASSWORD), rounds=4
             )
 
 
@@ -55,7 +58,9 @@ class TestUpdateMe:
         before = (await fresh(session, user.id)).password_hash
         data = UserUpdateMe(password=NEW_PASSWORD, current_password="not the password at all")
         with pytest.raises(WrongPassword):
-            await user_service.update_me(session, user, data, rounds=BCRYPT_TEST_ROUNDS)
+            await user_service.update_me(
+                Db.in_session(session), user, data, rounds=BCRYPT_TEST_ROUNDS
+            )
         await session.rollback()
         after = await fresh(session, user.id)
         assert after.password_hash == before
@@ -66,9 +71,11 @@ class TestUpdateMe:
     ) -> None:
         user = await make_user()
         settings = make_settings("sqlite://")
-        await auth_service.issue_tokens(session, user, settings)
+        await auth_service.issue_tokens(Db.in_session(session), user, settings)
         data = UserUpdateMe(password=NEW_PASSWORD, current_password=TEST_PASSWORD)
-        updated = await user_service.update_me(session, user, data, rounds=BCRYPT_TEST_ROUNDS)
+        updated = await user_service.update_me(
+            Db.in_session(session), user, data, rounds=BCRYPT_TEST_ROUNDS
+        )
         assert updated.token_version == 2
         stored = await fresh(session, user.id)
         assert verify_password(NEW_PASSWORD, stored.password_hash)
@@ -81,7 +88,7 @@ class TestUpdateMe:
     ) -> None:
         user = await make_user()
         updated = await user_service.update_me(
-            session, user, UserUpdateMe(full_name="Carol"), rounds=BCRYPT_TEST_ROUNDS
+            Db.in_session(session), user, UserUpdateMe(full_name="Carol"), rounds=BCRYPT_TEST_ROUNDS
         )
         assert updated.full_name == "Carol"
         assert (await fresh(session, user.id)).token_version == 1
@@ -94,7 +101,7 @@ class TestAdministerUser:
         admin = await make_user(role=Role.ADMIN)
         target = await make_user()
         await user_service.administer_user(
-            session, admin, target.id, UserAdminUpdate(is_active=False)
+            Db.in_session(session), admin, target.id, UserAdminUpdate(is_active=False)
         )
         stored = await fresh(session, target.id)
         assert stored.is_active is False
@@ -106,5 +113,5 @@ class TestAdministerUser:
         admin = await make_user(role=Role.ADMIN)
         with pytest.raises(Conflict):
             await user_service.administer_user(
-                session, admin, admin.id, UserAdminUpdate(role="user")
+                Db.in_session(session), admin, admin.id, UserAdminUpdate(role="user")
             )

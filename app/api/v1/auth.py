@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request, Response, status
+from fastapi import Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
-from app.api.deps import RateLimiterDep, SessionDep, SettingsDep
+from app.api.deps import RateLimiterDep, SettingsDep, TransactionDb
 from app.api.problems import problem_responses
+from app.api.routing import api_router
+from app.api.v1 import API_V1_PREFIX
 from app.schemas.token import RefreshTokenRequest, TokenPair
 from app.services import auth as auth_service
 from app.services.auth import IssuedTokens
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = api_router(f"{API_V1_PREFIX}/auth", "auth")
 
 # Token responses must never be cached (RFC 6749 section 5.1).
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -93,19 +95,19 @@ def _token_pair(issued: IssuedTokens, response: Response) -> TokenPair:
 async def login(
     request: Request,
     form: Annotated[PasswordGrantForm, Depends()],
-    session: SessionDep,
+    db: TransactionDb,
     settings: SettingsDep,
     limiter: RateLimiterDep,
     response: Response,
 ) -> TokenPair:
     account = auth_service.login_account(form.username)
     # Counted before the password is checked, so a parallel flood cannot overshoot.
-    await limiter.hit_login(request, account)
+    response.headers.update(await limiter.hit_login(request, account))
     user = await auth_service.authenticate(
-        session, form.username, form.password, rounds=settings.bcrypt_rounds
+        db, form.username, form.password, rounds=settings.bcrypt_rounds
     )
     await limiter.login_succeeded(account)
-    return _token_pair(await auth_service.issue_tokens(session, user, settings), response)
+    return _token_pair(await auth_service.issue_tokens(db, user, settings), response)
 
 
 @router.post(
@@ -115,9 +117,9 @@ async def login(
     summary="Trade a refresh token for a new token pair (the old one is spent)",
 )
 async def refresh_tokens(
-    data: RefreshTokenRequest, session: SessionDep, settings: SettingsDep, response: Response
+    data: RefreshTokenRequest, db: TransactionDb, settings: SettingsDep, response: Response
 ) -> TokenPair:
-    issued = await auth_service.refresh(session, data.refresh_token, settings)
+    issued = await auth_service.refresh(db, data.refresh_token, settings)
     return _token_pair(issued, response)
 
 
@@ -127,6 +129,6 @@ async def refresh_tokens(
     responses=problem_responses(401, 413, 415, 429, 503),
     summary="End the login a refresh token belongs to",
 )
-async def logout(data: RefreshTokenRequest, session: SessionDep) -> Response:
-    await auth_service.logout(session, data.refresh_token)
+async def logout(data: RefreshTokenRequest, db: TransactionDb) -> Response:
+    await auth_service.logout(db, data.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_NO_STORE)

@@ -1,11 +1,8 @@
-"""Assembles the version 1 routers under `/api/v1`."""
+"""Version 1 of the API: its routers, in the order requests are matched against them."""
 
 from fastapi import APIRouter
 
-from app.api.v1 import API_V1_PREFIX, auth, tasks, users
+from app.api.v1 import auth, tasks, users
 
-api_router = APIRouter(prefix=API_V1_PREFIX)
 # Tasks first: routes are matched in order, and task requests are most of the traffic.
-api_router.include_router(tasks.router)
-api_router.include_router(users.router)
-api_router.include_router(auth.router)
+ROUTERS: tuple[APIRouter, ...] = (tasks.router, users.router, auth.router)

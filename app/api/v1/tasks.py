@@ -6,19 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import Header, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, StringConstraints
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
-from app.api.deps import Caller, DbDep, session_scope
+from app.api.deps import AutocommitDb, Caller
 from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.problems import problem_responses
+from app.api.problems import problem_responses, request_path
 from app.api.responses import JsonResponse
+from app.api.routing import api_router
 from app.api.v1 import API_V1_PREFIX
-from app.core.security import AccessClaims
-from app.models.task import TaskPriority, TaskStatus
+from app.db.access import Db
+from app.models.task import TaskPriority, TaskRecord, TaskStatus
 from app.schemas.common import (
     NO_NUL_PATTERN,
     PYTHON_WHITESPACE,
@@ -28,20 +28,12 @@ from app.schemas.common import (
     reject_unstorable,
 )
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate, task_json
-from app.services import auth as auth_service
 from app.services import idempotency
 from app.services import task as task_service
 from app.services.idempotency import StoredResponse
-from app.services.task import (
-    DEFAULT_SORT,
-    SORT_FIELDS,
-    TaskFilters,
-    TaskPage,
-    TaskRecord,
-    TaskSort,
-)
+from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskPage, TaskSort
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = api_router(f"{API_V1_PREFIX}/tasks", "tasks")
 
 # Task ids are 64-bit on PostgreSQL; anything larger can name no task (and must not reach
 # the driver, which would reject it with an error rather than find nothing).
@@ -55,11 +47,6 @@ IfMatch = Annotated[
         "task is still at that version (412 otherwise).",
     ),
 ]
-
-
-# The responses and parameters below are shared with app/api/v1/task_fast_path.py, which
-# answers the commonest task requests without FastAPI's per-request machinery: one
-# definition of each answer, whichever of the two serves the request.
 
 
 def task_response(task: TaskRecord, status_code: int = 200) -> JsonResponse:
@@ -177,58 +164,33 @@ async def create_task(
     request: Request,
     data: TaskCreate,
     caller: Caller,
-    db: DbDep,
+    db: AutocommitDb,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     if idempotency_key is None:
         return task_response(
             await task_service.create_task(db, caller, data), status.HTTP_201_CREATED
         )
-    # The claim, the task and the stored response stand or fall together: one session.
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with session_scope(sessions) as session:
-        return await _create_once(request, data, caller, session, sessions, idempotency_key)
 
+    async def create(transaction: Db) -> StoredResponse:
+        task = await task_service.create_task(transaction, caller, data)
+        created = task_response(task, status.HTTP_201_CREATED)
+        headers = {"Location": created.headers["location"], "ETag": created.headers["etag"]}
+        return StoredResponse(201, bytes(created.body).decode(), headers)
 
-async def _create_once(
-    request: Request,
-    data: TaskCreate,
-    caller: AccessClaims,
-    session: AsyncSession,
-    sessions: async_sessionmaker[AsyncSession],
-    idempotency_key: str,
-) -> Response:
-    # Not the hot path: the caller is checked first, as on every route, so that a revoked
-    # token cannot even replay a stored response.
-    user = await auth_service.user_for_claims(session, caller)
     request_fingerprint = idempotency.fingerprint(
-        "POST", request.url.path, data.model_dump(mode="json", exclude_unset=True)
+        "POST", request_path(request.scope), data.model_dump(mode="json", exclude_unset=True)
     )
-    claim = await idempotency.claim(
-        session, sessions, user.id, idempotency_key, request_fingerprint
+    outcome = await idempotency.do_once(db, caller, idempotency_key, request_fingerprint, create)
+    headers = dict(outcome.response.headers)
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        content=outcome.response.body,
+        status_code=outcome.response.status,
+        headers=headers,
+        media_type="application/json",
     )
-    if claim.replay is not None:
-        return Response(
-            content=claim.replay.body,
-            status_code=claim.replay.status,
-            headers={**claim.replay.headers, "Idempotent-Replayed": "true"},
-            media_type="application/json",
-        )
-    assert claim.claim_id is not None
-    try:
-        task = await task_service.create_task(session, user.id, data)
-        response = task_response(task, status.HTTP_201_CREATED)
-        headers = {"Location": response.headers["location"], "ETag": response.headers["etag"]}
-        await idempotency.record_response(
-            session, claim.claim_id, StoredResponse(201, bytes(response.body).decode(), headers)
-        )
-    except BaseException:
-        # Undo the work first: its locks (SQLite's write lock, the claim row's) would make
-        # the release wait on this very request.
-        await session.rollback()
-        await idempotency.release(sessions, claim.claim_id)
-        raise
-    return response
 
 
 @router.get(
@@ -240,7 +202,7 @@ async def _create_once(
 async def list_tasks(
     request: Request,
     caller: Caller,
-    db: DbDep,
+    db: AutocommitDb,
     status_: Annotated[
         Annotated[str, JsonSchemaHints(pattern=_choices_pattern(_STATUSES))] | None,
         Query(
@@ -289,7 +251,7 @@ async def list_tasks(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "task"),
     )
-    return page_response(page, request.url.path, request.query_params.multi_items())
+    return page_response(page, request_path(request.scope), request.query_params.multi_items())
 
 
 @router.get(
@@ -304,7 +266,7 @@ async def list_tasks(
 async def read_task(
     task_id: TaskId,
     caller: Caller,
-    db: DbDep,
+    db: AutocommitDb,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=1024)] = None,
 ) -> Response:
     return read_response(await task_service.get_task(db, caller, task_id), if_none_match)
@@ -317,7 +279,7 @@ async def read_task(
     summary="Change some fields of a task",
 )
 async def update_task(
-    task_id: TaskId, data: TaskUpdate, caller: Caller, db: DbDep, if_match: IfMatch = None
+    task_id: TaskId, data: TaskUpdate, caller: Caller, db: AutocommitDb, if_match: IfMatch = None
 ) -> Response:
     task = await task_service.update_task(
         db, caller, task_id, data, expected_versions=expected_versions(if_match)
@@ -332,7 +294,7 @@ async def update_task(
     summary="Move a task to the trash",
 )
 async def delete_task(
-    task_id: TaskId, caller: Caller, db: DbDep, if_match: IfMatch = None
+    task_id: TaskId, caller: Caller, db: AutocommitDb, if_match: IfMatch = None
 ) -> Response:
     await task_service.delete_task(
         db, caller, task_id, expected_versions=expected_versions(if_match)
@@ -346,5 +308,5 @@ async def delete_task(
     responses=problem_responses(401, 404, 422, 429, 503),
     summary="Take a task out of the trash",
 )
-async def restore_task(task_id: TaskId, caller: Caller, db: DbDep) -> Response:
+async def restore_task(task_id: TaskId, caller: Caller, db: AutocommitDb) -> Response:
     return task_response(await task_service.restore_task(db, caller, task_id))

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import Path, Request, Response, status
 
-from app.api.deps import AdminUser, CurrentUser, RateLimiterDep, SessionDep, SettingsDep
+from app.api.deps import AdminUser, CurrentUser, RateLimiterDep, SettingsDep, TransactionDb
 from app.api.paging import Cursor, Limit, cursor_key, link_next_page
 from app.api.problems import problem_responses
+from app.api.routing import api_router
 from app.api.v1 import API_V1_PREFIX
 from app.models.user import User
 from app.schemas.common import Page
 from app.schemas.user import UserAdminUpdate, UserCreate, UserRead, UserUpdateMe
 from app.services import user as user_service
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = api_router(f"{API_V1_PREFIX}/users", "users")
 
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
 
@@ -30,13 +31,13 @@ UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
 async def register_user(
     request: Request,
     data: UserCreate,
-    session: SessionDep,
+    db: TransactionDb,
     settings: SettingsDep,
     limiter: RateLimiterDep,
     response: Response,
 ) -> User:
-    await limiter.hit_registration(request)
-    user = await user_service.create_user(session, data, rounds=settings.bcrypt_rounds)
+    response.headers.update(await limiter.hit_registration(request))
+    user = await user_service.create_user(db, data, rounds=settings.bcrypt_rounds)
     response.headers["Location"] = f"{API_V1_PREFIX}/users/{user.id}"
     return user
 
@@ -51,13 +52,13 @@ async def list_users(
     request: Request,
     response: Response,
     admin: AdminUser,
-    session: SessionDep,
+    db: TransactionDb,
     settings: SettingsDep,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> Page[UserRead]:
     users, next_cursor = await user_service.list_users(
-        session,
+        db,
         viewer_id=admin.id,
         limit=limit,
         cursor=cursor,
@@ -89,16 +90,17 @@ async def update_me(
     request: Request,
     data: UserUpdateMe,
     user: CurrentUser,
-    session: SessionDep,
+    db: TransactionDb,
     settings: SettingsDep,
     limiter: RateLimiterDep,
+    response: Response,
 ) -> User:
     if data.password is None:
-        return await user_service.update_me(session, user, data, rounds=settings.bcrypt_rounds)
+        return await user_service.update_me(db, user, data, rounds=settings.bcrypt_rounds)
     # `current_password` is a password guess like a login: a stolen access token must not
     # buy unlimited guesses (or unlimited bcrypt work).
-    await limiter.hit_login(request, user.email)
-    updated = await user_service.update_me(session, user, data, rounds=settings.bcrypt_rounds)
+    response.headers.update(await limiter.hit_login(request, user.email))
+    updated = await user_service.update_me(db, user, data, rounds=settings.bcrypt_rounds)
     await limiter.login_succeeded(user.email)
     return updated
 
@@ -109,8 +111,8 @@ async def update_me(
     responses=problem_responses(401, 403, 404, 429, 503),
     summary="One account (admins only)",
 )
-async def read_user(user_id: UserId, _admin: AdminUser, session: SessionDep) -> User:
-    return await user_service.get_user(session, user_id)
+async def read_user(user_id: UserId, _admin: AdminUser, db: TransactionDb) -> User:
+    return await user_service.get_user(db, user_id)
 
 
 @router.patch(
@@ -120,6 +122,6 @@ async def read_user(user_id: UserId, _admin: AdminUser, session: SessionDep) -> 
     summary="Change an account's role or deactivate it (admins only)",
 )
 async def administer_user(
-    user_id: UserId, data: UserAdminUpdate, admin: AdminUser, session: SessionDep
+    user_id: UserId, data: UserAdminUpdate, admin: AdminUser, db: TransactionDb
 ) -> User:
-    return await user_service.administer_user(session, admin, user_id, data)
+    return await user_service.administer_user(db, admin, user_id, data)

@@ -1,0 +1,31 @@
+"""Every bound a client meets, defined once: the schemas, the routes' parameters, the tables
+and the error messages all read them from here.
+"""
+
+from __future__ import annotations
+
+# Ids are PostgreSQL BIGINTs: a larger number can name nothing (and must not reach the
+# driver, which would refuse it with an error rather than find nothing).
+MAX_ID = 2**63 - 1
+# Versions (and so entity tags) are PostgreSQL INTEGERs.
+MAX_VERSION = 2**31 - 1
+
+# Text of a task.
+TITLE_MAX_LENGTH = 200  # after trimming
+DESCRIPTION_MAX_LENGTH = 10_000
+SEARCH_MAX_LENGTH = 200  # the listing's `q`
+
+# Accounts (the contract, section 2; NIST SP 800-63B-4 for passwords).
+EMAIL_MAX_LENGTH = 254
+FULL_NAME_MAX_LENGTH = 200
+PASSWORD_MIN_LENGTH = 15
+PASSWORD_MAX_LENGTH = 128  # characters, after NFKC
+
+# Pages of a listing.
+PAGE_SIZE_DEFAULT = 20
+PAGE_SIZE_MAX = 100
+CURSOR_MAX_LENGTH = 1024
+
+# Headers.
+ENTITY_TAG_HEADER_MAX_LENGTH = 1024  # If-Match, If-None-Match
+IDEMPOTENCY_KEY_MAX_LENGTH = 255

@@ -1,0 +1,80 @@
+"""What a database error means for a request: the one classification of database errors.
+
+Both ways to the database end here: errors SQLAlchemy raised (the ORM, Core) and errors the
+driver raised on a statement sent straight to it (`app.db.access`). `app.api.problems` turns
+the classes into answers: unavailable is a 503 with `Retry-After`, an integrity violation a
+409, anything else a bug (500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+
+from sqlalchemy import exc as sa_exc
+
+# SQLSTATEs of a server that cannot take the work now: class 08 (connection exceptions),
+# admin or crash shutdown and "cannot connect now" (starting up, shutting down), too many
+# connections, and a statement cancelled (statement_timeout, or an operator cancelling it).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "57014")
+INTEGRITY_SQLSTATE_CLASS = "23"
+
+
+class DatabaseErrorKind(enum.Enum):
+    UNAVAILABLE = "unavailable"  # retry later: lost, refused, overloaded, timed out
+    INTEGRITY = "integrity"  # a constraint refused the write
+    OTHER = "other"  # a bug: a statement the database could not run
+
+
+def sqlstate_of(error: BaseException) -> str:
+    """The SQLSTATE of a driver's error, or of the one SQLAlchemy wraps ("" when none)."""
+    if isinstance(error, sa_exc.DBAPIError):
+        error = error.orig or error
+    return str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
+
+
+def _driver_unavailable_errors() -> tuple[type[BaseException], ...]:
+    """asyncpg's own errors that mean the connection is unusable, not the statement wrong.
+
+    InternalClientError: the driver's protocol state out of step with its connection
+    ("another operation is in progress"), seen on a connection a server restart cut
+    mid-statement. Imported lazily: asyncpg is only installed where PostgreSQL is used.
+    """
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - always installed with the service
+        return ()
+    return (asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def classify(error: BaseException) -> DatabaseErrorKind | None:
+    """What `error` means, or None when it is not a database error at all."""
+    if isinstance(error, sa_exc.IntegrityError):
+        return DatabaseErrorKind.INTEGRITY
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return DatabaseErrorKind.UNAVAILABLE
+    sqlstate = sqlstate_of(error)
+    if sqlstate.startswith(INTEGRITY_SQLSTATE_CLASS):
+        return DatabaseErrorKind.INTEGRITY
+    if sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+        return DatabaseErrorKind.UNAVAILABLE
+    if sqlstate:
+        return DatabaseErrorKind.OTHER  # the server refused the statement itself
+    # Lost or refused connections (asyncpg raises plain OSErrors when it cannot connect,
+    # sqlalchemy#11956), pool exhaustion (SQLAlchemy's TimeoutError), a hung connect.
+    if isinstance(
+        error,
+        (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+            OSError,
+            asyncio.TimeoutError,
+            TimeoutError,
+            *_driver_unavailable_errors(),
+        ),
+    ):
+        return DatabaseErrorKind.UNAVAILABLE
+    if isinstance(error, sa_exc.DBAPIError):
+        return DatabaseErrorKind.OTHER
+    return None
