@@ -25,7 +25,8 @@ from app.api.middleware import (
     RequestIdMiddleware,
     RequestLogMiddleware,
 )
-from app.api.problems import install_problem_handlers, problem_component_schemas
+from app.api.openapi import complete_document
+from app.api.problems import install_problem_handlers
 from app.api.rate_limit import RateLimiter
 from app.api.routing import operation_id
 from app.api.v1 import router as v1
@@ -79,11 +80,6 @@ def tune_garbage_collector() -> None:
 # traffic, come first (each route tried before the right one costs a match). The OpenAPI
 # document keeps its reading order: operations, then authentication, users, tasks.
 _DOC_ORDER = ("operations", "auth", "users", "tasks")
-
-
-def _doc_rank(operations: dict[str, Any]) -> int:
-    tags = [tag for operation in operations.values() for tag in operation.get("tags", ())]
-    return _DOC_ORDER.index(tags[0]) if tags and tags[0] in _DOC_ORDER else len(_DOC_ORDER)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -176,24 +172,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware, log_successes=not settings.is_production)
     app.add_middleware(RequestIdMiddleware)
 
-    def custom_openapi() -> dict[str, Any]:
+    def openapi_document() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(
+            document = get_openapi(
                 title=app.title,
                 version=app.version,
                 description=app.description,
                 routes=app.routes,
             )
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                problem_component_schemas()
-            )
-            # The document lists the routes in reading order, not in matching order.
-            paths = schema.get("paths", {})
-            schema["paths"] = dict(sorted(paths.items(), key=lambda item: _doc_rank(item[1])))
-            app.openapi_schema = schema
+            app.openapi_schema = complete_document(document, reading_order=_DOC_ORDER)
         return app.openapi_schema
 
-    app.openapi = custom_openapi  # type: ignore[method-assign]
+    app.openapi = openapi_document  # type: ignore[method-assign]
     return app
 
 

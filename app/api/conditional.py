@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from app.core.bounds import MAX_VERSION
+
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
-_MAX_VERSION = 2**31 - 1
 
 
 class AnyVersion:
@@ -35,7 +36,7 @@ def _tags(header: str) -> list[tuple[bool, str]] | None:
 def _version(opaque: str) -> int | None:
     if opaque.isascii() and opaque.isdigit() and len(opaque) <= 10:
         value = int(opaque)
-        if 1 <= value <= _MAX_VERSION:
+        if 1 <= value <= MAX_VERSION:
             return value
     return None
 

@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
-from app.api.problems import problem_responses
+from app.api.openapi import documented
 from app.api.routing import api_router
 
 # Unmatched paths share one label value, so a scan of random URLs cannot grow the series.
@@ -105,7 +105,7 @@ router = api_router("", "operations")
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
-        **problem_responses(),
+        **documented(),
     },
 )
 async def metrics(request: Request) -> Response:

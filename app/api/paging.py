@@ -7,16 +7,23 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import Query, Request, Response
+from pydantic import AfterValidator, StringConstraints
 
+from app.core.bounds import CURSOR_MAX_LENGTH, PAGE_SIZE_MAX
 from app.core.config import Settings
-from app.core.pagination import CURSOR_MAX_LENGTH
 from app.core.security import derive_key
-from app.schemas.common import SafeStr
+from app.schemas.common import NO_NUL_PATTERN, JsonSchemaHints, reject_unstorable
 
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size.")]
+Limit = Annotated[int, Query(ge=1, le=PAGE_SIZE_MAX, description="Page size.")]
 Cursor = Annotated[
-    SafeStr | None,
-    Query(max_length=CURSOR_MAX_LENGTH, description="The `next_cursor` of the previous page."),
+    Annotated[
+        str,
+        StringConstraints(max_length=CURSOR_MAX_LENGTH),
+        AfterValidator(reject_unstorable),
+        JsonSchemaHints(pattern=NO_NUL_PATTERN),
+    ]
+    | None,
+    Query(description="The `next_cursor` of the previous page."),
 ]
 
 

@@ -22,36 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from app.api.messages import plain_message
 from app.core import errors
-from app.schemas.common import Problem
+from app.core.errors import error_item
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 log = structlog.get_logger("app.errors")
 
-_BY_STATUS: dict[int, type[errors.AppError]] = {
-    400: errors.BadRequest,
-    401: errors.Unauthorized,
-    403: errors.Forbidden,
-    404: errors.NotFound,
-    405: errors.MethodNotAllowed,
-    406: errors.NotAcceptable,
-    409: errors.Conflict,
-    412: errors.PreconditionFailed,
-    413: errors.PayloadTooLarge,
-    415: errors.UnsupportedMediaType,
-    422: errors.ValidationFailed,
-    428: errors.PreconditionRequired,
-    429: errors.TooManyRequests,
-    503: errors.ServiceUnavailable,
-}
 
-
-_UNPARSABLE_BODY = {
-    "loc": ["body"],
-    "msg": "Request body could not be parsed",
-    "type": "json_invalid",
-}
+_UNPARSABLE_BODY = error_item(["body"], "Request body could not be parsed", "json_invalid")
 
 
 class ProblemResponse(JSONResponse):
@@ -113,18 +93,15 @@ def _field_path(loc: Sequence[Any]) -> list[str | int]:
 
 
 def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic's errors without `input` or `ctx`: a problem never echoes what was sent."""
+    """Pydantic's errors in plain words (app/api/messages.py), without `input` or `ctx`: a
+    problem never echoes what was sent."""
     cleaned = []
     for item in raw:
         if item.get("type") == "none_required" and len(item.get("loc", ())) > 2:
             # The `null` branch of an optional field: the other branch's error says what to fix.
             continue
         loc = _field_path(item.get("loc", ()))
-        # Pydantic prefixes a validator's own message; a person reading it needs only the message.
-        msg = str(item.get("msg", "Invalid value")).removeprefix("Value error, ")
-        if item.get("type") == "json_invalid":
-            msg = "Request body is not valid JSON"
-        cleaned.append({"loc": loc, "msg": msg[:300], "type": str(item.get("type", "value_error"))})
+        cleaned.append(error_item(loc, plain_message(item), str(item.get("type", "value_error"))))
     return cleaned
 
 
@@ -157,7 +134,7 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
         # FastAPI's only 400 is a body it could not parse (e.g. JSON nested too deeply):
         # for a client that is the same mistake as malformed JSON, a 422.
         return render(request, errors.ValidationFailed(errors=[_UNPARSABLE_BODY]))
-    error_class = _BY_STATUS.get(exc.status_code)
+    error_class = errors.ERROR_BY_STATUS.get(exc.status_code)
     if error_class is None:
         body = {
             "type": "about:blank",
@@ -192,6 +169,8 @@ def _allowed_methods(request: Request) -> str | None:
         if isinstance(route, Route) and route.matches(request.scope)[0] is not Match.NONE
         for method in route.methods or ()
     }
+    if "GET" in methods:
+        methods.add("HEAD")  # every GET route answers HEAD (app.api.routing)
     return ", ".join(sorted(methods)) if methods else None
 
 
@@ -240,27 +219,3 @@ def install_problem_handlers(app: FastAPI) -> None:
     for error_class in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_class, _database_unavailable)
     app.add_exception_handler(sa_exc.DBAPIError, _dbapi_error)
-
-
-PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries declaring problem bodies for these statuses.
-
-    422 is always declared: every route rejects unknown query parameters. The `Problem`
-    component itself is added by `app.main.custom_openapi`.
-    """
-    return {
-        status: {
-            "description": _BY_STATUS.get(status, errors.AppError).title,
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
-        }
-        for status in sorted({*statuses, 422})
-    }
-
-
-def problem_component_schemas() -> dict[str, Any]:
-    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    definitions = schema.pop("$defs", {})
-    return {"Problem": schema, **definitions}

@@ -51,9 +51,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from app.core.errors import ErrorItem, UnsupportedMediaType, error_item
+from app.schemas.common import CommaSeparated
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -94,6 +96,7 @@ class RequestPlan:
         # Per location: field name -> (annotation, FieldInfo) of the section model.
         self._fields: dict[str, dict[str, Any]] = {"path": {}, "query": {}, "header": {}}
         self._request_names: dict[str, set[str]] = {"path": set(), "query": set(), "header": set()}
+        self._list_names: set[str] = set()  # query parameters that name several values
         self._header_names: dict[str, str] = {}  # lower-case name -> the name declared
         self._json_body: Any = None
         self._form_fields: dict[str, Any] = {}
@@ -105,6 +108,7 @@ class RequestPlan:
         self._endpoint_arguments = self._plan(dependant, is_endpoint=True)
         self._has_contexts = any(call.kind == "context" for call in self._calls)
         self._query_names = frozenset(self._request_names["query"])
+        self._query_lists = frozenset(self._list_names)
         self._reads_path = bool(self._fields["path"])
         self._body_kind: Literal["json", "form"] | None = (
             "form" if self._form_fields else "json" if self._json_body is not None else None
@@ -205,6 +209,8 @@ class RequestPlan:
             )
         self._fields[location][field.name] = _section_field(field, request_name)
         self._request_names[location].add(request_name)
+        if location == "query" and any(isinstance(m, CommaSeparated) for m in info.metadata):
+            self._list_names.add(request_name)
         if location == "header":
             self._header_names[request_name.lower()] = request_name
 
@@ -269,7 +275,7 @@ class RequestPlan:
             body = await _json_body(request)
         elif self._body_kind == "form":
             body = await _form_body(request)
-        query = _query_parameters(scope["query_string"], self._query_names)
+        query = _query_parameters(scope["query_string"], self._query_names, self._query_lists)
         if self._body_kind == "json" and scope["method"] in _JSON_BODY_METHODS:
             _require_json_media_type(scope)
         values, errors = self._validate(scope, query, body)
@@ -412,7 +418,7 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as error:
         raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body", error.pos), "msg": "JSON decode error"}]
+            [error_item(["body", error.pos], "Request body is not valid JSON", "json_invalid")]
         ) from None
     except (ValueError, RecursionError):  # not UTF-8, nested too deeply
         raise HTTPException(400, "There was an error parsing the body") from None
@@ -461,8 +467,12 @@ def _require_json_media_type(scope: Mapping[str, Any]) -> None:
         raise UnsupportedMediaType()
 
 
-def _query_parameters(raw: bytes, declared: frozenset[str]) -> dict[str, str]:
-    """The query string: each parameter declared by the route and given at most once.
+def _query_parameters(
+    raw: bytes, declared: frozenset[str], lists: frozenset[str]
+) -> dict[str, str]:
+    """The query string: each parameter declared by the route and given at most once; one
+    that names several values (`lists`) may also be repeated, its values then joined as if
+    comma-separated (`status=todo&status=done` is `status=todo,done`: one reading of both).
 
     Its escapes are decoded as UTF-8, strictly: a name or value that cannot be read is a 422
     like any parameter that cannot be read (Starlette would put replacement characters in).
@@ -489,6 +499,8 @@ def _query_parameters(raw: bytes, declared: frozenset[str]) -> dict[str, str]:
             )
         elif name not in values:
             values[name] = value
+        elif name in lists:
+            values[name] += "," + value
         elif not any(item["loc"] == ["query", name] for item in problems):
             # Otherwise one of them would silently win; lists are comma-separated.
             problems.append(
@@ -555,6 +567,24 @@ class CompiledRoute(APIRoute):
         # the plan does not use (its dependencies with yield close before the answer is
         # sent): the plan answers as the route's ASGI app itself.
         self.app = self.plan
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """As FastAPI matches; a GET route also answers HEAD (RFC 9110 9.3.2), with the
+        same headers and no body (Starlette's responses send none for HEAD)."""
+        match, child_scope = super().matches(scope)
+        if (
+            match is Match.PARTIAL
+            and scope.get("method") == "HEAD"
+            and "GET" in (self.methods or ())
+        ):
+            return Match.FULL, child_scope
+        return match, child_scope
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("method") == "HEAD" and "GET" in (self.methods or ()):
+            await self.app(scope, receive, send)  # what Route.handle does for its methods
+            return
+        await super().handle(scope, receive, send)
 
     def get_route_handler(self) -> Handler:
         """The plan's handler, for FastAPI to wrap where it builds a route's app itself (a

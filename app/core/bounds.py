@@ -21,6 +21,9 @@ FULL_NAME_MAX_LENGTH = 200
 PASSWORD_MIN_LENGTH = 15
 PASSWORD_MAX_LENGTH = 128  # characters, after NFKC
 
+# Tokens a client sends back (ours are 43 characters; longer is never one of ours).
+REFRESH_TOKEN_MAX_LENGTH = 512
+
 # Pages of a listing.
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100

@@ -201,6 +201,26 @@ class InternalError(AppError):
     """Only ever rendered by the last-resort handler: nothing about the failure leaks."""
 
 
+# The problem a bare status becomes (Starlette's routing errors, FastAPI's HTTPExceptions), and
+# the title an OpenAPI response of that status shows.
+ERROR_BY_STATUS: dict[int, type[AppError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    406: NotAcceptable,
+    409: Conflict,
+    412: PreconditionFailed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: ValidationFailed,
+    428: PreconditionRequired,
+    429: TooManyRequests,
+    503: ServiceUnavailable,
+}
+
+
 ErrorItem = dict[str, Any]
 
 

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.errors import ValidationFailed
+from app.core.bounds import CURSOR_MAX_LENGTH
+from app.core.errors import ValidationFailed, error_item
 
-CURSOR_MAX_LENGTH = 1024
 _CURSOR_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _TAG_BYTES = 16
 
@@ -30,11 +30,11 @@ class InvalidCursor(ValidationFailed):
     def __init__(self) -> None:
         super().__init__(
             errors=[
-                {
-                    "loc": ["query", "cursor"],
-                    "msg": "Cursor was not issued for this user, filters and sort",
-                    "type": "cursor_invalid",
-                }
+                error_item(
+                    ["query", "cursor"],
+                    "Cursor was not issued for this user, filters and sort",
+                    "cursor_invalid",
+                )
             ]
         )
 

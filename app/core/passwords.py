@@ -13,7 +13,8 @@ import string
 from functools import lru_cache
 from pathlib import Path
 
-from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, normalize_password
+from app.core.bounds import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from app.core.security import normalize_password
 
 _LIST_PATH = Path(__file__).with_name("data") / "common_passwords.txt"
 # ASCII digits, punctuation and spaces around a word: "password1234567!" is "password".

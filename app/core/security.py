@@ -30,8 +30,7 @@ from typing import TypeVar
 import bcrypt
 import jwt
 
-PASSWORD_MIN_LENGTH = 15
-PASSWORD_MAX_LENGTH = 128
+from app.core.bounds import MAX_ID
 
 # Domain separation for the pre-hash. It is deliberately not SECRET_KEY: rotating the JWT key
 # must not lock every user out. Its job is to make the bcrypt input fixed-length and NUL-free.
@@ -203,7 +202,7 @@ def _verified_claims(token: str, key: str) -> AccessClaims:
         token_version = claims["tv"]
         if not isinstance(token_version, int) or isinstance(token_version, bool):
             raise InvalidToken("bad token version")
-        if user_id < 1 or user_id > 2**63 - 1:
+        if user_id < 1 or user_id > MAX_ID:
             raise InvalidToken("bad subject")
         return AccessClaims(user_id, token_version, int(claims["iat"]), int(claims["exp"]))
     except (jwt.PyJWTError, ValueError, TypeError, KeyError) as exc:

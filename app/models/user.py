@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.core.bounds import EMAIL_MAX_LENGTH, FULL_NAME_MAX_LENGTH
 from app.db.base import Base, BigIntPK, UTCDateTime, utcnow
 
 
@@ -25,8 +26,8 @@ class User(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    email: Mapped[str] = mapped_column(String(254))
-    full_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    full_name: Mapped[str | None] = mapped_column(String(FULL_NAME_MAX_LENGTH))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -12,12 +13,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     PlainSerializer,
 )
 from pydantic.config import JsonDict
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, core_schema
 
 # C0 controls but tab, line feed and carriage return; DEL and C1 controls; lone surrogates.
 _FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -32,13 +34,13 @@ def reject_unstorable(value: str) -> str:
     return value
 
 
-def _reject_controls_in_text(value: str) -> str:
+def reject_controls_in_text(value: str) -> str:
     if _FORBIDDEN_IN_TEXT.search(value):
         raise ValueError("must not contain control characters, NUL or lone surrogates")
     return value
 
 
-def _reject_controls_in_line(value: str) -> str:
+def reject_controls_in_line(value: str) -> str:
     if _FORBIDDEN_IN_LINE.search(value):
         raise ValueError("must not contain control characters, NUL or lone surrogates")
     return value
@@ -73,16 +75,9 @@ NO_NUL_PATTERN = r"^[^\x00]*$"
 LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 
-# Any string a client sends that may reach the database.
-SafeStr = Annotated[str, AfterValidator(reject_unstorable), JsonSchemaHints(pattern=NO_NUL_PATTERN)]
-# Multi-line text (descriptions): tab and newlines allowed, other control characters not.
-SafeText = Annotated[
-    str, AfterValidator(_reject_controls_in_text), JsonSchemaHints(pattern=TEXT_PATTERN)
-]
-# Single-line text (titles, names): no control characters at all.
-SafeLine = Annotated[
-    str, AfterValidator(_reject_controls_in_line), JsonSchemaHints(pattern=LINE_PATTERN)
-]
+# The text types below take their length bounds first (`Annotated[str, StringConstraints(...),
+# *the type's rules*]`, as the schemas spell them out): a bound given after a validator is
+# checked as a generic length, and worded in "items" instead of characters.
 
 
 # RFC 3339 date-time (section 5.6); the space separator is allowed as its note permits.
@@ -113,8 +108,54 @@ def _format_rfc3339(value: datetime) -> str:
 
 # Request side: strict string parsing, offset required, normalised to UTC.
 Timestamp = Annotated[datetime, BeforeValidator(_parse_rfc3339), AfterValidator(_require_offset)]
-# Response side: always UTC with a `Z` and millisecond precision.
-UTCTimestamp = Annotated[datetime, PlainSerializer(_format_rfc3339, return_type=str)]
+# Response side: always UTC with a `Z` and millisecond precision (a string to pydantic, a
+# date-time to clients reading the schema).
+UTCTimestamp = Annotated[
+    datetime,
+    PlainSerializer(_format_rfc3339, return_type=str),
+    JsonSchemaHints(format="date-time"),
+]
+
+
+# The JSON Schema keyword that marks a comma-separated list; app/api/openapi.py turns it into
+# the parameter's `style: form, explode: false`.
+COMMA_SEPARATED = "x-comma-separated"
+
+
+class CommaSeparated:
+    """A query parameter naming one or several of `choices`, separated by commas
+    (`status=todo,done`): each value once, in the order given, spaces around commas ignored.
+
+    Validated as a whole, so an error names the parameter (not an item of it) and says what
+    is allowed; OpenAPI shows an array of the choices, comma-separated.
+    """
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self.choices = tuple(choices)
+        self._message = f"must be one or more of: {', '.join(self.choices)}, separated by commas"
+
+    def _split(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, str):
+            raise ValueError(self._message)
+        values = tuple(part.strip() for part in value.split(","))
+        if not all(part in self.choices for part in values):
+            raise ValueError(self._message)
+        return tuple(dict.fromkeys(values))
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(self._split)
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "array",
+            "items": {"type": "string", "enum": list(self.choices)},
+            "minItems": 1,
+            COMMA_SEPARATED: True,
+        }
 
 
 class RequestModel(BaseModel):
@@ -137,7 +178,12 @@ def optional_not_null() -> Any:
 
 
 class ResponseModel(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """Every response body. Fields with a default are still always sent, so the schema that
+    clients read says they are required."""
+
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_serialization_defaults_required=True
+    )
 
 
 ItemT = TypeVar("ItemT")

@@ -5,20 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.core.bounds import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from app.models.task import TaskPriority, TaskRecord
 from app.schemas.common import (
+    TEXT_PATTERN,
     JsonSchemaHints,
     RequestModel,
     ResponseModel,
-    SafeLine,
-    SafeText,
     Timestamp,
     UTCTimestamp,
     optional_not_null,
+    reject_controls_in_line,
+    reject_controls_in_text,
 )
 
 StatusName = Literal["todo", "in_progress", "done"]
@@ -43,14 +44,22 @@ TITLE_PATTERN = (
     rf"{_STRIPPED}*$"
 )
 
-# The raw bound keeps absurd inputs cheap to reject; the real rule applies after trimming.
+# Single-line: no control characters. The raw bound keeps absurd inputs cheap to reject; the
+# real rule applies after trimming.
 Title = Annotated[
-    SafeLine,
-    Field(min_length=1, max_length=4 * TITLE_MAX_LENGTH),
+    str,
+    StringConstraints(min_length=1, max_length=4 * TITLE_MAX_LENGTH),
+    AfterValidator(reject_controls_in_line),
     AfterValidator(_trimmed_title),
     JsonSchemaHints(pattern=TITLE_PATTERN),
 ]
-Description = Annotated[SafeText, Field(max_length=DESCRIPTION_MAX_LENGTH)]
+# Multi-line: tab and newlines allowed, other control characters not.
+Description = Annotated[
+    str,
+    StringConstraints(max_length=DESCRIPTION_MAX_LENGTH),
+    AfterValidator(reject_controls_in_text),
+    JsonSchemaHints(pattern=TEXT_PATTERN),
+]
 
 
 class TaskCreate(RequestModel):

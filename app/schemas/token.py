@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, Field, StringConstraints
 
-from app.schemas.common import RequestModel, SafeStr
+from app.core.bounds import REFRESH_TOKEN_MAX_LENGTH
+from app.schemas.common import (
+    NO_NUL_PATTERN,
+    JsonSchemaHints,
+    RequestModel,
+    ResponseModel,
+    reject_unstorable,
+)
 
 
-class TokenPair(BaseModel):
+class TokenPair(ResponseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="Lifetime of the access token in seconds.")
@@ -17,4 +24,9 @@ class TokenPair(BaseModel):
 
 
 class RefreshTokenRequest(RequestModel):
-    refresh_token: Annotated[SafeStr, Field(min_length=1, max_length=512)]
+    refresh_token: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=REFRESH_TOKEN_MAX_LENGTH),
+        AfterValidator(reject_unstorable),
+        JsonSchemaHints(pattern=NO_NUL_PATTERN),
+    ]

@@ -10,26 +10,30 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StringConstraints,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from app.core.bounds import (
+    EMAIL_MAX_LENGTH,
+    FULL_NAME_MAX_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+)
 from app.core.passwords import password_problem
-from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.schemas.common import (
+    LINE_PATTERN,
     NO_NUL_PATTERN,
     JsonSchemaHints,
     RequestModel,
     ResponseModel,
-    SafeLine,
-    SafeStr,
     UTCTimestamp,
     optional_not_null,
+    reject_controls_in_line,
     reject_unstorable,
 )
-
-EMAIL_MAX_LENGTH = 254
 
 
 def normalize_email(value: str) -> str:
@@ -56,7 +60,7 @@ def check_password_policy(value: str) -> str:
 
 Email = Annotated[
     str,
-    Field(max_length=1024),
+    Field(max_length=EMAIL_MAX_LENGTH),
     AfterValidator(normalize_email),
     JsonSchemaHints(format="email"),
 ]
@@ -74,7 +78,12 @@ NewPassword = Annotated[
         pattern=NO_NUL_PATTERN,
     ),
 ]
-FullName = Annotated[SafeLine, Field(min_length=1, max_length=200)]
+FullName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=FULL_NAME_MAX_LENGTH),
+    AfterValidator(reject_controls_in_line),
+    JsonSchemaHints(pattern=LINE_PATTERN),
+]
 
 
 class UserCreate(RequestModel):
@@ -100,9 +109,10 @@ class UserUpdateMe(RequestModel):
     password: NewPassword | None = None
     current_password: (
         Annotated[
-            SafeStr,
-            Field(max_length=4 * PASSWORD_MAX_LENGTH),
-            JsonSchemaHints(format="password"),
+            str,
+            StringConstraints(max_length=4 * PASSWORD_MAX_LENGTH),
+            AfterValidator(reject_unstorable),
+            JsonSchemaHints(format="password", pattern=NO_NUL_PATTERN),
         ]
         | None
     ) = None

@@ -9,6 +9,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy import func, select, update
 
+from app.core.bounds import PASSWORD_MAX_LENGTH
 from app.core.config import Settings
 from app.core.errors import (
     AccountDisabled,
@@ -19,7 +20,6 @@ from app.core.errors import (
     Unauthorized,
 )
 from app.core.security import (
-    PASSWORD_MAX_LENGTH,
     AccessClaims,
     InvalidToken,
     create_access_token,

@@ -26,13 +26,13 @@ from fastapi import (
     Request,
     Response,
 )
-from pydantic import Field
+from pydantic import AfterValidator, Field, StringConstraints
 
 from app.api.middleware import RequestIdMiddleware
 from app.api.problems import install_problem_handlers
 from app.api.routing import CompiledRoute, UnsupportedDeclaration, api_router, operation_id
 from app.core.errors import Unauthorized
-from app.schemas.common import RequestModel, ResponseModel, SafeLine, Timestamp
+from app.schemas.common import RequestModel, ResponseModel, Timestamp, reject_controls_in_line
 
 events: list[str] = []
 
@@ -62,7 +62,9 @@ async def header_setter(response: Response) -> None:
 
 
 class Thing(RequestModel):
-    name: Annotated[SafeLine, Field(min_length=1, max_length=20)]
+    name: Annotated[
+        str, StringConstraints(min_length=1, max_length=20), AfterValidator(reject_controls_in_line)
+    ]
     size: int = Field(default=1, ge=1, le=10)
     due: Timestamp | None = None
 

@@ -49,8 +49,9 @@ from schemathesis.openapi.checks import UseAfterFree
 from schemathesis.python import asgi as schemathesis_asgi
 from starlette.types import Receive, Scope, Send
 
+from app.core.bounds import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.core.passwords import password_problem
-from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, create_access_token
+from app.core.security import create_access_token
 from app.db.access import Db
 from app.db.session import create_engine_for, create_sessionmaker
 from app.main import create_app

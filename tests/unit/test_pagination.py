@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from app.core.bounds import CURSOR_MAX_LENGTH
 from app.core.errors import ValidationFailed
 from app.core.pagination import (
-    CURSOR_MAX_LENGTH,
     CursorPosition,
     InvalidCursor,
     binding_digest,

@@ -12,8 +12,8 @@ import unicodedata
 import httpx
 import pytest
 
+from app.core.bounds import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.core.passwords import common_passwords, password_problem
-from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from tests.support import assert_problem
 
 TOO_COMMON = "too common"

@@ -10,7 +10,7 @@ from pydantic import StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.api.deps import RateLimiterDep, SettingsDep, TransactionDb
-from app.api.problems import problem_responses
+from app.api.openapi import documented, rate_limited
 from app.api.routing import api_router
 from app.api.v1 import API_V1_PREFIX
 from app.schemas.token import RefreshTokenRequest, TokenPair
@@ -32,16 +32,14 @@ def _refresh_token_link(operation_id: str, description: str) -> dict[str, Any]:
 
 
 # OpenAPI links from a token pair to what its refresh token is for (stateful fuzzers follow).
-_TOKEN_PAIR_LINKS: dict[int | str, dict[str, Any]] = {
-    200: {
-        "links": {
-            "Refresh": _refresh_token_link(
-                "auth-refresh_tokens", "Trade the refresh token for a new token pair."
-            ),
-            "Logout": _refresh_token_link("auth-logout", "End the login it belongs to."),
-        }
-    }
+_TOKEN_PAIR_LINKS = {
+    "Refresh": _refresh_token_link(
+        "auth-refresh_tokens", "Trade the refresh token for a new token pair."
+    ),
+    "Logout": _refresh_token_link("auth-logout", "End the login it belongs to."),
 }
+# Token responses must never be cached (RFC 6749 section 5.1).
+_TOKEN_HEADERS = {200: ("Cache-Control", "Pragma")}
 
 
 _SECRET: dict[str, Any] = {"format": "password"}
@@ -89,7 +87,9 @@ def _token_pair(issued: IssuedTokens, response: Response) -> TokenPair:
 @router.post(
     "/token",
     response_model=TokenPair,
-    responses={**_TOKEN_PAIR_LINKS, **problem_responses(401, 403, 413, 415, 429, 503)},
+    responses=rate_limited(
+        documented(401, 403, 413, 415, 429, 503, success=_TOKEN_HEADERS, links=_TOKEN_PAIR_LINKS)
+    ),
     summary="Log in with email and password",
 )
 async def login(
@@ -113,7 +113,7 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses={**_TOKEN_PAIR_LINKS, **problem_responses(401, 413, 415, 429, 503)},
+    responses=documented(401, 413, 415, 429, 503, success=_TOKEN_HEADERS, links=_TOKEN_PAIR_LINKS),
     summary="Trade a refresh token for a new token pair (the old one is spent)",
 )
 async def refresh_tokens(
@@ -126,7 +126,7 @@ async def refresh_tokens(
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 413, 415, 429, 503),
+    responses=documented(401, 413, 415, 429, 503, success={204: ("Cache-Control", "Pragma")}),
     summary="End the login a refresh token belongs to",
 )
 async def logout(data: RefreshTokenRequest, db: TransactionDb) -> Response:

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import Header, Path, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, StringConstraints
+from fastapi import Header, Query, Request, Response, status
+from pydantic import (
+    AfterValidator,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
 from app.api.deps import AutocommitDb, Caller
+from app.api.openapi import documented
 from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.problems import problem_responses, request_path
+from app.api.parameters import IfMatch, IfNoneMatch, TaskId
+from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
 from app.api.v1 import API_V1_PREFIX
+from app.core.bounds import IDEMPOTENCY_KEY_MAX_LENGTH, PAGE_SIZE_DEFAULT, SEARCH_MAX_LENGTH
 from app.db.access import Db
 from app.models.task import TaskPriority, TaskRecord, TaskStatus
 from app.schemas.common import (
     NO_NUL_PATTERN,
-    PYTHON_WHITESPACE,
+    CommaSeparated,
     JsonSchemaHints,
     Page,
     Timestamp,
@@ -35,17 +41,59 @@ from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskPage, 
 
 router = api_router(f"{API_V1_PREFIX}/tasks", "tasks")
 
-# Task ids are 64-bit on PostgreSQL; anything larger can name no task (and must not reach
-# the driver, which would reject it with an error rather than find nothing).
-TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The task's id.")]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        max_length=1024,
-        description="Entity tag(s) from an earlier response: the write happens only if the "
-        "task is still at that version (412 otherwise).",
+STATUSES = tuple(status.value for status in TaskStatus)
+PRIORITIES = tuple(priority.label for priority in TaskPriority)
+SORTS = tuple(f"{prefix}{field}" for field in SORT_FIELDS for prefix in ("", "-"))
+
+
+def _sort_name(value: object) -> str:
+    if value not in SORTS:
+        raise ValueError(f"must be one of: {', '.join(SORTS)}")
+    assert isinstance(value, str)
+    return value
+
+
+# The listing's parameters: lists comma-separated, the sort a name (`-` for descending).
+StatusFilter = Annotated[
+    tuple[str, ...] | None,
+    CommaSeparated(STATUSES),
+    Query(alias="status", description="One or more statuses, separated by commas."),
+]
+PriorityFilter = Annotated[
+    tuple[str, ...] | None,
+    CommaSeparated(PRIORITIES),
+    Query(description="One or more priorities, separated by commas."),
+]
+SortOrder = Annotated[
+    str,
+    PlainValidator(_sort_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": list(SORTS),
+            # Names for generated clients: "-created_at" would otherwise have none.
+            "x-enum-varnames": [
+                sort.lstrip("-").upper() + ("_DESC" if sort.startswith("-") else "")
+                for sort in SORTS
+            ],
+        }
     ),
+    Query(
+        description="created_at, updated_at, due_at or priority, ascending; prefixed by - "
+        "for descending. Ties break on id; tasks without due_at come last both ways."
+    ),
+]
+SearchText = Annotated[
+    # Length checked on the plain string, before the storable-text rule: after it, pydantic
+    # would word the bound as "items", not characters.
+    Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=SEARCH_MAX_LENGTH),
+        AfterValidator(reject_unstorable),
+        JsonSchemaHints(pattern=NO_NUL_PATTERN),
+    ]
+    | None,
+    Query(description="Case-insensitive text in the title or description."),
 ]
 
 
@@ -73,71 +121,9 @@ def page_response(page: TaskPage, path: str, query: Sequence[tuple[str, str]]) -
     )
 
 
-def task_filters(
-    status_: str | None,
-    priority: str | None,
-    due_before: datetime | None = None,
-    due_after: datetime | None = None,
-    q: str | None = None,
-    deleted: bool = False,
-) -> TaskFilters:
-    """The listing's filters from its query parameters (422 for an unknown status or
-    priority)."""
-    return TaskFilters(
-        statuses=_split_choice(status_, _STATUSES, "status"),
-        priorities=tuple(
-            TaskPriority.from_label(p).value
-            for p in _split_choice(priority, _PRIORITIES, "priority")
-        ),
-        due_before=due_before,
-        due_after=due_after,
-        q=q,
-        deleted=deleted,
-    )
-
-
 def expected_versions(header: str | None) -> frozenset[int] | None:
     versions = if_match_versions(header)
     return None if versions is None or versions is ANY_VERSION else versions  # type: ignore[return-value]
-
-
-def _split_choice(raw: str | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
-    if raw is None:
-        return ()
-    values = tuple(part.strip() for part in raw.split(","))
-    if not all(value in allowed for value in values):
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", name),
-                    "type": "enum",
-                    "msg": f"Each value must be one of: {', '.join(allowed)} (comma-separated)",
-                }
-            ]
-        )
-    return tuple(dict.fromkeys(values))
-
-
-_STATUSES = tuple(s.value for s in TaskStatus)
-_PRIORITIES = tuple(p.label for p in TaskPriority)
-
-
-def _choices_pattern(allowed: tuple[str, ...]) -> str:
-    """What `_split_choice` accepts, as a pattern for OpenAPI."""
-    one = rf"{PYTHON_WHITESPACE}*(?:{'|'.join(allowed)}){PYTHON_WHITESPACE}*"
-    return rf"^{one}(?:,{one})*$"
-
-
-SORTS = tuple(f"{prefix}{field}" for field in SORT_FIELDS for prefix in ("", "-"))
-
-
-def parse_sort(raw: str) -> TaskSort:
-    try:
-        return TaskSort.parse(raw)
-    except ValueError as exc:
-        raise RequestValidationError(
-            [{"loc": ("query", "sort"), "type": "enum", "msg": str(exc)}]
-        ) from None
 
 
 IdempotencyKeyHeader = Annotated[
@@ -145,7 +131,7 @@ IdempotencyKeyHeader = Annotated[
     Header(
         alias="Idempotency-Key",
         min_length=1,
-        max_length=255,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
         pattern=r"^[\x20-\x7e]+$",
         description="1 to 255 printable ASCII characters. A retry with the same key and body "
         "within 24 hours returns the first response and creates nothing.",
@@ -157,7 +143,15 @@ IdempotencyKeyHeader = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskRead,
-    responses=problem_responses(401, 409, 413, 415, 422, 429, 503),
+    responses=documented(
+        401,
+        409,
+        413,
+        415,
+        429,
+        503,
+        success={201: ("Location", "ETag", "Idempotent-Replayed")},
+    ),
     summary="Create a task",
 )
 async def create_task(
@@ -196,57 +190,36 @@ async def create_task(
 @router.get(
     "",
     response_model=Page[TaskRead],
-    responses=problem_responses(401, 422, 429, 503),
+    responses=documented(401, 429, 503, success={200: ("Link",)}),
     summary="List tasks (keyset pages)",
 )
 async def list_tasks(
     request: Request,
     caller: Caller,
     db: AutocommitDb,
-    status_: Annotated[
-        Annotated[str, JsonSchemaHints(pattern=_choices_pattern(_STATUSES))] | None,
-        Query(
-            alias="status",
-            max_length=100,
-            description="todo, in_progress, done; several separated by commas",
-        ),
-    ] = None,
-    priority: Annotated[
-        Annotated[str, JsonSchemaHints(pattern=_choices_pattern(_PRIORITIES))] | None,
-        Query(max_length=100, description="low, medium, high, urgent; several separated by commas"),
-    ] = None,
+    status_: StatusFilter = None,
+    priority: PriorityFilter = None,
     due_before: Annotated[Timestamp | None, Query(description="Exclusive bound.")] = None,
     due_after: Annotated[Timestamp | None, Query(description="Inclusive bound.")] = None,
-    q: Annotated[
-        # Length checked on the plain string, before SafeStr's validator: after it, pydantic
-        # words the rule as "items", not characters.
-        Annotated[
-            str,
-            StringConstraints(min_length=1, max_length=200),
-            AfterValidator(reject_unstorable),
-            JsonSchemaHints(pattern=NO_NUL_PATTERN),
-        ]
-        | None,
-        Query(description="Case-insensitive text in the title or description."),
-    ] = None,
+    q: SearchText = None,
     deleted: Annotated[bool, Query(description="true lists the trash.")] = False,
-    sort: Annotated[
-        str,
-        JsonSchemaHints(enum=list(SORTS)),
-        Query(
-            max_length=20,
-            description="created_at, updated_at, due_at or priority, "
-            "optionally prefixed by - for descending.",
-        ),
-    ] = DEFAULT_SORT,
-    limit: Limit = 20,
+    sort: SortOrder = DEFAULT_SORT,
+    limit: Limit = PAGE_SIZE_DEFAULT,
     cursor: Cursor = None,
 ) -> Response:
+    filters = TaskFilters(
+        statuses=status_ or (),
+        priorities=tuple(TaskPriority.from_label(label).value for label in priority or ()),
+        due_before=due_before,
+        due_after=due_after,
+        q=q,
+        deleted=deleted,
+    )
     page = await task_service.list_tasks(
         db,
         caller,
-        filters=task_filters(status_, priority, due_before, due_after, q, deleted),
-        sort=parse_sort(sort),
+        filters=filters,
+        sort=TaskSort.parse(sort),
         limit=limit,
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "task"),
@@ -257,17 +230,14 @@ async def list_tasks(
 @router.get(
     "/{task_id}",
     response_model=TaskRead,
-    responses={
-        304: {"description": "Not modified (If-None-Match matched the current ETag)."},
-        **problem_responses(401, 404, 422, 429, 503),
-    },
+    responses=documented(401, 404, 429, 503, success={200: ("ETag",), 304: ("ETag",)}),
     summary="Read a task",
 )
 async def read_task(
     task_id: TaskId,
     caller: Caller,
     db: AutocommitDb,
-    if_none_match: Annotated[str | None, Header(alias="If-None-Match", max_length=1024)] = None,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     return read_response(await task_service.get_task(db, caller, task_id), if_none_match)
 
@@ -275,7 +245,7 @@ async def read_task(
 @router.patch(
     "/{task_id}",
     response_model=TaskRead,
-    responses=problem_responses(401, 404, 412, 413, 415, 422, 429, 503),
+    responses=documented(401, 404, 412, 413, 415, 429, 503, success={200: ("ETag",)}),
     summary="Change some fields of a task",
 )
 async def update_task(
@@ -290,7 +260,7 @@ async def update_task(
 @router.delete(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 404, 412, 422, 429, 503),
+    responses=documented(401, 404, 412, 429, 503),
     summary="Move a task to the trash",
 )
 async def delete_task(
@@ -305,7 +275,7 @@ async def delete_task(
 @router.post(
     "/{task_id}/restore",
     response_model=TaskRead,
-    responses=problem_responses(401, 404, 422, 429, 503),
+    responses=documented(401, 404, 429, 503, success={200: ("ETag",)}),
     summary="Take a task out of the trash",
 )
 async def restore_task(task_id: TaskId, caller: Caller, db: AutocommitDb) -> Response:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Path, Request, Response, status
+from fastapi import Request, Response, status
 
 from app.api.deps import AdminUser, CurrentUser, RateLimiterDep, SettingsDep, TransactionDb
+from app.api.openapi import documented, rate_limited
 from app.api.paging import Cursor, Limit, cursor_key, link_next_page
-from app.api.problems import problem_responses
+from app.api.parameters import UserId
 from app.api.routing import api_router
 from app.api.v1 import API_V1_PREFIX
+from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.models.user import User
 from app.schemas.common import Page
 from app.schemas.user import UserAdminUpdate, UserCreate, UserRead, UserUpdateMe
@@ -18,14 +18,12 @@ from app.services import user as user_service
 
 router = api_router(f"{API_V1_PREFIX}/users", "users")
 
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The user's id.")]
-
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserRead,
-    responses=problem_responses(409, 413, 415, 429, 503),
+    responses=rate_limited(documented(409, 413, 415, 429, 503, success={201: ("Location",)})),
     summary="Register an account",
 )
 async def register_user(
@@ -45,7 +43,7 @@ async def register_user(
 @router.get(
     "",
     response_model=Page[UserRead],
-    responses=problem_responses(401, 403, 429, 503),
+    responses=documented(401, 403, 429, 503, success={200: ("Link",)}),
     summary="List every account (admins only)",
 )
 async def list_users(
@@ -54,7 +52,7 @@ async def list_users(
     admin: AdminUser,
     db: TransactionDb,
     settings: SettingsDep,
-    limit: Limit = 20,
+    limit: Limit = PAGE_SIZE_DEFAULT,
     cursor: Cursor = None,
 ) -> Page[UserRead]:
     users, next_cursor = await user_service.list_users(
@@ -73,7 +71,7 @@ async def list_users(
 @router.get(
     "/me",
     response_model=UserRead,
-    responses=problem_responses(401, 429, 503),
+    responses=documented(401, 429, 503),
     summary="The signed-in user",
 )
 async def read_me(user: CurrentUser) -> User:
@@ -83,7 +81,7 @@ async def read_me(user: CurrentUser) -> User:
 @router.patch(
     "/me",
     response_model=UserRead,
-    responses=problem_responses(401, 403, 413, 415, 429, 503),
+    responses=documented(401, 403, 413, 415, 429, 503),
     summary="Change the signed-in user's name or password",
 )
 async def update_me(
@@ -108,7 +106,7 @@ async def update_me(
 @router.get(
     "/{user_id}",
     response_model=UserRead,
-    responses=problem_responses(401, 403, 404, 429, 503),
+    responses=documented(401, 403, 404, 429, 503),
     summary="One account (admins only)",
 )
 async def read_user(user_id: UserId, _admin: AdminUser, db: TransactionDb) -> User:
@@ -118,7 +116,7 @@ async def read_user(user_id: UserId, _admin: AdminUser, db: TransactionDb) -> Us
 @router.patch(
     "/{user_id}",
     response_model=UserRead,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 429, 503),
+    responses=documented(401, 403, 404, 409, 413, 415, 429, 503),
     summary="Change an account's role or deactivate it (admins only)",
 )
 async def administer_user(

@@ -623,7 +623,7 @@ class TestTextSearch:
         assert body["errors"] == [
             {
                 "loc": ["query", "q"],
-                "msg": "String should have at most 200 characters",
+                "msg": "must be at most 200 characters",
                 "type": "string_too_long",
             }
         ]

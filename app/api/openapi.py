@@ -1,0 +1,192 @@
+"""The OpenAPI document: FastAPI's, built from the route declarations, completed where the
+declarations cannot say it themselves, so that a client generated from it works.
+
+Routes declare their responses with `documented()`: the success statuses with the headers
+they carry (`ETag`, `Location`, `Link`, ...) and the problem statuses they can answer, each
+problem with the headers its status implies (`WWW-Authenticate` on a 401, `Retry-After` on a
+429 or 503, ...). `complete_document` then adds what holds for every operation: the
+`X-Request-ID` header on every response, `RateLimit`/`RateLimit-Policy` on every response of
+an authenticated operation (the per-user limit counts each one), a `default` problem
+response, the reusable headers (`components/headers`) and the `Problem` schema, comma-separated
+list parameters (`style: form, explode: false`), and the reading order of the paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from app.api.problems import PROBLEM_MEDIA_TYPE
+from app.core import errors
+from app.schemas.common import COMMA_SEPARATED, Problem
+
+PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+
+_STRING = {"type": "string"}
+_INTEGER = {"type": "integer", "minimum": 0}
+
+# Every response header the service sends that a client may read.
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's id, also in a problem's `request_id`: the client's own "
+        "when it sent 1 to 128 characters of [A-Za-z0-9._-], otherwise one the server made.",
+        "required": True,
+        "schema": _STRING,
+    },
+    "ETag": {
+        "description": "Strong entity tag of the representation's version: send it back in "
+        "`If-Match` to change it only if nobody else has, or `If-None-Match` to read it again "
+        "only if it changed.",
+        "schema": _STRING,
+    },
+    "Location": {"description": "The URL of the created resource.", "schema": _STRING},
+    "Link": {
+        "description": 'The next page: `<URL with the next cursor>; rel="next"`, absent on '
+        "the last page.",
+        "schema": _STRING,
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored response of an earlier request with the "
+        "same `Idempotency-Key` (nothing was created again).",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": _INTEGER},
+    "RateLimit": {
+        "description": "The state of each rate limit that counted this request "
+        "(draft-ietf-httpapi-ratelimit-headers): remaining requests and seconds to reset.",
+        "schema": _STRING,
+    },
+    "RateLimit-Policy": {
+        "description": "Each rate limit that counted this request: its quota and window.",
+        "schema": _STRING,
+    },
+    "WWW-Authenticate": {
+        "description": 'The authentication scheme: `Bearer`, with `error="invalid_token"` '
+        "when the token sent is invalid, expired or revoked.",
+        "schema": _STRING,
+    },
+    "Allow": {"description": "The methods the resource supports.", "schema": _STRING},
+    "Cache-Control": {"description": "`no-store`: never cache tokens.", "schema": _STRING},
+    "Pragma": {"description": "`no-cache`, for HTTP/1.0 caches.", "schema": _STRING},
+}
+
+# Headers a problem's status implies.
+_PROBLEM_HEADERS: dict[int, tuple[str, ...]] = {
+    401: ("WWW-Authenticate",),
+    405: ("Allow",),
+    429: ("Retry-After", "RateLimit", "RateLimit-Policy"),
+    503: ("Retry-After",),
+}
+_SUCCESS_DESCRIPTIONS = {
+    200: "OK",
+    201: "Created",
+    204: "No content",
+    304: "Not modified: the `If-None-Match` tag is still current.",
+}
+_RATE_LIMIT_HEADERS = ("RateLimit", "RateLimit-Policy")
+
+
+def header_refs(names: Iterable[str]) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+def documented(
+    *problems: int,
+    success: Mapping[int, Sequence[str]] | None = None,
+    links: Mapping[str, Any] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: its success statuses with the headers each carries, and the
+    problem statuses it can answer (422 always: every route refuses undeclared parameters).
+
+    `links`: OpenAPI links from the first success response (what its values are for).
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for position, (status, names) in enumerate((success or {}).items()):
+        response: dict[str, Any] = {"description": _SUCCESS_DESCRIPTIONS.get(status, "OK")}
+        if names:
+            response["headers"] = header_refs(names)
+        if position == 0 and links:
+            response["links"] = dict(links)
+        responses[status] = response
+    for status in sorted({*problems, 422}):
+        problem: dict[str, Any] = {
+            "description": errors.ERROR_BY_STATUS.get(status, errors.AppError).title,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
+        }
+        if status in _PROBLEM_HEADERS:
+            problem["headers"] = header_refs(_PROBLEM_HEADERS[status])
+        responses[status] = problem
+    return responses
+
+
+def rate_limited(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """`responses` of a public route that a rate limit counts (sign-up, log-in): every one
+    carries the limit's headers, as every response of an authenticated route does."""
+    for response in responses.values():
+        response.setdefault("headers", {}).update(header_refs(_RATE_LIMIT_HEADERS))
+    return responses
+
+
+def complete_document(document: dict[str, Any], reading_order: Sequence[str]) -> dict[str, Any]:
+    """What holds for every operation, added to FastAPI's document (see the module docstring).
+
+    `reading_order`: the tags, in the order the paths are listed (matching order is not
+    reading order: the task routes come first to be matched first).
+    """
+    components = document.setdefault("components", {})
+    components.setdefault("schemas", {}).update(_problem_component_schemas())
+    components["headers"] = HEADERS
+    for operations in document.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method in _NOT_OPERATIONS:
+                continue
+            _complete_operation(operation)
+    document["paths"] = dict(
+        sorted(document.get("paths", {}).items(), key=lambda item: _rank(item[1], reading_order))
+    )
+    return document
+
+
+_NOT_OPERATIONS = {"parameters", "summary", "description", "servers"}
+
+
+def _complete_operation(operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    responses.setdefault(
+        "default",
+        {
+            "description": "Any other problem (a 405, a 500)",
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
+        },
+    )
+    authenticated = bool(operation.get("security"))
+    for response in responses.values():
+        headers = response.setdefault("headers", {})
+        headers.update(header_refs(["X-Request-ID"]))
+        if authenticated:
+            headers.update(header_refs(_RATE_LIMIT_HEADERS))
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
+        if _marked_comma_separated(schema):
+            parameter["style"] = "form"
+            parameter["explode"] = False
+
+
+def _marked_comma_separated(schema: dict[str, Any]) -> bool:
+    """Whether a parameter's schema (or a branch of it) is a comma-separated list; the
+    marker is the schema's business only, so it is taken out of the document."""
+    found = bool(schema.pop(COMMA_SEPARATED, False))
+    for branch in schema.get("anyOf", ()):
+        found = _marked_comma_separated(branch) or found
+    return found
+
+
+def _rank(operations: dict[str, Any], reading_order: Sequence[str]) -> int:
+    tags = [tag for operation in operations.values() for tag in operation.get("tags", ())]
+    return reading_order.index(tags[0]) if tags and tags[0] in reading_order else len(reading_order)
+
+
+def _problem_component_schemas() -> dict[str, Any]:
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    definitions = schema.pop("$defs", {})
+    return {"Problem": schema, **definitions}
