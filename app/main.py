@@ -25,6 +25,7 @@ from app.api.middleware import (
     RequestIdMiddleware,
     RequestLogMiddleware,
 )
+from app.api.openapi import HEADERS as RESPONSE_HEADERS
 from app.api.openapi import complete_document
 from app.api.problems import install_problem_handlers
 from app.api.rate_limit import RateLimiter
@@ -150,16 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "Idempotency-Key",
                 "X-Request-ID",
             ],
-            expose_headers=[
-                "ETag",
-                "Location",
-                "Link",
-                "X-Request-ID",
-                "Retry-After",
-                "RateLimit",
-                "RateLimit-Policy",
-                "Idempotent-Replayed",
-            ],
+            # Every header the service sends for clients to read (app/api/openapi.py).
+            expose_headers=list(RESPONSE_HEADERS),
         )
     # Each add_middleware wraps what was added before: the last added is the outermost. So,
     # outermost first: the request id (on every response, errors included), the log line
