@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Header, Path
+from pydantic import BeforeValidator
 
 from app.core.bounds import ENTITY_TAG_HEADER_MAX_LENGTH, MAX_ID
 
-# Ids in paths: 1 to MAX_ID (a larger number can name nothing).
-TaskId = Annotated[int, Path(ge=1, le=MAX_ID, description="The task's id.")]
-UserId = Annotated[int, Path(ge=1, le=MAX_ID, description="The user's id.")]
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def _canonical_id(value: object) -> object:
+    """An id as the service writes it, and only so: `1`, not `01`, `+1`, `1.0` or ` 1`.
+
+    Every other spelling would name the same task to us and perhaps another to a cache or a
+    proxy in front; one spelling per id, the others refused like any id that is no number.
+    """
+    if isinstance(value, str) and not _CANONICAL_ID.fullmatch(value):
+        raise ValueError("must be a whole number from 1, without sign, spaces or leading zeros")
+    return value
+
+
+# Ids in paths: 1 to MAX_ID (a larger number can name nothing), in their one spelling.
+TaskId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The task's id."), BeforeValidator(_canonical_id)
+]
+UserId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The user's id."), BeforeValidator(_canonical_id)
+]
 
 
 IfMatch = Annotated[

@@ -234,7 +234,9 @@ class RequestPlan:
                     ...,
                 )
         if self._form_fields:
-            sections["body"] = (_section_model(f"{prefix}_form", self._form_fields), ...)
+            # A form field the route does not declare is refused, as a JSON body's is.
+            form = _section_model(f"{prefix}_form", self._form_fields, extra="forbid")
+            sections["body"] = (form, ...)
         elif self._json_body is not None:
             sections["body"] = _section_field(self._json_body, "body")
         model: type[BaseModel] = create_model(f"{prefix}_request", **sections)
@@ -271,6 +273,8 @@ class RequestPlan:
         may declare to set headers (and a status) of the answer."""
         scope = request.scope
         body = _NO_BODY
+        if self._body_kind is not None:
+            _refuse_content_coding(scope)
         if self._body_kind == "json":
             body = await _json_body(request)
         elif self._body_kind == "form":
@@ -396,9 +400,16 @@ def _section_field(field: Any, request_name: str) -> tuple[Any, Any]:
     return annotation, Field(default, alias=request_name)
 
 
-def _section_model(name: str, fields: dict[str, Any]) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(name, __config__=ConfigDict(extra="ignore"), **fields)
+def _section_model(
+    name: str, fields: dict[str, Any], *, extra: Literal["ignore", "forbid"] = "ignore"
+) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(name, __config__=ConfigDict(extra=extra), **fields)
     return model
+
+
+def _shown(name: str) -> str:
+    """A name the client sent, repeated back in an error only when it is plain text."""
+    return name if _PLAIN_NAME.fullmatch(name) else "<unknown>"
 
 
 async def _json_body(request: Request) -> Any:
@@ -415,13 +426,38 @@ async def _json_body(request: Request) -> Any:
     if not _is_json(request.headers.get("content-type")):
         return raw
     try:
-        return json.loads(raw)
+        return json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_object_without_repeated_keys,
+        )
     except json.JSONDecodeError as error:
         raise RequestValidationError(
             [error_item(["body", error.pos], "Request body is not valid JSON", "json_invalid")]
         ) from None
+    except _RepeatedKey as repeated:
+        raise RequestValidationError(
+            [error_item(["body", _shown(repeated.key)], "is given twice", "repeated_key")]
+        ) from None
     except (ValueError, RecursionError):  # not UTF-8, nested too deeply
         raise HTTPException(400, "There was an error parsing the body") from None
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice: one parser would take the first,
+    another (ours, by default) the last. One reading of a request, or none."""
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return found
 
 
 async def _form_body(request: Request) -> dict[str, Any]:
@@ -433,19 +469,46 @@ async def _form_body(request: Request) -> dict[str, Any]:
     except Exception as error:
         raise HTTPException(400, "There was an error parsing the body") from error
     try:
-        fields = dict(form.multi_items())
+        items = form.multi_items()
     finally:
         await form.close()
+    fields = dict(items)
+    if len(fields) != len(items):
+        names = [name for name, _ in items]
+        repeated = next(name for name in names if names.count(name) > 1)
+        raise RequestValidationError(
+            [error_item(["body", _shown(repeated)], "is given twice", "repeated_key")]
+        )
     return {name: value for name, value in fields.items() if value != ""}
 
 
 def _is_json(content_type: str | None) -> bool:
+    """JSON by its media type (`application/json`, `application/*+json`), in UTF-8: another
+    charset named is not JSON we read (RFC 8259 says JSON is UTF-8)."""
     if not content_type:
         return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
+    media_type, *parameters = content_type.split(";")
+    media_type = media_type.strip().lower()
+    if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
-    )
+    ):
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            return False
+    return True
+
+
+def _refuse_content_coding(scope: Mapping[str, Any]) -> None:
+    """A body with a content coding (gzip, ...) is refused (415, RFC 7694), not read as if it
+    were plain: the service decodes none."""
+    for name, value in scope["headers"]:
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise UnsupportedMediaType("Request bodies with a Content-Encoding are not accepted.")
 
 
 def _require_json_media_type(scope: Mapping[str, Any]) -> None:
@@ -493,9 +556,8 @@ def _query_parameters(
             problems.append(error_item(["query"], "must be valid UTF-8", "query_invalid"))
             continue
         if name not in declared:
-            shown = name if _PLAIN_NAME.fullmatch(name) else "<unknown>"
             problems.append(
-                error_item(["query", shown], "Unknown query parameter", "extra_forbidden")
+                error_item(["query", _shown(name)], "Unknown query parameter", "extra_forbidden")
             )
         elif name not in values:
             values[name] = value
