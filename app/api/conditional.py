@@ -34,9 +34,12 @@ def _tags(header: str) -> list[tuple[bool, str]] | None:
 
 
 def _version(opaque: str) -> int | None:
+    """The version an opaque tag names: only the exact spelling `etag_for` issues (the decimal
+    digits, no sign, no leading zero). Entity tags compare character by character (RFC 9110
+    8.8.3.2, strong and weak comparison alike), so `"04"` is not `"4"`."""
     if opaque.isascii() and opaque.isdigit() and len(opaque) <= 10:
         value = int(opaque)
-        if 1 <= value <= MAX_VERSION:
+        if 1 <= value <= MAX_VERSION and str(value) == opaque:
             return value
     return None
 
@@ -57,7 +60,8 @@ def if_match_versions(header: str | None) -> frozenset[int] | AnyVersion | None:
 
 
 def if_none_match_hits(header: str | None, version: int) -> bool:
-    """Whether `If-None-Match` names the current version (weak comparison), or is `*`."""
+    """Whether `If-None-Match` names the current version (weak comparison: `W/"4"` matches
+    `"4"`, but the opaque tags must be equal), or is `*`."""
     if header is None:
         return False
     if header.strip() == "*":

@@ -103,7 +103,8 @@ async def _versioned_update(
     in_trash: bool,
     expected_versions: frozenset[int] | None,
 ) -> TaskRecord:
-    """Apply `changes` and bump the version; 401, 404 or 412 when that matched nothing."""
+    """Apply `changes` and bump the version (a write that changes nothing keeps it, and
+    `updated_at`, as they were); 401, 404 or 412 when that matched nothing."""
     expected = sorted(expected_versions) if expected_versions is not None else None
     if expected != []:  # If-Match naming no strong tag of ours can match nothing
         updated = await statements.update_task(

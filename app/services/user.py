@@ -5,11 +5,19 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.core.errors import Conflict, EmailTaken, NotFound, WrongPassword
+from app.core.errors import (
+    AdminRequired,
+    Conflict,
+    EmailTaken,
+    NotFound,
+    Unauthorized,
+    WrongPassword,
+)
 from app.core.pagination import CursorPosition, binding_digest, decode_cursor, encode_cursor
 from app.core.security import hash_password_async, verify_password_async
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import users as user_statements
 from app.models.user import Role, User
 from app.schemas.user import UserAdminUpdate, UserCreate, UserUpdateMe
 from app.services import auth as auth_service
@@ -49,28 +57,48 @@ async def create_user(db: Db, data: UserCreate, *, rounds: int, role: Role = Rol
     return user
 
 
+def _token_revoked() -> Unauthorized:
+    """What a request whose token died before its write committed gets: the usual 401."""
+    return Unauthorized("The access token is invalid or expired.", invalid_token=True)
+
+
 async def update_me(db: Db, user: User, data: UserUpdateMe, *, rounds: int) -> User:
+    """Change the caller's name or password.
+
+    `user` is the caller as `CurrentUser` read it at the start of the request, so its
+    `token_version` is the token's. The change is applied only if that token is still current
+    when it commits (docs/decisions/0023): the caller's row is locked and the token checked
+    again right before the write, so a change that committed first (another password change,
+    a deactivation, a role change) makes this one the invalid-token 401 and writes nothing.
+    """
+    token_version = user.token_version
     changes = data.model_dump(exclude_unset=True)
+    password_hash = None
     if data.password is not None:
         assert data.current_password is not None  # the schema requires it
-        # Two bcrypt runs follow: hold no connection while they do.
+        # Two bcrypt runs follow: hold no connection (and no lock) while they do.
         await db.end_read_transaction()
         if not await verify_password_async(data.current_password, user.password_hash):
             raise WrongPassword()
-        user.password_hash = await hash_password_async(data.password, rounds)
+        password_hash = await hash_password_async(data.password, rounds)
+    if not changes:
+        return user
+    # The lock also waits for a refresh-token rotation in flight (it holds the row FOR
+    # SHARE): it commits first, and its new token is revoked below with the others.
+    locked = await user_statements.lock_for_write(db, user.id, token_version)
+    if locked.caller is None:
+        raise _token_revoked()
+    user = locked.caller
+    if password_hash is not None:
+        user.password_hash = password_hash
         # Every earlier access token and every refresh token of the user stops working.
-        # Incremented in SQL, so two concurrent changes both count; flushed before the
-        # revocation so that a rotation in flight (which holds the row FOR SHARE) commits
-        # first and its new token is revoked too (see auth.refresh).
         user.token_version = User.token_version + 1
-        await db.session.flush()
-        await auth_service.revoke_all_refresh_tokens(db, user.id)
     if "full_name" in changes:
         user.full_name = data.full_name
-    if changes:
-        user.updated_at = utcnow()
+    user.updated_at = utcnow()
     await db.session.flush()
-    if data.password is not None:
+    if password_hash is not None:
+        await auth_service.revoke_all_refresh_tokens(db, user.id)
         await db.session.refresh(user, ["token_version"])
     return user
 
@@ -108,12 +136,28 @@ async def list_users(
 async def administer_user(db: Db, admin: User, user_id: int, data: UserAdminUpdate) -> User:
     """Change another account's role or active flag.
 
+    `admin` is the caller as `AdminUser` read it at the start of the request (its
+    `token_version` is the token's). The change is applied only if, when it commits, that
+    token is still current and its user still an admin (docs/decisions/0023): both rows are
+    locked first, in id order, so two admins acting on each other are serialized and the
+    second finds its token killed by the first (401).
+
     Either change bumps the token version, so the account's access tokens stop working at
     once; deactivation also revokes every refresh token. An admin cannot demote or
-    deactivate themselves (the last admin could lock everyone out).
+    deactivate themselves (409). Together these keep an active admin, whatever the
+    interleaving: a change is applied only by an active admin other than its target, who is
+    locked (so cannot be removed meanwhile) and stays an active admin.
     """
-    user = await get_user(db, user_id)
+    token_version = admin.token_version
     changes = data.model_dump(exclude_unset=True)
+    locked = await user_statements.lock_for_write(db, admin.id, token_version, user_id)
+    if locked.caller is None:
+        raise _token_revoked()
+    if locked.caller.role != Role.ADMIN:
+        raise AdminRequired()
+    user = locked.others.get(user_id)
+    if user is None:
+        raise UserNotFound()
     role_changes = "role" in changes and changes["role"] != user.role
     activity_changes = "is_active" in changes and changes["is_active"] != user.is_active
     if not (role_changes or activity_changes):
@@ -126,7 +170,7 @@ async def administer_user(db: Db, admin: User, user_id: int, data: UserAdminUpda
         user.is_active = changes["is_active"]
     user.token_version = User.token_version + 1
     user.updated_at = utcnow()
-    await db.session.flush()  # the row first, then the tokens: see update_me
+    await db.session.flush()  # the row, then its tokens (the order every user write takes)
     if activity_changes and not user.is_active:
         await auth_service.revoke_all_refresh_tokens(db, user.id)
     await db.session.refresh(user, ["token_version"])

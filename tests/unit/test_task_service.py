@@ -169,7 +169,6 @@ class TestUpdate:
             changes(status="in_progress"),
             changes(description=None),
             changes(due_at="2030-01-01T00:00:00Z"),
-            changes(title="two"),  # same value again is still a change
         ]
         for expected, step in enumerate(steps, start=2):
             updated = await task_service.update_task(
@@ -177,6 +176,28 @@ class TestUpdate:
             )
             assert updated.version == expected
             assert (await row(session, task.id))["version"] == expected
+
+    async def test_same_values_again_change_nothing(
+        self, session: AsyncSession, alice: User, task: Task
+    ) -> None:
+        """A write of the values the task already holds is no change: no new version, the
+        same `updated_at`, nothing stored differently; the task comes back as it is."""
+        step = changes(title="two", status="done", due_at="2030-01-01T00:00:00Z")
+        await task_service.update_task(Db.in_session(session), claims_of(alice), task.id, step)
+        before = await row(session, task.id)
+        assert before["version"] == 2
+        for again in (
+            step,
+            changes(title="two"),
+            changes(status="done", description="first draft"),
+        ):
+            result = await task_service.update_task(
+                Db.in_session(session), claims_of(alice), task.id, again
+            )
+            assert result.version == 2
+            assert result.updated_at == before["updated_at"]
+            assert result.completed_at == before["completed_at"]
+            assert await row(session, task.id) == before
 
     async def test_empty_update_does_not_bump_version(
         self, session: AsyncSession, alice: User, task: Task

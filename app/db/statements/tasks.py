@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     func,
     insert,
     literal,
@@ -170,18 +171,27 @@ def _update_statement(
     fields: tuple[str, ...], completion: Completion, in_trash: bool, expected: int
 ) -> Statement:
     """UPDATE ... RETURNING for one shape of change (which fields, how many If-Match tags;
-    `expected` -1: no If-Match)."""
+    `expected` -1: no If-Match).
+
+    A write that changes nothing is still the one statement, and still matches (so `If-Match`
+    and the caller check answer as for any write), but leaves `version`, `updated_at` and
+    `completed_at` as they were: every one of them is kept unless some field IS DISTINCT FROM
+    its new value. The fields themselves are set either way (to what they already hold when
+    nothing changes).
+    """
     values: dict[str, Any] = {
         field: bindparam(f"new_{field}", type_=Task.__table__.c[field].type) for field in fields
     }
+    changed = or_(*(Task.__table__.c[field].is_distinct_from(values[field]) for field in fields))
+    now = bindparam("now", type_=Task.updated_at.type)
     if completion == "keep-first":
-        values["completed_at"] = func.coalesce(
-            Task.completed_at, bindparam("now", type_=Task.completed_at.type)
+        values["completed_at"] = case(
+            (changed, func.coalesce(Task.completed_at, now)), else_=Task.completed_at
         )
     elif completion == "clear":
-        values["completed_at"] = None
-    values["version"] = Task.version + 1
-    values["updated_at"] = bindparam("now", type_=Task.updated_at.type)
+        values["completed_at"] = case((changed, None), else_=Task.completed_at)
+    values["version"] = Task.version + case((changed, 1), else_=0)
+    values["updated_at"] = case((changed, now), else_=Task.updated_at)
     conditions = [*_this_task(in_trash=in_trash), caller_is_current()]
     if expected > 0:
         conditions.append(Task.version.in_([bindparam(f"expected_{n}") for n in range(expected)]))
@@ -217,7 +227,8 @@ async def update_task(
 ) -> TaskRecord | None:
     """Apply `changes` and bump the version in one statement, if the task is there (in the
     trash or not, as asked), at one of `expected_versions` (when given), and the caller is
-    current; None otherwise (nothing is written then)."""
+    current; None otherwise (nothing is written then). When every field already holds its
+    new value, the task comes back as it was: same version, same `updated_at`."""
     params = _caller(
         claims,
         task_id=task_id,
