@@ -31,6 +31,7 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy client
 	$(BIN)/python -m pytest
 
 # `make test` fuzzes the API briefly (tests/fuzz, on PostgreSQL); this is the long run.
@@ -48,6 +49,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy client
 
 format: install
 	$(BIN)/ruff check --fix .

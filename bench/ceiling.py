@@ -41,10 +41,10 @@ import anyio.to_thread
 import asyncpg
 import orjson
 
-from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
+from app.api.conditional import AnyVersion, etag_for, if_match_versions, if_none_match_hits
+from app.core.bounds import CURSOR_MAX_LENGTH, PASSWORD_MAX_LENGTH
 from app.core.config import get_settings
 from app.core.pagination import (
-    CURSOR_MAX_LENGTH,
     CursorPosition,
     InvalidCursor,
     binding_digest,
@@ -52,7 +52,6 @@ from app.core.pagination import (
     encode_cursor,
 )
 from app.core.security import (
-    PASSWORD_MAX_LENGTH,
     AccessClaims,
     InvalidToken,
     create_access_token,
@@ -234,10 +233,10 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
 def _title(value: Any) -> str:
     if not isinstance(value, str) or _CONTROL.search(value):
         raise _invalid("title must be a string without control characters")
-    value = value.strip()
-    if not 1 <= len(value) <= 200:
+    title: str = value.strip()
+    if not 1 <= len(title) <= 200:
         raise _invalid("title must be 1 to 200 characters after trimming")
-    return value
+    return title
 
 
 def _optional_text(value: Any, name: str) -> str | None:
@@ -467,7 +466,7 @@ async def update_task(
         raise _invalid("Unknown field")
     header = _header(scope, b"if-match")
     versions = if_match_versions(header)
-    expected = None if versions is None or versions is ANY_VERSION else versions
+    expected = None if versions is None or isinstance(versions, AnyVersion) else versions
     values: dict[str, Any] = {}
     if "title" in data:
         values["title"] = _title(data["title"])

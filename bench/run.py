@@ -8,7 +8,10 @@
    number of workers), log seeded users in, walk 100,000 tasks into the big user's list for
    the deep-page cursor, and check that both servers answer the benchmark's requests alike.
 4. For each endpoint: a warm-up and a measured `wrk -t2 -c64 --latency` run on each server,
-   the order alternating; then login alone; then login flooding while the list is measured.
+   the order alternating; then the mixed, sustained run (a third creates, two thirds first
+   pages of the list, BENCH_MIXED_DURATION seconds, 120 by default) on each server, with its
+   workers' RSS sampled every second; then login alone; then login flooding while the list
+   is measured.
 5. Read each worker's RSS, stop the servers, print the table and the checks, and write them
    to bench/results/latest.md.
 
@@ -29,12 +32,15 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
@@ -65,6 +71,11 @@ DATABASE_URL = os.environ.get(
 DURATION = _env_float("BENCH_DURATION", 10)
 WARMUP = _env_float("BENCH_WARMUP", 3)
 LOGIN_DURATION = _env_float("BENCH_LOGIN_DURATION", 20)
+# The mixed run is sustained load: long enough for what short runs never see (checkpoints,
+# the GIN indexes' pending lists filling and being flushed, memory creeping up).
+MIXED_DURATION = _env_float("BENCH_MIXED_DURATION", 120)
+# How often the workers' RSS and the machine's CPU are sampled during the mixed run.
+SAMPLE_SECONDS = 1.0
 # wrk drops a request that takes longer than its timeout from the latency figures (and counts
 # a "timeout" error), so the timeouts are long: slow answers must show in p99, not vanish.
 TIMEOUT = _env_float("BENCH_TIMEOUT", 10)
@@ -104,11 +115,14 @@ LABELS = {
     "get": "get",
     "create": "create",
     "patch": "patch with If-Match",
+    "mixed": "mixed: 1/3 create, 2/3 list (first page)",
     "login": "login",
     "flood_list": "list while logins flood",
     "flood_login": "login while list runs",
 }
 TARGETS = ("list", "get", "create", "patch")  # service >= 0.5x ceiling req/s, p99 <= 2x
+# Every run name BENCH_ONLY accepts (search_c1 runs with search; the flood with login).
+RUNS = (*ENDPOINTS, "mixed", "login")
 SERVERS = ("service", "ceiling")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -152,7 +166,12 @@ def _cmdline(pid: int) -> str:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in (Path("/proc") / str(pid) / "status").read_text().splitlines():
+    """Resident memory in MB; 0 for a process that has gone."""
+    try:
+        status = (Path("/proc") / str(pid) / "status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
@@ -173,6 +192,37 @@ def _cpu_times(pids: Iterable[int]) -> dict[int, float]:
 def _cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds used between two samples by the processes present in both."""
     return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
+def _established(port: int, pids: Sequence[int]) -> list[int]:
+    """How many established TCP connections to `port` each process holds (its accepted
+    sockets): which share of wrk's connections each uvicorn worker got."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local address "ADDR:PORT" in hex; state 01 is ESTABLISHED
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                inodes.add(fields[9])
+    counts = []
+    for pid in pids:
+        found = 0
+        try:
+            for fd in (Path("/proc") / str(pid) / "fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    found += 1
+        except OSError:
+            pass
+        counts.append(found)
+    return counts
 
 
 def _free_port() -> int:
@@ -414,6 +464,8 @@ def deep_cursor(client: httpx.Client, base: str, token: str, owner_id: int) -> s
     )
     if not expected or expected[0]["id"] != last_id:
         raise RuntimeError("the cursor walk does not agree with the database's order")
+    if cursor is None:  # BENCH_DEEP_OFFSET=0: the loop never ran
+        raise RuntimeError("BENCH_DEEP_OFFSET must be at least 1")
     return cursor
 
 
@@ -524,6 +576,8 @@ class Result:
     socket_errors: int
     cpu_ms: float | None = None  # server CPU per request, all workers
     others: float | None = None  # share of the machine's CPU used by anything else meanwhile
+    p999: float | None = None  # milliseconds, as the rest
+    max: float | None = None
 
     @property
     def error_rate(self) -> float:
@@ -545,6 +599,8 @@ class Result:
             socket_errors=sum(r.socket_errors for r in results),
             cpu_ms=med("cpu_ms"),
             others=med("others"),
+            p999=med("p999"),
+            max=med("max"),
         )
 
 
@@ -585,6 +641,8 @@ def _parse_wrk(output: str, title: str) -> Result:
         + data["errors_read"]
         + data["errors_write"]
         + data["errors_timeout"],
+        p999=data["p999_us"] / 1000 if "p999_us" in data else None,
+        max=data["max_us"] / 1000,
     )
 
 
@@ -623,10 +681,13 @@ def _children_cpu() -> float:
 
 
 def _bench_backends() -> list[int]:
-    """PostgreSQL's backend processes serving the bench database (the servers' pools)."""
+    """PostgreSQL's processes working for the bench: the backends serving the bench database
+    (the servers' pools), and the WAL writer, background writer and checkpointer, which under
+    the create runs' writes are busy mostly for them (they are no neighbour's work)."""
     rows = fetch(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid()"
+        "SELECT pid FROM pg_stat_activity WHERE (datname = current_database() "
+        "AND pid <> pg_backend_pid()) "
+        "OR backend_type IN ('walwriter', 'background writer', 'checkpointer')"
     )
     return [int(row["pid"]) for row in rows]
 
@@ -652,6 +713,151 @@ def flood(server: Server, lead: float) -> tuple[Result, Result]:
             logins.kill()
             logins.wait()
     return listed, _parse_wrk(output, f"{server.name} login flood")
+
+
+# --- the mixed, sustained run ------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    """One second of a long run."""
+
+    seconds: float  # since the sampling started
+    busy: float  # share of the machine's CPU busy (every process) during the second
+    others: float  # the part of it used by processes other than the bench's own
+    rss: list[float]  # MB, each worker, in the order of Server.workers()
+    connections: list[int]  # wrk's connections each worker holds
+
+
+class Sampler:
+    """Samples the workers' RSS and the machine's CPU every SAMPLE_SECONDS in a thread, while a
+    long run goes on.
+
+    The run's report gives the RSS at the start, at the end and at its peak, and the worst
+    second of other work on the machine: a long run is likely to overlap a neighbour's test
+    suite for part of it, which its average hides. The whole series goes to the raw log.
+    """
+
+    def __init__(self, workers: list[int], backends: list[int], port: int) -> None:
+        self.workers = workers
+        self.port = port
+        self.ours = [*workers, *backends]  # wrk's own process is looked up at each sample
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _our_cpu(self) -> dict[int, float]:
+        wrk = [pid for pid in _children_map().get(os.getpid(), []) if "wrk" in _cmdline(pid)]
+        return _cpu_times([*self.ours, *wrk])
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        machine, ours = _proc_stat(), self._our_cpu()
+        while not self._stop.wait(SAMPLE_SECONDS):
+            machine_now, ours_now = _proc_stat(), self._our_cpu()
+            capacity = max(machine_now[2] - machine[2], 1) / CLOCK_TICKS
+            busy = (machine_now[0] - machine[0]) / CLOCK_TICKS
+            others = max(0.0, busy - _cpu_used(ours, ours_now)) / capacity
+            self.samples.append(
+                Sample(
+                    seconds=time.monotonic() - started,
+                    busy=busy / capacity,
+                    others=others,
+                    rss=[_rss_mb(pid) for pid in self.workers],
+                    connections=_established(self.port, self.workers),
+                )
+            )
+            machine, ours = machine_now, ours_now
+
+    def connections(self) -> list[int]:
+        """The split of wrk's connections among the workers (wrk keeps its connections for
+        the whole run, so the split seen most often)."""
+        splits = Counter(tuple(s.connections) for s in self.samples if sum(s.connections))
+        return list(splits.most_common(1)[0][0]) if splits else []
+
+    def peak_rss(self) -> list[float]:
+        return [max(values) for values in zip(*(s.rss for s in self.samples), strict=True)]
+
+    def log(self, title: str) -> None:
+        """The series, in the raw log beside wrk's output."""
+        with RAW_LOG.open("a") as raw:
+            raw.write(
+                f"### {title}: each second, machine CPU busy / others' / workers' RSS MB / "
+                "wrk's connections per worker\n"
+            )
+            for sample in self.samples:
+                rss = " ".join(f"{value:.0f}" for value in sample.rss)
+                connections = " ".join(str(n) for n in sample.connections)
+                raw.write(
+                    f"{sample.seconds:6.1f} s  busy {sample.busy:4.0%}  "
+                    f"others {sample.others:4.0%}  rss {rss}  connections {connections}\n"
+                )
+
+
+@dataclass
+class MixedRun:
+    """One server's mixed run: wrk's figures, the workers' memory, what it created."""
+
+    server: str
+    round: int
+    result: Result
+    rss_start: list[float]  # MB per worker, just before the measured run
+    rss_end: list[float]  # just after it
+    rss_peak: list[float]  # the highest of the samples taken each second during it
+    created: int  # rows created during the measured run (about: some may land after it)
+    worst_others: float  # the highest share of others' CPU in any one second
+    # wrk's connections per worker. The kernel gives each new connection to whichever worker
+    # accepts first, so the split is uneven and changes from run to run (20/44 was seen); a
+    # worker with more connections than its pool (DB_POOL_SIZE + DB_MAX_OVERFLOW) makes
+    # requests queue for a connection, which shows in the tail.
+    connections: list[int]
+
+
+def _max_task_id() -> int:
+    return int(fetch("SELECT coalesce(max(id), 0) AS m FROM tasks")[0]["m"])
+
+
+def run_mixed(server: Server, round_number: int) -> MixedRun:
+    """A warm-up, then MIXED_DURATION of the mix; the rows both created are deleted after."""
+    before = _max_task_id()
+    if WARMUP > 0:
+        run_wrk(server, "mixed", WARMUP, title=f"{server.name} mixed warm-up")
+    mark = _max_task_id()
+    workers = server.workers()
+    rss_start = [_rss_mb(pid) for pid in workers]
+    with Sampler(workers, _bench_backends(), server.port) as sampler:
+        result = run_wrk(server, "mixed", MIXED_DURATION)
+    rss_end = [_rss_mb(pid) for pid in workers]
+    sampler.log(f"{server.name} mixed, round {round_number + 1}")
+    created = int(fetch("SELECT count(*) AS n FROM tasks WHERE id > $1", mark)[0]["n"])
+    # As after the create runs: the next run, on either server, starts from the same table
+    # (VACUUM also empties the GIN indexes' pending lists the inserts filled).
+    execute("DELETE FROM tasks WHERE id > $1", before)
+    execute("VACUUM ANALYZE tasks")
+    return MixedRun(
+        server=server.name,
+        round=round_number,
+        result=result,
+        rss_start=rss_start,
+        rss_end=rss_end,
+        rss_peak=sampler.peak_rss() if sampler.samples else rss_end,
+        created=created,
+        worst_others=max((s.others for s in sampler.samples), default=0.0),
+        connections=sampler.connections(),
+    )
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -681,8 +887,9 @@ def _proc_stat() -> tuple[int, int, int]:
 
 def measure(
     servers: dict[str, Server], data: BenchData, hash_times: list[float]
-) -> dict[str, dict[str, Result]]:
+) -> tuple[dict[str, dict[str, Result]], list[MixedRun]]:
     runs: dict[str, dict[str, list[Result]]] = {}
+    mixed_runs: list[MixedRun] = []
     # 64 logins in flight share the cores: each waits about this long. Login runs last several
     # times that, since their answers come in waves.
     queue_seconds = CONNECTIONS * hash_times[0] / (os.cpu_count() or 1)
@@ -692,7 +899,7 @@ def measure(
         runs.setdefault(name, {}).setdefault(server.name, []).append(result)
         say(
             f"  {LABELS[name]:<40} {server.name:<8} {result.rps:9.1f} req/s  "
-            f"p50 {result.p50:8.1f} ms  p99 {result.p99:8.1f} ms  "
+            f"p50 {result.p50:8.1f} ms  p99 {result.p99:8.1f} ms  max {_fmt(result.max)} ms  "
             f"non-2xx {result.non_2xx}  socket errors {result.socket_errors}"
             + (f"  !!! {result.error_rate:.1%} ERRORS !!!" if result.error_rate > 0.01 else "")
         )
@@ -728,6 +935,20 @@ def measure(
                     servers[name],
                     run_wrk(servers[name], "search", DURATION, connections=1),
                 )
+        if wanted("mixed"):
+            # Continues the alternation of the endpoints above.
+            order = SERVERS if (round_number + len(ENDPOINTS)) % 2 == 0 else SERVERS[::-1]
+            for name in order:
+                mixed = run_mixed(servers[name], round_number)
+                mixed_runs.append(mixed)
+                record("mixed", servers[name], mixed.result)
+                say(
+                    f"    RSS MB per worker: {_mb(mixed.rss_start)} at the start, "
+                    f"{_mb(mixed.rss_end)} at the end, {_mb(mixed.rss_peak)} at the peak; "
+                    f"about {mixed.created:,} created; others' CPU "
+                    f"{_share(mixed.result.others)}, worst second {mixed.worst_others:.0%}; "
+                    f"wrk's connections per worker {_counts(mixed.connections)}"
+                )
         if wanted("login"):
             # Again, just before the logins: other work on the machine may have changed.
             hash_times.append(time_bcrypt())
@@ -743,10 +964,11 @@ def measure(
                 listed, logins = flood(servers[name], lead=min(queue_seconds, 10))
                 record("flood_list", servers[name], listed)
                 record("flood_login", servers[name], logins)
-    return {
+    medians = {
         name: {server: Result.median(results) for server, results in by_server.items()}
         for name, by_server in runs.items()
     }
+    return medians, mixed_runs
 
 
 # --- report ------------------------------------------------------------------------------
@@ -754,6 +976,18 @@ def measure(
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _mb(sizes: Sequence[float]) -> str:
+    return ", ".join(f"{size:.0f}" for size in sizes) or "–"
+
+
+def _counts(values: Sequence[int]) -> str:
+    return " / ".join(str(value) for value in values) or "–"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -798,8 +1032,8 @@ def table(results: dict[str, dict[str, Result]]) -> list[str]:
                     _fmt(result.p99),
                     _fmt(result.cpu_ms, 2),
                 ]
-        cells.append(_ratio(service and service.rps, ceiling and ceiling.rps))
-        cells.append(_ratio(service and service.p99, ceiling and ceiling.p99))
+        cells.append(_ratio(service.rps if service else None, ceiling.rps if ceiling else None))
+        cells.append(_ratio(service.p99 if service else None, ceiling.p99 if ceiling else None))
         cells.append(_errors(results[name]))
         cells.append(
             " / ".join(
@@ -809,6 +1043,58 @@ def table(results: dict[str, dict[str, Result]]) -> list[str]:
         )
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def mixed_table(mixed_runs: Sequence[MixedRun]) -> list[str]:
+    """One row per mixed run (each server, each round): latency to the maximum, and memory."""
+    if not mixed_runs:
+        return []
+    lines = [
+        "## Mixed sustained load",
+        "",
+        f"`wrk -t{THREADS} -c{CONNECTIONS} -d{MIXED_DURATION:g}s` with `bench/wrk/mixed.lua` "
+        f"after a {WARMUP:g} s warm-up: each request is a create (one in three, at random) or "
+        "a first page of the list, for a random one of the users; the rows the run created are "
+        "deleted after it. RSS is each worker's, in MB: just before the measured run, just "
+        "after it, and the highest of the samples taken every second. *Connections*: how wrk's "
+        f"{CONNECTIONS} connections were split among the workers (the kernel gives each to "
+        "whichever worker accepts it first, so the split varies from run to run; a worker "
+        "holding more than its pool's "
+        f"{POOL_SIZE + POOL_OVERFLOW} connections makes requests wait for one). *Others' CPU*: "
+        "the run's average, and its worst second (the series is in the raw log).",
+        "",
+        "| round | server | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | created "
+        "| errors | RSS start | RSS end | RSS peak | connections | CPU ms/req "
+        "| others' CPU (run / worst s) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---:|---|",
+    ]
+    for run in mixed_runs:
+        result = run.result
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(run.round + 1),
+                    run.server,
+                    _fmt(result.rps),
+                    _fmt(result.p50),
+                    _fmt(result.p90),
+                    _fmt(result.p99),
+                    _fmt(result.p999),
+                    _fmt(result.max),
+                    f"{run.created:,} ({run.created / max(result.requests, 1):.0%})",
+                    _errors({run.server: result}),
+                    _mb(run.rss_start),
+                    _mb(run.rss_end),
+                    _mb(run.rss_peak),
+                    _counts(run.connections),
+                    _fmt(result.cpu_ms, 2),
+                    f"{_share(result.others)} / {run.worst_others:.0%}",
+                ]
+            )
+            + " |"
+        )
+    return [*lines, ""]
 
 
 def checks(
@@ -868,6 +1154,14 @@ def checks(
             f"{hash_seconds * 1000:.0f} ms per hash = {0.8 * bound:.2f} req/s "
             f"(bcrypt bound {bound:.2f}/s, ratio {login_result.rps / bound:.2f}{control})",
         )
+    service, ceiling = get("mixed"), get("mixed", "ceiling")
+    if service is not None and ceiling is not None:
+        check(
+            service.p99 <= 2 * ceiling.p99,
+            f"mixed: p99 {service.p99:.1f} ms <= 2 x ceiling p99 {ceiling.p99:.1f} ms "
+            f"(ratio {service.p99 / ceiling.p99:.2f}; max {_fmt(service.max)} ms against "
+            f"{_fmt(ceiling.max)} ms)",
+        )
     flooded = get("flood_list")
     if flooded is not None and first is not None:
         check(
@@ -925,6 +1219,7 @@ def machine_info() -> dict[str, str]:
 
 def report(
     results: dict[str, dict[str, Result]],
+    mixed_runs: Sequence[MixedRun],
     hash_seconds: float,
     rss: dict[str, list[float]],
     info: dict[str, str],
@@ -946,7 +1241,7 @@ def report(
         f"alternating, `--timeout {TIMEOUT:g}s`; login without warm-up, `--timeout "
         f"{LOGIN_TIMEOUT:g}s`, at least {LOGIN_DURATION:g} s and 4 x (64 x one hash / cores); "
         "the flood: login wrk as for login, and the list wrk starting once the logins have "
-        "queued up",
+        f"queued up; the mixed run: {MIXED_DURATION:g} s after the warm-up",
         f"- servers: `make serve` with WORKERS={WORKERS}, `--loop uvloop --http httptools "
         f"--no-access-log`; ENVIRONMENT=production, RATE_LIMIT_ENABLED=false, "
         f"BCRYPT_ROUNDS={BCRYPT_ROUNDS}, DB_POOL_SIZE={POOL_SIZE}, DB_MAX_OVERFLOW={POOL_OVERFLOW}"
@@ -960,11 +1255,13 @@ def report(
         "req/s and latency from wrk; CPU ms/req is the user+system CPU of all the server's "
         "workers during the run divided by its requests (PostgreSQL and wrk not included). "
         "Ratios are service / ceiling. *Others' CPU* is the share of the machine's CPU that "
-        "processes other than this benchmark (its servers, their PostgreSQL backends and wrk) "
-        "used during the run: above a few percent, the run competed with other work.",
+        "processes other than this benchmark (its servers, their PostgreSQL backends, "
+        "PostgreSQL's WAL writer, background writer and checkpointer, and wrk) used during the "
+        "run: above a few percent, the run competed with other work.",
         "",
         *rows,
         "",
+        *mixed_table(mixed_runs),
         "## Checks",
         "",
         *verdicts,
@@ -974,6 +1271,9 @@ def report(
 
 
 def main() -> int:
+    unknown = ONLY - set(RUNS)
+    if unknown:
+        sys.exit(f"error: BENCH_ONLY names no run {sorted(unknown)}; the runs: {','.join(RUNS)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     RAW_LOG.write_text("")
     started = datetime.now(UTC)
@@ -1061,7 +1361,7 @@ def main() -> int:
                 "same JSON, ETag and Link from both servers for list, deep page, "
                 "filtered list, search and get (checked before the runs)"
             )
-        results = measure(servers, data, hash_times)
+        results, mixed_runs = measure(servers, data, hash_times)
         for name, server in servers.items():
             rss[name] = [_rss_mb(pid) for pid in server.workers()]
     finally:
@@ -1087,7 +1387,7 @@ def main() -> int:
         + (" just before the logins" if len(hash_times) > 1 else "")
         + " (in-process, single thread, median of 5; the login check uses the last)"
     )
-    text = report(results, hash_times[-1], rss, info, notes)
+    text = report(results, mixed_runs, hash_times[-1], rss, info, notes)
     REPORT.write_text(text)
     say("")
     say(text)

@@ -40,10 +40,10 @@ function M.done(summary, latency, requests)
    io.write(string.format(
       'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"errors_connect":%d,' ..
       '"errors_read":%d,"errors_write":%d,"errors_status":%d,"errors_timeout":%d,' ..
-      '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d}\n',
+      '"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"mean_us":%.1f,"max_us":%d}\n',
       summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
       e.status, e.timeout, latency:percentile(50), latency:percentile(90),
-      latency:percentile(99), latency.mean, latency.max))
+      latency:percentile(99), latency:percentile(99.9), latency.mean, latency.max))
 end
 
 return M
