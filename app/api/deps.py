@@ -81,15 +81,23 @@ class BearerClaims(OAuth2PasswordBearer):
         Not yet proof of a current user: the token may have been revoked (token_version
         bumped, account deactivated). `CurrentUser` checks that with a read of the user; the
         task routes check it inside their own statement (`Caller`), see docs/decisions/0017.
-        The user's rate limit is counted here, and its headers set on the answer.
+        The user's rate limit is counted here (or, without a valid token, the client
+        address's anonymous limit), and its headers set on the answer.
         """
         token = await super().__call__(request)
-        if not token:
-            raise Unauthorized("Authentication is required.")
         app_state = request.app.state
-        claims = auth_service.access_claims(token, key=app_state.settings.signing_key)
+        limiter: RateLimiter = app_state.rate_limiter
+        try:
+            if not token:
+                raise Unauthorized("Authentication is required.")
+            claims = auth_service.access_claims(token, key=app_state.settings.signing_key)
+        except Unauthorized:
+            # No valid token: counted for the client's address (429 once that is spent),
+            # since there is no user to count it for.
+            response.headers.update(await limiter.hit_anonymous(request))
+            raise
         # Counted before the database is asked anything: a flood costs a token check only.
-        rate_limit_headers = await app_state.rate_limiter.hit_user(claims.user_id)
+        rate_limit_headers = await limiter.hit_user(claims.user_id)
         if rate_limit_headers:
             response.headers.update(rate_limit_headers)
         structlog.contextvars.bind_contextvars(user_id=claims.user_id)  # on the request's log

@@ -1,11 +1,15 @@
 """Prometheus metrics: requests and latency by route template, method and status; DB pool.
 
 Each app has its own registry (tests build many apps in one process). `GET /metrics`
-serves it in the Prometheus text format.
+serves it in the Prometheus text format, to anyone unless `METRICS_TOKEN` is set: then only
+to `Authorization: Bearer <METRICS_TOKEN>` (the token is compared in constant time and never
+logged; a wrong one is a 401 problem, counted against the address's anonymous limit).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +25,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import Scope
 
+from app.api.deps import RateLimiterDep
 from app.api.openapi import documented
 from app.api.routing import api_router
+from app.core.errors import Unauthorized
 
 # Unmatched paths share one label value, so a scan of random URLs cannot grow the series.
 UNMATCHED = "<unmatched>"
@@ -102,12 +108,30 @@ router = api_router("", "operations")
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
+    description="Open unless `METRICS_TOKEN` is set; then only with "
+    "`Authorization: Bearer <METRICS_TOKEN>` (401 otherwise).",
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
-        **documented(),
+        **documented(401, 429),
     },
 )
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, limiter: RateLimiterDep, response: Response) -> Response:
+    token = request.app.state.settings.metrics_token
+    if token is not None and not _bearer_matches(request, token.get_secret_value()):
+        # A wrong guess is counted like any request without a valid credential.
+        response.headers.update(await limiter.hit_anonymous(request))
+        raise Unauthorized("The metrics token is missing or wrong.")
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _bearer_matches(request: Request, expected: str) -> bool:
+    """Whether the request's `Authorization: Bearer` token is `expected`, compared in
+    constant time (digests of equal length, so not even the length is told)."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    given = hashlib.sha256(credentials.strip().encode("utf-8", "surrogatepass")).digest()
+    wanted = hashlib.sha256(expected.encode("utf-8")).digest()
+    return hmac.compare_digest(given, wanted)

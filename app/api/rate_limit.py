@@ -1,11 +1,18 @@
-"""Rate limits on the `limits` package: login attempts, registrations, per-user requests.
+"""Rate limits: login attempts, registrations, per-user requests, and anonymous requests.
 
-Counters live in process memory, or in Redis when `REDIS_URL` is set so that every worker
-and every instance shares them. When Redis does not answer (timeouts of a quarter second),
-the limiter logs it and falls back to this process's memory counters for a few seconds
-before trying Redis again: requests are still limited, per process, never refused with a
-500, and the event loop never waits longer than the timeout. See
-docs/decisions/0013-rate-limits.md.
+Counters live in process memory, or in Redis (the `limits` package's moving window) when
+`REDIS_URL` is set so that every worker and every instance shares them. When Redis does not
+answer (timeouts of a quarter second), the limiter logs it and falls back to this process's
+memory counters for a few seconds before trying Redis again: requests are still limited, per
+process, never refused with a 500, and the event loop never waits longer than the timeout.
+See docs/decisions/0013-rate-limits.md.
+
+A request is counted only when every limit that applies to it has room: a refused request
+counts against nothing, so a flood of refused attempts neither keeps a window full nor spends
+another policy's quota (an account's, an address's).
+
+What identifies a client (an email, an address, a user id) is never stored or logged as it
+is: counter keys carry a keyed hash of it (`pseudonym`).
 
 Each check returns the `RateLimit-Policy` and `RateLimit` headers (draft-ietf-httpapi-ratelimit-
 headers) for the caller to set on the `Response` it declares (FastAPI's way for a dependency
@@ -15,28 +22,41 @@ a refusal is a 429 problem that carries them, with `Retry-After`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from limits import RateLimitItem
 from limits import parse as parse_limit
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.util import WindowStats
 from starlette.requests import Request
 
 from app.core.config import Settings
 from app.core.errors import TooManyRequests
+from app.core.security import derive_key
 
 log = structlog.get_logger("app.rate_limit")
 
 REDIS_TIMEOUT_SECONDS = 0.25
 REDIS_RETRY_AFTER_SECONDS = 5.0
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Headers = dict[str, str]
+
+# The client of a request whose address the ASGI server took from X-Forwarded-For while
+# TRUSTED_PROXIES is empty, and of every loopback peer: one bucket. The server rewrites only
+# for peers it trusts, by default loopback (uvicorn's and gunicorn's --forwarded-allow-ips),
+# so that is where such a request came from, whatever the header says.
+SERVER_PROXY_CLIENT = "asgi-server-proxy"
+UNKNOWN_CLIENT = "unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +84,17 @@ class RateLimiter:
         self.login_ip = Policy("login-ip", parse_limit(settings.rate_limit_login_ip))
         self.register_ip = Policy("register-ip", parse_limit(settings.rate_limit_register_ip))
         self.user = Policy("user", parse_limit(settings.rate_limit_user))
+        self.anonymous_ip = Policy("anonymous-ip", parse_limit(settings.rate_limit_anonymous_ip))
         self._trusted: list[_IPNetwork] = [
             ipaddress.ip_network(network, strict=False) for network in settings.trusted_proxies
         ]
-        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        # Instances sharing Redis share SECRET_KEY (their tokens must verify everywhere), so
+        # they derive the same pseudonyms.
+        self._pseudonym_key = derive_key(settings.signing_key, "rate-limit-keys")
+        self._memory = MemoryWindows()
         self._redis: MovingWindowRateLimiter | None = None
         if settings.redis_url:
-            storage: Storage = RedisStorage(
+            storage = RedisStorage(
                 "async+" + settings.redis_url,
                 implementation="redispy",
                 key_prefix=settings.rate_limit_key_prefix,
@@ -86,27 +110,52 @@ class RateLimiter:
         """Count a login attempt for the account and the client address; 429 when spent."""
         return await self._hit(
             (self.login_account, account),
-            (self.login_ip, client_ip(request, self._trusted)),
+            (self.login_ip, self.client(request)),
         )
 
     async def login_succeeded(self, account: str) -> None:
         """A correct password clears the account's count: the limit is on failures."""
         if self.enabled:
-            await self._call("clear", self.login_account, account)
+            await self._call("clear", self.login_account, self.pseudonym(account))
 
     async def hit_registration(self, request: Request) -> Headers:
-        return await self._hit((self.register_ip, client_ip(request, self._trusted)))
+        return await self._hit((self.register_ip, self.client(request)))
 
     async def hit_user(self, user_id: int) -> Headers:
         return await self._hit((self.user, str(user_id)))
 
+    async def hit_anonymous(self, request: Request) -> Headers:
+        """Count a request that carries no valid credential (a refresh or logout, an
+        authenticated route without a valid access token) for the client address."""
+        return await self._hit((self.anonymous_ip, self.client(request)))
+
+    def client(self, request: Request) -> str:
+        return client_ip(request, self._trusted)
+
+    def pseudonym(self, identity: str) -> str:
+        """What a counter key holds instead of an email, address or id: a keyed hash, so
+        that neither Redis nor a log line ever shows who was counted."""
+        data = identity.encode("utf-8", "surrogatepass")
+        return hmac.new(self._pseudonym_key, data, hashlib.sha256).hexdigest()[:32]
+
     # --- machinery -------------------------------------------------------------------------
 
     async def _hit(self, *checks: tuple[Policy, str]) -> Headers:
-        """The headers of the checks' state; TooManyRequests (with them) when one is spent."""
+        """Count the request against every policy if all have room; the headers of their
+        state, or TooManyRequests (with them) when one is spent."""
         if not self.enabled:
             return {}
-        verdicts = [await self._verdict(policy, key) for policy, key in checks]
+        keyed = [(policy, self.pseudonym(identity)) for policy, identity in checks]
+        verdicts = [await self._state(policy, key) for policy, key in keyed]
+        if all(verdict.allowed for verdict in verdicts):
+            for position, (policy, key) in enumerate(keyed):
+                if await self._call("hit", policy, key):
+                    verdicts[position] = _counted(verdicts[position])
+                else:
+                    # A concurrent request took the last place since the state was read.
+                    # The policies counted before this one keep the count (a race only).
+                    verdicts[position] = await self._state(policy, key, refused=True)
+                    break
         headers = rate_limit_headers(verdicts)
         refused = [verdict for verdict in verdicts if not verdict.allowed]
         if refused:
@@ -117,12 +166,11 @@ class RateLimiter:
             )
         return headers
 
-    async def _verdict(self, policy: Policy, key: str) -> Verdict:
-        allowed = bool(await self._call("hit", policy, key))
-        stats = await self._call("get_window_stats", policy, key)
-        reset_in = math.ceil(stats.reset_time - time.time()) if stats else policy.window_seconds
-        remaining = stats.remaining if stats else 0
-        return Verdict(policy, allowed, max(remaining, 0), max(reset_in, 0))
+    async def _state(self, policy: Policy, key: str, *, refused: bool = False) -> Verdict:
+        stats: WindowStats = await self._call("get_window_stats", policy, key)
+        remaining = 0 if refused else max(stats.remaining, 0)
+        reset_in = max(math.ceil(stats.reset_time - time.time()), 0)
+        return Verdict(policy, remaining > 0, remaining, reset_in)
 
     async def _call(self, method: str, policy: Policy, key: str) -> Any:
         identifiers = (policy.name, key)
@@ -140,6 +188,70 @@ class RateLimiter:
         return await getattr(self._memory, method)(policy.limit, *identifiers)
 
 
+def _counted(before: Verdict) -> Verdict:
+    """The state after this request was counted, from the state read before it."""
+    quota = before.policy.limit.amount
+    reset_in = before.policy.window_seconds if before.remaining >= quota else before.reset_in
+    return Verdict(before.policy, True, before.remaining - 1, reset_in)
+
+
+class MemoryWindows:
+    """Moving windows in this process's memory, with the three calls of limits'
+    `MovingWindowRateLimiter` the limiter makes (`hit`, `get_window_stats`, `clear`).
+
+    limits' own MemoryStorage expires entries in a background task that races `clear` (a
+    KeyError logged as "Task exception was never retrieved", the key in the message). Here
+    nothing runs in the background and no call awaits: each is atomic on the event loop.
+    Keys whose last hit has left its window are dropped as later calls pass, oldest first.
+    """
+
+    def __init__(self) -> None:
+        # Window length -> key -> times of its hits in the window, oldest first. Each inner
+        # dict is in order of last hit (a hit moves its key to the end), so the keys whose
+        # window has passed are always at its front.
+        self._windows: dict[int, dict[str, deque[float]]] = {}
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+        now = time.time()
+        keys, key, hits = self._current(item, identifiers, now)
+        if len(hits) >= item.amount:
+            return False
+        keys.pop(key, None)
+        hits.append(now)
+        keys[key] = hits
+        return True
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        now = time.time()
+        _, _, hits = self._current(item, identifiers, now)
+        if not hits:
+            return WindowStats(now + item.get_expiry(), item.amount)
+        return WindowStats(hits[0] + item.get_expiry(), item.amount - len(hits))
+
+    async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
+        self._windows.get(item.get_expiry(), {}).pop(item.key_for(*identifiers), None)
+
+    def _current(
+        self, item: RateLimitItem, identifiers: tuple[str, ...], now: float
+    ) -> tuple[dict[str, deque[float]], str, deque[float]]:
+        """The key's dict, the key, and its hits still in the window (oldest first)."""
+        expiry = item.get_expiry()
+        start = now - expiry
+        keys = self._windows.setdefault(expiry, {})
+        while keys:
+            oldest = next(iter(keys))
+            if keys[oldest] and keys[oldest][-1] >= start:
+                break
+            del keys[oldest]
+        key = item.key_for(*identifiers)
+        hits = keys.get(key)
+        if hits is None:
+            return keys, key, deque()
+        while hits and hits[0] < start:
+            hits.popleft()
+        return keys, key, hits
+
+
 def rate_limit_headers(verdicts: list[Verdict]) -> Headers:
     """`RateLimit-Policy` and `RateLimit` as structured-field lists, one item per policy."""
     return {
@@ -153,26 +265,40 @@ def rate_limit_headers(verdicts: list[Verdict]) -> Headers:
     }
 
 
-def client_ip(request: Request, trusted: list[_IPNetwork]) -> str:
-    """The address to count a client by; X-Forwarded-For only via configured proxies.
+# --- the client's address ------------------------------------------------------------------
 
-    uvicorn itself (with its default --proxy-headers) replaces the peer with a forwarded
-    address when the peer is loopback. Such a replaced peer is recognised because it is one
-    of the X-Forwarded-For entries; without configured proxies those requests are then
-    counted together, so rotating the header gains an attacker nothing.
+
+def client_ip(request: Request, trusted: list[_IPNetwork]) -> str:
+    """The address to count a client by; X-Forwarded-For only via TRUSTED_PROXIES.
+
+    The ASGI server may have replaced the TCP peer already: uvicorn's default --proxy-headers
+    does, from X-Forwarded-For, when the peer is loopback (`--forwarded-allow-ips`, which may
+    be set to anything). Such a peer is recognised: it is one of the header's entries, with
+    that entry's port or port 0, or not an IP address at all, which no TCP peer is.
+
+    - TRUSTED_PROXIES empty: nothing in X-Forwarded-For is believed, whoever rewrote the
+      peer. A rewritten peer counts as the server's proxy (`SERVER_PROXY_CLIENT`), which is
+      also what every loopback peer counts as, with or without the header: rotating the
+      header changes no bucket.
+    - TRUSTED_PROXIES set: a peer the server rewrote stands (the README asks for
+      `--forwarded-allow-ips` equal to TRUSTED_PROXIES, so the server chose as this would);
+      otherwise a trusted peer's header is read here: its rightmost entry that is not itself
+      a trusted proxy.
+
+    A peer that is not an IP address at all counts as `SERVER_PROXY_CLIENT` either way.
     """
-    client = request.scope.get("client") or ("unknown", 0)
-    host = str(client[0])
+    client = request.scope.get("client")
+    if not client:
+        return UNKNOWN_CLIENT
+    host, port = str(client[0]), client[1]
+    address = _address(host)
     forwarded = _forwarded_entries(request)
-    if forwarded and _is_forwarded_entry(host, forwarded):
-        # The server already chose this address from the header (or the client put its own
-        # address there). Without trusted proxies, all such requests share one bucket;
-        # with them, the server's choice stands: re-reading the header would let a direct
-        # client name any address it likes.
-        return host if trusted else "forwarded-via-untrusted-proxy"
-    if forwarded and _in(host, trusted):
-        return _rightmost_untrusted(forwarded, trusted) or host
-    return host
+    rewritten = bool(forwarded) and _rewritten_by_server(address, port, forwarded)
+    if address is None or (not trusted and (rewritten or _is_loopback(address))):
+        return SERVER_PROXY_CLIENT
+    if forwarded and not rewritten and _in(address, trusted):
+        return _rightmost_untrusted(forwarded, trusted) or str(address)
+    return str(address)
 
 
 def _forwarded_entries(request: Request) -> list[str]:
@@ -180,43 +306,64 @@ def _forwarded_entries(request: Request) -> list[str]:
     return [entry.strip() for value in values for entry in value.split(",") if entry.strip()]
 
 
-def _entry_host(entry: str) -> str:
-    """The host part of an X-Forwarded-For entry (`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`)."""
+def _split_entry(entry: str) -> tuple[str, int | None]:
+    """An X-Forwarded-For entry's host and port, read as uvicorn reads them (`1.2.3.4`,
+    `1.2.3.4:80`, `[::1]:80`, `[::1]`, `::1`); the port None when there is none."""
     if entry.startswith("["):
-        return entry[1:].partition("]")[0]
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket:
+            return entry, None
+        return host, _port(rest[1:]) if rest.startswith(":") else None
     if entry.count(":") == 1:
-        return entry.partition(":")[0]
-    return entry
+        host, _, port = entry.partition(":")
+        return host, _port(port)
+    return entry, None
 
 
-def _is_forwarded_entry(host: str, entries: list[str]) -> bool:
-    """Whether the server replaced the peer with an X-Forwarded-For value.
+def _port(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
-    A real TCP peer is an IP address; anything else came from the header. The port is not
-    compared: the client controls it.
+
+def _address(host: str) -> _IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _rewritten_by_server(address: _IPAddress | None, port: Any, entries: list[str]) -> bool:
+    """Whether the ASGI server replaced the peer with an X-Forwarded-For entry.
+
+    A real TCP peer is an IP address with a port other than 0. A client that names its own
+    address in the header is not taken for a rewritten one unless it names its port too.
     """
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    if address is None:
         return True
-    return any(host in (entry, _entry_host(entry)) for entry in entries)
+    for entry in entries:
+        entry_host, entry_port = _split_entry(entry)
+        if _address(entry_host) == address and port in (0, entry_port):
+            return True
+    return False
 
 
-def _in(host: str, trusted: list[_IPNetwork]) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return any(address in network for network in trusted)
+def _is_loopback(address: _IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _in(address: _IPAddress | None, trusted: list[_IPNetwork]) -> bool:
+    return address is not None and any(address in network for network in trusted)
 
 
 def _rightmost_untrusted(entries: list[str], trusted: list[_IPNetwork]) -> str | None:
     for entry in reversed(entries):
-        host = _entry_host(entry)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
+        address = _address(_split_entry(entry)[0])
+        if address is None:
             return None  # garbage in the chain: believe none of it
-        if not _in(host, trusted):
-            return host
+        if not _in(address, trusted):
+            return str(address)
     return None

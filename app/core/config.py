@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 from limits import parse as parse_limit
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -33,7 +33,13 @@ class ConfigurationError(RuntimeError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # A refused value is never repeated in the error (nor in the log of a failed start):
+        # several settings are secrets (SECRET_KEY, METRICS_TOKEN, passwords in URLs).
+        hide_input_in_errors=True,
     )
 
     environment: Environment = Environment.DEVELOPMENT
@@ -52,12 +58,17 @@ class Settings(BaseSettings):
     rate_limit_login_ip: str = "20/minute"
     rate_limit_register_ip: str = "10/hour"
     rate_limit_user: str = "600/minute"
+    # Requests that carry no valid credential, per client address: token refresh, logout,
+    # and requests to authenticated routes without a valid access token.
+    rate_limit_anonymous_ip: str = "60/minute"
     # Namespace of the counters in Redis (several deployments may share one server).
     rate_limit_key_prefix: str = Field(default="tasks-api-rl", min_length=1, max_length=64)
     # Peers whose X-Forwarded-For is believed (IPs or CIDR blocks, comma-separated).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
+    # When set, GET /metrics answers only `Authorization: Bearer <this token>`.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16, max_length=512)
     # Pool sizing for PostgreSQL; SQLite ignores it.
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
@@ -80,6 +91,7 @@ class Settings(BaseSettings):
         "rate_limit_login_ip",
         "rate_limit_register_ip",
         "rate_limit_user",
+        "rate_limit_anonymous_ip",
     )
     @classmethod
     def _valid_limit(cls, value: str) -> str:
@@ -98,7 +110,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url", "metrics_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 import time
@@ -36,6 +37,15 @@ from app.core.bounds import MAX_ID
 # must not lock every user out. Its job is to make the bcrypt input fixed-length and NUL-free.
 _PREHASH_KEY = b"tasks-api/password-prehash/v1"
 _HASH_PREFIX = "bcrypt-hmac-sha256$"
+# A well-formed stored hash: the prefix, then bcrypt's `$2b$<cost>$<22 salt><31 hash>`.
+_STORED_HASH = re.compile(
+    re.escape(_HASH_PREFIX) + r"\$2[aby]\$(?P<rounds>[0-9]{2})\$[./A-Za-z0-9]{53}"
+)
+MIN_ROUNDS, MAX_ROUNDS = 4, 31  # bcrypt's own bounds
+# Where the cost is written in a stored hash: 1-based start and length, as SQL's substr
+# counts, so that the database can tell the highest cost it stores.
+STORED_HASH_PREFIX = _HASH_PREFIX
+STORED_COST_SPAN = (len(_HASH_PREFIX) + len("$2b$") + 1, 2)
 
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "tasks-api"
@@ -74,17 +84,34 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def hash_rounds(stored: str) -> int | None:
-    """The bcrypt cost a stored hash was made with (`$2b$12$...`)."""
-    try:
-        return int(stored[len(_HASH_PREFIX) :].split("$")[2])
-    except (IndexError, ValueError):
+    """The bcrypt cost a well-formed stored hash was made with (`...$2b$12$...`), which is
+    the work verifying it costs; None for anything bcrypt would refuse at once."""
+    match = _STORED_HASH.fullmatch(stored)
+    if match is None:
         return None
+    rounds = int(match["rounds"])
+    return rounds if MIN_ROUNDS <= rounds <= MAX_ROUNDS else None
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=32)
 def dummy_hash(rounds: int) -> str:
-    """A hash to verify against when the email is unknown, so both paths cost one bcrypt."""
+    """A hash to verify against when there is nothing real to verify: one bcrypt at `rounds`."""
     return hash_password(secrets.token_urlsafe(24), rounds)
+
+
+def padding_rounds(spent: int | None, rounds: int) -> list[int]:
+    """The costs of the dummy verifications that complete, after a verification at cost
+    `spent`, the work of one verification at cost `rounds`.
+
+    bcrypt's work doubles with each step of cost, so 2**c + 2**c + 2**(c+1) + ... +
+    2**(rounds-1) = 2**rounds: a hash at cost 4 checked with the service at 10 is followed by
+    dummies at 4, 5, ..., 9, and the attempt costs what an unknown email's does. Nothing when
+    `spent` is at least `rounds`; one whole verification at `rounds` when nothing was spent
+    (no hash, or one bcrypt refused at once). The precedent is Django's `harden_runtime`.
+    """
+    if spent is None:
+        return [rounds]
+    return list(range(max(spent, MIN_ROUNDS), rounds))
 
 
 def _usable_cores() -> int:
@@ -131,6 +158,19 @@ async def verify_password_async(password: str, stored: str) -> bool:
 
 async def verify_against_dummy(password: str, rounds: int) -> None:
     await _off_the_loop(lambda: verify_password(password, dummy_hash(rounds)))
+
+
+async def pad_verification(password: str, spent: int | None, rounds: int) -> None:
+    """The rest of one verification's work at cost `rounds`, after one at cost `spent`
+    (`padding_rounds`), so that a failed attempt costs the same whatever hash it met."""
+    costs = padding_rounds(spent, rounds)
+    if costs:
+        await _off_the_loop(lambda: _verify_dummies(password, costs))
+
+
+def _verify_dummies(password: str, costs: list[int]) -> None:
+    for cost in costs:
+        verify_password(password, dummy_hash(cost))
 
 
 @dataclass(frozen=True, slots=True)

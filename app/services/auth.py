@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from app.core.bounds import PASSWORD_MAX_LENGTH
 from app.core.config import Settings
@@ -20,6 +22,10 @@ from app.core.errors import (
     Unauthorized,
 )
 from app.core.security import (
+    MAX_ROUNDS,
+    MIN_ROUNDS,
+    STORED_COST_SPAN,
+    STORED_HASH_PREFIX,
     AccessClaims,
     InvalidToken,
     create_access_token,
@@ -29,6 +35,7 @@ from app.core.security import (
     hash_rounds,
     new_refresh_token,
     normalize_password,
+    pad_verification,
     verify_against_dummy,
     verify_password_async,
 )
@@ -74,22 +81,27 @@ def _acceptable_login_password(password: str) -> bool:
 async def authenticate(db: Db, email: str, password: str, *, rounds: int) -> User:
     """The user with these credentials, or InvalidCredentials.
 
-    Unknown email and wrong password cost the same bcrypt work and raise the same error;
-    a deactivated account is reported only to someone who knows its password.
+    Every failed attempt costs the work of one bcrypt verification at the *failure cost*
+    (`BCRYPT_ROUNDS`, or the highest cost a stored hash still has if that is higher) and
+    raises the same error, whether the email is unknown, the password wrong, or the account's
+    hash older and cheaper than the current cost (it is verified, then padded up: see
+    `security.padding_rounds`); a deactivated account is reported only to someone who knows
+    its password. See docs/decisions/0005-password-hashing.md.
     """
     normalized = _login_email(email)
-    if not _acceptable_login_password(password):
-        # Over-long or unstorable: it can match no account. Same work, same answer.
-        await verify_against_dummy("", rounds)
-        raise InvalidCredentials()
+    acceptable = _acceptable_login_password(password)
     user = None
-    if normalized is not None:
+    if normalized is not None and acceptable:
         user = await db.session.scalar(select(User).where(func.lower(User.email) == normalized))
+    failure_rounds = max(rounds, await _highest_stored_rounds(db))
     await db.end_read_transaction()
     if user is None:
-        await verify_against_dummy(password, rounds)
+        # Unknown email, or a password that can match no account (over-long, unstorable):
+        # the same work, the same answer.
+        await verify_against_dummy(password if acceptable else "", failure_rounds)
         raise InvalidCredentials()
     if not await verify_password_async(password, user.password_hash):
+        await pad_verification(password, hash_rounds(user.password_hash), failure_rounds)
         raise InvalidCredentials()
     if not user.is_active:
         raise AccountDisabled()
@@ -97,6 +109,49 @@ async def authenticate(db: Db, email: str, password: str, *, rounds: int) -> Use
         # BCRYPT_ROUNDS changed: upgrade the stored hash while we hold the password.
         user.password_hash = await hash_password_async(password, rounds)
     return user
+
+
+# How long the highest cost among the stored hashes is believed before it is read again.
+# Hashes are only ever written at the current cost, so between readings it can only fall
+# (as logins upgrade old hashes): a stale value costs failed logins some extra work, never
+# the parity. A process started with another BCRYPT_ROUNDS (a rolling change) is seen
+# within this interval.
+HIGHEST_STORED_ROUNDS_TTL_SECONDS = 600.0
+# Per engine (one per app, so a restarted service reads afresh): (read at, highest cost).
+_highest_stored: weakref.WeakKeyDictionary[Engine, tuple[float, int]] = weakref.WeakKeyDictionary()
+
+
+async def _highest_stored_rounds(db: Db) -> int:
+    """The highest bcrypt cost of any stored password hash (0 when none), read at most once
+    per `HIGHEST_STORED_ROUNDS_TTL_SECONDS` per database engine: one scan of the hashes.
+
+    With BCRYPT_ROUNDS lowered, accounts not logged in since still hold hashes at the old,
+    higher cost, and verifying one takes that long; unknown emails and wrong passwords
+    must then take that long too.
+    """
+    engine = db.session.get_bind().engine
+    now = time.monotonic()
+    known = _highest_stored.get(engine)
+    if known is not None and now - known[0] < HIGHEST_STORED_ROUNDS_TTL_SECONDS:
+        return known[1]
+    cost = func.substr(User.password_hash, *STORED_COST_SPAN)
+    highest = await db.session.scalar(
+        select(func.max(cost)).where(
+            User.password_hash.startswith(STORED_HASH_PREFIX, autoescape=True),
+            cost.between(f"{MIN_ROUNDS:02d}", f"{MAX_ROUNDS:02d}"),  # two digits: as text
+        )
+    )
+    try:
+        rounds = int(highest) if highest is not None else 0
+    except ValueError:  # not digits: no hash this service wrote
+        rounds = 0
+    _highest_stored[engine] = (now, rounds)
+    return rounds
+
+
+def forget_highest_stored_rounds() -> None:
+    """Read the highest stored cost afresh at the next login (after writing hashes directly)."""
+    _highest_stored.clear()
 
 
 async def issue_tokens(

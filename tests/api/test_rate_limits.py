@@ -9,7 +9,9 @@ test's users carry a tag in their email and are deleted afterwards.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -39,6 +41,8 @@ from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD, make_settings
 from tests.support import assert_problem
 
 TOKEN_URL = "/api/v1/auth/token"
+REFRESH_URL = "/api/v1/auth/refresh"
+LOGOUT_URL = "/api/v1/auth/logout"
 USERS_URL = "/api/v1/users"
 TASKS_URL = "/api/v1/tasks"
 ME_URL = "/api/v1/users/me"
@@ -143,6 +147,7 @@ class AppMaker:
             "rate_limit_login_ip": GENEROUS,
             "rate_limit_register_ip": GENEROUS,
             "rate_limit_user": GENEROUS,
+            "rate_limit_anonymous_ip": GENEROUS,
             "redis_url": self.redis_url,
         }
         values.update(overrides)
@@ -242,6 +247,16 @@ async def register(client: httpx.AsyncClient, email: str) -> httpx.Response:
     return await client.post(USERS_URL, json={"email": email, "password": TEST_PASSWORD})
 
 
+async def refresh(
+    client: httpx.AsyncClient,
+    token: str = "not-a-refresh-token-of-anyone",
+    *,
+    forwarded_for: str | None = None,
+) -> httpx.Response:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for is not None else {}
+    return await client.post(REFRESH_URL, json={"refresh_token": token}, headers=headers)
+
+
 @contextmanager
 def sql_statements(app: FastAPI) -> Iterator[list[str]]:
     """Every SQL statement the app's engine sends while the block runs: through SQLAlchemy,
@@ -323,17 +338,18 @@ class TestLoginPerAccount:
             refused = await login(client, victim)
             unaffected = await login(client, other)
             # Fresh accounts from the same address until the address is refused.
-            more = [await login(client, make_app.email()) for _ in range(3)]
+            more = [await login(client, make_app.email()) for _ in range(4)]
 
         assert statuses(spent) == [401, 401, 401]
         assert_rate_limited(refused, policy="login-account")
         assert unaffected.status_code == 401
         assert rate_limit_state(unaffected)["login-account"].remaining == 2
-        # Attempts are counted before the password check: 3 + 1 + 1 attempts so far, so the
-        # sixth is still accepted and the seventh is refused by the IP policy.
-        assert more[0].status_code == 401
-        assert rate_limit_state(more[0])["login-ip"].remaining == 0
-        for response in more[1:]:
+        # Attempts are counted before the password check, refused ones not at all: 3 + 1
+        # attempts so far, so the fifth and sixth are accepted and the seventh is refused by
+        # the IP policy.
+        assert statuses(more[:2]) == [401, 401]
+        assert [rate_limit_state(r)["login-ip"].remaining for r in more[:2]] == [1, 0]
+        for response in more[2:]:
             assert_rate_limited(response, policy="login-ip")
             assert rate_limit_state(response)["login-account"].remaining > 0
 
@@ -529,6 +545,7 @@ class TestDisabled:
             rate_limit_login_ip="1/minute",
             rate_limit_register_ip="1/hour",
             rate_limit_user="1/minute",
+            rate_limit_anonymous_ip="1/minute",
         )
         user = await make_app.add_user(app)
         async with http_client(app) as client:
@@ -536,16 +553,322 @@ class TestDisabled:
             success = await login(client, user.email, TEST_PASSWORD)
             registrations = [await register(client, make_app.email()) for _ in range(3)]
             reads = [await client.get(TASKS_URL, headers=bearer(app, user)) for _ in range(4)]
+            anonymous = [await refresh(client) for _ in range(3)]
+            anonymous += [await client.get(TASKS_URL) for _ in range(3)]
 
         assert statuses(logins) == [401] * 4
         assert success.status_code == 200
         assert statuses(registrations) == [201] * 3
         assert statuses(reads) == [200] * 4
-        for response in [*logins, success, *registrations, *reads]:
+        assert statuses(anonymous) == [401] * 6
+        for response in [*logins, success, *registrations, *reads, *anonymous]:
             assert_no_rate_limit_headers(response)
 
 
+class TestRefusedAttemptsCountForNothing:
+    """A refused request is counted against no policy: neither the one that refused it nor
+    the others it would have been counted against (docs/decisions/0013)."""
+
+    async def test_attempts_refused_for_the_address_leave_the_account_alone(
+        self, make_app: AppMaker
+    ) -> None:
+        # An attacker whose address is spent keeps trying the victim's account: the owner,
+        # from elsewhere, still gets in.
+        app = await make_app(rate_limit_login_account="3/minute", rate_limit_login_ip="3/minute")
+        owner = await make_app.add_user(app)
+        async with http_client(app, PEER) as attacker, http_client(app, OTHER_PEER) as elsewhere:
+            spent = [await login(attacker, make_app.email()) for _ in range(3)]
+            refused = [await login(attacker, owner.email) for _ in range(10)]
+            owner_login = await login(elsewhere, owner.email, TEST_PASSWORD)
+
+        assert statuses(spent) == [401, 401, 401]
+        for response in refused:
+            assert_rate_limited(response, policy="login-ip")
+            assert rate_limit_state(response)["login-account"].remaining == 3
+        assert owner_login.status_code == 200, owner_login.text
+
+    async def test_attempts_refused_for_the_account_leave_the_address_alone(
+        self, make_app: AppMaker
+    ) -> None:
+        app = await make_app(rate_limit_login_account="2/minute", rate_limit_login_ip="5/minute")
+        victim = make_app.email()
+        async with http_client(app) as client:
+            spent = [await login(client, victim) for _ in range(2)]
+            refused = [await login(client, victim) for _ in range(6)]
+            other_account = await login(client, make_app.email())
+
+        assert statuses(spent) == [401, 401]
+        for response in refused:
+            assert_rate_limited(response, policy="login-account")
+            assert rate_limit_state(response)["login-ip"].remaining == 3
+        assert other_account.status_code == 401
+        assert rate_limit_state(other_account)["login-ip"].remaining == 2
+
+    async def test_hammering_a_spent_account_does_not_push_its_window_back(
+        self, make_app: AppMaker
+    ) -> None:
+        app = await make_app(rate_limit_login_account="2 per 2 seconds")
+        owner = await make_app.add_user(app)
+        async with http_client(app) as client:
+            spent = [await login(client, owner.email) for _ in range(2)]
+            first_refusal = await login(client, owner.email)
+            deadline = asyncio.get_running_loop().time() + assert_rate_limited(
+                first_refusal, policy="login-account"
+            )
+            waits = []
+            while asyncio.get_running_loop().time() < deadline - 0.3:
+                refused = await login(client, owner.email)
+                waits.append(assert_rate_limited(refused, policy="login-account"))
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(max(deadline - asyncio.get_running_loop().time(), 0) + 0.05)
+            owner_login = await login(client, owner.email, TEST_PASSWORD)
+
+        assert statuses(spent) == [401, 401]
+        assert waits
+        assert waits == sorted(waits, reverse=True)  # the wait only ever shrinks
+        assert owner_login.status_code == 200, owner_login.text
+
+
+class TestAnonymousPerAddress:
+    """Requests without a valid credential (refresh, logout, authenticated routes with no or
+    a bad access token) are limited per client address: `anonymous-ip`."""
+
+    async def test_bad_refreshes_beyond_the_quota_are_refused(self, make_app: AppMaker) -> None:
+        app = await make_app(rate_limit_anonymous_ip="3/minute")
+        async with http_client(app, PEER) as client, http_client(app, OTHER_PEER) as other:
+            answered = [await refresh(client) for _ in range(3)]
+            refused = [await refresh(client) for _ in range(3)]
+            elsewhere = await refresh(other)
+
+        assert statuses(answered) == [401, 401, 401]
+        for number, response in enumerate(answered, start=1):
+            assert_problem(response, 401)
+            assert response.headers["ratelimit-policy"] == '"anonymous-ip";q=3;w=60'
+            assert rate_limit_state(response)["anonymous-ip"].remaining == 3 - number
+        for response in refused:
+            assert_rate_limited(response, policy="anonymous-ip")
+        assert elsewhere.status_code == 401
+        assert rate_limit_state(elsewhere)["anonymous-ip"].remaining == 2
+
+    async def test_a_refused_refresh_does_no_database_work_and_spends_no_token(
+        self, make_app: AppMaker
+    ) -> None:
+        app = await make_app(rate_limit_anonymous_ip="2/minute")
+        user = await make_app.add_user(app)
+        async with http_client(app) as client, http_client(app, OTHER_PEER) as other:
+            pair = (await login(client, user.email, TEST_PASSWORD)).json()
+            spent = [await refresh(client), await refresh(client)]
+            with sql_statements(app) as refused_sql:
+                refused = await refresh(client, pair["refresh_token"])
+            # The token was not spent by the refused request: it still works elsewhere.
+            renewed = await refresh(other, pair["refresh_token"])
+
+        assert statuses(spent) == [401, 401]
+        assert_rate_limited(refused, policy="anonymous-ip")
+        assert refused_sql == []
+        assert renewed.status_code == 200, renewed.text
+
+    async def test_refresh_logout_and_requests_without_a_valid_token_share_the_quota(
+        self, make_app: AppMaker
+    ) -> None:
+        app = await make_app(rate_limit_anonymous_ip="5/minute")
+        user = await make_app.add_user(app)
+        expired, _ = create_access_token(
+            user_id=user.id,
+            token_version=user.token_version,
+            key=app.state.settings.signing_key,
+            expire_minutes=-1,
+        )
+        async with http_client(app) as client:
+            answered = [
+                await refresh(client),
+                await client.post(LOGOUT_URL, json={"refresh_token": "not a token"}),
+                await client.get(TASKS_URL),
+                await client.get(TASKS_URL, headers={"Authorization": "Bearer a.b.c"}),
+                await client.get(ME_URL, headers={"Authorization": f"Bearer {expired}"}),
+            ]
+            refused = [
+                await client.get(TASKS_URL),
+                await client.post(TASKS_URL, json={"title": "x"}),
+                await client.post(LOGOUT_URL, json={"refresh_token": "not a token"}),
+                await refresh(client),
+            ]
+            # The user's own valid token is counted for the user, not the address.
+            signed_in = await client.get(TASKS_URL, headers=bearer(app, user))
+
+        assert statuses(answered) == [401] * 5
+        assert [rate_limit_state(r)["anonymous-ip"].remaining for r in answered] == [4, 3, 2, 1, 0]
+        for response in refused:
+            assert_rate_limited(response, policy="anonymous-ip")
+        assert signed_in.status_code == 200
+        assert list(rate_limit_state(signed_in)) == ["user"]
+
+    async def test_signed_in_requests_do_not_spend_the_address(self, make_app: AppMaker) -> None:
+        app = await make_app(rate_limit_anonymous_ip="2/minute")
+        user = await make_app.add_user(app)
+        async with http_client(app) as client:
+            signed_in = [await client.get(TASKS_URL, headers=bearer(app, user)) for _ in range(5)]
+            anonymous = await client.get(TASKS_URL)
+        assert statuses(signed_in) == [200] * 5
+        assert_problem(anonymous, 401)
+        assert rate_limit_state(anonymous)["anonymous-ip"].remaining == 1
+
+    async def test_a_successful_refresh_and_logout_are_counted_too(
+        self, make_app: AppMaker
+    ) -> None:
+        # Counted before the token is looked at, like a login attempt: a flood of them
+        # cannot overshoot the quota whatever the tokens are.
+        app = await make_app(rate_limit_anonymous_ip="3/minute")
+        user = await make_app.add_user(app)
+        async with http_client(app) as client:
+            pair = (await login(client, user.email, TEST_PASSWORD)).json()
+            renewed = await refresh(client, pair["refresh_token"])
+            logged_out = await client.post(
+                LOGOUT_URL, json={"refresh_token": renewed.json()["refresh_token"]}
+            )
+            last = await refresh(client)
+            refused = await refresh(client)
+        assert renewed.status_code == 200, renewed.text
+        assert logged_out.status_code == 204
+        assert [rate_limit_state(r)["anonymous-ip"].remaining for r in (renewed, logged_out)] == [
+            2,
+            1,
+        ]
+        assert last.status_code == 401
+        assert_rate_limited(refused, policy="anonymous-ip")
+
+    @pytest.mark.parametrize(
+        ("method", "path", "status"),
+        [
+            ("GET", "/healthz", 200),
+            ("GET", "/readyz", 200),
+            ("GET", "/metrics", 200),
+            ("GET", "/openapi.json", 200),
+            ("GET", "/no/such/path", 404),
+        ],
+    )
+    async def test_probes_documents_and_unknown_paths_are_not_limited(
+        self, make_app: AppMaker, method: str, path: str, status: int
+    ) -> None:
+        app = await make_app(rate_limit_anonymous_ip="1/minute")
+        async with http_client(app) as client:
+            spent = await client.get(TASKS_URL)
+            responses = [await client.request(method, path) for _ in range(3)]
+        assert_problem(spent, 401)
+        assert statuses(responses) == [status] * 3
+        for response in responses:
+            assert "ratelimit" not in response.headers
+
+    async def test_uvicorn_rewritten_peer_gets_no_second_bucket(self, make_app: AppMaker) -> None:
+        app = await make_app(rate_limit_anonymous_ip="3/minute")
+        served = uvicorn_default_proxy_headers(app)
+        async with http_client(served, ("127.0.0.1", 50000)) as client:
+            direct = [await refresh(client) for _ in range(3)]
+            forwarded = [await refresh(client, forwarded_for=f"10.0.{n}.{n}") for n in range(5)]
+        assert statuses(direct) == [401, 401, 401]
+        for response in forwarded:
+            assert_rate_limited(response, policy="anonymous-ip")
+
+
+class RecordEverything(logging.Handler):
+    """Every log record of the process, whatever its logger, as the text a handler shows."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._formatter = logging.Formatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self, record: logging.LogRecord) -> str:
+        return f"{self._formatter.format(record)} {record.msg!r} {record.args!r}"
+
+
+@contextmanager
+def all_logs() -> Iterator[RecordEverything]:
+    """Records everything logged while the block runs (after `create_app`, which replaces
+    the root logger's handlers)."""
+    handler = RecordEverything()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+class TestLogsOfNormalTraffic:
+    async def test_concurrent_logins_log_no_error_and_no_email(self, make_app: AppMaker) -> None:
+        # Logins of many accounts at once, most succeeding (which clears the account's
+        # count while other requests are counted): nothing at error level, and no email, in
+        # any line of any logger.
+        app = await make_app(rate_limit_login_account="50/minute")
+        users = [await make_app.add_user(app) for _ in range(8)]
+        with all_logs() as logs:
+            async with http_client(app) as client:
+                for round_number in range(12):
+                    attempts = [
+                        *(login(client, user.email, TEST_PASSWORD) for user in users),
+                        *(login(client, user.email) for user in users),
+                        *(login(client, make_app.email()) for _ in range(24)),
+                    ]
+                    responses = await asyncio.gather(*attempts)
+                    assert set(statuses(responses)) == {200, 401}, round_number
+                await asyncio.sleep(0.2)
+            gc.collect()  # an unretrieved task exception is logged when the task is collected
+            await asyncio.sleep(0)
+
+        errors = [logs.text(record) for record in logs.records if record.levelno >= logging.ERROR]
+        assert errors == []
+        logged = "\n".join(logs.text(record) for record in logs.records)
+        assert logs.records  # the requests were logged
+        assert f"rl-{make_app.tag}-" not in logged  # no email of this test, in any form
+
+
 class TestForwardedFor:
+    @pytest.mark.parametrize(
+        ("forwarded_allow_ips", "peer"),
+        [
+            ("127.0.0.1", "127.0.0.1"),  # uvicorn's default
+            ("127.0.0.1,::1", "::1"),
+            ("*", "127.0.0.1"),
+            ("*", "::1"),
+        ],
+    )
+    async def test_the_header_buys_no_second_bucket_whatever_the_server_trusts(
+        self, make_app: AppMaker, forwarded_allow_ips: str, peer: str
+    ) -> None:
+        # The issue's probe, scaled down: TRUSTED_PROXIES empty, failed logins from the
+        # loopback peer until refused, then more with a rotating X-Forwarded-For, which the
+        # ASGI server (trusting the peer) turns into the client address.
+        app = await make_app(rate_limit_login_ip="4/minute")
+        asgi_app: Any = app
+        served: ASGIApp = ProxyHeadersMiddleware(asgi_app, trusted_hosts=forwarded_allow_ips)  # type: ignore[assignment]
+        async with http_client(served, (peer, 50000)) as client:
+            direct = [await login(client, make_app.email()) for _ in range(6)]
+            forwarded = [
+                await login(client, make_app.email(), forwarded_for=f"10.0.{n}.{n}")
+                for n in range(1, 9)
+            ]
+        assert statuses(direct) == [401] * 4 + [429] * 2
+        for response in forwarded:
+            assert_rate_limited(response, policy="login-ip")
+
+    async def test_naming_its_own_address_keeps_a_client_in_its_bucket(
+        self, make_app: AppMaker
+    ) -> None:
+        app = await make_app(rate_limit_login_ip="3/minute")
+        async with http_client(app, PEER) as client:
+            spent = [await login(client, make_app.email()) for _ in range(3)]
+            own_address = [
+                await login(client, make_app.email(), forwarded_for=value)
+                for value in (PEER[0], f"{PEER[0]}:80", f"198.51.100.1, {PEER[0]}")
+            ]
+        assert statuses(spent) == [401, 401, 401]
+        for response in own_address:
+            assert_rate_limited(response, policy="login-ip")
+
     async def test_untrusted_peer_rotating_the_header_is_still_limited(
         self, make_app: AppMaker
     ) -> None:
@@ -724,6 +1047,7 @@ class TestInvalidSettings:
             "rate_limit_login_ip",
             "rate_limit_register_ip",
             "rate_limit_user",
+            "rate_limit_anonymous_ip",
         ],
     )
     @pytest.mark.parametrize(
@@ -757,6 +1081,7 @@ class TestInvalidSettings:
             "RATE_LIMIT_LOGIN_IP": "40/hour",
             "RATE_LIMIT_REGISTER_IP": "2/day",
             "RATE_LIMIT_USER": "100/minute",
+            "RATE_LIMIT_ANONYMOUS_IP": "30 per 10 seconds",
             "RATE_LIMIT_KEY_PREFIX": "elsewhere",
             "TRUSTED_PROXIES": "10.0.0.1, 192.168.0.0/16",
         }
@@ -768,6 +1093,7 @@ class TestInvalidSettings:
         assert settings.rate_limit_login_ip == "40/hour"
         assert settings.rate_limit_register_ip == "2/day"
         assert settings.rate_limit_user == "100/minute"
+        assert settings.rate_limit_anonymous_ip == "30 per 10 seconds"
         assert settings.rate_limit_key_prefix == "elsewhere"
         assert settings.trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
 

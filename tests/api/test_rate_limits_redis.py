@@ -24,6 +24,9 @@ import redis
 
 from app.api import rate_limit
 from tests.api.test_rate_limits import (
+    OTHER_PEER,
+    PEER,
+    REFRESH_URL,
     TASKS_URL,
     AppMaker,
     assert_rate_limited,
@@ -333,6 +336,56 @@ class TestSharedCounters:
             server.close()
         assert any("login-account" in key for key in keys), keys
         assert any("login-ip" in key for key in keys), keys
+
+    async def test_keys_name_no_email_and_no_address(self, redis_maker: AppMaker) -> None:
+        # Redis (its dumps, its MONITOR, its slow log) sees who was counted only as a
+        # keyed hash: no email, no client address, no user id.
+        app = await redis_maker(rate_limit_login_account="3/minute")
+        user = await redis_maker.add_user(app)
+        email = redis_maker.email()
+        async with http_client(app) as client:
+            assert (await login(client, email)).status_code == 401
+            assert (await login(client, user.email, TEST_PASSWORD)).status_code == 200
+            assert (await client.get(TASKS_URL, headers=bearer(app, user))).status_code == 200
+            assert (await register(client, redis_maker.email())).status_code == 201
+            assert (await client.get(TASKS_URL)).status_code == 401
+        server = redis.Redis.from_url(REDIS_URL)
+        try:
+            keys = [key.decode() for key in server.scan_iter(match=f"{redis_maker.key_prefix}:*")]
+        finally:
+            server.close()
+        text = " ".join(keys).lower()
+        for secret in (email, user.email, email.split("@")[0], PEER[0], f"/user/{user.id}/"):
+            assert secret.lower() not in text, (secret, keys)
+        policies = {"login-account", "login-ip", "register-ip", "user", "anonymous-ip"}
+        assert {name for name in policies if any(f"/{name}/" in key for key in keys)} == policies
+
+    async def test_a_refused_attempt_spends_nothing_on_any_instance(
+        self, redis_maker: AppMaker
+    ) -> None:
+        limits = {"rate_limit_login_account": "3/minute", "rate_limit_login_ip": "2/minute"}
+        first, second = await redis_maker(**limits), await redis_maker(**limits)
+        owner = await redis_maker.add_user(first)
+        async with http_client(first, PEER) as attacker, http_client(second, OTHER_PEER) as home:
+            spent = [await login(attacker, redis_maker.email()) for _ in range(2)]
+            refused = [await login(attacker, owner.email) for _ in range(6)]
+            owner_login = await login(home, owner.email, TEST_PASSWORD)
+        assert statuses(spent) == [401, 401]
+        for response in refused:
+            assert_rate_limited(response, policy="login-ip")
+        assert owner_login.status_code == 200, owner_login.text
+
+    async def test_two_instances_share_the_anonymous_quota(self, redis_maker: AppMaker) -> None:
+        first = await redis_maker(rate_limit_anonymous_ip="3/minute")
+        second = await redis_maker(rate_limit_anonymous_ip="3/minute")
+        async with http_client(first) as one, http_client(second) as two:
+            responses = [
+                await (one, two)[n % 2].post(REFRESH_URL, json={"refresh_token": "not one"})
+                for n in range(5)
+            ]
+        assert statuses(responses) == [401, 401, 401, 429, 429]
+        for response in responses[3:]:
+            assert_rate_limited(response, policy="anonymous-ip")
 
 
 class TestRedisUnavailable:

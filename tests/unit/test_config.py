@@ -22,6 +22,8 @@ CONFIG_VARIABLES = (
     "BCRYPT_ROUNDS",
     "REDIS_URL",
     "RATE_LIMIT_ENABLED",
+    "RATE_LIMIT_ANONYMOUS_IP",
+    "METRICS_TOKEN",
     "CORS_ORIGINS",
     "DATA_DIR",
 )
@@ -51,6 +53,8 @@ class TestDefaults:
         assert settings.rate_limit_enabled is True
         assert settings.cors_origins == []
         assert settings.max_body_bytes == 1024 * 1024
+        assert settings.rate_limit_anonymous_ip == "60/minute"
+        assert settings.metrics_token is None  # /metrics open unless a token is set
 
     def test_default_database_is_sqlite_in_data_dir(self, tmp_path: Path) -> None:
         url = settings_from_env(data_dir=tmp_path).sqlalchemy_url
@@ -228,3 +232,37 @@ class TestCorsOrigins:
             )
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         assert "access-control-allow-origin" not in refused.headers
+
+
+class TestMetricsToken:
+    def test_read_from_the_environment_and_never_shown(self, clean_env: pytest.MonkeyPatch) -> None:
+        token = "a-metrics-token-" + "m" * 24
+        clean_env.setenv("METRICS_TOKEN", token)
+        settings = settings_from_env()
+        assert settings.metrics_token is not None
+        assert settings.metrics_token.get_secret_value() == token
+        assert token not in repr(settings)
+        assert token not in str(settings.model_dump())
+
+    def test_empty_is_unset(self, clean_env: pytest.MonkeyPatch) -> None:
+        clean_env.setenv("METRICS_TOKEN", "")
+        assert settings_from_env().metrics_token is None
+
+    @pytest.mark.parametrize("token", ["short-token", "s3cr3t"])
+    def test_a_short_token_is_refused_without_repeating_it(
+        self, clean_env: pytest.MonkeyPatch, token: str
+    ) -> None:
+        clean_env.setenv("METRICS_TOKEN", token)
+        with pytest.raises(ValueError, match="metrics_token") as refused:
+            settings_from_env()
+        assert token not in str(refused.value)
+
+    def test_a_refused_secret_is_not_repeated_in_the_error(
+        self, clean_env: pytest.MonkeyPatch
+    ) -> None:
+        # Any refused setting: the error (printed when the service fails to start) says
+        # which one, never the value, which may be a secret.
+        clean_env.setenv("BCRYPT_ROUNDS", "hunter2-not-a-number")
+        with pytest.raises(ValueError, match="bcrypt_rounds") as refused:
+            settings_from_env()
+        assert "hunter2" not in str(refused.value)

@@ -113,12 +113,22 @@ async def login(
 @router.post(
     "/refresh",
     response_model=TokenPair,
-    responses=documented(401, 413, 415, 429, 503, success=_TOKEN_HEADERS, links=_TOKEN_PAIR_LINKS),
+    responses=rate_limited(
+        documented(401, 413, 415, 429, 503, success=_TOKEN_HEADERS, links=_TOKEN_PAIR_LINKS)
+    ),
     summary="Trade a refresh token for a new token pair (the old one is spent)",
 )
 async def refresh_tokens(
-    data: RefreshTokenRequest, db: TransactionDb, settings: SettingsDep, response: Response
+    request: Request,
+    data: RefreshTokenRequest,
+    db: TransactionDb,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+    response: Response,
 ) -> TokenPair:
+    # The request carries no access token: counted for the client address (before the
+    # database is asked anything), like every request without a valid credential.
+    response.headers.update(await limiter.hit_anonymous(request))
     issued = await auth_service.refresh(db, data.refresh_token, settings)
     return _token_pair(issued, response)
 
@@ -126,9 +136,18 @@ async def refresh_tokens(
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=documented(401, 413, 415, 429, 503, success={204: ("Cache-Control", "Pragma")}),
+    responses=rate_limited(
+        documented(401, 413, 415, 429, 503, success={204: ("Cache-Control", "Pragma")})
+    ),
     summary="End the login a refresh token belongs to",
 )
-async def logout(data: RefreshTokenRequest, db: TransactionDb) -> Response:
+async def logout(
+    request: Request,
+    data: RefreshTokenRequest,
+    db: TransactionDb,
+    limiter: RateLimiterDep,
+    response: Response,
+) -> Response:
+    response.headers.update(await limiter.hit_anonymous(request))
     await auth_service.logout(db, data.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT, headers=_NO_STORE)
