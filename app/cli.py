@@ -16,7 +16,7 @@ from datetime import timedelta
 from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 
-from app.core.config import Settings, get_settings
+from app.core.config import ConfigurationError, Settings, get_settings
 from app.core.security import hash_password_async
 from app.db.access import Db
 from app.db.base import utcnow
@@ -134,8 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(default {seed_service.DEFAULT_EMAIL_PREFIX!r})",
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        return _run(args, get_settings())
+    except ConfigurationError as exc:  # e.g. production on a SQLite file that does not exist
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "seed":
         return _seed(settings, args)
 

@@ -39,7 +39,7 @@ from app.core.config import (
     get_settings,
 )
 from app.core.logging import configure_logging
-from app.db.session import create_engine_for, create_sessionmaker
+from app.db.session import check_database_exists, create_engine_for, create_sessionmaker
 
 log = structlog.get_logger("app")
 
@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level)
     try:
         settings.signing_key  # noqa: B018 - resolve now: refuse to start rather than fail later
+        check_database_exists(settings)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - before logging is of use
         raise SystemExit(1) from None

@@ -137,6 +137,16 @@ async def database_url(
         await drop_database(url)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A new database of the test's own, with no schema at all (not the shared one)."""
+    url = await create_database(request.param, tmp_path)
+    try:
+        yield url
+    finally:
+        await drop_database(url)
+
+
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": Environment.TEST,

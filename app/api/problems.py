@@ -67,11 +67,31 @@ def request_id_of(scope: Scope) -> str:
     return str(scope.get("state", {}).get("request_id", ""))
 
 
+# The most a problem repeats of the request's path, in bytes of UTF-8 (the mark included).
+INSTANCE_MAX_BYTES = 1024
+_CUT_MARK = "…"
+_CUT_ESCAPE = re.compile(r"%[0-9A-F]?$")
+
+
 def request_path(scope: Scope) -> str:
     """The path a problem's `instance` names: the request's, as `request.url.path` spells it,
-    without decoding the query string (which may not be UTF-8)."""
+    without decoding the query string (which may not be UTF-8).
+
+    A path longer than INSTANCE_MAX_BYTES is cut to fit, at a character boundary and not
+    inside one of the %-escapes made here, and then ends with "…": whatever was sent, a
+    problem stays small.
+    """
     path: str = scope.get("path", "")
-    return path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    path = path.replace("?", "%3F").replace("#", "%23").replace("\\", "%5C")
+    if len(path) <= INSTANCE_MAX_BYTES // 4:  # no character is longer than 4 bytes
+        return path
+    encoded = path.encode("utf-8", "surrogatepass")
+    if len(encoded) <= INSTANCE_MAX_BYTES:
+        return path
+    budget = INSTANCE_MAX_BYTES - len(_CUT_MARK.encode())
+    # "ignore" drops the character cut in two at the end (and anything not UTF-8).
+    kept = encoded[:budget].decode("utf-8", "ignore")
+    return _CUT_ESCAPE.sub("", kept) + _CUT_MARK
 
 
 def render(request: Request, error: errors.AppError) -> ProblemResponse:

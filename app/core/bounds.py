@@ -17,6 +17,9 @@ SEARCH_MAX_LENGTH = 200  # the listing's `q`
 
 # Accounts (the contract, section 2; NIST SP 800-63B-4 for passwords).
 EMAIL_MAX_LENGTH = 254
+# RFC 5321 (4.5.3.1.1): the longest local part (before the @) a mail server must accept; new
+# addresses only (an account registered before the rule can still log in).
+EMAIL_LOCAL_PART_MAX_LENGTH = 64
 FULL_NAME_MAX_LENGTH = 200
 PASSWORD_MIN_LENGTH = 15
 PASSWORD_MAX_LENGTH = 128  # characters, after NFKC

@@ -8,10 +8,16 @@ in between, while immediate ones queue on the lock for up to the busy timeout. T
 that requests on SQLite are serialised; PostgreSQL is the database for concurrency.
 Statement parameters are never rendered into error messages (`hide_parameters`), so an
 unexpected database error cannot log an email, a hash or a task's text.
+
+In production the configured database must exist: a SQLite path that names no file is a
+`ConfigurationError` (`check_database_exists`), not a new empty database that would answer
+every request with a 503. Development creates `./data/tasks.db` (and its folder) on first use,
+and an explicit URL is opened as given: that is how the migrations create a database.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -23,14 +29,33 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.config import Settings
+from app.core.config import ConfigurationError, Settings
 from app.db.text_search import SQLITE_LOWER_FUNCTION, sqlite_unicode_lower
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
+def check_database_exists(settings: Settings) -> None:
+    """In production, refuse a configured SQLite database whose file does not exist (a
+    mistyped path, a volume not mounted): ConfigurationError, saying what to do."""
+    url = settings.sqlalchemy_url
+    if not settings.is_production or url.get_backend_name() != "sqlite":
+        return
+    path = _sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigurationError(
+            f"DATABASE_URL names a SQLite database that does not exist: {path}. In production "
+            "the service does not create one: correct the path, or create the database with "
+            "`alembic upgrade head` first."
+        )
+
+
 def create_engine_for(settings: Settings, url: URL | None = None) -> AsyncEngine:
-    url = url or settings.sqlalchemy_url
+    """The engine of `url`, by default the configured database (`settings.sqlalchemy_url`),
+    which in production must exist (`check_database_exists`)."""
+    if url is None:
+        check_database_exists(settings)
+        url = settings.sqlalchemy_url
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     engine = create_async_engine(
@@ -82,11 +107,18 @@ def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
-    if url.database and url.database != ":memory:":
-        from pathlib import Path
+def _sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database, or a `file:` URI (which says
+    itself whether it may be created: `mode=rw` or `rwc`)."""
+    if not url.database or url.database == ":memory:" or url.query.get("uri"):
+        return None
+    return Path(url.database).expanduser()
 
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    path = _sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

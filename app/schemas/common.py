@@ -21,28 +21,75 @@ from pydantic.config import JsonDict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-# C0 controls but tab, line feed and carriage return; DEL and C1 controls; lone surrogates.
-_FORBIDDEN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-_FORBIDDEN_IN_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_LONE_SURROGATE_OR_NUL = re.compile(r"[\x00\ud800-\udfff]")
+# Text a person will be shown: what each kind of field refuses, as regex classes (their
+# contents) that Python's `re`, ECMA-262 (with the `u` flag) and the Rust engine schemathesis
+# validates with all read the same way. Characters above U+FFFF are written as themselves: no
+# escape for them is common to the three.
+#
+# - Controls: C0 but tab, line feed and carriage return (in multi-line text), DEL, C1.
+# - Line breaks: every character `str.splitlines()` breaks at; single-line fields refuse them
+#   all, multi-line ones only the vertical tab, form feed, separators \x1c-\x1e and NEL.
+# - Bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): they make
+#   text display in another order than it is stored ("Trojan Source"), and an unbalanced one
+#   can reorder what a client shows after it. The marks (LRM, RLM, ALM), which mixed-direction
+#   plain text needs, stay allowed.
+# - Noncharacters (U+FDD0-U+FDEF and the last two code points of every plane): reserved for a
+#   program's internal use, never for interchange.
+_CONTROLS_IN_LINE = r"\x00-\x1f\x7f-\x9f"
+_CONTROLS_IN_TEXT = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_LINE_SEPARATORS = r"\u2028\u2029"
+_BIDI_CONTROLS = r"\u202a-\u202e\u2066-\u2069"
+_NONCHARACTERS = r"\ufdd0-\ufdef\ufffe\uffff" + "".join(
+    f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)
+)
+_SURROGATES = r"\ud800-\udfff"  # validators only: no pattern can name them (see below)
+
+FORBIDDEN_IN_LINE = _CONTROLS_IN_LINE + _LINE_SEPARATORS + _BIDI_CONTROLS + _NONCHARACTERS
+FORBIDDEN_IN_TEXT = _CONTROLS_IN_TEXT + _BIDI_CONTROLS + _NONCHARACTERS
+
+_UNSTORABLE = re.compile(r"[\x00" + _SURROGATES + "]")
+_ANY_FORBIDDEN_IN_LINE = re.compile(f"[{FORBIDDEN_IN_LINE}{_SURROGATES}]")
+_ANY_FORBIDDEN_IN_TEXT = re.compile(f"[{FORBIDDEN_IN_TEXT}{_SURROGATES}]")
+_LINE_BREAK = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85" + _LINE_SEPARATORS + "]")
+_CONTROL = re.compile(f"[{_CONTROLS_IN_LINE}]")
+_BIDI_CONTROL = re.compile(f"[{_BIDI_CONTROLS}]")
 
 
 def reject_unstorable(value: str) -> str:
     """NUL and lone surrogates cannot be stored by PostgreSQL or encoded as UTF-8."""
-    if _LONE_SURROGATE_OR_NUL.search(value):
+    if _UNSTORABLE.search(value):
         raise ValueError("must not contain NUL characters or lone surrogates")
     return value
 
 
+# What multi-line text may hold of the controls.
+_TAB_AND_NEWLINES = str.maketrans("", "", "\t\n\r")
+
+
+def _refuse(value: str, *, single_line: bool) -> None:
+    """Raise the first rule `value` breaks, in plain words (once a forbidden character was
+    found: the common case pays for one search only)."""
+    reject_unstorable(value)
+    if single_line and _LINE_BREAK.search(value):
+        raise ValueError("must be a single line")
+    if _CONTROL.search(value if single_line else value.translate(_TAB_AND_NEWLINES)):
+        raise ValueError("must not contain control characters")
+    if _BIDI_CONTROL.search(value):
+        raise ValueError("must not contain characters that change the direction of text")
+    raise ValueError("must not contain Unicode noncharacters")
+
+
 def reject_controls_in_text(value: str) -> str:
-    if _FORBIDDEN_IN_TEXT.search(value):
-        raise ValueError("must not contain control characters, NUL or lone surrogates")
+    """Multi-line text (descriptions): tab and line breaks allowed; see the classes above."""
+    if _ANY_FORBIDDEN_IN_TEXT.search(value):
+        _refuse(value, single_line=False)
     return value
 
 
 def reject_controls_in_line(value: str) -> str:
-    if _FORBIDDEN_IN_LINE.search(value):
-        raise ValueError("must not contain control characters, NUL or lone surrogates")
+    """Single-line text (titles, names): no line break of any kind; see the classes above."""
+    if _ANY_FORBIDDEN_IN_LINE.search(value):
+        _refuse(value, single_line=True)
     return value
 
 
@@ -68,12 +115,56 @@ class JsonSchemaHints:
 PYTHON_WHITESPACE = (
     r"[\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 )
+# The whitespace a single-line field may hold (the rest is refused above), which trimming
+# removes from its ends.
+_SPACES_IN_LINE = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+# Unicode's Default_Ignorable_Code_Point, as DerivedCoreProperties.txt of Unicode 14 lists it
+# (Python's tables lack the property): zero-width spaces and joiners, direction marks and
+# controls, the byte order mark, soft hyphen, variation selectors, Hangul fillers, tags, ...
+DEFAULT_IGNORABLE = (
+    r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    r"\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+# Characters that show nothing, besides whitespace: the default-ignorable ones, and the blank
+# Braille pattern. Allowed inside text (a ZWJ joins an emoji sequence, a ZWNJ shapes
+# Persian), but they do not make a title.
+_INVISIBLE = DEFAULT_IGNORABLE + r"\u2800"
+_VISIBLE_CLASS = f"[^{FORBIDDEN_IN_LINE}{_SPACES_IN_LINE}{_INVISIBLE}]"
+_VISIBLE = re.compile(_VISIBLE_CLASS)
+# In a pattern: what follows, up to a first visible character, shows nothing.
+_A_VISIBLE_ONE_AHEAD = f"(?=[{_SPACES_IN_LINE}{_INVISIBLE}]*{_VISIBLE_CLASS})"
 
-# The same rules as the validators below, as JSON Schema patterns. Lone surrogates cannot be
+
+def require_visible(value: str) -> str:
+    """Text a person reads as a name (a title, a full name) shows at least one character."""
+    if not _VISIBLE.search(value):
+        raise ValueError("must contain a visible character")
+    return value
+
+
+# The same rules as the validators above, as JSON Schema patterns. Lone surrogates cannot be
 # written in a portable pattern; they cannot be sent as UTF-8 either, only as JSON escapes.
 NO_NUL_PATTERN = r"^[^\x00]*$"
-LINE_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
-TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+LINE_PATTERN = f"^[^{FORBIDDEN_IN_LINE}]*$"
+TEXT_PATTERN = f"^[^{FORBIDDEN_IN_TEXT}]*$"
+
+
+def visible_line_pattern(max_length: int) -> str:
+    """The pattern of a single-line field that is trimmed, then must be 1 to `max_length`
+    characters long and contain a visible character: between what trimming removes, a first
+    and a last character that it keeps, and a lookahead for a visible one."""
+    kept = f"[^{FORBIDDEN_IN_LINE}{_SPACES_IN_LINE}]"
+    return (
+        f"^[{_SPACES_IN_LINE}]*{_A_VISIBLE_ONE_AHEAD}"
+        f"{kept}(?:[^{FORBIDDEN_IN_LINE}]{{0,{max_length - 2}}}{kept})?[{_SPACES_IN_LINE}]*$"
+    )
+
+
+# A single-line field that is not trimmed and must contain a visible character (its length
+# bounds are the field's own minLength and maxLength).
+VISIBLE_LINE_PATTERN = f"^{_A_VISIBLE_ONE_AHEAD}[^{FORBIDDEN_IN_LINE}]*$"
+
 
 # The text types below take their length bounds first (`Annotated[str, StringConstraints(...),
 # *the type's rules*]`, as the schemas spell them out): a bound given after a validator is

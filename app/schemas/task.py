@@ -20,6 +20,8 @@ from app.schemas.common import (
     optional_not_null,
     reject_controls_in_line,
     reject_controls_in_text,
+    require_visible,
+    visible_line_pattern,
 )
 
 StatusName = Literal["todo", "in_progress", "done"]
@@ -35,25 +37,20 @@ def _trimmed_title(value: str) -> str:
     return value
 
 
-# The pattern is the title rule for OpenAPI: no control characters, and between the first and
-# the last character that `str.strip()` keeps, 1 to TITLE_MAX_LENGTH characters.
-_STRIPPED = r"[ \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-_KEPT = r"[^\x00-\x1f\x7f-\x9f \xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-TITLE_PATTERN = (
-    rf"^{_STRIPPED}*{_KEPT}(?:[^\x00-\x1f\x7f-\x9f]{{0,{TITLE_MAX_LENGTH - 2}}}{_KEPT})?"
-    rf"{_STRIPPED}*$"
-)
-
-# Single-line: no control characters. The raw bound keeps absurd inputs cheap to reject; the
-# real rule applies after trimming.
+# Single-line (no control characters, line breaks, direction overrides or noncharacters:
+# app/schemas/common.py), trimmed, then 1 to TITLE_MAX_LENGTH characters of which one at least
+# is visible. The raw bound keeps absurd inputs cheap to reject; the real rule applies after
+# trimming. The pattern states the whole rule for OpenAPI.
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=4 * TITLE_MAX_LENGTH),
     AfterValidator(reject_controls_in_line),
     AfterValidator(_trimmed_title),
-    JsonSchemaHints(pattern=TITLE_PATTERN),
+    AfterValidator(require_visible),
+    JsonSchemaHints(pattern=visible_line_pattern(TITLE_MAX_LENGTH)),
 ]
-# Multi-line: tab and newlines allowed, other control characters not.
+# Multi-line: tab, line feed, carriage return and the line and paragraph separators allowed;
+# other control characters, direction overrides and noncharacters not.
 Description = Annotated[
     str,
     StringConstraints(max_length=DESCRIPTION_MAX_LENGTH),

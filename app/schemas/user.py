@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
@@ -17,6 +19,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from app.core.bounds import (
+    EMAIL_LOCAL_PART_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     FULL_NAME_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
@@ -24,8 +27,9 @@ from app.core.bounds import (
 )
 from app.core.passwords import password_problem
 from app.schemas.common import (
-    LINE_PATTERN,
+    DEFAULT_IGNORABLE,
     NO_NUL_PATTERN,
+    VISIBLE_LINE_PATTERN,
     JsonSchemaHints,
     RequestModel,
     ResponseModel,
@@ -33,20 +37,45 @@ from app.schemas.common import (
     optional_not_null,
     reject_controls_in_line,
     reject_unstorable,
+    require_visible,
 )
+
+_DEFAULT_IGNORABLE = re.compile(f"[{DEFAULT_IGNORABLE}]")
 
 
 def normalize_email(value: str) -> str:
-    """Trimmed and lower-cased, so that `Alice@Example.com` and `alice@example.com` collide."""
+    """The one spelling of an address: addresses that are equal after NFKC and case folding
+    (`Kim@Example.com`, `ｋim@example.com`, `KIM@ｅｘａｍｐｌｅ.com`) are one account.
+
+    Trimmed, then folded as Unicode's NFKC_Casefold does: default-ignorable characters
+    (zero-width spaces, variation selectors, Hangul fillers, ...) removed, NFKC, full case
+    folding, NFKC again. Then validated by `email_validator`, whose normalised form has the
+    domain in Unicode (IDNA, UTS 46) and the local part in NFC; then lower-cased, which
+    leaves the few letters that case folding maps to capitals (Cherokee) lower-case, as the
+    database's lower(email) compares them. The result is its own normal form:
+    normalize_email(x) == x for every address it returns. Used at registration, at login
+    and by the CLI.
+    """
     value = reject_unstorable(value).strip()
     if len(value) > EMAIL_MAX_LENGTH:
         raise ValueError(f"must be at most {EMAIL_MAX_LENGTH} characters")
+    visible = _DEFAULT_IGNORABLE.sub("", value)
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", visible).casefold())
     try:
-        validated = validate_email(value, check_deliverability=False)
+        validated = validate_email(folded, check_deliverability=False)
     except EmailNotValidError:
         # The library's message can quote parts of the input; ours never does.
         raise ValueError("must be a valid email address") from None
     return validated.normalized.lower()
+
+
+def check_local_part_length(email: str) -> str:
+    """A new address must be deliverable: at most 64 characters before the @ (counted in its
+    normal form). Not part of `normalize_email`, so that an account registered before the
+    rule can still log in."""
+    if len(email.rpartition("@")[0]) > EMAIL_LOCAL_PART_MAX_LENGTH:
+        raise ValueError(f"must have at most {EMAIL_LOCAL_PART_MAX_LENGTH} characters before the @")
+    return email
 
 
 def check_password_policy(value: str) -> str:
@@ -62,6 +91,7 @@ Email = Annotated[
     str,
     Field(max_length=EMAIL_MAX_LENGTH),
     AfterValidator(normalize_email),
+    AfterValidator(check_local_part_length),
     JsonSchemaHints(format="email"),
 ]
 # The length bound before normalisation only stops absurd inputs early; the policy counts
@@ -78,11 +108,13 @@ NewPassword = Annotated[
         pattern=NO_NUL_PATTERN,
     ),
 ]
+# Single-line, as titles (app/schemas/common.py), with a visible character; kept as sent.
 FullName = Annotated[
     str,
     StringConstraints(min_length=1, max_length=FULL_NAME_MAX_LENGTH),
     AfterValidator(reject_controls_in_line),
-    JsonSchemaHints(pattern=LINE_PATTERN),
+    AfterValidator(require_visible),
+    JsonSchemaHints(pattern=VISIBLE_LINE_PATTERN),
 ]
 
 

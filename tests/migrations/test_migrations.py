@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,19 +19,10 @@ import app.models  # noqa: F401 - registers every table on Base.metadata
 from app.db.base import Base, utcnow
 from app.db.session import create_engine_for
 from app.models.user import User
-from tests.conftest import create_database, drop_database, make_settings, run_alembic
+from app.schemas.user import normalize_email
+from tests.conftest import make_settings, run_alembic
 
 APP_TABLES = {"users", "tasks", "refresh_tokens", "idempotency_keys"}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A new, empty database (not the shared test database)."""
-    url = await create_database(request.param, tmp_path)
-    try:
-        yield url
-    finally:
-        await drop_database(url)
 
 
 @pytest.fixture
@@ -101,7 +91,7 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0003_listing_indexes"
+        assert version == "0004_fold_emails"
 
     async def test_email_unique_without_regard_to_case(
         self, fresh_url: str, engine: AsyncEngine
@@ -206,3 +196,75 @@ class TestMigrations:
         }
         assert walks <= indexes
         assert indexes & postgres_only == (postgres_only if dialect == "postgresql" else set())
+
+
+# Addresses as the code before revision 0004 stored them (trimmed, lower-cased, nothing more),
+# by id, and what each one is after the upgrade.
+_STORED_BEFORE_0004 = {
+    1: "ｋim@example.com",  # full-width k
+    2: "kim2@example.com",  # already in normal form ...
+    3: "ｋim2@example.com",  # ... so this one, its double, cannot have it
+    4: "ｋim3@example.com",  # two doubles, neither in normal form: the oldest gets it
+    5: "ｋｉm3@example.com",
+    6: "straße@example.com",  # case folding: ß is ss
+    7: "plain@example.com",
+    8: "Mixed@Example.com",  # inserted without the API's normalisation
+    9: "kim4\u3164@example.com",  # a Hangul filler, invisible (default-ignorable)
+}
+_AFTER_0004 = {
+    1: "kim@example.com",
+    2: "kim2@example.com",
+    3: "ｋim2@example.com",
+    4: "kim3@example.com",
+    5: "ｋｉm3@example.com",
+    6: "strasse@example.com",
+    7: "plain@example.com",
+    8: "mixed@example.com",
+    9: "kim4@example.com",
+}
+
+
+class TestEmailFolding:
+    """Revision 0004 rewrites the addresses registered before emails were folded, so that
+    their accounts can still log in (a login folds what is typed)."""
+
+    async def emails(self, engine: AsyncEngine) -> dict[int, str]:
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT id, email FROM users ORDER BY id"))
+            return {row.id: row.email for row in rows}
+
+    async def stored_before_0004(self, url: str, engine: AsyncEngine) -> None:
+        """The database at revision 0003, holding `_STORED_BEFORE_0004`'s addresses."""
+        run_alembic(url, "0003_listing_indexes")
+        async with engine.connect() as connection:
+            for user_id, email in _STORED_BEFORE_0004.items():
+                await connection.execute(insert(User).values(id=user_id, **user_row(email)))
+            await connection.commit()
+
+    async def test_upgrade_folds_addresses_and_leaves_doubles(
+        self, fresh_url: str, engine: AsyncEngine, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await self.stored_before_0004(fresh_url, engine)
+
+        with caplog.at_level("WARNING"):
+            run_alembic(fresh_url)
+
+        assert await self.emails(engine) == _AFTER_0004
+        # What the migration wrote is what registration and login now produce.
+        for user_id in (1, 2, 4, 6, 7, 8, 9):
+            assert normalize_email(_AFTER_0004[user_id]) == _AFTER_0004[user_id]
+            assert normalize_email(_STORED_BEFORE_0004[user_id]) == _AFTER_0004[user_id]
+        # The accounts that keep their address are named for the operator (by id only).
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("Ids: 3, 5" in message for message in warnings), warnings
+        assert not any("example.com" in message for message in warnings)
+
+    async def test_downgrade_keeps_the_folded_addresses(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        await self.stored_before_0004(fresh_url, engine)
+        run_alembic(fresh_url)
+        run_alembic(fresh_url, "0003_listing_indexes", down=True)
+        assert await self.emails(engine) == _AFTER_0004
+        run_alembic(fresh_url)
+        assert await self.emails(engine) == _AFTER_0004

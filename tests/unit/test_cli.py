@@ -340,3 +340,30 @@ class TestPurgeTrash:
         assert result.code == 2, result.out
         assert "at least 1" in result.err
         assert await self.remaining(db) == set(tasks)
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(
+        "command", [["purge-trash"], ["seed", "--users", "1", "--tasks-per-user", "1"]]
+    )
+    async def test_production_on_a_missing_sqlite_file_is_one_line_and_creates_nothing(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        command: list[str],
+    ) -> None:
+        path = tmp_path / "mistyped" / "tasks.db"
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        get_settings.cache_clear()
+        try:
+            result = await run_cli(capsys, *command)
+        finally:
+            get_settings.cache_clear()
+        assert result.code == 2
+        assert result.err.startswith("error: ")
+        assert result.err.count("\n") == 1
+        assert "does not exist" in result.err
+        assert "Traceback" not in result.text
+        assert not path.parent.exists()

@@ -173,7 +173,7 @@ class TestCreate:
     @pytest.mark.parametrize(
         "title",
         [
-            "\u202eevil.exe",  # right-to-left override
+            "\u200f\u05e9\u05dc\u05d5\u05dd report",  # right-to-left mark before Hebrew
             "\U0001f469\u200d\U0001f4bb pair programming",  # ZWJ sequence
             "e\u0301t\u00e9",  # combining accent next to a precomposed one
         ],
