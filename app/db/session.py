@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import ConfigurationError, Settings
+from app.db.pool import FairAsyncQueuePool
 from app.db.text_search import SQLITE_LOWER_FUNCTION, sqlite_unicode_lower
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -73,6 +74,9 @@ def create_engine_for(settings: Settings, url: URL | None = None) -> AsyncEngine
         # The maximum stays DB_POOL_SIZE + DB_MAX_OVERFLOW per process.
         pool_size=settings.db_pool_size + settings.db_max_overflow,
         max_overflow=0,
+        # Waiting requests are served first come, first served (app/db/pool.py): with
+        # SQLAlchemy's own queue a waiter could lose its turn to newcomers dozens of times.
+        poolclass=FairAsyncQueuePool,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
         hide_parameters=True,
