@@ -42,6 +42,7 @@ from app.core.security import (
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements.callers import token_is_current
+from app.db.statements.users import lock_account
 from app.models.refresh_token import RefreshToken
 from app.models.user import User
 from app.schemas.common import reject_unstorable
@@ -100,15 +101,31 @@ async def authenticate(db: Db, email: str, password: str, *, rounds: int) -> Use
         # the same work, the same answer.
         await verify_against_dummy(password if acceptable else "", failure_rounds)
         raise InvalidCredentials()
-    if not await verify_password_async(password, user.password_hash):
-        await pad_verification(password, hash_rounds(user.password_hash), failure_rounds)
+    verified_hash = user.password_hash
+    if not await verify_password_async(password, verified_hash):
+        await pad_verification(password, hash_rounds(verified_hash), failure_rounds)
         raise InvalidCredentials()
     if not user.is_active:
         raise AccountDisabled()
-    if hash_rounds(user.password_hash) != rounds:
-        # BCRYPT_ROUNDS changed: upgrade the stored hash while we hold the password.
-        user.password_hash = await hash_password_async(password, rounds)
-    return user
+    # BCRYPT_ROUNDS changed: upgrade the stored hash while we hold the password.
+    upgraded_hash = None
+    if hash_rounds(verified_hash) != rounds:
+        upgraded_hash = await hash_password_async(password, rounds)
+    # The password was verified outside any transaction: a password change or a deactivation
+    # may have committed since. Lock the row and judge the login on what it holds now, so
+    # that no token is issued for a password that no longer opens the account.
+    locked = await lock_account(db, user.id, for_write=upgraded_hash is not None)
+    if locked is None:
+        raise InvalidCredentials()
+    if locked.password_hash != verified_hash and not await verify_password_async(
+        password, locked.password_hash
+    ):  # changed meanwhile (another login's upgrade keeps the password: that one passes)
+        raise InvalidCredentials()
+    if not locked.is_active:
+        raise AccountDisabled()
+    if upgraded_hash is not None and locked.password_hash == verified_hash:
+        locked.password_hash = upgraded_hash
+    return locked
 
 
 # How long the highest cost among the stored hashes is believed before it is read again.

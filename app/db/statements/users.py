@@ -1,4 +1,4 @@
-"""The statement that authorizes a user write when it is applied (docs/decisions/0023).
+"""The statements that authorize a user write when it is applied (docs/decisions/0023).
 
 A profile or admin change is authorized by an access token that `CurrentUser` checked when
 the request began; it must be applied only if that token is still current when it commits. So
@@ -8,6 +8,10 @@ PostgreSQL a row that a concurrent transaction is changing is waited for and the
 that transaction committed it, so a token killed by a change that committed first is seen
 dead here. SQLite renders no lock clause: its transactions begin with `BEGIN IMMEDIATE`, which
 serializes writers, and the same statement reads what the writers before it committed.
+
+A login is the same problem the other way round: its password is verified outside any
+transaction (bcrypt is slow), so before it issues tokens it locks the account's row
+(`lock_account`) and checks that the row still holds the hash it verified.
 """
 
 from __future__ import annotations
@@ -54,3 +58,16 @@ async def lock_for_write(db: Db, caller_id: int, token_version: int, *other_ids:
         if user.id in other_ids:
             others[user.id] = user
     return Locked(caller, others)
+
+
+async def lock_account(db: Db, user_id: int, *, for_write: bool) -> User | None:
+    """The user's row as committed now, locked until the transaction ends: FOR SHARE when it
+    is only read (a password change or deactivation waits for this transaction, then revokes
+    what it issued), FOR NO KEY UPDATE when it is about to be written (two such transactions
+    queue rather than deadlock on upgrading a shared lock)."""
+    return await db.session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(read=not for_write, key_share=for_write)
+        .execution_options(populate_existing=True)
+    )

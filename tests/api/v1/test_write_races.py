@@ -25,10 +25,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
+from app.core.security import hash_password
 from app.db.access import Db
-from app.models.user import Role
+from app.models.user import Role, User
 from app.schemas.user import UserCreate
+from app.services import auth as auth_service
 from app.services import user as user_service
 from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD
 from tests.support import assert_problem
@@ -36,6 +39,7 @@ from tests.support import assert_problem
 USERS = "/api/v1/users"
 ME = "/api/v1/users/me"
 TOKEN = "/api/v1/auth/token"
+REFRESH = "/api/v1/auth/refresh"
 TRIALS = 4
 PASSWORD_CHANGES = 4
 
@@ -293,3 +297,84 @@ class TestAdminsActingOnEachOther:
         ]
         assert len(active_admins) == 1, state
         assert active_admins[0] not in applied
+
+
+# --- a login that overlaps a password change --------------------------------------------------
+
+
+class TestLoginDuringPasswordChange:
+    """A login verifies the password outside any transaction (bcrypt is slow); a password
+    change can commit between that check and the tokens. The change must win: a login whose
+    password no longer opens the account issues nothing, and no refresh token outlives the
+    change. The change is made to land exactly in that gap, by running it from inside the
+    login's password check."""
+
+    NEW = "a passphrase set while a login was on its way"
+
+    async def test_the_old_password_gets_no_tokens(
+        self,
+        committing_client: httpx.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        client = committing_client
+        account = await register(client, "login-race")
+        real_verify = auth_service.verify_password_async
+        changed: list[httpx.Response] = []
+
+        async def verify_then_change(password: str, stored_hash: str) -> bool:
+            verified = await real_verify(password, stored_hash)
+            if not changed:  # the login's own check: the change commits right after it
+                changed.append(
+                    await client.patch(
+                        ME,
+                        json={"password": self.NEW, "current_password": TEST_PASSWORD},
+                        headers=account.headers,
+                    )
+                )
+            return verified
+
+        monkeypatch.setattr(auth_service, "verify_password_async", verify_then_change)
+        stale_login = await login(client, account.email, TEST_PASSWORD)
+        monkeypatch.setattr(auth_service, "verify_password_async", real_verify)
+
+        assert [response.status_code for response in changed] == [200]
+        assert_problem(stale_login, 401)
+        assert (await login(client, account.email, self.NEW)).status_code == 200
+        assert_problem(await login(client, account.email, TEST_PASSWORD), 401)
+
+    async def test_a_new_hash_of_the_same_password_still_logs_in(
+        self,
+        app: FastAPI,
+        committing_client: httpx.AsyncClient,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Another login may re-hash the same password meanwhile (a cost upgrade): the password
+        still opens the account, so this login succeeds, and its refresh token works."""
+        client = committing_client
+        account = await register(client, "login-rehash")
+        real_verify = auth_service.verify_password_async
+        rehashed: list[int] = []
+
+        async def verify_then_rehash(password: str, stored_hash: str) -> bool:
+            verified = await real_verify(password, stored_hash)
+            if not rehashed:
+                async with Db.transaction_for(app.state.sessionmaker) as db:
+                    await db.session.execute(
+                        update(User)
+                        .where(User.id == account.id)
+                        .values(password_hash=hash_password(TEST_PASSWORD, BCRYPT_TEST_ROUNDS))
+                    )
+                rehashed.append(account.id)
+            return verified
+
+        monkeypatch.setattr(auth_service, "verify_password_async", verify_then_rehash)
+        fresh = await login(client, account.email, TEST_PASSWORD)
+        monkeypatch.setattr(auth_service, "verify_password_async", real_verify)
+
+        assert rehashed == [account.id]
+        assert fresh.status_code == 200, fresh.text
+        refreshed = await client.post(
+            REFRESH,
+            json={"refresh_token": fresh.json()["refresh_token"]},
+        )
+        assert refreshed.status_code == 200, refreshed.text
