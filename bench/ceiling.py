@@ -11,8 +11,9 @@ the requests `make bench` sends with what the service would send:
 - the same statements as the service, as PostgreSQL's statement log shows them: one per
   request (keyset list with the same filters, ILIKE search under `plan_cache_mode =
   force_custom_plan`, cursor condition; get by id and owner; `INSERT ... SELECT ... WHERE
-  EXISTS ... RETURNING`; versioned `UPDATE ... RETURNING`), and the same second statement
-  when one matched nothing (401, 404 or 412);
+  EXISTS ... RETURNING`; versioned `UPDATE ... RETURNING` that keeps the version of a
+  task it does not change), and the same second statement when one matched nothing (401,
+  404 or 412);
 - the same JSON (field order, `Z` timestamps with milliseconds, priority labels), the same
   signed cursors (`app.core.pagination`, same key), the same `ETag`, `Location`, `Link`,
   `X-Request-ID` and `Cache-Control` headers;
@@ -485,26 +486,33 @@ async def update_task(
             raise Problem(412, "Precondition failed", "The task has changed.", "precondition")
         return status, task_body, headers
     now = datetime.now(UTC)
-    # SET in table column order, as SQLAlchemy renders the service's UPDATE.
+    # SET in table column order, as SQLAlchemy renders the service's UPDATE: the fields, then
+    # updated_at, completed_at and version, each kept as it was when no field changes.
     args: list[Any] = []
     sets = []
+    distinct = []
     for column, sql_type in _PATCH_COLUMNS:
         if column in values:
             args.append(values[column])
             sets.append(f"{column}=${len(args)}::{sql_type}")
+            distinct.append(f"tasks.{column} IS DISTINCT FROM ${len(args)}::{sql_type}")
+    changed = f"({' OR '.join(distinct)})"
     args.append(now)
-    sets.append(f"updated_at=${len(args)}::TIMESTAMP WITH TIME ZONE")
+    stamp = f"${len(args)}::TIMESTAMP WITH TIME ZONE"
+    sets.append(f"updated_at=CASE WHEN {changed} THEN {stamp} ELSE tasks.updated_at END")
     if values.get("status") == "done":
         # Keep the first completion time when a done task is marked done again.
-        args.append(now)
         sets.append(
-            f"completed_at=coalesce(tasks.completed_at, ${len(args)}::TIMESTAMP WITH TIME ZONE)"
+            f"completed_at=CASE WHEN {changed} THEN coalesce(tasks.completed_at, {stamp}) "
+            "ELSE tasks.completed_at END"
         )
     elif "status" in values:
-        args.append(None)
-        sets.append(f"completed_at=${len(args)}::TIMESTAMP WITH TIME ZONE")
-    args.append(1)
-    sets.append(f"version=(tasks.version + ${len(args)}::INTEGER)")
+        sets.append(f"completed_at=CASE WHEN {changed} THEN NULL ELSE tasks.completed_at END")
+    args += [1, 0]
+    sets.append(
+        f"version=(tasks.version + CASE WHEN {changed} THEN ${len(args) - 1}::INTEGER "
+        f"ELSE ${len(args)}::INTEGER END)"
+    )
     args += [task_id, caller.user_id]
     owner = len(args)
     where = (
