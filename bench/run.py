@@ -120,7 +120,8 @@ LABELS = {
     "flood_list": "list while logins flood",
     "flood_login": "login while list runs",
 }
-TARGETS = ("list", "get", "create", "patch")  # service >= 0.5x ceiling req/s, p99 <= 2x
+# The one-path targets (issue 11): service req/s >= this share of the ceiling's, and p99 <= 2x.
+THROUGHPUT_TARGETS = {"list": 0.7, "get": 0.6, "create": 0.6, "patch": 0.6}
 # Every run name BENCH_ONLY accepts (search_c1 runs with search; the flood with login).
 RUNS = (*ENDPOINTS, "mixed", "login")
 SERVERS = ("service", "ceiling")
@@ -1112,13 +1113,13 @@ def checks(
             return None
         return result
 
-    for name in TARGETS:
+    for name, share in THROUGHPUT_TARGETS.items():
         service, ceiling = get(name), get(name, "ceiling")
         if service is None or ceiling is None:
             continue
         check(
-            service.rps >= 0.5 * ceiling.rps,
-            f"{LABELS[name]}: req/s {service.rps:,.0f} >= 0.5 x ceiling {ceiling.rps:,.0f} "
+            service.rps >= share * ceiling.rps,
+            f"{LABELS[name]}: req/s {service.rps:,.0f} >= {share} x ceiling {ceiling.rps:,.0f} "
             f"(ratio {service.rps / ceiling.rps:.2f})",
         )
         check(

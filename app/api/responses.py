@@ -17,6 +17,10 @@ from starlette.responses import Response
 
 
 class JsonResponse(Response):
+    """`application/json`, rendered by orjson; its headers built directly (Starlette's
+    `Response.__init__` generalises over media types and charsets, at a cost on every task
+    request)."""
+
     media_type = "application/json"
 
     def __init__(
@@ -26,7 +30,16 @@ class JsonResponse(Response):
         headers: Mapping[str, str] | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
-        super().__init__(content, status_code, headers, self.media_type, background)
+        self.status_code = status_code
+        self.background = background
+        self.body = body = self.render(content)
+        raw_headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (headers or {}).items()
+        ]
+        raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        raw_headers.append((b"content-type", b"application/json"))
+        self.raw_headers = raw_headers
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)

@@ -30,9 +30,8 @@ bind it), each autocommit statement runs in a savepoint of it, and a transaction
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
 from typing import Any, cast
 
 import structlog
@@ -41,6 +40,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
+from sqlalchemy.util import await_only as await_
 from sqlalchemy.util import greenlet_spawn
 
 from app.core.errors import AppError, ServiceUnavailable
@@ -236,7 +236,10 @@ async def _savepoint_rows(
         try:
             records: Sequence[Row] = await raw.driver_connection.fetch(sql, *values)  # type: ignore[union-attr]
         except Exception as error:
-            raise await _driver_error(connection.invalidate, error) from error
+            answer, lost = _driver_error(error)
+            if lost and connection.sync_connection is not None:
+                await greenlet_spawn(_invalidate, connection.sync_connection.invalidate)
+            raise answer from error
         return records
 
 
@@ -245,43 +248,57 @@ async def _pooled_fetch(
 ) -> Sequence[Row]:
     """The statement on a connection of the pool, with no `Connection` around it.
 
-    The pool's own checkout (with its checkout check) and check-in (with its reset), each in
-    the greenlet SQLAlchemy needs to await the driver in, minus SQLAlchemy's `Connection` and
-    `AsyncConnection` (their construction and three greenlet switches were a sixth of a read's
-    CPU).
+    The pool's own checkout (with its checkout check) and check-in (with its reset), minus
+    SQLAlchemy's `Connection` and `AsyncConnection` (their construction and three greenlet
+    switches were a sixth of a read's CPU). The pool is synchronous code that awaits the
+    driver through a greenlet: checkout, statement and check-in share one, started once
+    (each start costs as much as the pool's own work).
     """
     sql, values = statement.driver_arguments(engine.dialect, params)
+    return await greenlet_spawn(_fetch_on_pooled_connection, engine, sql, values)
+
+
+def _fetch_on_pooled_connection(engine: AsyncEngine, sql: str, values: list[Any]) -> Sequence[Row]:
+    """`_pooled_fetch`'s work, inside SQLAlchemy's greenlet (the driver awaited by `await_`)."""
+    sync_engine = engine.sync_engine
     try:
-        pooled = await engine.raw_connection()
-    except engine.dialect.loaded_dbapi.Error as error:
+        pooled = sync_engine.raw_connection()
+    except sync_engine.dialect.loaded_dbapi.Error as error:
         # As SQLAlchemy's Connection reports a failed connect (a refused or lost server is an
         # OperationalError, answered with a 503 by app/api/problems.py).
         raise sa_exc.DBAPIError.instance(
-            None, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            None, None, error, sync_engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
         ) from error
     try:
         try:
-            records: Sequence[Row] = await pooled.driver_connection.fetch(sql, *values)  # type: ignore[union-attr]
+            records: Sequence[Row] = await_(pooled.driver_connection.fetch(sql, *values))  # type: ignore[union-attr]
         except Exception as error:
-            raise await _driver_error(partial(greenlet_spawn, pooled.invalidate), error) from error
+            answer, lost = _driver_error(error)
+            if lost:
+                _invalidate(pooled.invalidate)
+            raise answer from error
         return records
     finally:
-        await greenlet_spawn(pooled.close)  # back to the pool, or dropped if invalidated
+        pooled.close()  # back to the pool, or dropped if invalidated
 
 
-async def _driver_error(invalidate: Callable[[], Awaitable[Any]], error: Exception) -> Exception:
-    """What SQLAlchemy would make of an error the driver raised (see the module docstring)."""
+def _invalidate(invalidate: Callable[[], Any]) -> None:
+    try:
+        invalidate()
+    except Exception:  # already gone: nothing left to drop
+        log.debug("invalidate_failed")
+
+
+def _driver_error(error: Exception) -> tuple[Exception, bool]:
+    """What SQLAlchemy would make of an error the driver raised (see the module docstring),
+    and whether the connection it came from must be dropped."""
     kind = classify(error)
     if kind is DatabaseErrorKind.INTEGRITY:
-        return sa_exc.IntegrityError(None, None, error)
+        return sa_exc.IntegrityError(None, None, error), False
     if kind is not DatabaseErrorKind.UNAVAILABLE or isinstance(error, ValueError):
-        return error  # a bug (a bad argument, a statement the server refused): a 500
+        return error, False  # a bug (a bad argument, a statement the server refused): a 500
     log.warning("database_unavailable", error_class=type(error).__name__)
     # Lost, refused, timed out, or ended by the server (an admin shutdown can arrive before
     # the socket is seen closed, with the driver still mid-operation): this connection is
     # never reused, or the next request on it would fail too.
-    try:
-        await invalidate()
-    except Exception:  # already gone: nothing left to drop
-        log.debug("invalidate_failed")
-    return ServiceUnavailable("The database is unavailable; retry later.")
+    return ServiceUnavailable("The database is unavailable; retry later."), True
