@@ -31,6 +31,7 @@ from app.api.problems import install_problem_handlers
 from app.api.rate_limit import RateLimiter
 from app.api.routing import operation_id
 from app.api.v1 import router as v1
+from app.api.v2 import router as v2
 from app.core.config import (
     PROJECT_ROOT,
     ConfigurationError,
@@ -119,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # app.api.routing.api_router for why they are not nested with include_router).
         routes=[
             route
-            for router in (*v1.ROUTERS, health.router, metrics.router)
+            for router in (*v1.ROUTERS, *v2.ROUTERS, health.router, metrics.router)
             for route in router.routes
         ],
         generate_unique_id_function=operation_id,

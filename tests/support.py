@@ -133,3 +133,14 @@ async def call_asgi(
     response_headers = {k.decode(): v.decode() for k, v in sent[0].get("headers", [])}
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], response_headers, body
+
+
+async def inbox_id(session: Any, user: User) -> int:
+    """The id of `user`'s Inbox project (where v1's tasks live)."""
+    from sqlalchemy import select
+
+    from app.models.project import Project
+
+    found = await session.scalar(select(Project.id).where(Project.inbox_user_id == user.id))
+    assert found is not None
+    return int(found)

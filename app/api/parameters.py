@@ -31,6 +31,20 @@ TaskId = Annotated[
 UserId = Annotated[
     int, Path(ge=1, le=MAX_ID, description="The user's id."), BeforeValidator(_canonical_id)
 ]
+ProjectId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The project's id."), BeforeValidator(_canonical_id)
+]
+LabelId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The label's id."), BeforeValidator(_canonical_id)
+]
+CommentId = Annotated[
+    int, Path(ge=1, le=MAX_ID, description="The comment's id."), BeforeValidator(_canonical_id)
+]
+InvitationId = Annotated[
+    int,
+    Path(ge=1, le=MAX_ID, description="The invitation's id."),
+    BeforeValidator(_canonical_id),
+]
 
 
 IfMatch = Annotated[

@@ -49,6 +49,7 @@ def problem_body(error: errors.AppError, *, instance: str, request_id: str) -> d
     }
     if error.status == 422:
         body["errors"] = error.errors or []
+    body.update(error.extensions())
     return body
 
 

@@ -27,6 +27,16 @@ PASSWORD_MAX_LENGTH = 128  # characters, after NFKC
 # Tokens a client sends back (ours are 43 characters; longer is never one of ours).
 REFRESH_TOKEN_MAX_LENGTH = 512
 
+# v2: projects, labels, comments (spec api-v2 sections 3, 5 and 6).
+PROJECT_NAME_MAX_LENGTH = 100  # after trimming
+PROJECT_DESCRIPTION_MAX_LENGTH = 10_000
+LABEL_NAME_MAX_LENGTH = 50  # after trimming
+COMMENT_BODY_MAX_LENGTH = 10_000
+TASK_ASSIGNEES_MAX = 20
+TASK_LABELS_MAX = 20
+# A project filter names at most this many projects (`GET /api/v2/tasks?project_id=1,2,...`).
+PROJECT_FILTER_MAX = 100
+
 # Pages of a listing.
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100

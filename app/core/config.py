@@ -6,12 +6,13 @@ import enum
 import ipaddress
 import os
 import secrets
+from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -78,6 +79,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Trash retention used by `python -m app.cli purge-trash`.
     trash_retention_days: int = Field(default=30, ge=1)
+    # v2 (spec api-v2 section 11): how long an invitation can be accepted.
+    invitation_expire_days: int = Field(default=7, ge=1, le=365)
+    # Retiring v1 (spec api-v2 section 1): RFC 3339 instants, unset by default. From the
+    # deprecation on, v1 responses say so; from the sunset on, v1 answers 410.
+    api_v1_deprecated_at: datetime | None = None
+    api_v1_sunset_at: datetime | None = None
 
     @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -110,7 +117,25 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
-    @field_validator("redis_url", "metrics_token", mode="before")
+    @field_validator("api_v1_deprecated_at", "api_v1_sunset_at")
+    @classmethod
+    def _aware_instant(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must be an RFC 3339 timestamp with a time zone offset")
+        return value
+
+    @model_validator(mode="after")
+    def _sunset_after_deprecation(self) -> Settings:
+        sunset, deprecated = self.api_v1_sunset_at, self.api_v1_deprecated_at
+        if sunset is not None and (deprecated is None or sunset < deprecated):
+            raise ValueError(
+                "API_V1_SUNSET_AT needs API_V1_DEPRECATED_AT, and must not be earlier than it"
+            )
+        return self
+
+    @field_validator(
+        "redis_url", "metrics_token", "api_v1_deprecated_at", "api_v1_sunset_at", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -38,6 +38,10 @@ class AppError(Exception):
         self.errors = errors
         super().__init__(self.detail)
 
+    def extensions(self) -> dict[str, Any]:
+        """Members this problem adds to RFC 9457's (none but a 422's `errors` by default)."""
+        return {}
+
     @property
     def type(self) -> str:
         return problem_type(self.slug)
@@ -111,6 +115,23 @@ class WrongPassword(Forbidden):
     default_detail = "The current password is incorrect."
 
 
+class RoleRequired(Forbidden):
+    """A member who may see a project lacks the role an action needs (spec api-v2 section 2):
+    the problem names the caller's role and the least role required."""
+
+    slug = "role-required"
+    title = "Role required"
+    default_detail = "Your role in this project does not allow this."
+
+    def __init__(self, role: str, required_role: str, detail: str | None = None) -> None:
+        super().__init__(detail)
+        self.role = role
+        self.required_role = required_role
+
+    def extensions(self) -> dict[str, Any]:
+        return {"role": self.role, "required_role": self.required_role}
+
+
 class NotFound(AppError):
     status = 404
     slug = "not-found"
@@ -143,6 +164,13 @@ class EmailTaken(Conflict):
     slug = "email-taken"
     title = "Email already registered"
     default_detail = "An account with this email address already exists."
+
+
+class Gone(AppError):
+    status = 410
+    slug = "gone"
+    title = "Gone"
+    default_detail = "The resource is no longer available."
 
 
 class PreconditionFailed(AppError):

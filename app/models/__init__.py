@@ -1,8 +1,26 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
+from app.models.comment import Comment
 from app.models.idempotency_key import IdempotencyKey
+from app.models.label import Label, TaskLabel
+from app.models.project import Invitation, Project, ProjectMember
 from app.models.refresh_token import RefreshToken
-from app.models.task import Task, TaskPriority, TaskStatus
+from app.models.task import Task, TaskAssignee, TaskPriority, TaskStatus
 from app.models.user import Role, User
 
-__all__ = ["IdempotencyKey", "RefreshToken", "Role", "Task", "TaskPriority", "TaskStatus", "User"]
+__all__ = [
+    "Comment",
+    "IdempotencyKey",
+    "Invitation",
+    "Label",
+    "Project",
+    "ProjectMember",
+    "RefreshToken",
+    "Role",
+    "Task",
+    "TaskAssignee",
+    "TaskLabel",
+    "TaskPriority",
+    "TaskStatus",
+    "User",
+]

@@ -58,7 +58,10 @@ class Task(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    owner_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    # The project that holds the task (v1's tasks are the caller's Inbox's).
+    project_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("projects.id", ondelete="CASCADE")
+    )
     title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=TaskStatus.TODO.value)
@@ -69,6 +72,21 @@ class Task(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # When the assignees want to be reminded (v2 only; v1 neither shows nor sets it).
+    remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class TaskAssignee(Base):
+    __tablename__ = "task_assignees"
+    # A user's assignments (`assignee=me`, removing a member from a project's tasks).
+    __table_args__ = (Index("ix_task_assignees_user_id", "user_id", "task_id"),)
+
+    task_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class TaskRecord(NamedTuple):
@@ -81,7 +99,7 @@ class TaskRecord(NamedTuple):
     """
 
     id: int
-    owner_id: int
+    project_id: int
     title: str
     description: str | None
     status: str
@@ -92,6 +110,7 @@ class TaskRecord(NamedTuple):
     completed_at: datetime | None
     deleted_at: datetime | None
     version: int
+    remind_at: datetime | None
 
 
 TASK_COLUMNS = tuple(Task.__table__.c[name] for name in TaskRecord._fields)
@@ -103,9 +122,10 @@ INSERT_COLUMNS = TaskRecord._fields[1:]
 
 # --- indexes of the listing (app/services/task.py) --------------------------------------
 #
-# Every list query is `owner_id = :me AND deleted_at IS [NOT] NULL AND <filters> ORDER BY
-# <key>, id LIMIT n`, after a cursor `(key, id) > (:key, :id)`. Each (view, walk) has an index
-# that is exactly that walk: it leads with owner_id, then the sort key and id in the walk's
+# Every list query is `project_id = :project AND deleted_at IS [NOT] NULL AND <filters> ORDER
+# BY <key>, id LIMIT n`, after a cursor `(key, id) > (:key, :id)` (v1: the caller's Inbox; v2:
+# each of the caller's projects in turn, merged). Each (view, walk) has an index that is
+# exactly that walk: it leads with project_id, then the sort key and id in the walk's
 # order, and is partial on the view, so the live list never steps over trashed tasks and the
 # trash is small however large the live list. Behind the walk come the filter columns, so that
 # an equality on status or priority and a due_at range are checked inside the index and a
@@ -114,7 +134,7 @@ INSERT_COLUMNS = TaskRecord._fields[1:]
 
 
 def _walks() -> dict[str, tuple[Any, ...]]:
-    """Each walk's columns after owner_id: its order, then the filters it checks."""
+    """Each walk's columns after project_id: its order, then the filters it checks."""
     return {
         "created": (Task.created_at, Task.id, Task.status, Task.priority, Task.due_at),
         "updated": (Task.updated_at, Task.id, Task.status, Task.priority, Task.due_at),
@@ -136,7 +156,7 @@ for _view, _where in _VIEWS.items():
     for _walk, _columns in _walks().items():
         _index = Index(
             f"ix_tasks_{_view}_{_walk}",
-            Task.owner_id,
+            Task.project_id,
             *_columns,
             postgresql_where=_where,
             sqlite_where=_where,
@@ -147,7 +167,7 @@ for _view, _where in _VIEWS.items():
 # `q` (title or description contains the text, ignoring case) is `ILIKE '%text%'` on each
 # column; on PostgreSQL each has a trigram index (the pg_trgm extension, which the migration
 # creates), and the two combine in a BitmapOr. SQLite has no equivalent: it filters the
-# owner's walk.
+# project's walk.
 for _column in (Task.title, Task.description):
     Index(
         f"ix_tasks_{_column.key}_trgm",

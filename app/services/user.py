@@ -14,10 +14,12 @@ from app.core.errors import (
     WrongPassword,
 )
 from app.core.pagination import CursorPosition, binding_digest, decode_cursor, encode_cursor
+from app.core.roles import ProjectRole
 from app.core.security import hash_password_async, verify_password_async
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import users as user_statements
+from app.models.project import INBOX_NAME, Project, ProjectMember
 from app.models.user import Role, User
 from app.schemas.user import UserAdminUpdate, UserCreate, UserUpdateMe
 from app.services import auth as auth_service
@@ -54,6 +56,16 @@ async def create_user(db: Db, data: UserCreate, *, rounds: int, role: Role = Rol
         await db.session.flush()
     except IntegrityError as exc:
         raise EmailTaken() from exc
+    # Every account has its Inbox, made with it (spec api-v2 section 1).
+    inbox = Project(name=INBOX_NAME, inbox_user_id=user.id, created_at=now, updated_at=now)
+    db.session.add(inbox)
+    await db.session.flush()
+    db.session.add(
+        ProjectMember(
+            project_id=inbox.id, user_id=user.id, role=ProjectRole.OWNER.value, added_at=now
+        )
+    )
+    await db.session.flush()
     return user
 
 

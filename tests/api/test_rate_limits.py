@@ -184,7 +184,7 @@ class AppMaker:
         mine = "SELECT id FROM users WHERE lower(email) LIKE :pattern"
         params = {"pattern": f"rl-{self.tag}-%"}
         async with engine.begin() as conn:
-            await conn.execute(text(f"DELETE FROM tasks WHERE owner_id IN ({mine})"), params)
+            # Their Inboxes, members and tasks go with them (ON DELETE CASCADE).
             await conn.execute(
                 text(f"DELETE FROM refresh_tokens WHERE user_id IN ({mine})"), params
             )

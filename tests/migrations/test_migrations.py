@@ -22,7 +22,19 @@ from app.models.user import User
 from app.schemas.user import normalize_email
 from tests.conftest import make_settings, run_alembic
 
-APP_TABLES = {"users", "tasks", "refresh_tokens", "idempotency_keys"}
+APP_TABLES = {
+    "users",
+    "tasks",
+    "refresh_tokens",
+    "idempotency_keys",
+    "projects",
+    "project_members",
+    "invitations",
+    "labels",
+    "task_labels",
+    "task_assignees",
+    "comments",
+}
 
 
 @pytest.fixture
@@ -91,7 +103,7 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0004_fold_emails"
+        assert version == "0005_projects"
 
     async def test_email_unique_without_regard_to_case(
         self, fresh_url: str, engine: AsyncEngine

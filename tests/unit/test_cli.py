@@ -37,6 +37,7 @@ from tests.conftest import (
     make_settings,
     run_alembic,
 )
+from tests.support import inbox_id
 
 ADMIN_PASSWORD = "an admin passphrase for the cli"
 
@@ -280,7 +281,7 @@ class TestPurgeTrash:
         async with create_sessionmaker(db)() as session, session.begin():
             for name, deleted_at in trashed.items():
                 task = Task(
-                    owner_id=owner.id,
+                    project_id=await inbox_id(session, owner),
                     title=name,
                     created_at=now - timedelta(days=500),
                     updated_at=now - timedelta(days=500),

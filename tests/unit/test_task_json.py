@@ -29,7 +29,7 @@ INSTANTS = [
 def record(**fields: Any) -> TaskRecord:
     values: dict[str, Any] = {
         "id": 9_223_372_036_854_775_807,
-        "owner_id": 1,
+        "project_id": 1,
         "title": 'Write it \u00e9\U0001f600 "quoted" \\ back',
         "description": None,
         "status": "todo",
@@ -40,6 +40,7 @@ def record(**fields: Any) -> TaskRecord:
         "completed_at": None,
         "deleted_at": None,
         "version": 1,
+        "remind_at": None,
     }
     values.update(fields)
     return TaskRecord(**values)

@@ -25,7 +25,7 @@ from app.schemas.task import TaskCreate, TaskUpdate, task_json
 from app.services import task as task_service
 from app.services.task import TaskFilters, TaskNotFound, TaskPage, TaskSort
 from tests.conftest import UserFactory
-from tests.support import claims_of
+from tests.support import claims_of, inbox_id
 
 EARLIER = datetime(2020, 5, 17, 8, 0, 0, 123456, tzinfo=UTC)
 
@@ -67,7 +67,7 @@ class TestCreate:
     async def test_defaults_and_server_fields(self, session: AsyncSession, alice: User) -> None:
         created = await new_task(session, alice)
         stored = await row(session, created.id)
-        assert stored["owner_id"] == alice.id
+        assert stored["project_id"] == await inbox_id(session, alice)
         assert stored["title"] == "A task"
         assert stored["description"] is None
         assert stored["status"] == "todo"

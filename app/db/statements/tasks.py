@@ -1,6 +1,7 @@
 """The task statements: one task at a time, and the keyset listing's planner.
 
-Every statement carries `owner_id = :user_id` and the check that the caller's token is still
+Every statement is scoped to the caller's Inbox (`in_callers_inbox`: v1's tasks are the
+Inbox's, spec api-v2 section 1) and carries the check that the caller's token is still
 current (`caller_is_current`, docs/decisions/0017), so a task of someone else is
 indistinguishable from one that does not exist, and a revoked token changes nothing. Writes
 are single `UPDATE ... RETURNING` statements that bump `version` in the database, which makes
@@ -40,6 +41,7 @@ from sqlalchemy.sql import Select
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements.callers import caller_is_current
+from app.db.statements.memberships import in_callers_inbox, inbox_of
 from app.db.text_search import contains_insensitive, contains_pattern
 from app.models.task import INSERT_COLUMNS, TASK_COLUMNS, Task, TaskRecord
 
@@ -127,7 +129,7 @@ def _caller(claims: AccessClaims, **values: Any) -> dict[str, Any]:
 def _this_task(*, in_trash: bool) -> list[ColumnElement[bool]]:
     return [
         Task.id == bindparam("task_id"),
-        Task.owner_id == bindparam("user_id"),
+        in_callers_inbox(Task.project_id),
         Task.deleted_at.is_not(None) if in_trash else Task.deleted_at.is_(None),
     ]
 
@@ -155,11 +157,12 @@ def _insert_statement() -> Statement:
         for name in ("title", "description", "status", "priority", "due_at", "completed_at")
     }
     values |= {
-        "owner_id": bindparam("user_id", type_=Task.owner_id.type),
+        "project_id": inbox_of(bindparam("user_id")),
         "created_at": bindparam("now", type_=Task.created_at.type),
         "updated_at": bindparam("now", type_=Task.updated_at.type),
         "deleted_at": literal(None, Task.deleted_at.type),
         "version": literal(1, Integer),
+        "remind_at": literal(None, Task.remind_at.type),
     }
     row = select(*(values[name] for name in INSERT_COLUMNS)).where(caller_is_current())
     inserted = insert(Task).from_select(list(INSERT_COLUMNS), row)
@@ -320,7 +323,7 @@ def _list_statement(
     many statuses and priorities, which piece of the walk); its values are the bind
     parameters that `_list_params` and `list_rows` give."""
     conditions = [
-        Task.owner_id == bindparam("user_id"),
+        in_callers_inbox(Task.project_id),
         Task.deleted_at.is_not(None) if deleted else Task.deleted_at.is_(None),
     ]
     if statuses:
@@ -405,10 +408,10 @@ def _segments(
     - `due_at` after a dated cursor: the dated tasks after it, then the undated tail (an OR
       of the two would make PostgreSQL walk the index from its start and filter);
     - `priority` filtered by priorities: one piece per chosen priority (before PostgreSQL 17
-      a multi-value IN on the second column of (owner_id, priority, id) is no ordered range).
+      a multi-value IN on the second column of (project_id, priority, id) is no ordered range).
       A piece says `BETWEEN p AND p`, not `= p`: with an equality PostgreSQL drops priority
       from the ORDER BY, and may then walk the primary key in id order, skipping every other
-      owner's tasks, instead of this owner's index.
+      project's tasks, instead of this project's index.
     """
     if sort.field == "priority" and filters.priorities:
         values = sorted(set(filters.priorities), reverse=sort.descending)
@@ -457,7 +460,7 @@ async def list_rows(
     rows: list[Row] = []
     async with db.transaction() if filters.q else nullcontext():
         if filters.q and db.dialect.name == "postgresql":
-            # Whether the trigram indexes or the owner's walk is the faster plan depends on
+            # Whether the trigram indexes or the project's walk is the faster plan depends on
             # how common the text is, which a prepared statement's generic plan cannot know.
             await db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         for segment, piece_priority in _segments(sort, filters, position):

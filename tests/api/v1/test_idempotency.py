@@ -17,7 +17,7 @@ from app.models.user import User
 from app.services.idempotency import fingerprint
 from tests.api.conftest import Headers
 from tests.conftest import TEST_PASSWORD
-from tests.support import assert_problem
+from tests.support import assert_problem, inbox_id
 
 TASKS = "/api/v1/tasks"
 
@@ -31,9 +31,11 @@ async def create(
     )
 
 
-async def task_count(session: AsyncSession, owner_id: int) -> int:
+async def task_count(session: AsyncSession, owner: User) -> int:
     count = await session.scalar(
-        select(func.count()).select_from(Task).where(Task.owner_id == owner_id)
+        select(func.count())
+        .select_from(Task)
+        .where(Task.project_id == await inbox_id(session, owner))
     )
     return int(count or 0)
 
@@ -50,7 +52,7 @@ class TestReplay:
         assert second.headers["location"] == first.headers["location"]
         assert second.headers["etag"] == first.headers["etag"]
         assert second.headers["idempotent-replayed"] == "true"
-        assert await task_count(session, alice.id) == 1
+        assert await task_count(session, alice) == 1
 
     async def test_same_body_in_another_key_order_is_the_same_request(
         self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
@@ -66,7 +68,7 @@ class TestReplay:
             headers={**alice_h, "Idempotency-Key": "k", "Content-Type": "application/json"},
         )
         assert second.json()["id"] == first.json()["id"]
-        assert await task_count(session, alice.id) == 1
+        assert await task_count(session, alice) == 1
 
     async def test_other_body_with_same_key_is_422(
         self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
@@ -74,7 +76,7 @@ class TestReplay:
         assert (await create(client, alice_h, "key-2")).status_code == 201
         response = await create(client, alice_h, "key-2", title="Something else")
         assert_problem(response, 422, loc=["header", "Idempotency-Key"], absent=["key-2"])
-        assert await task_count(session, alice.id) == 1
+        assert await task_count(session, alice) == 1
 
     async def test_keys_belong_to_one_user(
         self,
@@ -89,14 +91,14 @@ class TestReplay:
         assert mine.status_code == 201
         assert theirs.status_code == 201
         assert theirs.json()["id"] != mine.json()["id"]
-        assert await task_count(session, bob.id) == 1
+        assert await task_count(session, bob) == 1
 
     async def test_without_key_every_request_creates(
         self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
     ) -> None:
         await create(client, alice_h, None)
         await create(client, alice_h, None)
-        assert await task_count(session, alice.id) == 2
+        assert await task_count(session, alice) == 2
 
     async def test_rejected_body_claims_nothing(
         self, client: httpx.AsyncClient, alice_h: Headers
@@ -122,7 +124,7 @@ class TestKeyLifecycle:
         await session.commit()
         response = await create(client, alice_h, "busy")
         assert_problem(response, 409)
-        assert await task_count(session, alice.id) == 0
+        assert await task_count(session, alice) == 0
 
     async def test_abandoned_claim_is_taken_over(
         self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
@@ -140,7 +142,7 @@ class TestKeyLifecycle:
         await session.commit()
         assert (await create(client, alice_h, "crashed")).status_code == 201
         assert (await create(client, alice_h, "crashed")).headers["idempotent-replayed"]
-        assert await task_count(session, alice.id) == 1
+        assert await task_count(session, alice) == 1
 
     async def test_expired_key_is_forgotten(
         self, client: httpx.AsyncClient, session: AsyncSession, alice_h: Headers
@@ -172,7 +174,7 @@ class TestKeyLifecycle:
             headers=[*alice_h.items(), ("Idempotency-Key", key.encode("utf-8"))],
         )
         assert_problem(response, 422)
-        assert await task_count(session, alice.id) == 0
+        assert await task_count(session, alice) == 0
 
 
 class TestBurst:

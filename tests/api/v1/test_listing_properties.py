@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.task import Task, TaskPriority
 from app.models.user import User
 from tests.api.conftest import Headers
-from tests.support import SORTS
+from tests.support import SORTS, inbox_id
 
 TASKS = "/api/v1/tasks"
 STATUSES = ("todo", "in_progress", "done")
@@ -266,11 +266,12 @@ async def reset_tasks(session: AsyncSession) -> None:
 
 
 async def insert(session: AsyncSession, owner: User, specs_: Iterable[Spec]) -> list[Row]:
+    project_id = await inbox_id(session, owner)
     tasks = [
         (
             spec,
             Task(
-                owner_id=owner.id,
+                project_id=project_id,
                 title=spec.title,
                 description=spec.description,
                 status=spec.status,

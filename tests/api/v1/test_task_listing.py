@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.task import Task, TaskPriority
 from app.models.user import User
 from tests.api.conftest import Headers
-from tests.support import PROBLEM, SORTS, TASK_FIELDS, assert_problem
+from tests.support import PROBLEM, SORTS, TASK_FIELDS, assert_problem, inbox_id
 
 TASKS = "/api/v1/tasks"
 LINK_NEXT = re.compile(r'^<([^<>]+)>; rel="next"$')
@@ -63,6 +63,7 @@ async def insert_tasks(
     session: AsyncSession, owner: User, specs: Iterable[dict[str, Any]]
 ) -> list[Row]:
     """Insert one task per spec, in order; unset fields get plain defaults."""
+    project_id = await inbox_id(session, owner)
     tasks = []
     for number, spec in enumerate(specs, start=1):
         values: dict[str, Any] = {
@@ -80,7 +81,7 @@ async def insert_tasks(
         done = values["status"] == "done"
         tasks.append(
             Task(
-                owner_id=owner.id,
+                project_id=project_id,
                 completed_at=values["updated_at"] if done else None,
                 version=1,
                 **values,

@@ -23,7 +23,7 @@ from app.core.security import create_access_token
 from app.models.task import Task
 from app.models.user import User
 from tests.conftest import UserFactory
-from tests.support import assert_problem, call_asgi
+from tests.support import assert_problem, call_asgi, inbox_id
 
 TASKS = "/api/v1/tasks"
 TOO_LONG_TAGS = ", ".join(f'"{n}"' for n in range(300))
@@ -52,10 +52,11 @@ async def world(make_user: UserFactory, session: AsyncSession, settings: Setting
     alice = await make_user(email="alice@example.com")
     bob = await make_user(email="bob@example.com")
     gone = await make_user(email="gone@example.com", is_active=False)
+    alice_inbox, bob_inbox = await inbox_id(session, alice), await inbox_id(session, bob)
     rows = [
-        Task(owner_id=alice.id, title="first"),
-        Task(owner_id=alice.id, title="trashed"),
-        Task(owner_id=bob.id, title="bob's"),
+        Task(project_id=alice_inbox, title="first"),
+        Task(project_id=alice_inbox, title="trashed"),
+        Task(project_id=bob_inbox, title="bob's"),
     ]
     session.add_all(rows)
     await session.flush()
