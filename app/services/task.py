@@ -9,44 +9,22 @@ trash), a task there at another version than `If-Match` named a 412.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from app.core.errors import NotFound, PreconditionFailed, Unauthorized
-from app.core.pagination import (
-    CursorPosition,
-    InvalidCursor,
-    binding_digest,
-    decode_cursor,
-    encode_cursor,
-)
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import tasks as statements
-from app.db.statements.tasks import (
-    DEFAULT_SORT,
-    SORT_FIELDS,
-    Completion,
-    Position,
-    TaskFilters,
-    TaskSort,
-)
+from app.db.statements.tasks import Completion
 from app.models.task import TaskPriority, TaskRecord, TaskStatus
 from app.schemas.task import TaskCreate, TaskUpdate
 
 __all__ = [
-    "DEFAULT_SORT",
-    "SORT_FIELDS",
-    "TaskFilters",
     "TaskNotFound",
-    "TaskPage",
-    "TaskSort",
     "create_task",
     "delete_task",
     "get_task",
-    "list_tasks",
     "restore_task",
     "update_task",
 ]
@@ -56,14 +34,8 @@ class TaskNotFound(NotFound):
     default_detail = "Task not found."
 
 
-def _token_revoked() -> Unauthorized:
+def token_revoked() -> Unauthorized:
     return Unauthorized("The access token is invalid or expired.", invalid_token=True)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskPage:
-    items: list[TaskRecord]
-    next_cursor: str | None
 
 
 async def create_task(db: Db, caller: AccessClaims, data: TaskCreate) -> TaskRecord:
@@ -78,7 +50,7 @@ async def create_task(db: Db, caller: AccessClaims, data: TaskCreate) -> TaskRec
     }
     created = await statements.insert_task(db, caller, values, now)
     if created is None:  # the one thing that stops this insert: the caller is not current
-        raise _token_revoked()
+        raise token_revoked()
     return created
 
 
@@ -89,7 +61,7 @@ async def get_task(db: Db, caller: AccessClaims, task_id: int) -> TaskRecord:
         return found
     current, _ = await statements.diagnose(db, caller, task_id)
     if not current:
-        raise _token_revoked()
+        raise token_revoked()
     raise TaskNotFound()
 
 
@@ -121,7 +93,7 @@ async def _versioned_update(
             return updated
     current, version = await statements.diagnose(db, caller, task_id, in_trash=in_trash)
     if not current:
-        raise _token_revoked()
+        raise token_revoked()
     if version is not None and expected is not None:
         raise PreconditionFailed()  # there, but not at a version If-Match named
     raise TaskNotFound()
@@ -185,62 +157,3 @@ async def restore_task(db: Db, caller: AccessClaims, task_id: int) -> TaskRecord
         )
     except TaskNotFound:
         return await get_task(db, caller, task_id)
-
-
-# --- listing ---------------------------------------------------------------------------
-#
-# Keyset pages: a cursor names the last task of the previous page (its sort key and id),
-# signed and bound to the caller, the filters and the sort (docs/decisions/0004).
-
-
-def _cursor_key(task: TaskRecord, sort: TaskSort) -> Any:
-    value = statements.sort_key(task, sort)
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _position(position: CursorPosition, sort: TaskSort) -> Position:
-    """The cursor's JSON key as a typed value; anything unexpected is a bad cursor."""
-    key = position.key
-    if sort.field == "priority":
-        if not isinstance(key, int) or isinstance(key, bool):
-            raise InvalidCursor()
-        return Position(key, position.last_id)
-    if key is None and sort.field == "due_at":
-        return Position(None, position.last_id)
-    if not isinstance(key, str):
-        raise InvalidCursor()
-    try:
-        parsed = datetime.fromisoformat(key)
-    except ValueError as exc:
-        raise InvalidCursor() from exc
-    if parsed.tzinfo is None:
-        raise InvalidCursor()
-    return Position(parsed, position.last_id)
-
-
-async def list_tasks(
-    db: Db,
-    caller: AccessClaims,
-    *,
-    filters: TaskFilters,
-    sort: TaskSort,
-    limit: int,
-    cursor: str | None,
-    cursor_key: bytes,
-) -> TaskPage:
-    binding = binding_digest(user=caller.user_id, filters=filters.binding(), sort=str(sort))
-    position = None
-    if cursor is not None:
-        position = _position(decode_cursor(cursor, binding=binding, key=cursor_key), sort)
-    tasks = await statements.list_rows(db, caller, filters, sort, position, limit + 1)
-    if not tasks and not await statements.caller_is_still_current(db, caller):
-        # Nothing listed: an empty page, or a token that is no longer current (401).
-        raise _token_revoked()
-    next_cursor = None
-    if len(tasks) > limit:
-        tasks = tasks[:limit]
-        last = tasks[-1]
-        next_cursor = encode_cursor(
-            CursorPosition(_cursor_key(last, sort), last.id), binding=binding, key=cursor_key
-        )
-    return TaskPage(tasks, next_cursor)

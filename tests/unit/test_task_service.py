@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 from app.core.errors import NotFound, PreconditionFailed, Unauthorized
 from app.core.security import AccessClaims
 from app.db.access import Db, Statement
-from app.db.statements import tasks as task_statements
+from app.db.statements import task_listing as task_listing_statements
 from app.models.task import Task, TaskPriority
 from app.models.user import User
 from app.schemas.task import TaskCreate, TaskUpdate, task_json
 from app.services import task as task_service
-from app.services.task import TaskFilters, TaskNotFound, TaskPage, TaskSort
+from app.services import task_listing
+from app.services.task import TaskNotFound
+from app.services.task_listing import TaskFilters, TaskPage, TaskSort
 from tests.conftest import UserFactory
 from tests.support import claims_of, inbox_id
 
@@ -521,7 +523,7 @@ async def list_page(
     limit: int = 20,
     cursor: str | None = None,
 ) -> TaskPage:
-    return await task_service.list_tasks(
+    return await task_listing.list_tasks(
         db,
         caller,
         filters=filters or TaskFilters(),
@@ -591,7 +593,7 @@ class TestListingStatements:
         assert len(sent) == 4
         assert sent[2] is sent[3]  # after a cursor: other keys and ids, the same statement
         assert sent[2] is not sent[0]
-        assert task_statements._list_statement.cache_info().maxsize is not None  # bounded
+        assert task_listing_statements._list_statement.cache_info().maxsize is not None  # bounded
 
     async def test_text_is_a_parameter_matched_literally(
         self, lister: Db, session: AsyncSession, alice: User, sent: list[Statement]

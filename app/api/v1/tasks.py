@@ -34,10 +34,16 @@ from app.schemas.common import (
     reject_unstorable,
 )
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate, task_json
-from app.services import idempotency
+from app.services import idempotency, task_listing
 from app.services import task as task_service
 from app.services.idempotency import StoredResponse
-from app.services.task import DEFAULT_SORT, SORT_FIELDS, TaskFilters, TaskPage, TaskSort
+from app.services.task_listing import (
+    DEFAULT_SORT,
+    SORT_FIELDS,
+    TaskFilters,
+    TaskPage,
+    TaskSort,
+)
 
 router = api_router(f"{API_V1_PREFIX}/tasks", "tasks")
 
@@ -215,7 +221,7 @@ async def list_tasks(
         q=q,
         deleted=deleted,
     )
-    page = await task_service.list_tasks(
+    page = await task_listing.list_tasks(
         db,
         caller,
         filters=filters,

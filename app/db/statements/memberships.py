@@ -25,7 +25,8 @@ def inbox_of(user_id: Any) -> ScalarSelect[int]:
 
 def in_callers_inbox(project_id: Any) -> ColumnElement[bool]:
     """v1's scope: `project_id` is the Inbox of the caller (bind parameter `user_id`)."""
-    return project_id == inbox_of(bindparam("user_id"))
+    scoped: ColumnElement[bool] = project_id == inbox_of(bindparam("user_id"))
+    return scoped
 
 
 def _membership(project_id: Any, user_id: Any) -> list[ColumnElement[bool]]:
