@@ -201,6 +201,10 @@ def _bound_sessionmaker(connection: AsyncConnection) -> async_sessionmaker[Async
     )
 
 
+# For apps a test builds with settings of its own (tests.support.client_of_app).
+bound_sessionmaker = _bound_sessionmaker
+
+
 @pytest.fixture
 async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
     async with _bound_sessionmaker(connection)() as db_session:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.core.config import Settings
+from app.core.errors import RoleRequired, problem_type
 from app.core.security import AccessClaims
 from app.models.user import User
 
@@ -38,6 +43,7 @@ SORTS = (
     "-priority",
 )
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
+ROLE_REQUIRED_TYPE = problem_type(RoleRequired.slug)
 _LEAKS = ("Traceback", 'File "', "/work/", '.py"', "sqlalchemy", "SELECT ", "asyncpg")
 
 
@@ -58,7 +64,10 @@ def assert_problem(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
     body: dict[str, Any] = response.json()
-    assert set(body) == PROBLEM_FIELDS | ({"errors"} if status == 422 else set()), body
+    extensions = {"errors"} if status == 422 else set()
+    if status == 403 and body.get("type") == ROLE_REQUIRED_TYPE:
+        extensions = {"role", "required_role"}  # spec api-v2 section 2
+    assert set(body) == PROBLEM_FIELDS | extensions, body
     assert body["status"] == status
     assert body["request_id"] == response.headers["x-request-id"]
     assert body["instance"] == response.request.url.path
@@ -144,3 +153,21 @@ async def inbox_id(session: Any, user: User) -> int:
     found = await session.scalar(select(Project.id).where(Project.inbox_user_id == user.id))
     assert found is not None
     return int(found)
+
+
+@asynccontextmanager
+async def client_of_app(
+    settings: Settings, connection: AsyncConnection
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app built with `settings` (its lifespan run) and a client on it whose requests share
+    the test's rolled-back transaction, as the `client` fixture's do: for a test that needs
+    settings of its own (rate limits, the v1 deprecation)."""
+    from app.main import create_app
+    from tests.conftest import bound_sessionmaker
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        app.state.sessionmaker = bound_sessionmaker(connection)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield app, http

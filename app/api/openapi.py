@@ -8,7 +8,9 @@ problem with the headers its status implies (`WWW-Authenticate` on a 401, `Retry
 `X-Request-ID` header on every response, `RateLimit`/`RateLimit-Policy` on every response of
 an authenticated operation (the per-user limit counts each one), a `default` problem
 response, the reusable headers (`components/headers`) and the `Problem` schema, comma-separated
-list parameters (`style: form, explode: false`), and the reading order of the paths.
+list parameters (`style: form, explode: false`), and the reading order of the paths; and,
+when the operator has deprecated v1, `deprecated: true` on its operations with the headers
+every v1 response then carries (and the 410 once a sunset is set: app/api/deprecation.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 from app.api.problems import PROBLEM_MEDIA_TYPE
 from app.core import errors
 from app.schemas.common import COMMA_SEPARATED, Problem
+from app.schemas.role import RoleRequiredProblem
 
 PROBLEM_SCHEMA_REF = {"$ref": "#/components/schemas/Problem"}
+ROLE_REQUIRED_SCHEMA_REF = {"$ref": "#/components/schemas/RoleRequiredProblem"}
 
 _STRING = {"type": "string"}
 _INTEGER = {"type": "integer", "minimum": 0}
@@ -42,7 +46,18 @@ HEADERS: dict[str, dict[str, Any]] = {
     "Location": {"description": "The URL of the created resource.", "schema": _STRING},
     "Link": {
         "description": 'The next page: `<URL with the next cursor>; rel="next"`, absent on '
-        "the last page.",
+        "the last page. Once v1 is deprecated, every v1 response also links `</api/v2>; "
+        'rel="successor-version"`.',
+        "schema": _STRING,
+    },
+    "Deprecation": {
+        "description": "When this version was or will be deprecated (RFC 9745): `@` and Unix "
+        "seconds. Only on v1 responses, once the operator has deprecated v1.",
+        "schema": _STRING,
+    },
+    "Sunset": {
+        "description": "From when this version answers 410 (RFC 8594), an HTTP-date. Only on "
+        "v1 responses, once the operator has set v1's sunset.",
         "schema": _STRING,
     },
     "Idempotent-Replayed": {
@@ -94,12 +109,17 @@ def documented(
     *problems: int,
     success: Mapping[int, Sequence[str]] | None = None,
     links: Mapping[str, Any] | None = None,
+    role_required: bool = False,
 ) -> dict[int | str, dict[str, Any]]:
     """A route's `responses=`: its success statuses with the headers each carries, and the
     problem statuses it can answer (422 always: every route refuses undeclared parameters).
 
     `links`: OpenAPI links from the first success response (what its values are for).
+    `role_required`: the route's 403 is a role too low in a project (spec api-v2 section 2),
+    a problem with `role` and `required_role` (implies 403).
     """
+    if role_required:
+        problems = (*problems, 403)
     responses: dict[int | str, dict[str, Any]] = {}
     for position, (status, names) in enumerate((success or {}).items()):
         response: dict[str, Any] = {"description": _SUCCESS_DESCRIPTIONS.get(status, "OK")}
@@ -109,9 +129,11 @@ def documented(
             response["links"] = dict(links)
         responses[status] = response
     for status in sorted({*problems, 422}):
+        error = errors.RoleRequired if role_required and status == 403 else None
+        schema = ROLE_REQUIRED_SCHEMA_REF if error is not None else PROBLEM_SCHEMA_REF
         problem: dict[str, Any] = {
-            "description": errors.ERROR_BY_STATUS.get(status, errors.AppError).title,
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_SCHEMA_REF}},
+            "description": (error or errors.ERROR_BY_STATUS.get(status, errors.AppError)).title,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}},
         }
         if status in _PROBLEM_HEADERS:
             problem["headers"] = header_refs(_PROBLEM_HEADERS[status])
@@ -127,20 +149,30 @@ def rate_limited(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, 
     return responses
 
 
-def complete_document(document: dict[str, Any], reading_order: Sequence[str]) -> dict[str, Any]:
+def complete_document(
+    document: dict[str, Any],
+    reading_order: Sequence[str],
+    *,
+    deprecated_prefix: str | None = None,
+    sunset: bool = False,
+) -> dict[str, Any]:
     """What holds for every operation, added to FastAPI's document (see the module docstring).
 
     `reading_order`: the tags, in the order the paths are listed (matching order is not
     reading order: the task routes come first to be matched first).
+    `deprecated_prefix`: the paths of a deprecated version (`/api/v1/`), when the operator
+    has deprecated it; `sunset`: it has a sunset too (its requests may be answered 410).
     """
     components = document.setdefault("components", {})
     components.setdefault("schemas", {}).update(_problem_component_schemas())
     components["headers"] = HEADERS
-    for operations in document.get("paths", {}).values():
+    for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if method in _NOT_OPERATIONS:
                 continue
             _complete_operation(operation)
+            if deprecated_prefix is not None and path.startswith(deprecated_prefix):
+                _deprecate_operation(operation, sunset=sunset)
     document["paths"] = dict(
         sorted(document.get("paths", {}).items(), key=lambda item: _rank(item[1], reading_order))
     )
@@ -172,6 +204,20 @@ def _complete_operation(operation: dict[str, Any]) -> None:
             parameter["explode"] = False
 
 
+def _deprecate_operation(operation: dict[str, Any], *, sunset: bool) -> None:
+    """An operation of a deprecated version: so marked, each response with the headers that
+    say so (app/api/deprecation.py), and the 410 that every request gets after a sunset."""
+    operation["deprecated"] = True
+    responses = operation.setdefault("responses", {})
+    if sunset:
+        gone = documented(410)[410]
+        gone["headers"] = header_refs(["X-Request-ID"])
+        responses.setdefault("410", gone)
+    names = ("Deprecation", "Link", "Sunset") if sunset else ("Deprecation", "Link")
+    for response in responses.values():
+        response.setdefault("headers", {}).update(header_refs(names))
+
+
 def _marked_comma_separated(schema: dict[str, Any]) -> bool:
     """Whether a parameter's schema (or a branch of it) is a comma-separated list; the
     marker is the schema's business only, so it is taken out of the document."""
@@ -187,6 +233,9 @@ def _rank(operations: dict[str, Any], reading_order: Sequence[str]) -> int:
 
 
 def _problem_component_schemas() -> dict[str, Any]:
-    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    definitions = schema.pop("$defs", {})
-    return {"Problem": schema, **definitions}
+    schemas: dict[str, Any] = {}
+    for model in (Problem, RoleRequiredProblem):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return schemas

@@ -39,6 +39,7 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_to_bytes
 
@@ -660,16 +661,26 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def api_router(prefix: str, tag: str) -> APIRouter:
+def api_router(prefix: str, tag: str, *, operation_prefix: str = "") -> APIRouter:
     """A router of the API: its routes are `CompiledRoute`s under `prefix`, tagged `tag`.
 
     Routers are declared with their full prefix and their routes handed to the app as they
     are (`app.main.create_app`), not nested with `include_router`: each level of inclusion
     is matched twice per request in this FastAPI version, about 20 us per level.
+
+    `operation_prefix` sets the operation ids of a router apart from those of another router
+    built from the same declarations (the account routes both versions serve:
+    `users-read_me` in v1, `v2-users-read_me` in v2).
     """
     return APIRouter(
         prefix=prefix,
         tags=[tag],
         route_class=CompiledRoute,
-        generate_unique_id_function=operation_id,
+        generate_unique_id_function=(
+            partial(_prefixed_operation_id, operation_prefix) if operation_prefix else operation_id
+        ),
     )
+
+
+def _prefixed_operation_id(operation_prefix: str, route: APIRoute) -> str:
+    return f"{operation_prefix}-{operation_id(route)}"

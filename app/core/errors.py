@@ -239,6 +239,7 @@ ERROR_BY_STATUS: dict[int, type[AppError]] = {
     405: MethodNotAllowed,
     406: NotAcceptable,
     409: Conflict,
+    410: Gone,
     412: PreconditionFailed,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,

@@ -47,7 +47,7 @@ class TestQueryBytes:
 
 class TestRoutingErrors:
     @pytest.mark.parametrize(
-        "path", ["/nope", "/api/v1/nope", "/api/v2/tasks", "/api/v1/users/me/extra", "/api"]
+        "path", ["/nope", "/api/v1/nope", "/api/v2/nope", "/api/v1/users/me/extra", "/api"]
     )
     async def test_unknown_route_is_404(self, client: httpx.AsyncClient, path: str) -> None:
         assert_problem(await client.get(path), 404)

@@ -1,0 +1,340 @@
+"""The invitation statements: invite (or invite again), list, revoke, accept and decline.
+
+A project's invitations are an admin's business: those statements carry the caller's
+membership at the least role (`caller_may`) and the caller's token check in their `WHERE`. An
+invitation's addressee is whoever signed in with its address: accepting and declining carry
+`Invitation.email` = the caller's own address instead, so anyone else's invitation is not
+there for them. An invitation of a project in the trash is not there for anyone.
+
+The parameters are not named after the columns of `invitations` (`project_id`, `email`,
+`role`): through SQLAlchemy, such a parameter would be taken for a new value of that column
+in an UPDATE.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+
+from app.core.roles import Permission, least_role
+from app.core.security import AccessClaims
+from app.db.access import Db, Statement
+from app.db.statements.callers import caller_is_current
+from app.db.statements.memberships import caller_may
+from app.db.statements.tasks import caller_params
+from app.models.project import Invitation, Project, ProjectMember
+from app.models.user import User
+
+
+class InvitationRecord(NamedTuple):
+    id: int
+    project_id: int
+    project_name: str
+    email: str
+    role: int
+    invited_by_id: int
+    invited_by_full_name: str | None
+    created_at: datetime
+    expires_at: datetime
+
+
+def _invitations() -> Any:
+    return (
+        select(
+            Invitation.id,
+            Project.id,
+            Project.name,
+            Invitation.email,
+            Invitation.role,
+            User.id,
+            User.full_name,
+            Invitation.created_at,
+            Invitation.expires_at,
+        )
+        .join(Project, Project.id == Invitation.project_id)
+        .join(User, User.id == Invitation.invited_by_id)
+    )
+
+
+def _project() -> Any:
+    return bindparam("project", type_=Invitation.project_id.type)
+
+
+def _now() -> Any:
+    return bindparam("now", type_=Invitation.expires_at.type)
+
+
+def _callers_email() -> Any:
+    return select(User.email).where(User.id == bindparam("user_id")).scalar_subquery()
+
+
+def _to_the_caller() -> list[ColumnElement[bool]]:
+    """The invitation (`:invitation`) is addressed to the caller, for a live project."""
+    live = exists().where(Project.id == Invitation.project_id, Project.deleted_at.is_(None))
+    return [
+        Invitation.id == bindparam("invitation", type_=Invitation.id.type),
+        Invitation.email == _callers_email(),
+        live,
+    ]
+
+
+def _may_invite() -> list[ColumnElement[bool]]:
+    """The caller may invite at `:required` to the project, which is no Inbox, where nobody
+    has the address `:address` yet."""
+    address = bindparam("address", type_=Invitation.email.type)
+    already_member = (
+        exists()
+        .where(
+            ProjectMember.project_id == _project(),
+            User.id == ProjectMember.user_id,
+            User.email == address,
+        )
+        .correlate(None)
+    )
+    not_inbox = ~exists().where(Project.id == _project(), Project.inbox_user_id.is_not(None))
+    return [
+        caller_may(_project(), bindparam("required", type_=Integer)).correlate(None),
+        caller_is_current(),
+        not_inbox,
+        ~already_member,
+    ]
+
+
+# --- a project's invitations ------------------------------------------------------------------
+
+
+@cache
+def _invite_again_statement() -> Statement:
+    """A pending invitation of the address gets the new role and expiry (same id)."""
+    return Statement(
+        update(Invitation)
+        .where(
+            Invitation.project_id == _project(),
+            Invitation.email == bindparam("address", type_=Invitation.email.type),
+            *_may_invite(),
+        )
+        .values(
+            role=bindparam("new_role", type_=Invitation.role.type),
+            expires_at=bindparam("expires", type_=Invitation.expires_at.type),
+        )
+        .returning(Invitation.id)
+    )
+
+
+@cache
+def _invite_statement() -> Statement:
+    row = select(
+        _project(),
+        bindparam("address", type_=Invitation.email.type),
+        bindparam("new_role", type_=Invitation.role.type),
+        bindparam("user_id", type_=Invitation.invited_by_id.type),
+        _now(),
+        bindparam("expires", type_=Invitation.expires_at.type),
+    ).where(*_may_invite())
+    columns = ["project_id", "email", "role", "invited_by_id", "created_at", "expires_at"]
+    # A concurrent request may insert the same address first (after this one's UPDATE found
+    # nothing): no row then, rather than a unique violation, and `invite` renews that one.
+    # SQLite compiles this ON CONFLICT clause alike (the SELECT has its WHERE, which SQLite
+    # needs to tell the clause from a join's ON).
+    return Statement(
+        postgresql.insert(Invitation)
+        .from_select(columns, row)
+        .on_conflict_do_nothing(index_elements=["project_id", "email"])
+        .returning(Invitation.id)
+    )
+
+
+@cache
+def _select_statement() -> Statement:
+    return Statement(_invitations().where(Invitation.id == bindparam("invitation")))
+
+
+@cache
+def _project_list_statement(after: bool) -> Statement:
+    conditions = [
+        Invitation.project_id == _project(),
+        Invitation.expires_at > _now(),
+        caller_may(_project(), least_role(Permission.INVITATION_READ)),
+        caller_is_current(),
+    ]
+    if after:
+        conditions.append(Invitation.id > bindparam("after_id", type_=Invitation.id.type))
+    return Statement(
+        _invitations()
+        .where(*conditions)
+        .order_by(Invitation.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@cache
+def _revoke_statement() -> Statement:
+    return Statement(
+        delete(Invitation)
+        .where(
+            Invitation.id == bindparam("invitation", type_=Invitation.id.type),
+            Invitation.project_id == _project(),
+            caller_may(_project(), least_role(Permission.INVITATION_DELETE)),
+            caller_is_current(),
+        )
+        .returning(Invitation.id)
+    )
+
+
+async def invite(
+    db: Db,
+    claims: AccessClaims,
+    project_id: int,
+    email: str,
+    role: int,
+    *,
+    required: int,
+    now: datetime,
+    expires_at: datetime,
+) -> tuple[InvitationRecord, bool] | None:
+    """Invite `email` at `role` (a pending invitation of it is renewed instead), if the
+    caller has `required` and the rules allow it; (the invitation, whether it is new), or
+    None when nothing was written. Three statements at most: call in a transaction."""
+    params = caller_params(
+        claims,
+        project=project_id,
+        address=email,
+        new_role=role,
+        required=required,
+        now=now,
+        expires=expires_at,
+    )
+    created = False
+    found = await db.first(_invite_again_statement(), params)
+    if found is None:
+        found = await db.first(_invite_statement(), params)
+        created = found is not None
+    if found is None:
+        # Refused, or a concurrent request invited the address since the first UPDATE
+        # (committed now: the INSERT waited for it): then this is inviting it again.
+        found = await db.first(_invite_again_statement(), params)
+    if found is None:
+        return None
+    invitation = await db.first(_select_statement(), {"invitation": found[0]})
+    assert invitation is not None
+    return InvitationRecord._make(invitation), created
+
+
+async def list_for_project(
+    db: Db, claims: AccessClaims, project_id: int, *, now: datetime, after: int | None, limit: int
+) -> list[InvitationRecord]:
+    params = caller_params(claims, project=project_id, now=now, limit=limit)
+    if after is not None:
+        params["after_id"] = after
+    rows = await db.rows(_project_list_statement(after is not None), params)
+    return [InvitationRecord._make(row) for row in rows]
+
+
+async def revoke(db: Db, claims: AccessClaims, project_id: int, invitation_id: int) -> bool:
+    params = caller_params(claims, project=project_id, invitation=invitation_id)
+    return bool(await db.rows(_revoke_statement(), params))
+
+
+# --- the caller's invitations -----------------------------------------------------------------
+
+
+@cache
+def _callers_list_statement(after: bool) -> Statement:
+    conditions = [
+        Invitation.email == _callers_email(),
+        Invitation.expires_at > _now(),
+        Project.deleted_at.is_(None),
+        caller_is_current(),
+    ]
+    if after:
+        conditions.append(Invitation.id > bindparam("after_id", type_=Invitation.id.type))
+    return Statement(
+        _invitations()
+        .where(*conditions)
+        .order_by(Invitation.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+@cache
+def _take_statement(unexpired: bool) -> Statement:
+    """Delete an invitation to the caller (accepting: only while it has not expired)."""
+    conditions = [*_to_the_caller(), caller_is_current()]
+    if unexpired:
+        conditions.append(Invitation.expires_at > _now())
+    return Statement(
+        delete(Invitation).where(*conditions).returning(Invitation.project_id, Invitation.role)
+    )
+
+
+@cache
+def _join_statement() -> Statement:
+    return Statement(
+        insert(ProjectMember)
+        .values(
+            project_id=_project(),
+            user_id=bindparam("user_id"),
+            role=bindparam("new_role", type_=ProjectMember.role.type),
+            added_at=_now(),
+        )
+        .returning(ProjectMember.user_id)
+    )
+
+
+@cache
+def _callers_diagnosis_statement() -> Statement:
+    """Why taking an invitation missed: (the caller is current, the invitation to the caller
+    is there, its expiry)."""
+    expiry = select(Invitation.expires_at).where(*_to_the_caller()).scalar_subquery()
+    return Statement(select(caller_is_current(), expiry))
+
+
+async def list_for_caller(
+    db: Db, claims: AccessClaims, *, now: datetime, after: int | None, limit: int
+) -> list[InvitationRecord]:
+    params = caller_params(claims, now=now, limit=limit)
+    if after is not None:
+        params["after_id"] = after
+    rows = await db.rows(_callers_list_statement(after is not None), params)
+    return [InvitationRecord._make(row) for row in rows]
+
+
+async def accept(db: Db, claims: AccessClaims, invitation_id: int, *, now: datetime) -> int | None:
+    """Take the unexpired invitation and make the caller a member at its role (two
+    statements: call in a transaction); the project's id, or None when nothing was taken."""
+    params = caller_params(claims, invitation=invitation_id, now=now)
+    taken = await db.first(_take_statement(True), params)
+    if taken is None:
+        return None
+    project_id, role = taken
+    await db.rows(
+        _join_statement(), caller_params(claims, project=project_id, new_role=role, now=now)
+    )
+    return int(project_id)
+
+
+async def decline(db: Db, claims: AccessClaims, invitation_id: int) -> bool:
+    params = caller_params(claims, invitation=invitation_id)
+    return bool(await db.rows(_take_statement(False), params))
+
+
+async def diagnose_for_caller(
+    db: Db, claims: AccessClaims, invitation_id: int
+) -> tuple[bool, datetime | None]:
+    params = caller_params(claims, invitation=invitation_id)
+    found = await db.first(_callers_diagnosis_statement(), params)
+    assert found is not None
+    return bool(found[0]), found[1]
