@@ -1,14 +1,23 @@
-"""Task request and response bodies, and the listing's parameters."""
+"""Task request and response bodies: v1's, and v2's (a task in a project, with its
+assignees, labels and reminder)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StrictInt, StringConstraints, field_validator
+from pydantic.config import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 
-from app.core.bounds import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
+from app.core.bounds import (
+    DESCRIPTION_MAX_LENGTH,
+    MAX_ID,
+    TASK_ASSIGNEES_MAX,
+    TASK_LABELS_MAX,
+    TITLE_MAX_LENGTH,
+)
 from app.models.task import TaskPriority, TaskRecord
 from app.schemas.common import (
     TEXT_PATTERN,
@@ -145,3 +154,83 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "deleted_at": _timestamp(task.deleted_at),
         "version": task.version,
     }
+
+
+# --- v2: a task in a project, with its assignees and labels (spec api-v2 section 5) --------
+#
+# The v1 models above stay as they are (v1's JSON does not change); v2's extend them.
+
+
+def _id_schema(schema: JsonDict) -> None:
+    schema["uniqueItems"] = True
+
+
+# An id in a body: a JSON integer (not a string or a float that happens to be whole), 1 to
+# MAX_ID. Whether it names something the caller may use is the service's question (422).
+IdInBody = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+# Each id once (a repeated one is a 422 pointing at it: app.services.task).
+AssigneeIds = Annotated[
+    list[IdInBody],
+    Field(
+        max_length=TASK_ASSIGNEES_MAX,
+        description="Members of the task's project, by user id; each once.",
+        json_schema_extra=_id_schema,
+    ),
+]
+LabelIds = Annotated[
+    list[IdInBody],
+    Field(
+        max_length=TASK_LABELS_MAX,
+        description="Labels of the task's project; each once.",
+        json_schema_extra=_id_schema,
+    ),
+]
+
+
+class ProjectTaskCreate(TaskCreate):
+    project_id: IdInBody | None = Field(
+        default=None,
+        description="The project to create the task in; the caller's Inbox if left out or null.",
+    )
+    assignee_ids: AssigneeIds = []
+    label_ids: LabelIds = []
+    remind_at: Timestamp | None = None
+
+
+class ProjectTaskUpdate(TaskUpdate):
+    """Partial update: only the fields sent change. `project_id` moves the task (assignees
+    who are not members of the target are dropped unless `assignee_ids` is sent too; labels
+    are replaced by `label_ids`, or cleared); `assignee_ids` and `label_ids` replace the
+    task's; `null` clears remind_at."""
+
+    project_id: IdInBody | SkipJsonSchema[None] = optional_not_null()
+    assignee_ids: AssigneeIds | SkipJsonSchema[None] = optional_not_null()
+    label_ids: LabelIds | SkipJsonSchema[None] = optional_not_null()
+    remind_at: Timestamp | None = None
+
+    @field_validator("project_id", "assignee_ids", "label_ids", mode="before")
+    @classmethod
+    def _links_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+
+class ProjectTaskRead(TaskRead):
+    project_id: int
+    assignee_ids: list[int] = Field(description="User ids, ascending.")
+    label_ids: list[int] = Field(description="Label ids, ascending.")
+    remind_at: UTCTimestamp | None
+
+
+def project_task_json(
+    task: TaskRecord, assignee_ids: Sequence[int], label_ids: Sequence[int]
+) -> dict[str, Any]:
+    """The `ProjectTaskRead` document of a task: `task_json`'s, and its project, assignees,
+    labels and reminder (held to `ProjectTaskRead` by tests/api/v2/test_tasks.py)."""
+    document = task_json(task)
+    document["project_id"] = task.project_id
+    document["assignee_ids"] = list(assignee_ids)
+    document["label_ids"] = list(label_ids)
+    document["remind_at"] = _timestamp(task.remind_at)
+    return document

@@ -1,17 +1,17 @@
 """On PostgreSQL every list query is an index walk that stops with its page.
 
-One owner has 30,000 tasks (about 5 % of them in the trash), three others 3,000 each; the
-tasks are inserted in creation order, so each owner's rows are spread over the whole table,
-then VACUUM ANALYZE. For every supported list query (each sort both ways; no filter, each
-filter alone, status and priority together, a due range, a rare and a common `q`; the live
-list and the trash; the first page, a page from the middle of the walk, and the pages where
-a walk goes from one of its pieces to the next) the service runs on the large owner's tasks,
-its page is compared with the same walk done in Python, and every SELECT it sent is
-explained with EXPLAIN (ANALYZE, BUFFERS): with its own parameter values, and (except for
-`q`, whose plans the service keeps custom) as the generic plan that a prepared statement
-switches to after five runs. (The migration's 1,000-entry statistics on title and
-description make ANALYZE read all of this table, so no plan here depends on a random
-sample.)
+One owner has 30,000 tasks in their Inbox (about 5 % of them in the trash), three others
+3,000 each; the tasks are inserted in creation order, so each owner's rows are spread over
+the whole table, then VACUUM ANALYZE. For every supported list query (each sort both ways;
+no filter, each filter alone, status and priority together, a due range, a rare and a
+common `q`; the live list and the trash; the first page, a page from the middle of the
+walk, and the pages where a walk goes from one of its pieces to the next) the service runs
+on the large owner's tasks, its page is compared with the same walk done in Python, and
+every SELECT it sent is explained with EXPLAIN (ANALYZE, BUFFERS): with its own parameter
+values, and (except for `q`, whose plans the service keeps custom) as the generic plan that
+a prepared statement switches to after five runs. (The migration's 1,000-entry statistics
+on title and description make ANALYZE read all of this table, so no plan here depends on a
+random sample.)
 
 What a plan may be (docs/decisions/0016-listing-indexes.md):
 - Never a Seq Scan of tasks, nor its primary key: every scan of tasks uses one of the
@@ -22,16 +22,26 @@ What a plan may be (docs/decisions/0016-listing-indexes.md):
   last few of an index range after the cursor. Never a Sort of the owner's tasks at large.
 - Each statement reads a bounded number of buffers: a few index pages and its page's rows,
   not the owner's walk (thousands of buffers).
+- Besides, each statement runs two InitPlans, once: the caller check and the lookup of the
+  caller's Inbox (v1's scope), each one index lookup.
+
+v2's listing across projects (`TestTeamListingPlans`) is proven the same way on a database of
+its own, which adds 100 shared projects (60,000 tasks, assignees and labels) to the above:
+for a member of 1 project and of 50, each statement walks each of the caller's projects on
+its walk index and merges the walks, so that its buffers and the rows it sorts are bounded
+by the projects walked and the page (and the share of tasks an assignee or label keeps),
+never by the tasks the caller may see.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import event, text
@@ -39,12 +49,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 import app.models  # noqa: F401 - registers every table on Base.metadata
 from app.core.pagination import CursorPosition, binding_digest, encode_cursor
+from app.core.roles import ProjectRole
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import Base
 from app.db.session import create_engine_for
-from app.services import task as task_service
-from app.services.task import TaskFilters, TaskSort
+from app.services import task_listing
+from app.services.task_listing import TaskFilters, TaskSort, TeamFilters
 from tests.conftest import create_database, drop_database, make_settings, run_alembic
 from tests.support import SORTS
 
@@ -57,6 +68,23 @@ OTHER_OWNER_TASKS = 3_000
 # ones a real deployment gets (the caller check, a lookup by primary key).
 OTHER_USERS = 20_000
 LIMIT = 20
+OWNER_RANK = ProjectRole.OWNER.value
+VIEWER_RANK = ProjectRole.VIEWER.value
+# v2: shared projects, each holding SHARED_TASKS / SHARED_PROJECTS tasks. TEAM_MEMBER (an
+# account without tasks of their own) is a viewer of TEAM_PROJECTS - 1 of them and has an
+# Inbox: a member of TEAM_PROJECTS projects, which hold about half of the shared tasks.
+# TEAM_MATE owns them all. BIG_OWNER is a member of one project, their Inbox. A quarter of
+# the tasks of each caller's projects are assigned to the caller, a third of the shared ones
+# to TEAM_MATE; every project has two labels, "red" on a fifth of its tasks, "blue" on a
+# seventh (chosen by a hash of the task's id, so that no project's share differs much).
+TEAM_MEMBER = 2 + OTHER_OWNERS
+TEAM_MATE = TEAM_MEMBER + 1
+TEAM_CALLER = AccessClaims(TEAM_MEMBER, token_version=1, issued_at=0, expires_at=2**40)
+SHARED_PROJECTS = 100
+TEAM_PROJECTS = 50
+SHARED_TASKS = 60_000
+SHARED_FIRST = 100_001  # the number n of the first shared task (titles and keys follow n)
+BIG_INBOX_OF = f"(SELECT id FROM projects WHERE inbox_user_id = {BIG_OWNER})"
 CURSOR_KEY = b"plan-test-cursor-key-" + b"x" * 16
 
 RARE_TITLE = "zanzibar"  # in 1 title of 4,001
@@ -85,15 +113,8 @@ _WALK_INDEX = {
 }
 _TRIGRAM_INDEXES = {"ix_tasks_title_trgm", "ix_tasks_description_trgm"}
 
-_SEED = f"""
-INSERT INTO users (email, password_hash, role, is_active, token_version, created_at, updated_at)
-SELECT 'owner' || g || '@example.com', 'x', 'user', true, 1, now(), now()
-FROM generate_series(1, {1 + OTHER_OWNERS + OTHER_USERS}) AS g;
-
-INSERT INTO tasks (owner_id, title, description, status, priority, due_at, created_at,
-                   updated_at, completed_at, deleted_at, version)
-SELECT
-    CASE WHEN n % 13 < 10 THEN {BIG_OWNER} ELSE 2 + n % {OTHER_OWNERS} END,
+# A task's columns after project_id, from its number n (in a SELECT over generate_series).
+_TASK_VALUES = f"""
     (ARRAY['Buy', 'Call', 'Write', 'Fix', 'Plan', 'Read', 'Book'])[1 + n % 7] || ' ' ||
     (ARRAY['{COMMON}', 'milk', 'invoice', 'garden'])[1 + (n / 7) % 4] ||
     CASE WHEN n % 4001 = 0 THEN ' {RARE_TITLE}' ELSE '' END || ' #' || n,
@@ -111,8 +132,67 @@ SELECT
         + ((hashint4(n + 4) & 65535) % 50000) * interval '1 minute',
     NULL,
     CASE WHEN (hashint4(n + 5) & 65535) % 100 < 5 THEN timestamptz '2026-11-01' END,
-    1
+    1"""
+
+_SEED = f"""
+INSERT INTO users (email, password_hash, role, is_active, token_version, created_at, updated_at)
+SELECT 'owner' || g || '@example.com', 'x', 'user', true, 1, now(), now()
+FROM generate_series(1, {1 + OTHER_OWNERS + OTHER_USERS}) AS g;
+
+INSERT INTO projects (name, inbox_user_id, created_at, updated_at, version)
+SELECT 'Inbox', id, now(), now(), 1 FROM users ORDER BY id;
+
+INSERT INTO project_members (project_id, user_id, role, added_at)
+SELECT id, inbox_user_id, {OWNER_RANK}, now() FROM projects;
+
+INSERT INTO tasks (project_id, title, description, status, priority, due_at, created_at,
+                   updated_at, completed_at, deleted_at, version)
+SELECT
+    (SELECT id FROM projects
+     WHERE inbox_user_id = CASE WHEN n % 13 < 10 THEN {BIG_OWNER} ELSE 2 + n % {OTHER_OWNERS} END),
+    {_TASK_VALUES}
 FROM generate_series(1, {(BIG_OWNER_TASKS + OTHER_OWNERS * OTHER_OWNER_TASKS)}) AS n;
+"""
+
+# v2's data, in a database of its own (after _SEED), so that v1's plans are proven on v1's.
+_TEAM_SEED = f"""
+INSERT INTO projects (name, inbox_user_id, created_at, updated_at, version)
+SELECT 'Shared ' || g, NULL, now(), now(), 1 FROM generate_series(1, {SHARED_PROJECTS}) AS g;
+
+INSERT INTO project_members (project_id, user_id, role, added_at)
+SELECT id, {TEAM_MEMBER}, {VIEWER_RANK}, now() FROM projects
+WHERE inbox_user_id IS NULL AND id % 2 = 0
+ORDER BY id LIMIT {TEAM_PROJECTS - 1};
+
+INSERT INTO project_members (project_id, user_id, role, added_at)
+SELECT id, {TEAM_MATE}, {OWNER_RANK}, now() FROM projects WHERE inbox_user_id IS NULL;
+
+INSERT INTO tasks (project_id, title, description, status, priority, due_at, created_at,
+                   updated_at, completed_at, deleted_at, version)
+SELECT
+    (SELECT min(id) FROM projects WHERE inbox_user_id IS NULL) + n % {SHARED_PROJECTS},
+    {_TASK_VALUES}
+FROM generate_series({SHARED_FIRST}, {SHARED_FIRST + SHARED_TASKS - 1}) AS n;
+
+INSERT INTO task_assignees (task_id, user_id)
+SELECT id, CASE WHEN project_id = {BIG_INBOX_OF} THEN {BIG_OWNER} ELSE {TEAM_MEMBER} END
+FROM tasks
+WHERE (hashint4(id::int) & 65535) % 4 = 0 AND (project_id = {BIG_INBOX_OF} OR project_id IN
+      (SELECT project_id FROM project_members WHERE user_id = {TEAM_MEMBER}));
+
+INSERT INTO task_assignees (task_id, user_id)
+SELECT id, {TEAM_MATE} FROM tasks
+WHERE (hashint4(id::int + 1) & 65535) % 3 = 0
+  AND project_id IN (SELECT id FROM projects WHERE inbox_user_id IS NULL);
+
+INSERT INTO labels (project_id, name, color, created_at)
+SELECT p.id, c.name, '#aa0000', now()
+FROM projects AS p CROSS JOIN (VALUES ('red'), ('blue')) AS c (name);
+
+INSERT INTO task_labels (task_id, label_id)
+SELECT t.id, l.id FROM tasks AS t JOIN labels AS l ON l.project_id = t.project_id
+WHERE (l.name = 'red' AND (hashint4(t.id::int + 2) & 65535) % 5 = 0)
+   OR (l.name = 'blue' AND (hashint4(t.id::int + 3) & 65535) % 7 = 0);
 """
 
 
@@ -129,6 +209,9 @@ class Row:
     deleted_at: datetime | None
 
 
+RowT = TypeVar("RowT", bound=Row)
+
+
 @dataclass
 class Captured:
     statements: list[tuple[str, Any]] = field(default_factory=list)
@@ -140,38 +223,108 @@ class Database:
     engine: AsyncEngine
     rows: list[Row]
     captured: Captured
+    big_inbox: int
+    members: dict[str, Member]  # v2's callers, by how many projects they are members of
 
 
-@pytest.fixture(scope="module")
-async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
-    """A new, migrated PostgreSQL database with the tasks above; dropped afterwards."""
+@dataclass(frozen=True)
+class TeamRow(Row):
+    project_id: int
+    assignee_ids: frozenset[int]
+    label_ids: frozenset[int]
+
+
+@dataclass
+class Member:
+    """A v2 caller: the tasks of their projects, and a label of one of them."""
+
+    claims: AccessClaims
+    project_ids: list[int]
+    rows: list[TeamRow]
+    label_id: int  # "red", of the project with the smallest id
+
+
+def _team_row(values: tuple[Any, ...]) -> TeamRow:
+    *columns, project_id, assignee_ids, label_ids = values
+    return TeamRow(
+        **vars(Row(*columns)),
+        project_id=project_id,
+        assignee_ids=frozenset(assignee_ids),
+        label_ids=frozenset(label_ids),
+    )
+
+
+async def _member(connection: AsyncConnection, claims: AccessClaims) -> Member:
+    result = await connection.execute(
+        text("SELECT project_id FROM project_members WHERE user_id = :u ORDER BY project_id"),
+        {"u": claims.user_id},
+    )
+    project_ids = [int(project_id) for (project_id,) in result]
+    result = await connection.execute(
+        text(
+            "SELECT id, title, description, status, priority, due_at, created_at, updated_at,"
+            " deleted_at, project_id,"
+            " ARRAY(SELECT user_id FROM task_assignees WHERE task_id = tasks.id),"
+            " ARRAY(SELECT label_id FROM task_labels WHERE task_id = tasks.id)"
+            " FROM tasks WHERE project_id = ANY(:projects)"
+        ),
+        {"projects": project_ids},
+    )
+    rows = [_team_row(tuple(row)) for row in result]
+    label_id = await connection.scalar(
+        text(
+            "SELECT min(id) FROM labels WHERE name = 'red' AND project_id ="
+            " (SELECT min(project_id) FROM tasks WHERE project_id = ANY(:projects))"
+        ),
+        {"projects": project_ids},
+    )
+    return Member(claims, project_ids, rows, int(label_id))
+
+
+@asynccontextmanager
+async def seeded(
+    tmp_path_factory: pytest.TempPathFactory, seed: str, *, team: bool
+) -> AsyncIterator[Database]:
+    """A new, migrated PostgreSQL database with the tasks of `seed`; dropped afterwards."""
     url = await create_database("postgresql", tmp_path_factory.mktemp("plans"))
     try:
         run_alembic(url)
         engine = create_engine_for(make_settings(url, db_pool_size=2, db_max_overflow=0))
         try:
             async with engine.begin() as connection:
-                for statement in _SEED.split(";\n\n"):
+                for statement in seed.split(";\n\n"):
                     await connection.exec_driver_sql(statement)
+                big_inbox = await connection.scalar(
+                    text("SELECT id FROM projects WHERE inbox_user_id = :o"), {"o": BIG_OWNER}
+                )
                 assert await connection.scalar(
-                    text("SELECT count(*) FROM tasks WHERE owner_id = :o"), {"o": BIG_OWNER}
+                    text("SELECT count(*) FROM tasks WHERE project_id = :p"), {"p": big_inbox}
                 ) == pytest.approx(BIG_OWNER_TASKS, rel=0.01)
             autocommit = await engine.connect()
             try:
                 await autocommit.execution_options(isolation_level="AUTOCOMMIT")
                 await autocommit.exec_driver_sql("VACUUM ANALYZE tasks")
-                await autocommit.exec_driver_sql("ANALYZE users")
+                for table in ("users", "projects", "project_members", "labels"):
+                    await autocommit.exec_driver_sql(f"ANALYZE {table}")
+                for table in ("task_assignees", "task_labels"):
+                    await autocommit.exec_driver_sql(f"VACUUM ANALYZE {table}")
             finally:
                 await autocommit.close()
             async with engine.connect() as connection:
                 result = await connection.execute(
                     text(
                         "SELECT id, title, description, status, priority, due_at, created_at,"
-                        " updated_at, deleted_at FROM tasks WHERE owner_id = :o"
+                        " updated_at, deleted_at FROM tasks WHERE project_id = :p"
                     ),
-                    {"o": BIG_OWNER},
+                    {"p": big_inbox},
                 )
                 rows = [Row(*row) for row in result]
+                members = {}
+                if team:
+                    members = {
+                        "1 project": await _member(connection, BIG_CALLER),
+                        f"{TEAM_PROJECTS} projects": await _member(connection, TEAM_CALLER),
+                    }
             captured = Captured()
 
             @event.listens_for(engine.sync_engine, "before_cursor_execute")
@@ -181,11 +334,25 @@ async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Da
                 if captured.on:
                     captured.statements.append((statement, parameters))
 
-            yield Database(engine, rows, captured)
+            yield Database(engine, rows, captured, big_inbox, members)
         finally:
             await engine.dispose()
     finally:
         await drop_database(url)
+
+
+@pytest.fixture(scope="module")
+async def database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """v1's: the owners' tasks."""
+    async with seeded(tmp_path_factory, _SEED, team=False) as seeded_database:
+        yield seeded_database
+
+
+@pytest.fixture(scope="module")
+async def team_database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """v2's: the owners' tasks, and the shared projects with theirs."""
+    async with seeded(tmp_path_factory, _SEED + _TEAM_SEED, team=True) as seeded_database:
+        yield seeded_database
 
 
 # --- the walks, done in Python ---------------------------------------------------------
@@ -208,7 +375,7 @@ def matches(row: Row, filters: TaskFilters) -> bool:
     return True
 
 
-def walk(rows: list[Row], filters: TaskFilters, sort: TaskSort) -> list[Row]:
+def walk(rows: Sequence[RowT], filters: TaskFilters, sort: TaskSort) -> list[RowT]:
     chosen = [row for row in rows if matches(row, filters)]
     if sort.field == "due_at":
         dated = sorted((r for r in chosen if r.due_at), key=lambda r: (r.due_at, r.id))
@@ -227,7 +394,7 @@ def cursor_after(row: Row, filters: TaskFilters, sort: TaskSort) -> str:
     return encode_cursor(position, binding=binding, key=CURSOR_KEY)
 
 
-def positions(walked: list[Row], filters: TaskFilters, sort: TaskSort) -> dict[str, int]:
+def positions(walked: Sequence[Row], filters: TaskFilters, sort: TaskSort) -> dict[str, int]:
     """Where pages start: the first page (-1), the middle of the walk, and a few rows before
     each place where the walk goes from one of its pieces to the next."""
     found = {"first page": -1}
@@ -286,8 +453,12 @@ def buffers(plan: dict[str, Any]) -> int:
 
 
 # The check that the caller's token is current (app/db/statements/callers.py), which every
-# list statement carries: an InitPlan that looks the user up by primary key.
+# list statement carries: an InitPlan that looks the user up by primary key; and v1's scope,
+# the caller's Inbox (app/db/statements/memberships.py): an InitPlan that looks the project
+# up by its unique inbox_user_id. Each runs once per statement.
 _CALLER_CHECK_INDEX = "pk_users"
+_INBOX_INDEX = "uq_projects_inbox_user_id"
+_V1_INIT_PLANS = sorted([_CALLER_CHECK_INDEX, _INBOX_INDEX])
 
 
 def caller_checks(plan: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -311,14 +482,16 @@ def plan_problems(plan: dict[str, Any], *, view: str, sort: TaskSort) -> list[st
     """What is wrong with this plan of a list query (empty when nothing is)."""
     problems = []
     plan, checks = caller_checks(plan)
-    if len(checks) != 1:
-        problems.append(f"{len(checks)} InitPlans, not the one caller check")
+    if len(checks) != len(_V1_INIT_PLANS):
+        problems.append(f"{len(checks)} InitPlans, not the caller check and the Inbox lookup")
+    lookups = []
     for check in checks:
-        lookups = [node for node in nodes(check) if node.get("Index Name")]
-        if [node.get("Index Name") for node in lookups] != [_CALLER_CHECK_INDEX] or any(
-            node["Node Type"] == "Seq Scan" for node in nodes(check)
-        ):
-            problems.append(f"the caller check is not a lookup by {_CALLER_CHECK_INDEX}")
+        indexes = [node["Index Name"] for node in nodes(check) if node.get("Index Name")]
+        lookups.extend(indexes)
+        if len(indexes) != 1 or any(node["Node Type"] == "Seq Scan" for node in nodes(check)):
+            problems.append(f"an InitPlan is not one index lookup: {indexes}")
+    if sorted(lookups) != _V1_INIT_PLANS:
+        problems.append(f"the InitPlans look up {lookups}, not {_V1_INIT_PLANS}")
     for node in nodes(plan):
         if node["Node Type"] == "Seq Scan":
             problems.append("a Seq Scan")
@@ -403,7 +576,7 @@ class TestListingPlans:
                 database.captured.statements.clear()
                 database.captured.on = True
                 try:
-                    page = await task_service.list_tasks(
+                    page = await task_listing.list_tasks(
                         Db.in_session(session),
                         BIG_CALLER,
                         filters=filters,
@@ -458,7 +631,7 @@ class TestListingPlans:
             try:
                 for _ in range(4):
                     for filters in (TaskFilters(q=RARE_TITLE), TaskFilters(q=COMMON)):
-                        await task_service.list_tasks(
+                        await task_listing.list_tasks(
                             Db.in_session(session),
                             BIG_CALLER,
                             filters=filters,
@@ -479,7 +652,7 @@ class TestListingPlans:
                 (statement,),
             )
             counts = [tuple(row) for row in result]
-            await task_service.list_tasks(
+            await task_listing.list_tasks(
                 Db.in_session(session),
                 BIG_CALLER,
                 filters=TaskFilters(),
@@ -498,9 +671,9 @@ class TestListingPlans:
                 await connection.exec_driver_sql(f"SET LOCAL {setting} = off")
             plan = await explain(
                 connection,
-                "SELECT * FROM tasks WHERE owner_id = $1 AND deleted_at IS NULL"
+                "SELECT * FROM tasks WHERE project_id = $1 AND deleted_at IS NULL"
                 " ORDER BY created_at DESC, id DESC",
-                (BIG_OWNER,),
+                (database.big_inbox,),
                 generic=False,
             )
         assert plan["Index Name"] == "ix_tasks_live_created"
@@ -550,3 +723,241 @@ class TestIndexDefinitions:
             )
             targets = {str(name): int(target) for name, target in result}
         assert targets == {"title": 1000, "description": 1000}
+
+
+# --- v2: the tasks of every project of the caller -------------------------------------------
+#
+# `GET /api/v2/tasks` walks each of the caller's projects on its own walk index (a LATERAL
+# subquery per membership, reading the index only) and merges the walks
+# (app/db/statements/task_listing.py): a page reads about projects x page size index
+# entries, sorts at most that many keys, and fetches its own rows by primary key, however
+# deep it is. Checked for a member of one project (BIG_OWNER, whose Inbox holds 30,000 tasks)
+# and of TEAM_PROJECTS (about 30,000 tasks among them), on the first page, a page in the
+# middle of the walk and the pages that cross from one piece of the walk to the next, with
+# v1's filters, an assignee, a label, both, and named projects.
+
+# A statement reads some buffers of its own (the caller check, the memberships, the page's
+# rows by primary key, their assignees and labels) and, for each project it walks, its
+# membership and a few index pages of its walk (which reads the index alone). An assignee
+# or a label is checked on each task the walk reaches, a lookup of up to three buffers: a
+# filter keeping a `share` of the tasks means about a page / share of them per walk (half as
+# many again for the spread between projects); never the project's tasks. A plain join of a
+# member's projects to their tasks reads far more (test_the_team_budget_is_below_a_walk).
+TEAM_BUFFER_BUDGET = 200
+TEAM_BUFFERS_PER_WALK = 12
+LOOKUP_BUFFERS = 3
+
+
+def team_budget(walks: int, share: float) -> int:
+    """The buffers a statement may read: `walks` projects walked, assignee and label filters
+    keeping `share` of the tasks (1: no such filter)."""
+    lookups = 0 if share == 1 else 1.5 * LOOKUP_BUFFERS * (LIMIT + 1) / share
+    return TEAM_BUFFER_BUDGET + walks * int(TEAM_BUFFERS_PER_WALK + lookups)
+
+
+# (v1 filters, v2 filters as a function of the member, the share of tasks that the assignee
+# and label filters keep) by name.
+TeamCase = tuple[TaskFilters, Callable[[Member], TeamFilters], float]
+TEAM_FILTERS: dict[str, TeamCase] = {
+    "no filter": (TaskFilters(), lambda _: TeamFilters(), 1),
+    "status": (TaskFilters(statuses=("in_progress",)), lambda _: TeamFilters(), 1),
+    "priorities": (TaskFilters(priorities=(1, 3)), lambda _: TeamFilters(), 1),
+    "due range": (FILTERS["due range"], lambda _: TeamFilters(), 1),
+    "assignee me": (TaskFilters(), lambda m: TeamFilters(assignee=m.claims.user_id), 1 / 4),
+    "assignee none": (TaskFilters(), lambda _: TeamFilters(assignee="none"), 1 / 2),
+    "assignee teammate": (TaskFilters(), lambda _: TeamFilters(assignee=TEAM_MATE), 1 / 3),
+    "label": (TaskFilters(), lambda m: TeamFilters(label_id=m.label_id), 1 / 5),
+    "label and assignee": (
+        TaskFilters(),
+        lambda m: TeamFilters(assignee=m.claims.user_id, label_id=m.label_id),
+        1 / 20,
+    ),
+    # `q` is checked on the row (a heap page each), or found by the trigram indexes.
+    "common q": (TaskFilters(q=COMMON), lambda _: TeamFilters(), 1 / 4),
+    "rare q": (TaskFilters(q=RARE_TITLE), lambda _: TeamFilters(), 1 / 2),
+    "two projects": (
+        TaskFilters(),
+        lambda m: TeamFilters(project_ids=tuple(m.project_ids[-2:])),
+        1,
+    ),
+}
+TEAM_TRASH_FILTERS = ("no filter", "assignee me", "label")
+
+
+def team_matches(row: TeamRow, team: TeamFilters, member: Member) -> bool:
+    if team.project_ids and row.project_id not in team.project_ids:
+        return False
+    if team.assignee == "none" and row.assignee_ids:
+        return False
+    if isinstance(team.assignee, int) and team.assignee not in row.assignee_ids:
+        return False
+    return team.label_id is None or team.label_id in row.label_ids
+
+
+def team_walk(
+    member: Member, filters: TaskFilters, team: TeamFilters, sort: TaskSort
+) -> list[TeamRow]:
+    kept = [row for row in member.rows if team_matches(row, team, member)]
+    return walk(kept, filters, sort)
+
+
+def team_cursor_after(
+    row: Row, member: Member, filters: TaskFilters, team: TeamFilters, sort: TaskSort
+) -> str:
+    key = getattr(row, sort.field)
+    binding = binding_digest(
+        user=member.claims.user_id, filters=filters.binding() | team.binding(), sort=str(sort)
+    )
+    position = CursorPosition(key.isoformat() if isinstance(key, datetime) else key, row.id)
+    return encode_cursor(position, binding=binding, key=CURSOR_KEY)
+
+
+def walked_projects(member: Member, team: TeamFilters) -> int:
+    """How many of the member's projects the statement walks."""
+    projects = set(team.project_ids or member.project_ids)
+    if team.label_id is not None:
+        projects &= {row.project_id for row in member.rows if team.label_id in row.label_ids}
+    if team.assignee == TEAM_MATE:
+        projects = {p for p in projects if p != min(member.project_ids)}  # not in the Inbox
+    return len(projects)
+
+
+def loops(node: dict[str, Any]) -> int:
+    return int(node.get("Actual Loops", 1))
+
+
+def team_plan_problems(
+    plan: dict[str, Any], *, view: str, sort: TaskSort, walks: int, text_search: bool
+) -> list[str]:
+    """What is wrong with this plan of a v2 list query (empty when nothing is).
+
+    - No Seq Scan of anything.
+    - tasks is read by the view's indexes only (by its walk index, or by another of the view's
+      whose index condition picks a few rows to sort, as a due range does), by the trigram
+      indexes for `q`, and by primary key only for the page's own rows.
+    - A Sort inside a walk (run once per project) orders at most SORT_INPUT_BUDGET rows, or a
+      due range that an index condition picked; the Sort that merges the walks at most a page
+      from each walk. Never a Sort of the member's tasks at large.
+    """
+    problems = []
+    walk_index = f"ix_tasks_{view}_" + _WALK_INDEX.get(str(sort), _WALK_INDEX[sort.field])
+    for node in nodes(plan):
+        kind = node["Node Type"]
+        if kind == "Seq Scan":
+            problems.append(f"a Seq Scan on {node.get('Relation Name')}")
+        if node.get("Relation Name") == "tasks":
+            index = node.get("Index Name")
+            if index == "pk_tasks":
+                # The page's own rows, fetched by id once the walks are merged.
+                fetched = loops(node) * int(node["Actual Rows"])
+                if fetched > LIMIT + 1:
+                    problems.append(f"{fetched} rows fetched by primary key")
+            elif index in _TRIGRAM_INDEXES or (kind == "Bitmap Heap Scan" and text_search):
+                pass  # a rare `q`: the tasks that contain it, in this project
+            elif not (index or "").startswith(f"ix_tasks_{view}_"):
+                problems.append(f"tasks read by {kind} {index}, not one of the {view} view's")
+            elif index != walk_index and node.get("Parent Relationship") != "Outer":
+                problems.append(f"tasks read by {index}, neither the walk nor sorted")
+        if kind == "Sort":
+            per_loop = sum(int(child["Actual Rows"]) for child in node["Plans"])
+            bound = SORT_INPUT_BUDGET
+            if loops(node) == 1:  # the Sort that merges the walks
+                bound = max(bound, walks * (LIMIT + 1))
+            [below] = node["Plans"]
+            if below["Node Type"] == "Index Only Scan" and "due_at" in below.get("Index Cond", ""):
+                # A due range read from the index alone, then sorted: PostgreSQL's choice when
+                # the range holds fewer entries than the walk would step over (a few buffers).
+                continue
+            if per_loop > bound:
+                problems.append(f"a Sort of {per_loop} rows ({loops(node)} loops, {walks} walks)")
+    return problems
+
+
+def team_cases() -> Iterator[Any]:
+    for who in (f"{TEAM_PROJECTS} projects", "1 project"):
+        for view, names in (("live", list(TEAM_FILTERS)), ("trash", TEAM_TRASH_FILTERS)):
+            for name in names:
+                for sort in SORTS:
+                    yield pytest.param(who, view, name, sort, id=f"{who}-{view}-{name}-{sort}")
+
+
+class TestTeamListingPlans:
+    @pytest.mark.parametrize(("who", "view", "filter_name", "sort_text"), list(team_cases()))
+    async def test_every_page_walks_each_project_on_its_index(
+        self, team_database: Database, who: str, view: str, filter_name: str, sort_text: str
+    ) -> None:
+        member = team_database.members[who]
+        v1_filters, team_of, share = TEAM_FILTERS[filter_name]
+        filters = replace(v1_filters, deleted=VIEWS[view])
+        team = team_of(member)
+        sort = TaskSort.parse(sort_text)
+        walked = team_walk(member, filters, team, sort)
+        walks = walked_projects(member, team)
+        budget = team_budget(walks, share)
+        failures = []
+        async with (
+            AsyncSession(team_database.engine, expire_on_commit=False) as session,
+            team_database.engine.connect() as probe,
+        ):
+            for where, start in positions(walked, filters, sort).items():
+                cursor = None
+                if start >= 0:
+                    cursor = team_cursor_after(walked[start], member, filters, team, sort)
+                team_database.captured.statements.clear()
+                team_database.captured.on = True
+                try:
+                    page = await task_listing.list_team_tasks(
+                        Db.in_session(session),
+                        member.claims,
+                        filters=filters,
+                        team=team,
+                        sort=sort,
+                        limit=LIMIT,
+                        cursor=cursor,
+                        cursor_key=CURSOR_KEY,
+                    )
+                finally:
+                    team_database.captured.on = False
+                await session.rollback()
+                expected = walked[start + 1 : start + 1 + LIMIT]
+                assert [item.task.id for item in page.items] == [row.id for row in expected], where
+                for item, row in zip(page.items, expected, strict=True):
+                    assert set(item.assignee_ids) == row.assignee_ids
+                    assert set(item.label_ids) == row.label_ids
+                assert (page.next_cursor is not None) == (start + 1 + LIMIT < len(walked))
+                selects = [
+                    s
+                    for s in team_database.captured.statements
+                    if s[0].startswith("SELECT") and "JOIN LATERAL" in s[0]
+                ]
+                assert 1 <= len(selects) <= 4, where
+                for statement, parameters in selects:
+                    for generic in [False] if filters.q else [False, True]:
+                        plan = await explain(probe, statement, parameters, generic=generic)
+                        problems = team_plan_problems(
+                            plan, view=view, sort=sort, walks=walks, text_search=bool(filters.q)
+                        )
+                        if buffers(plan) > budget:
+                            problems.append(f"{buffers(plan)} buffers (budget {budget})")
+                        if problems:
+                            kind = "generic" if generic else "custom"
+                            failures.append(
+                                f"{where}, {kind} plan: {'; '.join(problems)}\n{outline(plan)}"
+                                f"\n{statement}\n{parameters}"
+                            )
+        assert not failures, "\n\n".join(failures)
+
+    async def test_the_team_budget_is_below_a_walk(self, team_database: Database) -> None:
+        """The budget means something: a plain join of the member's projects to their tasks,
+        sorted, reads far more than a page of walks does."""
+        member = team_database.members[f"{TEAM_PROJECTS} projects"]
+        async with team_database.engine.connect() as connection:
+            plan = await explain(
+                connection,
+                "SELECT t.* FROM project_members m JOIN tasks t ON t.project_id = m.project_id"
+                " WHERE m.user_id = $1 AND t.deleted_at IS NULL"
+                " ORDER BY t.created_at DESC, t.id DESC LIMIT 21",
+                (member.claims.user_id,),
+                generic=False,
+            )
+        assert buffers(plan) > 5 * team_budget(TEAM_PROJECTS, 1)

@@ -3,8 +3,13 @@
 A page is read by one statement, or a few when the walk is cut into pieces (`_segments`).
 What picks a plan stays literal in the SQL: `deleted_at IS [NOT] NULL`, which names the
 view's partial indexes, and the ORDER BY of the walk (docs/decisions/0016-listing-indexes.md).
-Every statement is scoped like the single-task statements (`app.db.statements.tasks`): to
-the caller's Inbox, with the caller's token checked inside it.
+v1's statements are scoped like the single-task statements (`app.db.statements.tasks`): to
+the caller's Inbox, with the caller's token checked inside it. v2's (`list_team_rows`) list
+the tasks of every live project the caller is a member of, or of those named, with the same
+filters, walks and pieces, plus assignee and label filters; the memberships and the token
+check are in the statement too. On PostgreSQL the statement walks each membership's project
+on its own walk index and merges the walks (`_team_statement`), so that a page costs about
+projects x page size index entries, however deep it is.
 """
 
 from __future__ import annotations
@@ -15,16 +20,34 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, String, and_, bindparam, or_, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+)
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
+from app.core.roles import Permission, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements.callers import caller_is_current
-from app.db.statements.memberships import in_callers_inbox
-from app.db.statements.tasks import caller_params, record
+from app.db.statements.memberships import caller_may, in_callers_inbox
+from app.db.statements.tasks import DETAIL_COLUMNS, TaskDetail, caller_params, detail, record
 from app.db.text_search import contains_insensitive, contains_pattern
-from app.models.task import TASK_COLUMNS, Task, TaskRecord
+from app.models.label import Label, TaskLabel
+from app.models.project import Project, ProjectMember
+from app.models.task import TASK_COLUMNS, Task, TaskAssignee, TaskRecord
 
 SORT_FIELDS = ("created_at", "updated_at", "due_at", "priority")
 DEFAULT_SORT = "-created_at"
@@ -78,6 +101,26 @@ class Position:
     last_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class TeamFilters:
+    """What v2's listing adds to `TaskFilters`: which projects (none named: every project the
+    caller is a member of), whose tasks (a user id, or "none" for tasks without assignees),
+    and which label."""
+
+    project_ids: tuple[int, ...] = ()
+    assignee: int | Literal["none"] | None = None
+    label_id: int | None = None
+
+    def binding(self) -> dict[str, Any]:
+        """The filters as a cursor is bound to them (the same projects in any order are the
+        same)."""
+        return {
+            "project_id": sorted(set(self.project_ids)),
+            "assignee": self.assignee,
+            "label_id": self.label_id,
+        }
+
+
 _SORT_COLUMNS = {
     "created_at": Task.created_at,
     "updated_at": Task.updated_at,
@@ -119,24 +162,18 @@ def _segment_condition(
     return piece if segment == "priority" else and_(piece, after)
 
 
-@lru_cache(maxsize=_LIST_SHAPES)
-def _list_statement(
-    field: str,
-    descending: bool,
+def _filter_conditions(
     deleted: bool,
     statuses: int,
     priorities: int,
     due_before: bool,
     due_after: bool,
     q: bool,
-    segment: Segment,
-) -> Statement:
-    """The SELECT of one shape of list query (the arguments: which sort, view and filters, how
-    many statuses and priorities, which piece of the walk); its values are the bind
-    parameters that `_list_params` and `list_rows` give."""
-    conditions = [
-        in_callers_inbox(Task.project_id),
-        Task.deleted_at.is_not(None) if deleted else Task.deleted_at.is_(None),
+) -> list[ColumnElement[bool]]:
+    """The view and the filters of a listing, on `tasks` (the bind parameters are those
+    `_list_params` gives)."""
+    conditions: list[ColumnElement[bool]] = [
+        Task.deleted_at.is_not(None) if deleted else Task.deleted_at.is_(None)
     ]
     if statuses:
         status_type = Task.status.type
@@ -162,7 +199,29 @@ def _list_statement(
                 contains_insensitive(Task.description, pattern),
             )
         )
-    conditions.append(caller_is_current())
+    return conditions
+
+
+@lru_cache(maxsize=_LIST_SHAPES)
+def _list_statement(
+    field: str,
+    descending: bool,
+    deleted: bool,
+    statuses: int,
+    priorities: int,
+    due_before: bool,
+    due_after: bool,
+    q: bool,
+    segment: Segment,
+) -> Statement:
+    """The SELECT of one shape of list query (the arguments: which sort, view and filters, how
+    many statuses and priorities, which piece of the walk); its values are the bind
+    parameters that `_list_params` and `list_rows` give."""
+    conditions = [
+        in_callers_inbox(Task.project_id),
+        *_filter_conditions(deleted, statuses, priorities, due_before, due_after, q),
+        caller_is_current(),
+    ]
     piece = _segment_condition(field, descending, segment)
     if piece is not None:
         conditions.append(piece)
@@ -170,15 +229,19 @@ def _list_statement(
     return Statement(statement.limit(bindparam("limit", type_=Integer)))
 
 
-def _ordered(statement: Select[Any], field: str, descending: bool) -> Select[Any]:
-    column = _SORT_COLUMNS[field]
+def _order(key: Any, task_id: Any, field: str, descending: bool) -> tuple[Any, Any]:
+    """The ORDER BY of a walk on `(key, task_id)`: ties on id, in the same direction."""
     if field == "due_at":
         # Tasks without a due date come last in both directions.
-        ordered = column.desc().nulls_last() if descending else column.asc().nulls_last()
-        return statement.order_by(ordered, Task.id.desc() if descending else Task.id.asc())
+        ordered = key.desc().nulls_last() if descending else key.asc().nulls_last()
+        return ordered, task_id.desc() if descending else task_id.asc()
     if descending:
-        return statement.order_by(column.desc(), Task.id.desc())
-    return statement.order_by(column.asc(), Task.id.asc())
+        return key.desc(), task_id.desc()
+    return key.asc(), task_id.asc()
+
+
+def _ordered(statement: Select[Any], field: str, descending: bool) -> Select[Any]:
+    return statement.order_by(*_order(_SORT_COLUMNS[field], Task.id, field, descending))
 
 
 def _list_params(
@@ -287,3 +350,303 @@ async def list_rows(
 def sort_key(task: TaskRecord, sort: TaskSort) -> Any:
     """The value of `task` the walk is ordered by."""
     return getattr(task, sort.field)
+
+
+# --- v2: the tasks of the caller's projects --------------------------------------------------
+
+AssigneeFilter = Literal["", "user", "me", "none"]
+"""The assignee filter's shape: none, tasks assigned to `assignee_id` (another user, or the
+caller), tasks without any."""
+
+_TASK_READER = least_role(Permission.TASK_READ)
+_LABEL_READER = least_role(Permission.LABEL_READ)
+
+
+def _callers_projects(member: Any, project: Any, projects: int) -> list[ColumnElement[bool]]:
+    """The caller's (bind parameter `user_id`) memberships of live projects that let them read
+    tasks, among `project_0` ... when `projects` are named (`member` joined to `project`)."""
+    conditions = [
+        member.user_id == bindparam("user_id"),
+        member.role >= _TASK_READER,
+        project.deleted_at.is_(None),
+    ]
+    if projects:
+        project_type = ProjectMember.project_id.type
+        conditions.append(
+            member.project_id.in_(
+                [bindparam(f"project_{n}", type_=project_type) for n in range(projects)]
+            )
+        )
+    return conditions
+
+
+def _worth_walking(member: Any, assignee: AssigneeFilter, label: bool) -> list[ColumnElement[bool]]:
+    """Which of the caller's projects can hold a match, so that the others are not walked (a
+    walk that finds nothing reads all of its project's tasks): a label's own project; the
+    projects the assignee is a member of (assignees are members of the task's project: a
+    removed member's assignments go, spec api-v2 sections 4 and 5)."""
+    conditions: list[ColumnElement[bool]] = []
+    if label:
+        labels_project = (
+            select(Label.project_id)
+            .where(Label.id == bindparam("label_id", type_=Label.id.type))
+            .scalar_subquery()
+        )
+        conditions.append(member.project_id == labels_project)
+    if assignee == "user":  # the caller is a member of every project walked already
+        assignees = aliased(ProjectMember, name="assignees_membership")
+        conditions.append(
+            exists().where(
+                assignees.project_id == member.project_id,
+                assignees.user_id == bindparam("assignee_id", type_=ProjectMember.user_id.type),
+            )
+        )
+    return conditions
+
+
+def _guards(projects: int, label: bool) -> list[ColumnElement[bool]]:
+    """What makes a v2 list query a 422 rather than a page: a named project the caller may not
+    see (`project_count` of them must be), a label the caller may not see. Each is one
+    uncorrelated subquery, evaluated once per statement; when one fails the statement lists
+    nothing, and `team_diagnosis` tells why."""
+    guards: list[ColumnElement[bool]] = []
+    if projects:
+        seen = (
+            select(func.count())
+            .select_from(ProjectMember)
+            .join(Project, Project.id == ProjectMember.project_id)
+            .where(*_callers_projects(ProjectMember, Project, projects))
+            .correlate(None)
+            .scalar_subquery()
+        )
+        guards.append(seen == bindparam("project_count", type_=Integer))
+    if label:
+        guards.append(
+            exists()
+            .where(
+                Label.id == bindparam("label_id", type_=Label.id.type),
+                caller_may(Label.project_id, _LABEL_READER),
+            )
+            .correlate(None)
+        )
+    return guards
+
+
+def _checked_per_row(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS a row of the subquery on `conditions`, checked for each task the walk reaches.
+
+    `OFFSET 0` keeps PostgreSQL from turning the EXISTS into a join (or a hashed subplan):
+    joined, it would read every task of the project with the label (or every task of the
+    project) and sort them, a cost that grows with the project; checked per row by primary
+    key, a page reads only the rows its walk reaches, however deep it is.
+    """
+    return exists(select(literal_column("1")).where(*conditions).offset(literal_column("0")))
+
+
+def _team_conditions(assignee: AssigneeFilter, label: bool) -> list[ColumnElement[bool]]:
+    """The assignee and label filters on a task (`assignee_id`, `label_id`): lookups by the
+    primary keys of task_assignees and task_labels, inside the walk."""
+    conditions: list[ColumnElement[bool]] = []
+    if assignee in ("user", "me"):
+        conditions.append(
+            _checked_per_row(
+                TaskAssignee.task_id == Task.id,
+                TaskAssignee.user_id == bindparam("assignee_id", type_=TaskAssignee.user_id.type),
+            )
+        )
+    elif assignee == "none":
+        conditions.append(~_checked_per_row(TaskAssignee.task_id == Task.id))
+    if label:
+        conditions.append(
+            _checked_per_row(
+                TaskLabel.task_id == Task.id,
+                TaskLabel.label_id == bindparam("label_id", type_=TaskLabel.label_id.type),
+            )
+        )
+    return conditions
+
+
+@lru_cache(maxsize=_LIST_SHAPES)
+def _team_statement(
+    dialect: str,
+    field: str,
+    descending: bool,
+    deleted: bool,
+    statuses: int,
+    priorities: int,
+    due_before: bool,
+    due_after: bool,
+    q: bool,
+    projects: int,
+    assignee: AssigneeFilter,
+    label: bool,
+    segment: Segment,
+) -> Statement:
+    """The SELECT of one shape of v2 list query: v1's shape, and how many projects are named,
+    the assignee filter and whether a label is; on PostgreSQL, a walk per membership.
+
+    PostgreSQL: `FROM project_members m JOIN projects p CROSS JOIN LATERAL (the first `limit`
+    task ids and keys of m's project, in the walk's order, on its walk index) ORDER BY key, id
+    LIMIT limit`, then the page's rows by primary key. Each lateral walk is v1's one-project
+    walk (the same filters and pieces), reads only the index (every column it needs is in
+    it, but for `q`'s) and stops after a page, so a page reads about projects x page size
+    index entries and `limit` rows, however deep it is, and sorts at most projects x `limit`
+    keys. A plain join of tasks to the memberships would sort every visible task; DISTINCT or
+    an IN would lose the index order. The projects that cannot hold a match are not walked
+    (`_worth_walking`); tests/db/test_query_plans.py holds the plans to this.
+
+    Elsewhere (SQLite, which has no LATERAL): `project_id IN (the caller's projects)`, in the
+    walk's order.
+    """
+    limit = bindparam("limit", type_=Integer)
+    conditions = [
+        *_filter_conditions(deleted, statuses, priorities, due_before, due_after, q),
+        *_team_conditions(assignee, label),
+    ]
+    piece = _segment_condition(field, descending, segment)
+    if piece is not None:
+        conditions.append(piece)
+    checks = [*_guards(projects, label), caller_is_current()]
+    key = _SORT_COLUMNS[field]
+    if dialect != "postgresql":
+        visible = (
+            select(ProjectMember.project_id)
+            .join(Project, Project.id == ProjectMember.project_id)
+            .where(
+                *_callers_projects(ProjectMember, Project, projects),
+                *_worth_walking(ProjectMember, assignee, label),
+            )
+        )
+        statement = select(*DETAIL_COLUMNS).where(
+            Task.project_id.in_(visible), *conditions, *checks
+        )
+        return Statement(_ordered(statement, field, descending).limit(limit))
+    member = aliased(ProjectMember, name="m")
+    project = aliased(Project, name="p")
+    walk = (
+        select(Task.id.label("id"), key.label("key"))
+        .where(Task.project_id == member.project_id, *conditions)
+        .order_by(*_order(key, Task.id, field, descending))
+        .limit(limit)
+        .lateral("walk")
+    )
+    page = (
+        select(walk.c.id, walk.c.key)
+        .select_from(member)
+        .join(project, project.id == member.project_id)
+        .join(walk, true())
+        .where(
+            *_callers_projects(member, project, projects),
+            *_worth_walking(member, assignee, label),
+            *checks,
+        )
+        .order_by(*_order(walk.c.key, walk.c.id, field, descending))
+        .limit(limit)
+        .subquery("page")
+    )
+    statement = (
+        select(*DETAIL_COLUMNS)
+        .join_from(Task, page, Task.id == page.c.id)
+        .order_by(*_order(page.c.key, page.c.id, field, descending))
+    )
+    return Statement(statement)
+
+
+def _team_params(
+    claims: AccessClaims,
+    filters: TaskFilters,
+    team: TeamFilters,
+    sort: TaskSort,
+    position: Position | None,
+) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(the values of a v2 list query's statements, its shape but for the piece)."""
+    params, statuses, priorities = _list_params(claims, filters, sort, position)
+    projects = tuple(dict.fromkeys(team.project_ids))
+    for n, project_id in enumerate(projects):
+        params[f"project_{n}"] = project_id
+    if projects:
+        params["project_count"] = len(projects)
+    assignee: AssigneeFilter = ""
+    if team.assignee == "none":
+        assignee = "none"
+    elif team.assignee is not None:
+        assignee = "me" if team.assignee == claims.user_id else "user"
+        params["assignee_id"] = team.assignee
+    if team.label_id is not None:
+        params["label_id"] = team.label_id
+    shape = (
+        sort.field,
+        sort.descending,
+        filters.deleted,
+        len(statuses),
+        len(priorities),
+        filters.due_before is not None,
+        filters.due_after is not None,
+        bool(filters.q),
+        len(projects),
+        assignee,
+        team.label_id is not None,
+    )
+    return params, shape
+
+
+async def list_team_rows(
+    db: Db,
+    claims: AccessClaims,
+    filters: TaskFilters,
+    team: TeamFilters,
+    sort: TaskSort,
+    position: Position | None,
+    count: int,
+) -> list[TaskDetail]:
+    """Up to `count` tasks of the caller's live projects (of those `team` names) matching
+    `filters` and `team`, in `sort` order, after `position`; nothing when the caller is not
+    current, or names a project or label they may not see (`team_diagnosis` tells which)."""
+    params, shape = _team_params(claims, filters, team, sort, position)
+    dialect = db.dialect.name
+    rows: list[Row] = []
+    async with db.transaction() if filters.q else nullcontext():
+        if filters.q and dialect == "postgresql":
+            # As in `list_rows`: the plan depends on how common the text is.
+            await db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        for segment, piece_priority in _segments(sort, filters, position):
+            params["limit"] = count - len(rows)
+            params["piece_priority"] = piece_priority
+            rows.extend(await db.rows(_team_statement(dialect, *shape, segment), params))
+            if len(rows) >= count:
+                break
+    return [detail(row) for row in rows]
+
+
+@lru_cache(maxsize=64)
+def _team_diagnosis_statement(projects: int, label: bool) -> Statement:
+    guards = _guards(projects, label)
+    project_guard = guards.pop(0) if projects else true()
+    label_guard = guards.pop(0) if label else true()
+    return Statement(
+        select(
+            caller_is_current().label("current"),
+            project_guard.label("projects_seen"),
+            label_guard.label("label_seen"),
+        )
+    )
+
+
+async def team_diagnosis(
+    db: Db, claims: AccessClaims, team: TeamFilters
+) -> tuple[bool, bool, bool]:
+    """Why a v2 list query listed nothing: (is the caller current, may they see every project
+    named, may they see the label named); an empty page when all three hold."""
+    projects = tuple(dict.fromkeys(team.project_ids))
+    params = caller_params(claims)
+    for n, project_id in enumerate(projects):
+        params[f"project_{n}"] = project_id
+    if projects:
+        params["project_count"] = len(projects)
+    if team.label_id is not None:
+        params["label_id"] = team.label_id
+    found = await db.first(
+        _team_diagnosis_statement(len(projects), team.label_id is not None), params
+    )
+    assert found is not None
+    return bool(found[0]), bool(found[1]), bool(found[2])

@@ -1,28 +1,42 @@
-"""The task statements: one task at a time, and the keyset listing's planner.
+"""The task statements: one task at a time, for v1 and v2 alike, differing by scope.
 
-Every statement is scoped to the caller's Inbox (`in_callers_inbox`: v1's tasks are the
-Inbox's, spec api-v2 section 1) and carries the check that the caller's token is still
-current (`caller_is_current`, docs/decisions/0017), so a task of someone else is
+A statement finds its task in a *scope*: `INBOX`, the caller's Inbox (v1's tasks are the
+Inbox's, spec api-v2 section 1), or a `ProjectRole`, any live project in which the caller's
+membership has at least that role (v2: the least role of the action, `app.core.roles`). The
+scope is part of the statement's `WHERE`, beside the check that the caller's token is still
+current (`caller_is_current`, docs/decisions/0017), so a task the caller may not see is
 indistinguishable from one that does not exist, and a revoked token changes nothing. Writes
 are single `UPDATE ... RETURNING` statements that bump `version` in the database, which makes
 `If-Match` a compare-and-set rather than a read-then-write race. Each statement is built and
 compiled once per shape, every value of a request a bind parameter: per request there is no
 statement to build and, on PostgreSQL, no SQLAlchemy execution, only asyncpg's.
 
+v2 statements also return the task's assignees and labels (`DETAIL_COLUMNS`): correlated
+subqueries in the same statement (`OrderedIds`), so that a read is still one round trip. A
+write that changes them runs in one transaction (`Db.transaction`): the task row is locked
+first (`lock_detail`), the ids of the body are checked against the project with their rows
+locked (`members_among`, `labels_among`: a member removed meanwhile either waits for this
+transaction or is no longer found), then the links and the task are written.
+
 The rules (what a change means, which error a miss is) are `app.services.task`'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ColumnElement,
     Integer,
     bindparam,
     case,
+    cast,
+    delete,
     func,
     insert,
     literal,
@@ -30,32 +44,59 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
+from sqlalchemy.types import NullType
 
+from app.core.roles import ProjectRole
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements.callers import caller_is_current
-from app.db.statements.memberships import in_callers_inbox, inbox_of
-from app.models.task import INSERT_COLUMNS, TASK_COLUMNS, Task, TaskRecord
+from app.db.statements.memberships import caller_may, caller_role, in_callers_inbox, inbox_of
+from app.models.label import Label, TaskLabel
+from app.models.project import Project, ProjectMember
+from app.models.task import INSERT_COLUMNS, TASK_COLUMNS, Task, TaskAssignee, TaskRecord
 
-# The columns a write may set (their types are the table's).
-WRITABLE = ("title", "description", "status", "priority", "due_at", "deleted_at")
+# The columns a write may set (their types are the table's); v1 writes the first six.
+WRITABLE = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_at",
+    "deleted_at",
+    "project_id",
+    "remind_at",
+)
 
 Completion = Literal["keep-first", "clear"] | None
 """What a write does to `completed_at`: set it unless already set, clear it, or leave it."""
 
+INBOX: Final = "inbox"
+Scope = ProjectRole | Literal["inbox"]
+"""Where a statement finds its task: the caller's Inbox (v1), or a live project where the
+caller's role is at least this one (v2)."""
+
+View = Literal["live", "trash", "any"]
+
 
 def record(row: Row) -> TaskRecord:
-    """A task row as a record, its due_at made UTC if the driver returned it naive.
+    """A task row as a record, its client-chosen timestamps made UTC if the driver returned
+    them naive.
 
     asyncpg stores the first and last instants Python has (0001-01-01T00:00:00Z,
     9999-12-31T23:59:59.999999Z) as PostgreSQL's -infinity and infinity, and reads those
     back as naive datetimes; `Db.rows` hands them on without SQLAlchemy's result processing
-    (`UTCDateTime`), which would make them UTC. due_at is the only timestamp of a task that a
-    client chooses, so the only one to check.
+    (`UTCDateTime`), which would make them UTC. due_at and remind_at are the only timestamps
+    of a task that a client chooses, so the only ones to check.
     """
     task = TaskRecord._make(row)
     if task.due_at is not None and task.due_at.tzinfo is None:
-        return task._replace(due_at=task.due_at.replace(tzinfo=UTC))
+        task = task._replace(due_at=task.due_at.replace(tzinfo=UTC))
+    if task.remind_at is not None and task.remind_at.tzinfo is None:
+        task = task._replace(remind_at=task.remind_at.replace(tzinfo=UTC))
     return task
 
 
@@ -64,20 +105,130 @@ def caller_params(claims: AccessClaims, **values: Any) -> dict[str, Any]:
     return {"user_id": claims.user_id, "token_version": claims.token_version, **values}
 
 
+# --- a task with its assignees and labels (v2) ----------------------------------------------
+
+
+class OrderedIds(ColumnElement[Any]):
+    """The ids in `column` of the rows that match `where` (correlated to the enclosing
+    statement's row), ascending: a PostgreSQL array, or on SQLite a comma-separated text
+    (`group_concat`, whose order SQLite does not promise: `ids` sorts it)."""
+
+    __visit_name__ = "ordered_ids"
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("where", InternalTraversal.dp_clauseelement),
+    ]
+    # The driver's value is read by `ids`, never by a SQLAlchemy type.
+    type = NullType()
+
+    def __init__(self, column: Any, where: ColumnElement[bool]) -> None:
+        self.column = column
+        self.where = where
+
+
+def _subquery_arguments(kw: dict[str, Any]) -> dict[str, Any]:
+    # A RETURNING clause on SQLite renders its columns without their table; the subquery's
+    # own columns must keep theirs (they name two tables).
+    return {key: value for key, value in kw.items() if key != "include_table"}
+
+
+@compiles(OrderedIds, "postgresql")
+def _ordered_ids_postgresql(element: OrderedIds, compiler: SQLCompiler, **kw: Any) -> str:
+    query = select(element.column).where(element.where).order_by(element.column)
+    return f"ARRAY({compiler.process(query, **_subquery_arguments(kw))})"
+
+
+@compiles(OrderedIds)
+def _ordered_ids(element: OrderedIds, compiler: SQLCompiler, **kw: Any) -> str:
+    query = select(func.group_concat(element.column)).where(element.where).scalar_subquery()
+    return compiler.process(query, **_subquery_arguments(kw))
+
+
+def ids(value: Collection[int] | str | None) -> tuple[int, ...]:
+    """An `OrderedIds` value as the driver returns it, as ascending ids."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(sorted(int(part) for part in value.split(",")))
+    return tuple(value)
+
+
+ASSIGNEE_IDS = OrderedIds(TaskAssignee.user_id, TaskAssignee.task_id == Task.id)
+LABEL_IDS = OrderedIds(TaskLabel.label_id, TaskLabel.task_id == Task.id)
+# A v2 task: its columns, then its assignees' and its labels' ids.
+DETAIL_COLUMNS = (
+    *TASK_COLUMNS,
+    ASSIGNEE_IDS.label("assignee_ids"),
+    LABEL_IDS.label("label_ids"),
+)
+
+
+class TaskDetail(NamedTuple):
+    """A task as v2 shows it: its columns, its assignees and its labels (ids ascending)."""
+
+    task: TaskRecord
+    assignee_ids: tuple[int, ...]
+    label_ids: tuple[int, ...]
+
+
+_TASK_WIDTH = len(TaskRecord._fields)
+
+
+def detail(row: Row) -> TaskDetail:
+    """A row of `DETAIL_COLUMNS` as a `TaskDetail`."""
+    values = tuple(row)
+    return TaskDetail(
+        record(values[:_TASK_WIDTH]), ids(values[_TASK_WIDTH]), ids(values[_TASK_WIDTH + 1])
+    )
+
+
 # --- one task ------------------------------------------------------------------------------
 
 
-def _this_task(*, in_trash: bool) -> list[ColumnElement[bool]]:
+def _in_scope(scope: Scope) -> ColumnElement[bool]:
+    if isinstance(scope, ProjectRole):
+        return caller_may(Task.project_id, scope)
+    return in_callers_inbox(Task.project_id)
+
+
+def _columns(scope: Scope) -> tuple[Any, ...]:
+    return DETAIL_COLUMNS if isinstance(scope, ProjectRole) else TASK_COLUMNS
+
+
+def _in_view(view: View) -> list[ColumnElement[bool]]:
+    if view == "any":
+        return []
+    return [Task.deleted_at.is_not(None) if view == "trash" else Task.deleted_at.is_(None)]
+
+
+def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bool]]:
     return [
         Task.id == bindparam("task_id"),
-        in_callers_inbox(Task.project_id),
-        Task.deleted_at.is_not(None) if in_trash else Task.deleted_at.is_(None),
+        _in_scope(scope),
+        *_in_view("trash" if in_trash else "live"),
     ]
 
 
 @cache
-def _select_statement() -> Statement:
-    return Statement(select(*TASK_COLUMNS).where(*_this_task(in_trash=False), caller_is_current()))
+def _select_statement(scope: Scope = INBOX) -> Statement:
+    return Statement(
+        select(*_columns(scope)).where(
+            *_this_task(in_trash=False, scope=scope), caller_is_current()
+        )
+    )
+
+
+@cache
+def _lock_statement(scope: ProjectRole) -> Statement:
+    """The live task in scope, its row locked until the transaction ends (a write that
+    depends on what it holds: assignees, labels). `FOR NO KEY UPDATE`, as an UPDATE of the
+    row would take: rows that only reference the task (a comment) are not held up."""
+    return Statement(
+        select(Task.id)
+        .where(*_this_task(in_trash=False, scope=scope), caller_is_current())
+        .with_for_update(key_share=True, of=Task)
+    )
 
 
 @cache
@@ -87,22 +238,38 @@ def _diagnosis_statement(in_trash: bool) -> Statement:
 
 
 @cache
+def _role_diagnosis_statement(view: View) -> Statement:
+    """Why a v2 statement on a task matched nothing: is the caller current, the task's
+    version, and the caller's role in its project (NULL: they may not see it)."""
+    this = [Task.id == bindparam("task_id"), *_in_view(view)]
+    version = select(Task.version).where(*this).scalar_subquery()
+    role = select(caller_role(Task.project_id)).where(*this).scalar_subquery()
+    return Statement(
+        select(caller_is_current().label("current"), version.label("version"), role.label("role"))
+    )
+
+
+@cache
 def _caller_statement() -> Statement:
     return Statement(select(caller_is_current().label("current")))
 
 
-@cache
-def _insert_statement() -> Statement:
-    values: dict[str, Any] = {
+def _new_values() -> dict[str, Any]:
+    return {
         name: bindparam(f"new_{name}", type_=Task.__table__.c[name].type)
         for name in ("title", "description", "status", "priority", "due_at", "completed_at")
-    }
-    values |= {
-        "project_id": inbox_of(bindparam("user_id")),
+    } | {
         "created_at": bindparam("now", type_=Task.created_at.type),
         "updated_at": bindparam("now", type_=Task.updated_at.type),
         "deleted_at": literal(None, Task.deleted_at.type),
         "version": literal(1, Integer),
+    }
+
+
+@cache
+def _insert_statement() -> Statement:
+    values = _new_values() | {
+        "project_id": inbox_of(bindparam("user_id")),
         "remind_at": literal(None, Task.remind_at.type),
     }
     row = select(*(values[name] for name in INSERT_COLUMNS)).where(caller_is_current())
@@ -110,12 +277,78 @@ def _insert_statement() -> Statement:
     return Statement(inserted.returning(*TASK_COLUMNS))
 
 
+def _callers_membership(project_id: Any, least: ProjectRole | None) -> list[ColumnElement[bool]]:
+    """The caller's (bind parameter `user_id`) membership of the live project `project_id`,
+    with at least the role `least`, as conditions on `project_members` and `projects`."""
+    conditions = [
+        ProjectMember.project_id == project_id,
+        ProjectMember.user_id == bindparam("user_id"),
+        Project.id == ProjectMember.project_id,
+        Project.deleted_at.is_(None),
+    ]
+    if least is not None:
+        conditions.append(ProjectMember.role >= least)
+    return conditions
+
+
+def _project_id(in_inbox: bool) -> Any:
+    return inbox_of(bindparam("user_id")) if in_inbox else bindparam("project_id", BigInteger)
+
+
+@cache
+def _insert_into_project_statement(least: ProjectRole, in_inbox: bool) -> Statement:
+    """A new task in a project where the caller has at least `least`, read from the caller's
+    membership row with `FOR SHARE`: a removal or demotion of the caller that is under way
+    waits for this insert's transaction, and one that committed first leaves no row to read
+    (PostgreSQL re-checks a locked row): the task is never created after the removal."""
+    values = _new_values() | {
+        "project_id": ProjectMember.project_id,
+        "remind_at": bindparam("new_remind_at", type_=Task.remind_at.type),
+    }
+    row = (
+        select(*(values[name] for name in INSERT_COLUMNS))
+        .select_from(ProjectMember)
+        .join(Project, Project.id == ProjectMember.project_id)
+        .where(*_callers_membership(_project_id(in_inbox), least), caller_is_current())
+        .with_for_update(read=True, of=ProjectMember)
+    )
+    inserted = insert(Task).from_select(list(INSERT_COLUMNS), row)
+    # A new task has no links yet (and SQLAlchemy would not correlate their subqueries to
+    # the row an INSERT returns).
+    return Statement(inserted.returning(*TASK_COLUMNS))
+
+
+@cache
+def _project_role_statement(in_inbox: bool) -> Statement:
+    """Is the caller current, and their role in the live project (NULL: they may not see
+    it): why an insert into a project wrote nothing."""
+    role = caller_role(_project_id(in_inbox))
+    return Statement(select(caller_is_current().label("current"), role.label("role")))
+
+
+@cache
+def _locked_role_statement() -> Statement:
+    return Statement(
+        select(ProjectMember.role)
+        .select_from(ProjectMember)
+        .join(Project, Project.id == ProjectMember.project_id)
+        .where(*_callers_membership(bindparam("project_id", BigInteger), None))
+        .with_for_update(read=True, of=ProjectMember)
+    )
+
+
 @cache
 def _update_statement(
-    fields: tuple[str, ...], completion: Completion, in_trash: bool, expected: int
+    fields: tuple[str, ...],
+    completion: Completion,
+    in_trash: bool,
+    expected: int,
+    scope: Scope = INBOX,
+    linked: bool = False,
 ) -> Statement:
     """UPDATE ... RETURNING for one shape of change (which fields, how many If-Match tags;
-    `expected` -1: no If-Match).
+    `expected` -1: no If-Match; `linked`: the bind parameter `links_changed` says whether
+    the request changed assignees or labels, which counts as a change of the task).
 
     A write that changes nothing is still the one statement, and still matches (so `If-Match`
     and the caller check answer as for any write), but leaves `version`, `updated_at` and
@@ -126,7 +359,10 @@ def _update_statement(
     values: dict[str, Any] = {
         field: bindparam(f"new_{field}", type_=Task.__table__.c[field].type) for field in fields
     }
-    changed = or_(*(Task.__table__.c[field].is_distinct_from(values[field]) for field in fields))
+    differences = [Task.__table__.c[field].is_distinct_from(values[field]) for field in fields]
+    if linked:
+        differences.append(bindparam("links_changed", type_=Boolean()))
+    changed = or_(*differences)
     now = bindparam("now", type_=Task.updated_at.type)
     if completion == "keep-first":
         values["completed_at"] = case(
@@ -136,28 +372,195 @@ def _update_statement(
         values["completed_at"] = case((changed, None), else_=Task.completed_at)
     values["version"] = Task.version + case((changed, 1), else_=0)
     values["updated_at"] = case((changed, now), else_=Task.updated_at)
-    conditions = [*_this_task(in_trash=in_trash), caller_is_current()]
+    conditions = [*_this_task(in_trash=in_trash, scope=scope), caller_is_current()]
     if expected > 0:
         conditions.append(Task.version.in_([bindparam(f"expected_{n}") for n in range(expected)]))
-    return Statement(update(Task).where(*conditions).values(values).returning(*TASK_COLUMNS))
+    returned = list(_columns(scope))
+    if isinstance(scope, ProjectRole):
+        # The version this statement's snapshot saw (its subqueries read that snapshot, not
+        # the row as a writer it waited for left it): see `update_detail`.
+        seen = aliased(Task)
+        returned.append(
+            select(seen.version).where(seen.id == Task.id).scalar_subquery().label("seen")
+        )
+    return Statement(update(Task).where(*conditions).values(values).returning(*returned))
+
+
+# --- ids of a body, and the links they make (inside a transaction) --------------------------
+#
+# These take lists of ids (`IN` with an expanding parameter), which SQLAlchemy renders per
+# call: they run inside `Db.transaction`, where statements go through Core.
+
+
+@cache
+def _members_among_statement() -> Statement:
+    """Which of `ids` are members of `project_id`, their membership rows held (`FOR KEY
+    SHARE`: a removal waits for this transaction; a role change does not matter here)."""
+    return Statement(
+        select(ProjectMember.user_id)
+        .where(
+            ProjectMember.project_id == bindparam("project_id", BigInteger),
+            ProjectMember.user_id.in_(bindparam("ids", expanding=True)),
+        )
+        .with_for_update(read=True, key_share=True, of=ProjectMember)
+    )
+
+
+@cache
+def _labels_among_statement() -> Statement:
+    """Which of `ids` are labels of `project_id`, their rows held until the links are in."""
+    return Statement(
+        select(Label.id)
+        .where(
+            Label.project_id == bindparam("project_id", BigInteger),
+            Label.id.in_(bindparam("ids", expanding=True)),
+        )
+        .with_for_update(read=True, key_share=True, of=Label)
+    )
+
+
+@cache
+def _link_statements(kind: Literal["assignees", "labels"]) -> tuple[Statement, Statement]:
+    """(add the links to `ids`, remove the links to `ids`) of the task `task_id`."""
+    table, column = (
+        (TaskAssignee, TaskAssignee.user_id)
+        if kind == "assignees"
+        else (TaskLabel, TaskLabel.label_id)
+    )
+    source, source_id = (
+        (ProjectMember, ProjectMember.user_id) if kind == "assignees" else (Label, Label.id)
+    )
+    task_id: Any = bindparam("task_id", BigInteger)
+    # Typed in the select list too (PostgreSQL would not infer a BIGINT there).
+    as_bigint = cast(task_id, BigInteger)
+    added = insert(table).from_select(
+        ["task_id", column.key],
+        select(as_bigint, source_id).where(
+            source.project_id == bindparam("project_id", BigInteger),
+            source_id.in_(bindparam("ids", expanding=True)),
+        ),
+    )
+    removed = delete(table).where(
+        table.task_id == task_id, column.in_(bindparam("ids", expanding=True))
+    )
+    return Statement(added.returning(column)), Statement(removed.returning(column))
+
+
+# --- the statements, run ---------------------------------------------------------------------
 
 
 async def fetch(db: Db, claims: AccessClaims, task_id: int) -> TaskRecord | None:
-    """The live task of the caller, if the caller is current and it is there."""
+    """The live task of the caller's Inbox, if the caller is current and it is there."""
     found = await db.first(_select_statement(), caller_params(claims, task_id=task_id))
     return record(found) if found is not None else None
+
+
+async def fetch_detail(
+    db: Db, claims: AccessClaims, task_id: int, least: ProjectRole
+) -> TaskDetail | None:
+    """The live task, with its links, if the caller is current and has at least `least`
+    in its (live) project."""
+    found = await db.first(_select_statement(least), caller_params(claims, task_id=task_id))
+    return detail(found) if found is not None else None
+
+
+async def lock_detail(
+    db: Db, claims: AccessClaims, task_id: int, least: ProjectRole
+) -> TaskDetail | None:
+    """`fetch_detail`, its row locked until the transaction ends (inside `Db.transaction`).
+
+    The task is read again once locked, by a statement of its own: a lock that had to wait
+    for another writer re-reads the locked row as that writer left it, but subqueries of the
+    same statement (the links) would still show what was there before it committed; the
+    next statement (READ COMMITTED) sees it all."""
+    params = caller_params(claims, task_id=task_id)
+    if await db.first(_lock_statement(least), params) is None:
+        return None
+    return await fetch_detail(db, claims, task_id, least)
 
 
 async def insert_task(
     db: Db, claims: AccessClaims, values: dict[str, Any], now: datetime
 ) -> TaskRecord | None:
-    """A new task of the caller with `values` (title, description, status, priority, due_at,
-    completed_at); None if the caller is not current (nothing is written then)."""
+    """A new task in the caller's Inbox with `values` (title, description, status,
+    priority, due_at, completed_at); None if the caller is not current (nothing is written
+    then)."""
     params = caller_params(
         claims, now=now, **{f"new_{name}": value for name, value in values.items()}
     )
     created = await db.first(_insert_statement(), params)
     return record(created) if created is not None else None
+
+
+async def insert_into_project(
+    db: Db,
+    claims: AccessClaims,
+    project_id: int | None,
+    values: dict[str, Any],
+    now: datetime,
+    *,
+    least: ProjectRole,
+) -> TaskRecord | None:
+    """A new task in `project_id` (None: the caller's Inbox) with `values` (those of
+    `insert_task`, and remind_at); None, with nothing written, unless the caller is current
+    and has at least `least` in that live project."""
+    params = caller_params(
+        claims,
+        now=now,
+        project_id=project_id,
+        **{f"new_{name}": value for name, value in values.items()},
+    )
+    created = await db.first(_insert_into_project_statement(least, project_id is None), params)
+    return record(created) if created is not None else None
+
+
+async def project_role(
+    db: Db, claims: AccessClaims, project_id: int | None
+) -> tuple[bool, int | None]:
+    """(is the caller current, their role in the live project `project_id` (None: the
+    Inbox), None when they may not see it)."""
+    found = await db.first(
+        _project_role_statement(project_id is None),
+        caller_params(claims, project_id=project_id),
+    )
+    assert found is not None
+    return bool(found[0]), found[1]
+
+
+async def locked_role(db: Db, claims: AccessClaims, project_id: int) -> int | None:
+    """The caller's role in the live project `project_id` (None: they may not see it), their
+    membership row held `FOR SHARE` until the transaction ends (inside `Db.transaction`)."""
+    found = await db.first(_locked_role_statement(), caller_params(claims, project_id=project_id))
+    return found[0] if found is not None else None
+
+
+async def _update_row(
+    db: Db,
+    claims: AccessClaims,
+    task_id: int,
+    changes: dict[str, Any],
+    *,
+    now: datetime,
+    completion: Completion,
+    in_trash: bool,
+    expected_versions: list[int] | None,
+    scope: Scope,
+    links_changed: bool | None = None,
+) -> Row | None:
+    params = caller_params(
+        claims,
+        task_id=task_id,
+        now=now,
+        **{f"new_{field}": value for field, value in changes.items()},
+        **{f"expected_{n}": version for n, version in enumerate(expected_versions or ())},
+    )
+    if links_changed is not None:
+        params["links_changed"] = links_changed
+    expected = -1 if expected_versions is None else len(expected_versions)
+    statement = _update_statement(
+        tuple(sorted(changes)), completion, in_trash, expected, scope, links_changed is not None
+    )
+    return await db.first(statement, params)
 
 
 async def update_task(
@@ -171,33 +574,129 @@ async def update_task(
     in_trash: bool,
     expected_versions: list[int] | None,
 ) -> TaskRecord | None:
-    """Apply `changes` and bump the version in one statement, if the task is there (in the
-    trash or not, as asked), at one of `expected_versions` (when given), and the caller is
-    current; None otherwise (nothing is written then). When every field already holds its
-    new value, the task comes back as it was: same version, same `updated_at`."""
-    params = caller_params(
+    """Apply `changes` to a task of the caller's Inbox and bump the version in one
+    statement, if the task is there (in the trash or not, as asked), at one of
+    `expected_versions` (when given), and the caller is current; None otherwise (nothing is
+    written then). When every field already holds its new value, the task comes back as it
+    was: same version, same `updated_at`."""
+    updated = await _update_row(
+        db,
         claims,
-        task_id=task_id,
+        task_id,
+        changes,
         now=now,
-        **{f"new_{field}": value for field, value in changes.items()},
-        **{f"expected_{n}": version for n, version in enumerate(expected_versions or ())},
+        completion=completion,
+        in_trash=in_trash,
+        expected_versions=expected_versions,
+        scope=INBOX,
     )
-    expected = -1 if expected_versions is None else len(expected_versions)
-    statement = _update_statement(tuple(sorted(changes)), completion, in_trash, expected)
-    updated = await db.first(statement, params)
     return record(updated) if updated is not None else None
+
+
+async def update_detail(
+    db: Db,
+    claims: AccessClaims,
+    task_id: int,
+    changes: dict[str, Any],
+    *,
+    least: ProjectRole,
+    now: datetime,
+    completion: Completion = None,
+    in_trash: bool,
+    expected_versions: list[int] | None,
+    links_changed: bool | None = None,
+) -> TaskDetail | None:
+    """`update_task` on a task of a project where the caller has at least `least`, returned
+    with its links; `links_changed` (when not None) counts as a change of the task.
+
+    When the UPDATE had to wait for another writer of the task (PostgreSQL re-reads the row
+    that writer committed, and applies the change to it), the links its RETURNING reads are
+    still those of the statement's snapshot, from before that writer: the task is then read
+    again, so that the answer is one version of the task, links included. Such a wait shows
+    as a version the snapshot did not see: neither the one the UPDATE returns, nor the one
+    before it when the UPDATE changed the task (its `updated_at` is then `now`)."""
+    updated = await _update_row(
+        db,
+        claims,
+        task_id,
+        changes,
+        now=now,
+        completion=completion,
+        in_trash=in_trash,
+        expected_versions=expected_versions,
+        scope=least,
+        links_changed=links_changed,
+    )
+    if updated is None:
+        return None
+    found = detail(updated)
+    seen, version = updated[-1], found.task.version
+    if seen == version or (seen == version - 1 and found.task.updated_at == now):
+        return found
+    return await fetch_detail(db, claims, task_id, least) or found
 
 
 async def diagnose(
     db: Db, claims: AccessClaims, task_id: int, *, in_trash: bool = False
 ) -> tuple[bool, int | None]:
-    """Why a statement on a task matched nothing: (is the caller current, the task's version
-    or None when it is not there for this caller)."""
+    """Why a statement on a task of the caller's Inbox matched nothing: (is the caller
+    current, the task's version or None when it is not there for this caller)."""
     found = await db.first(_diagnosis_statement(in_trash), caller_params(claims, task_id=task_id))
     assert found is not None
     return bool(found[0]), found[1]
 
 
+async def diagnose_role(
+    db: Db, claims: AccessClaims, task_id: int, *, view: View
+) -> tuple[bool, int | None, int | None]:
+    """Why a v2 statement on a task matched nothing: (is the caller current, the task's
+    version (in `view`), the caller's role in its project or None when they may not see
+    it)."""
+    found = await db.first(_role_diagnosis_statement(view), caller_params(claims, task_id=task_id))
+    assert found is not None
+    return bool(found[0]), found[1], found[2]
+
+
 async def caller_is_still_current(db: Db, claims: AccessClaims) -> bool:
     found = await db.first(_caller_statement(), caller_params(claims))
     return found is not None and bool(found[0])
+
+
+async def members_among(db: Db, project_id: int, user_ids: Collection[int]) -> set[int]:
+    """Those of `user_ids` who are members of `project_id`, held until the transaction ends
+    (inside `Db.transaction`)."""
+    if not user_ids:
+        return set()
+    found = await db.rows(
+        _members_among_statement(), {"project_id": project_id, "ids": list(user_ids)}
+    )
+    return {row[0] for row in found}
+
+
+async def labels_among(db: Db, project_id: int, label_ids: Collection[int]) -> set[int]:
+    """Those of `label_ids` that are labels of `project_id`, held until the transaction ends
+    (inside `Db.transaction`)."""
+    if not label_ids:
+        return set()
+    found = await db.rows(
+        _labels_among_statement(), {"project_id": project_id, "ids": list(label_ids)}
+    )
+    return {row[0] for row in found}
+
+
+async def relink(
+    db: Db,
+    kind: Literal["assignees", "labels"],
+    task_id: int,
+    project_id: int,
+    *,
+    add: Collection[int],
+    remove: Collection[int],
+) -> None:
+    """Link the task to `add` (members, or labels, of `project_id`, checked and held by
+    `members_among` / `labels_among` in this transaction) and unlink it from `remove`."""
+    added, removed = _link_statements(kind)
+    if remove:
+        await db.rows(removed, {"task_id": task_id, "ids": list(remove)})
+    if add:
+        await db.rows(added, {"task_id": task_id, "project_id": project_id, "ids": list(add)})

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.security import create_access_token
+from app.models.project import Project
 from app.models.task import Task
 from app.models.user import User
 from tests.conftest import UserFactory
@@ -88,7 +89,11 @@ async def stored(session: AsyncSession, task_id: int) -> tuple[str, int]:
 
 async def alice_count(session: AsyncSession) -> int:
     query = (
-        select(func.count()).select_from(Task).join(User).where(User.email == "alice@example.com")
+        select(func.count())
+        .select_from(Task)
+        .join(Project, Project.id == Task.project_id)
+        .join(User, User.id == Project.inbox_user_id)
+        .where(User.email == "alice@example.com")
     )
     return int(await session.scalar(query) or 0)
 

@@ -1,0 +1,468 @@
+"""Races on v2 task writes, with requests that really commit (`committing_client`).
+
+What a user would notice:
+- a member removed (or demoted) while they create a task: the task is refused, or created
+  before the removal commits, never created after it. The removal is held open in a
+  transaction of its own while the create is sent: the create waits for it (it reads the
+  membership row `FOR SHARE`), and once the removal commits, it is refused; if the removal is
+  rolled back instead, the task is created. PostgreSQL only: SQLite runs one writer at a
+  time, so nothing can interleave there;
+- the same for an assignee removed while someone assigns them;
+- two writers with the same `If-Match`: one 200, one 412, whatever they change (fields,
+  assignees, labels), on SQLite and PostgreSQL;
+- writers without `If-Match`, each changing the assignees: every one applied, each exactly
+  one new version, none lost;
+- a write that waited for another writer answers with the task as that writer left it,
+  links included (not the links of the moment it started).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.roles import ProjectRole
+from app.db.access import Db
+from app.db.base import utcnow
+from app.models.label import Label
+from app.models.project import Project, ProjectMember
+from app.models.task import Task, TaskAssignee
+from app.models.user import User
+from app.schemas.user import UserCreate
+from app.services import user as user_service
+from tests.api.conftest import Headers
+from tests.api.v2.test_tasks import TASKS, task_url
+from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD
+from tests.support import assert_problem
+
+TRIALS = 4
+WRITERS = 6
+# Long enough for a request that does not wait on a lock to have finished.
+SETTLE_SECONDS = 0.5
+
+
+@dataclass
+class Crew:
+    """A committed project with an owner, an editor and a viewer, and their headers."""
+
+    project_id: int
+    label_ids: list[int]
+    ids: dict[str, int]
+    headers: dict[str, Headers]
+
+
+@pytest.fixture
+async def crew(
+    app: FastAPI,
+    engine: AsyncEngine,
+    committing_client: httpx.AsyncClient,
+    auth_headers: Callable[[User], Headers],
+) -> AsyncIterator[Crew]:
+    users: dict[str, User] = {}
+    async with Db.transaction_for(app.state.sessionmaker) as db:
+        for who in ("owner", "editor", "viewer"):
+            users[who] = await user_service.create_user(
+                db,
+                UserCreate(
+                    email=f"{who}-{uuid.uuid4().hex[:8]}@example.com", password=TEST_PASSWORD
+                ),
+                rounds=BCRYPT_TEST_ROUNDS,
+            )
+        now = utcnow()
+        project = Project(name="Race", created_at=now, updated_at=now, version=1)
+        db.session.add(project)
+        await db.session.flush()
+        for who, role in (
+            ("owner", ProjectRole.OWNER),
+            ("editor", ProjectRole.EDITOR),
+            ("viewer", ProjectRole.VIEWER),
+        ):
+            db.session.add(
+                ProjectMember(
+                    project_id=project.id, user_id=users[who].id, role=role.value, added_at=now
+                )
+            )
+        labels = [
+            Label(project_id=project.id, name=name, color="#123456", created_at=now)
+            for name in ("one", "two")
+        ]
+        db.session.add_all(labels)
+        await db.session.flush()
+        crew = Crew(
+            project.id,
+            [label.id for label in labels],
+            {who: user.id for who, user in users.items()},
+            {who: auth_headers(user) for who, user in users.items()},
+        )
+    try:
+        yield crew
+    finally:
+        # committing_client empties tasks and users (memberships go with them); the project
+        # and its labels are this fixture's to remove.
+        async with engine.begin() as connection:
+            await connection.execute(delete(Project).where(Project.id == crew.project_id))
+
+
+@pytest.fixture
+def postgresql_only(backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: nothing interleaves")
+
+
+def statuses(responses: list[httpx.Response]) -> Counter[int]:
+    return Counter(response.status_code for response in responses)
+
+
+async def tasks_in(engine: AsyncEngine, project_id: int) -> int:
+    async with engine.connect() as connection:
+        found = await connection.scalar(
+            select(func.count()).select_from(Task).where(Task.project_id == project_id)
+        )
+    return int(found or 0)
+
+
+async def assignees_of(engine: AsyncEngine, task_id: int) -> list[int]:
+    async with engine.connect() as connection:
+        found = await connection.scalars(
+            select(TaskAssignee.user_id).where(TaskAssignee.task_id == task_id)
+        )
+        return sorted(found)
+
+
+async def new_task(client: httpx.AsyncClient, crew: Crew, **body: Any) -> dict[str, Any]:
+    response = await client.post(
+        TASKS,
+        json={"title": "Race", "project_id": crew.project_id, **body},
+        headers=crew.headers["editor"],
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def removal_of(crew: Crew, who: str) -> list[Any]:
+    """What removing a member does (app.db.statements.members.remove): the membership first
+    (its row lock is what a concurrent assignment waits for), then their assignments in the
+    project."""
+    return [
+        delete(ProjectMember).where(
+            ProjectMember.project_id == crew.project_id, ProjectMember.user_id == crew.ids[who]
+        ),
+        delete(TaskAssignee).where(
+            TaskAssignee.user_id == crew.ids[who],
+            TaskAssignee.task_id.in_(
+                select(Task.id).where(Task.project_id == crew.project_id).scalar_subquery()
+            ),
+        ),
+    ]
+
+
+def demotion_of(crew: Crew, who: str) -> list[Any]:
+    return [
+        update(ProjectMember)
+        .where(ProjectMember.project_id == crew.project_id, ProjectMember.user_id == crew.ids[who])
+        .values(role=ProjectRole.VIEWER.value)
+    ]
+
+
+async def while_held(
+    engine: AsyncEngine,
+    statements: list[Any],
+    request: Any,
+    *,
+    commit: bool,
+) -> tuple[bool, httpx.Response]:
+    """Run `statements` in a transaction, send `request` while it is open, then commit or
+    roll it back: (whether the request was still waiting when it ended, its response)."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        for statement in statements:
+            await connection.execute(statement)
+        sent = asyncio.ensure_future(request)
+        await asyncio.sleep(SETTLE_SECONDS)
+        waiting = not sent.done()
+        if commit:
+            await transaction.commit()
+        else:
+            await transaction.rollback()
+    return waiting, await asyncio.wait_for(sent, 30)
+
+
+# --- a member removed while creating or assigning --------------------------------------------
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestRemovedWhileCreating:
+    @pytest.mark.parametrize("trial", range(2))
+    async def test_the_create_waits_then_is_refused(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew, trial: int
+    ) -> None:
+        before = await tasks_in(engine, crew.project_id)
+        waiting, response = await while_held(
+            engine,
+            removal_of(crew, "editor"),
+            committing_client.post(
+                TASKS,
+                json={"title": f"Late {trial}", "project_id": crew.project_id},
+                headers=crew.headers["editor"],
+            ),
+            commit=True,
+        )
+        assert waiting, "the create did not wait for the removal under way"
+        # No longer a member: the project is one they may not see.
+        assert_problem(response, 422, loc=["body", "project_id"])
+        assert await tasks_in(engine, crew.project_id) == before
+
+    async def test_a_removal_rolled_back_lets_the_create_through(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        before = await tasks_in(engine, crew.project_id)
+        waiting, response = await while_held(
+            engine,
+            removal_of(crew, "editor"),
+            committing_client.post(
+                TASKS,
+                json={"title": "Still here", "project_id": crew.project_id},
+                headers=crew.headers["editor"],
+            ),
+            commit=False,
+        )
+        assert waiting
+        assert response.status_code == 201, response.text
+        assert await tasks_in(engine, crew.project_id) == before + 1
+
+    async def test_a_demotion_under_way_is_waited_for(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        before = await tasks_in(engine, crew.project_id)
+        waiting, response = await while_held(
+            engine,
+            demotion_of(crew, "editor"),
+            committing_client.post(
+                TASKS,
+                json={"title": "Demoted", "project_id": crew.project_id},
+                headers=crew.headers["editor"],
+            ),
+            commit=True,
+        )
+        assert waiting
+        body = assert_problem(response, 403)
+        assert (body["role"], body["required_role"]) == ("viewer", "editor")
+        assert await tasks_in(engine, crew.project_id) == before
+
+    async def test_a_create_with_links_waits_too(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        before = await tasks_in(engine, crew.project_id)
+        waiting, response = await while_held(
+            engine,
+            removal_of(crew, "editor"),
+            committing_client.post(
+                TASKS,
+                json={
+                    "title": "Linked",
+                    "project_id": crew.project_id,
+                    "assignee_ids": [crew.ids["viewer"]],
+                    "label_ids": crew.label_ids,
+                },
+                headers=crew.headers["editor"],
+            ),
+            commit=True,
+        )
+        assert waiting
+        assert_problem(response, 422, loc=["body", "project_id"])
+        assert await tasks_in(engine, crew.project_id) == before
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAssigneeRemovedWhileAssigning:
+    async def test_the_assignment_waits_then_is_refused(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        task = await new_task(committing_client, crew)
+        waiting, response = await while_held(
+            engine,
+            removal_of(crew, "viewer"),
+            committing_client.patch(
+                task_url(task["id"]),
+                json={"assignee_ids": [crew.ids["owner"], crew.ids["viewer"]]},
+                headers=crew.headers["editor"],
+            ),
+            commit=True,
+        )
+        assert waiting, "the assignment did not wait for the removal under way"
+        assert_problem(response, 422, loc=["body", "assignee_ids", 1])
+        assert await assignees_of(engine, task["id"]) == []
+        after = await committing_client.get(task_url(task["id"]), headers=crew.headers["editor"])
+        assert after.json()["version"] == task["version"]
+
+    async def test_a_create_that_assigns_waits_then_is_refused(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        before = await tasks_in(engine, crew.project_id)
+        waiting, response = await while_held(
+            engine,
+            removal_of(crew, "viewer"),
+            committing_client.post(
+                TASKS,
+                json={
+                    "title": "Assigned",
+                    "project_id": crew.project_id,
+                    "assignee_ids": [crew.ids["viewer"]],
+                },
+                headers=crew.headers["editor"],
+            ),
+            commit=True,
+        )
+        assert waiting
+        assert_problem(response, 422, loc=["body", "assignee_ids", 0])
+        assert await tasks_in(engine, crew.project_id) == before
+
+    @pytest.mark.parametrize("delay", [0.0, 0.002, 0.005, 0.01, 0.02])
+    async def test_an_assignment_and_a_removal_at_once_leave_no_assignment(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew, delay: float
+    ) -> None:
+        """In whichever order they meet: an assignment that got the membership row first
+        holds it until it commits, and the removal then takes the assignment with it; one
+        that came second finds no member (422)."""
+        task = await new_task(committing_client, crew)
+        assigned, removed = await asyncio.gather(
+            committing_client.patch(
+                task_url(task["id"]),
+                json={"assignee_ids": [crew.ids["viewer"]]},
+                headers=crew.headers["editor"],
+            ),
+            _remove_after(engine, removal_of(crew, "viewer"), delay=delay),
+        )
+        assert assigned.status_code in {200, 422}, assigned.text
+        # Whatever the order, the removed member is not left assigned.
+        assert await assignees_of(engine, task["id"]) == []
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAWriteThatWaited:
+    async def test_answers_with_the_links_of_the_writer_it_waited_for(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """Another writer assigns the viewer (a new version) while a title change waits for
+        it: the title change's answer is the task as it left it, the assignment included."""
+        task = await new_task(committing_client, crew)
+        waiting, response = await while_held(
+            engine,
+            [
+                update(Task).where(Task.id == task["id"]).values(version=Task.version + 1),
+                insert(TaskAssignee).values(task_id=task["id"], user_id=crew.ids["viewer"]),
+            ],
+            committing_client.patch(
+                task_url(task["id"]), json={"title": "After"}, headers=crew.headers["editor"]
+            ),
+            commit=True,
+        )
+        assert waiting
+        assert response.status_code == 200, response.text
+        assert response.json()["version"] == task["version"] + 2
+        assert response.json()["assignee_ids"] == [crew.ids["viewer"]]
+        again = await committing_client.get(task_url(task["id"]), headers=crew.headers["editor"])
+        assert again.json() == response.json()
+
+
+async def _remove_after(engine: AsyncEngine, statements: list[Any], *, delay: float) -> None:
+    await asyncio.sleep(delay)
+    async with engine.begin() as connection:
+        for statement in statements:
+            await connection.execute(statement)
+
+
+# --- writers with one ETag, and writers without ------------------------------------------------
+
+
+class TestOneTagTwoWriters:
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ({"title": "A"}, {"title": "B"}),
+            ({"assignee_ids": "owner"}, {"assignee_ids": "viewer"}),
+            ({"label_ids": 0}, {"title": "B", "label_ids": 1}),
+            ({"title": "A"}, {"assignee_ids": "viewer"}),
+        ],
+        ids=["fields", "assignees", "labels", "mixed"],
+    )
+    @pytest.mark.parametrize("trial", range(TRIALS))
+    async def test_one_200_one_412(
+        self,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        trial: int,
+        first: dict[str, Any],
+        second: dict[str, Any],
+    ) -> None:
+        client = committing_client
+        task = await new_task(client, crew, title=f"Tag {trial}")
+        bodies = [_resolve(crew, body) for body in (first, second)]
+        headers = {**crew.headers["editor"], "If-Match": f'"{task["version"]}"'}
+
+        responses = await asyncio.gather(
+            *(client.patch(task_url(task["id"]), json=body, headers=headers) for body in bodies)
+        )
+
+        assert statuses(list(responses)) == {200: 1, 412: 1}, [r.text for r in responses]
+        [winner] = [r for r in responses if r.status_code == 200]
+        for response in responses:
+            if response.status_code == 412:
+                assert_problem(response, 412)
+        final = await client.get(task_url(task["id"]), headers=crew.headers["editor"])
+        assert final.json() == winner.json()
+        assert final.json()["version"] == task["version"] + 1
+
+
+def _resolve(crew: Crew, body: dict[str, Any]) -> dict[str, Any]:
+    """A body of the parametrization with names turned into ids."""
+    resolved = dict(body)
+    if "assignee_ids" in body:
+        resolved["assignee_ids"] = [crew.ids[body["assignee_ids"]]]
+    if "label_ids" in body:
+        resolved["label_ids"] = [crew.label_ids[body["label_ids"]]]
+    return resolved
+
+
+class TestWritersWithoutTags:
+    @pytest.mark.parametrize("trial", range(TRIALS))
+    async def test_every_change_is_one_version(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew, trial: int
+    ) -> None:
+        """Writers at once, each with a change no other makes (a title of its own, or an
+        assignee set of its own, or both): every one applied, each exactly one version."""
+        client = committing_client
+        task = await new_task(client, crew, title=f"Busy {trial}")
+        owner, editor, viewer = (crew.ids[who] for who in ("owner", "editor", "viewer"))
+        bodies: list[dict[str, Any]] = [
+            {"title": "Title 0"},
+            {"assignee_ids": [owner]},
+            {"assignee_ids": [editor, viewer], "title": "Title 2"},
+            {"title": "Title 3"},
+            {"assignee_ids": [viewer]},
+            {"assignee_ids": [owner, editor], "label_ids": [crew.label_ids[0]]},
+        ]
+
+        responses = await asyncio.gather(
+            *(
+                client.patch(task_url(task["id"]), json=body, headers=crew.headers["editor"])
+                for body in bodies
+            )
+        )
+
+        assert statuses(list(responses)) == {200: len(bodies)}, [r.text for r in responses]
+        final = (await client.get(task_url(task["id"]), headers=crew.headers["editor"])).json()
+        assert final["version"] == task["version"] + len(bodies)
+        assert max(response.json()["version"] for response in responses) == final["version"]
+        assert final["assignee_ids"] == await assignees_of(engine, task["id"])
