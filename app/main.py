@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import URL
 
 from app.api import health, metrics
+from app.api.deprecation import V1DeprecationMiddleware
 from app.api.metrics import RequestMetrics
 from app.api.middleware import (
     BodySizeLimitMiddleware,
@@ -30,6 +31,7 @@ from app.api.openapi import complete_document
 from app.api.problems import install_problem_handlers
 from app.api.rate_limit import RateLimiter
 from app.api.routing import operation_id
+from app.api.v1 import API_V1_PREFIX
 from app.api.v1 import router as v1
 from app.api.v2 import router as v2
 from app.core.config import (
@@ -163,6 +165,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(QueryEncodingMiddleware)
     app.add_middleware(LastResortMiddleware)
+    if settings.api_v1_deprecated_at is not None:
+        # Retiring v1 (app/api/deprecation.py): inside the request id, the log line and the
+        # metrics (a 410 is answered like any other), outside the last resort (its 500 is a
+        # v1 response too). Not installed at all until the operator sets a deprecation.
+        app.add_middleware(
+            V1DeprecationMiddleware,
+            deprecated_at=settings.api_v1_deprecated_at,
+            sunset_at=settings.api_v1_sunset_at,
+        )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestLogMiddleware, log_successes=not settings.is_production)
     app.add_middleware(RequestIdMiddleware)
@@ -175,7 +186,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            app.openapi_schema = complete_document(document, reading_order=_DOC_ORDER)
+            app.openapi_schema = complete_document(
+                document,
+                reading_order=_DOC_ORDER,
+                deprecated_prefix=(
+                    f"{API_V1_PREFIX}/" if settings.api_v1_deprecated_at is not None else None
+                ),
+                sunset=settings.api_v1_sunset_at is not None,
+            )
         return app.openapi_schema
 
     app.openapi = openapi_document  # type: ignore[method-assign]

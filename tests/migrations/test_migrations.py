@@ -5,19 +5,25 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, insert, inspect, text
+from sqlalchemy import Connection, TableClause, column, insert, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.schema import SchemaItem
 
 import app.models  # noqa: F401 - registers every table on Base.metadata
-from app.db.base import Base, utcnow
+from app.api.conditional import etag_for
+from app.core.roles import ProjectRole
+from app.core.security import create_access_token
+from app.db.base import Base, UTCDateTime, utcnow
 from app.db.session import create_engine_for
+from app.main import create_app
 from app.models.user import User
 from app.schemas.user import normalize_email
 from tests.conftest import make_settings, run_alembic
@@ -280,3 +286,203 @@ class TestEmailFolding:
         assert await self.emails(engine) == _AFTER_0004
         run_alembic(fresh_url)
         assert await self.emails(engine) == _AFTER_0004
+
+
+# --- revision 0005 on a database that holds v1's data ------------------------------------
+
+_V2_TABLES = {
+    "projects",
+    "project_members",
+    "invitations",
+    "labels",
+    "task_labels",
+    "task_assignees",
+    "comments",
+}
+_TASK_FIELDS = (
+    "id",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_at",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "deleted_at",
+    "version",
+)
+_AT = datetime(2026, 11, 1, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def _tasks_at(*extra: str) -> TableClause:
+    """`tasks` as this test reads and writes it, timestamps typed as the app stores them."""
+    timestamps = {"due_at", "created_at", "updated_at", "completed_at", "deleted_at"}
+    return table(
+        "tasks",
+        *(
+            column(name, UTCDateTime()) if name in timestamps else column(name)
+            for name in (*_TASK_FIELDS, *extra)
+        ),
+    )
+
+
+def _v1_tasks() -> dict[int, dict[str, Any]]:
+    """Tasks of three of four accounts, ids interleaved between owners, at many versions,
+    some trashed, some done; by id, with their owner."""
+    tasks: dict[int, dict[str, Any]] = {}
+    owners = [1, 2, 1, 3, 3, 1, 2, 2, 1, 3]
+    versions = [1, 2, 7, 1, 1000, 3, 1, 41, 2, 5]
+    for position, (owner, version) in enumerate(zip(owners, versions, strict=True)):
+        task_id = position + 1
+        done = position % 3 == 0
+        created = _AT + timedelta(hours=position)
+        tasks[task_id] = {
+            "owner_id": owner,
+            "id": task_id,
+            "title": f"task {task_id} of {owner}",
+            "description": None if position % 2 else "a description",
+            "status": "done" if done else "todo",
+            "priority": position % 4 + 1,
+            "due_at": created + timedelta(days=3) if position % 2 else None,
+            "created_at": created,
+            "updated_at": created + timedelta(minutes=version, microseconds=position),
+            "completed_at": created + timedelta(minutes=1) if done else None,
+            "deleted_at": created + timedelta(days=1) if task_id in {3, 5, 8} else None,
+            "version": version,
+        }
+    return tasks
+
+
+class TestProjectsOnV1Data:
+    """Revision 0005 on a database of v1 accounts and tasks: every account gets its Inbox, and
+    every task goes into its owner's Inbox as it was (spec api-v2 section 1); the downgrade
+    gives each task back its owner."""
+
+    USERS = (1, 2, 3, 4)  # 3 is deactivated, 4 has no tasks
+
+    async def v1_database(self, url: str, engine: AsyncEngine) -> dict[int, dict[str, Any]]:
+        run_alembic(url, "0004_fold_emails")
+        tasks = _v1_tasks()
+        async with engine.connect() as connection:
+            for user_id in self.USERS:
+                row = {**user_row(f"user{user_id}@example.com"), "is_active": user_id != 3}
+                await connection.execute(insert(User).values(id=user_id, **row))
+            await connection.execute(insert(_tasks_at("owner_id")), list(tasks.values()))
+            await connection.commit()
+        return tasks
+
+    async def read_tasks(self, engine: AsyncEngine, *extra: str) -> dict[int, dict[str, Any]]:
+        tasks = _tasks_at(*extra)
+        async with engine.connect() as connection:
+            rows = (await connection.execute(select(tasks).order_by(tasks.c.id))).mappings()
+            return {row["id"]: dict(row) for row in rows}
+
+    async def inboxes(self, engine: AsyncEngine) -> dict[int, int]:
+        """Each account's Inbox project id, checking that it has exactly one, named Inbox,
+        live, at version 1, with the account as its only member, an owner."""
+        async with engine.connect() as connection:
+            projects = (
+                await connection.execute(
+                    text(
+                        "SELECT id, name, inbox_user_id, deleted_at, version FROM projects"
+                        " ORDER BY id"
+                    )
+                )
+            ).all()
+            members = (
+                await connection.execute(
+                    text("SELECT project_id, user_id, role FROM project_members")
+                )
+            ).all()
+        inbox_users = [project.inbox_user_id for project in projects]
+        assert sorted(inbox_users) == list(self.USERS)  # one each, and nothing else
+        for project in projects:
+            assert (project.name, project.deleted_at, project.version) == ("Inbox", None, 1)
+        assert sorted((m.project_id, m.user_id, m.role) for m in members) == sorted(
+            (project.id, project.inbox_user_id, ProjectRole.OWNER.value) for project in projects
+        )
+        return {project.inbox_user_id: project.id for project in projects}
+
+    async def test_every_task_lands_in_its_owners_inbox_unchanged(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        before = await self.v1_database(fresh_url, engine)
+
+        run_alembic(fresh_url)
+
+        inbox = await self.inboxes(engine)
+        after = await self.read_tasks(engine, "project_id", "remind_at")
+        assert set(after) == set(before)
+        for task_id, task in before.items():
+            moved = after[task_id]
+            assert moved["project_id"] == inbox[task["owner_id"]], task_id
+            assert moved["remind_at"] is None
+            for field in _TASK_FIELDS:
+                assert moved[field] == task[field], (task_id, field)
+            assert etag_for(moved["version"]) == etag_for(task["version"])
+
+    async def test_v1_serves_each_owner_their_own_tasks_with_the_same_etags(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        before = await self.v1_database(fresh_url, engine)
+        run_alembic(fresh_url)
+        settings = make_settings(fresh_url)
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            for owner in (1, 2, 4):  # 3 is deactivated: its tokens are refused
+                token, _ = create_access_token(
+                    user_id=owner, token_version=1, key=settings.signing_key, expire_minutes=5
+                )
+                headers = {"Authorization": f"Bearer {token}"}
+                for task_id, task in before.items():
+                    response = await client.get(f"/api/v1/tasks/{task_id}", headers=headers)
+                    if task["owner_id"] != owner or task["deleted_at"] is not None:
+                        assert response.status_code == 404, (owner, task_id)
+                        continue
+                    assert response.status_code == 200, response.text
+                    assert response.headers["etag"] == etag_for(task["version"])
+                    assert response.json()["version"] == task["version"]
+                for deleted in ("false", "true"):
+                    listed = await client.get(
+                        f"/api/v1/tasks?deleted={deleted}&limit=100", headers=headers
+                    )
+                    assert listed.status_code == 200, listed.text
+                    assert {item["id"] for item in listed.json()["items"]} == {
+                        task_id
+                        for task_id, task in before.items()
+                        if task["owner_id"] == owner
+                        and (task["deleted_at"] is not None) == (deleted == "true")
+                    }
+
+    async def test_downgrade_gives_tasks_their_owners_back_and_upgrade_again(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        before = await self.v1_database(fresh_url, engine)
+        run_alembic(fresh_url)
+
+        run_alembic(fresh_url, "0004_fold_emails", down=True)
+
+        assert await table_names(engine) == (APP_TABLES - _V2_TABLES) | {"alembic_version"}
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: {column["name"] for column in inspect(sync).get_columns("tasks")}
+            )
+        assert columns == {*_TASK_FIELDS, "owner_id"}
+        assert await self.read_tasks(engine, "owner_id") == before
+
+        run_alembic(fresh_url)
+
+        inbox = await self.inboxes(engine)
+        after = await self.read_tasks(engine, "project_id")
+        assert {task_id: task["project_id"] for task_id, task in after.items()} == {
+            task_id: inbox[task["owner_id"]] for task_id, task in before.items()
+        }
+        for task_id, task in before.items():
+            assert {field: after[task_id][field] for field in _TASK_FIELDS} == {
+                field: task[field] for field in _TASK_FIELDS
+            }
