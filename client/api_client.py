@@ -1,10 +1,11 @@
-"""The client's only door to the API: HTTP over httpx, as any third-party client would use it.
+"""The client's only door to the API (v2): HTTP over httpx, as any third-party client would use it.
 
 Nothing here knows about Streamlit. `ApiSession` holds one person's tokens and renews the
 access token with the refresh token when it has expired (or is about to), so the person never
 notices; when renewal fails it raises `SessionExpired`. It also counts the changes it made and
 keeps what screens remember for the person, so both end with the sign-in. Every non-2xx answer
-becomes an `ApiError` carrying the problem's `detail`, its per-field errors, and `Retry-After`.
+becomes an `ApiError` carrying the problem's `detail`, its per-field errors, `Retry-After`, and
+for a 403 the person's `role` and the `required_role`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 import httpx
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-API_PREFIX = "/api/v1"
+API_PREFIX = "/api/v2"
+# A TASKS_API_URL written for an earlier client may name a version: the root is what counts.
+_VERSION_SUFFIXES = ("/api/v1", "/api/v2")
 TIMEOUT_SECONDS = 10.0
 # Renew a little before the access token expires, so a request never races its expiry.
 RENEW_MARGIN_SECONDS = 30.0
@@ -30,7 +33,9 @@ def api_base_url() -> str:
     """The API's base URL from TASKS_API_URL, read on every call (tests change it)."""
     url = os.environ.get("TASKS_API_URL", "").strip() or DEFAULT_API_URL
     url = url.rstrip("/")
-    return url if url.endswith(API_PREFIX) else url + API_PREFIX
+    for suffix in _VERSION_SUFFIXES:
+        url = url.removesuffix(suffix)
+    return url + API_PREFIX
 
 
 class ApiError(Exception):
@@ -43,12 +48,17 @@ class ApiError(Exception):
         *,
         field_errors: Mapping[str, str] | None = None,
         retry_after: int | None = None,
+        role: str | None = None,
+        required_role: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.field_errors: dict[str, str] = dict(field_errors or {})
         self.retry_after = retry_after
+        # A 403 of a project says the person's role there and the least role the action needs.
+        self.role = role
+        self.required_role = required_role
 
     @property
     def unavailable(self) -> bool:
@@ -79,6 +89,7 @@ def error_from_response(response: httpx.Response) -> ApiError:
     """Turn a non-2xx response into an ApiError, whatever its body looks like."""
     detail = ""
     field_errors: dict[str, str] = {}
+    roles: dict[str, str] = {}
     try:
         body = response.json()
     except ValueError:
@@ -89,6 +100,11 @@ def error_from_response(response: httpx.Response) -> ApiError:
         for item in body.get("errors") or []:
             if isinstance(item, dict) and isinstance(item.get("msg"), str):
                 field_errors.setdefault(_field_name(item.get("loc")), item["msg"])
+        roles = {
+            name: body[name]
+            for name in ("role", "required_role")
+            if isinstance(body.get(name), str)
+        }
     if not detail:
         detail = response.reason_phrase or f"HTTP {response.status_code}"
     return ApiError(
@@ -96,6 +112,8 @@ def error_from_response(response: httpx.Response) -> ApiError:
         detail,
         field_errors=field_errors,
         retry_after=_retry_after(response),
+        role=roles.get("role"),
+        required_role=roles.get("required_role"),
     )
 
 
@@ -234,9 +252,37 @@ class ApiSession:
         self.user = self.call("PATCH", "/users/me", json=dict(changes)).json()
         return self.user
 
-    def list_tasks(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        page: dict[str, Any] = self.call("GET", "/tasks", params=dict(params)).json()
+    def _page(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        page: dict[str, Any] = self.call("GET", path, params=dict(params)).json()
         return page
+
+    def _all(self, path: str, params: Mapping[str, Any], most: int) -> list[dict[str, Any]]:
+        """Every item of a paged list, up to `most`, 100 a page."""
+        items: list[dict[str, Any]] = []
+        query = {**params, "limit": 100}
+        while len(items) < most:
+            page = self._page(path, query)
+            items.extend(page["items"])
+            if not page.get("next_cursor"):
+                break
+            query = {**params, "limit": 100, "cursor": page["next_cursor"]}
+        return items[:most]
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.call(method, path, **kwargs).json()
+        return result
+
+    def roles(self) -> list[dict[str, Any]]:
+        """The table of roles (owner first) with their permissions: GET /roles."""
+        table: list[dict[str, Any]] = self.call("GET", "/roles").json()
+        return table
+
+    def list_tasks(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return self._page("/tasks", params)
+
+    def create_task(self, body: Mapping[str, Any], idempotency_key: str) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key}
+        return self._json("POST", "/tasks", json=dict(body), headers=headers)
 
     def get_task(self, task_id: Any) -> tuple[dict[str, Any], str]:
         response = self.call("GET", f"/tasks/{task_id}")
@@ -257,9 +303,77 @@ class ApiSession:
         return task
 
     def list_users(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        page: dict[str, Any] = self.call("GET", "/users", params=dict(params)).json()
-        return page
+        return self._page("/users", params)
 
     def update_user(self, user_id: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
         user: dict[str, Any] = self.call("PATCH", f"/users/{user_id}", json=dict(changes)).json()
         return user
+
+    # Projects (spec section 3).
+
+    def all_projects(self, most: int = 1000) -> list[dict[str, Any]]:
+        return self._all("/projects", {}, most)
+
+    def create_project(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/projects", json=dict(body))
+
+    def get_project(self, project_id: Any) -> tuple[dict[str, Any], str]:
+        response = self.call("GET", f"/projects/{project_id}")
+        return response.json(), response.headers.get("ETag", "")
+
+    def update_project(
+        self, project_id: Any, changes: Mapping[str, Any], etag: str
+    ) -> dict[str, Any]:
+        headers = {"If-Match": etag} if etag else {}
+        return self._json("PATCH", f"/projects/{project_id}", json=dict(changes), headers=headers)
+
+    # Members and invitations (section 4).
+
+    def all_members(self, project_id: Any, most: int = 1000) -> list[dict[str, Any]]:
+        return self._all(f"/projects/{project_id}/members", {}, most)
+
+    def change_role(self, project_id: Any, user_id: Any, role: str) -> dict[str, Any]:
+        path = f"/projects/{project_id}/members/{user_id}"
+        return self._json("PATCH", path, json={"role": role})
+
+    def remove_member(self, project_id: Any, user_id: Any) -> None:
+        self.call("DELETE", f"/projects/{project_id}/members/{user_id}")
+
+    def invite(self, project_id: Any, email: str, role: str) -> dict[str, Any]:
+        path = f"/projects/{project_id}/invitations"
+        return self._json("POST", path, json={"email": email, "role": role})
+
+    def project_invitations(self, project_id: Any, most: int = 1000) -> list[dict[str, Any]]:
+        return self._all(f"/projects/{project_id}/invitations", {}, most)
+
+    def revoke_invitation(self, project_id: Any, invitation_id: Any) -> None:
+        self.call("DELETE", f"/projects/{project_id}/invitations/{invitation_id}")
+
+    def my_invitations(self, most: int = 1000) -> list[dict[str, Any]]:
+        return self._all("/invitations", {}, most)
+
+    def accept_invitation(self, invitation_id: Any) -> dict[str, Any]:
+        return self._json("POST", f"/invitations/{invitation_id}/accept")
+
+    def decline_invitation(self, invitation_id: Any) -> None:
+        self.call("POST", f"/invitations/{invitation_id}/decline")
+
+    # Labels and comments (section 6).
+
+    def all_labels(self, project_id: Any, most: int = 1000) -> list[dict[str, Any]]:
+        return self._all(f"/projects/{project_id}/labels", {}, most)
+
+    def create_label(self, project_id: Any, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"/projects/{project_id}/labels", json=dict(body))
+
+    def delete_label(self, project_id: Any, label_id: Any) -> None:
+        self.call("DELETE", f"/projects/{project_id}/labels/{label_id}")
+
+    def all_comments(self, task_id: Any, most: int = 1000) -> list[dict[str, Any]]:
+        return self._all(f"/tasks/{task_id}/comments", {}, most)
+
+    def add_comment(self, task_id: Any, body: str) -> dict[str, Any]:
+        return self._json("POST", f"/tasks/{task_id}/comments", json={"body": body})
+
+    def delete_comment(self, task_id: Any, comment_id: Any) -> None:
+        self.call("DELETE", f"/tasks/{task_id}/comments/{comment_id}")

@@ -1,10 +1,12 @@
 """The Streamlit web client: `streamlit run client/app.py`, API base URL from TASKS_API_URL.
 
-It talks to the API only over HTTP (api_client.py), as any third-party client would. This
+It talks to the API (v2) only over HTTP (api_client.py), as any third-party client would. This
 file is the one place that reads the signed-in session: it registers the screens with
-st.navigation (each at its own URL: / for Tasks, /overview, /trash, /profile, /users for
-admins), hands the session to the screen being shown, and catches whatever escaped a screen,
-so a person never sees a Python traceback. Settings for `streamlit run` (no developer toolbar,
+st.navigation (each at its own URL: / for Tasks, /overview, /trash, /members, /projects,
+/invitations, /profile, /users for admins), reads the person's projects, draws the project
+switcher (Inbox first), hands the screen being shown its workspace (session, projects, the
+current project and the roles table), and catches whatever escaped a screen, so a person never
+sees a Python traceback. Settings for `streamlit run` (no developer toolbar,
 no error details, no usage statistics) are in .streamlit/config.toml next to this file.
 """
 
@@ -19,21 +21,34 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from api_client import ApiError, ApiSession, api_base_url
-from screens import account, admin, overview, profile, tasks, trash
+from screens import account, admin, invitations, members, overview, profile, projects, tasks, trash
 from task_fields import plain
-from ui import CLIENT_FAILURE_MESSAGE, current_session, end_session, show_read_error
+from ui import (
+    CLIENT_FAILURE_MESSAGE,
+    PROJECT,
+    current_session,
+    end_session,
+    keep_filters,
+    show_read_error,
+)
+from workspace import Workspace, load
 
 logger = logging.getLogger("tasks_client")
 
 
 @dataclass(frozen=True)
 class Screen:
-    """A signed-in screen: its menu title, its URL path, and what draws it."""
+    """A signed-in screen: its menu title (also its heading), its URL path, and what draws it."""
 
     title: str
     url_path: str
-    render: Callable[[ApiSession], None]
+    render: Callable[[Workspace], None]
     admin_only: bool = False
+
+
+def _session_only(render: Callable[[ApiSession], None]) -> Callable[[Workspace], None]:
+    """A screen about the account, not a project: it is handed the session alone."""
+    return lambda workspace: render(workspace.session)
 
 
 # In menu order. The first is the default page, which Streamlit serves at / (its url_path
@@ -44,8 +59,11 @@ SCREENS = (
     Screen("Tasks", "tasks", tasks.render),
     Screen("Overview", "overview", overview.render),
     Screen("Trash", "trash", trash.render),
-    Screen("Profile", "profile", profile.render),
-    Screen("Users", "users", admin.render, admin_only=True),
+    Screen("Members", "members", members.render),
+    Screen("Projects", "projects", projects.render),
+    Screen("Invitations", "invitations", invitations.render),
+    Screen("Profile", "profile", _session_only(profile.render)),
+    Screen("Users", "users", _session_only(admin.render), admin_only=True),
 )
 
 
@@ -76,7 +94,7 @@ def _signed_in_pages(session: ApiSession) -> list[st.Page]:
     return [
         st.Page(
             # A partial has no __name__: title and url_path are given, not inferred.
-            functools.partial(screen.render, session),
+            functools.partial(_open, screen, session),
             title=screen.title,
             url_path=screen.url_path,
             default=index == 0,
@@ -91,6 +109,26 @@ def _log_out(session: ApiSession) -> None:
     end_session("You are logged out.")
 
 
+def _switch_project() -> None:
+    st.session_state[PROJECT] = st.session_state.get("project_switch")
+
+
+def _project_switcher(workspace: Workspace) -> None:
+    names = {project["id"]: str(project["name"]) for project in workspace.projects}
+    # The widget's own state is dropped on a run that does not draw it (a failed read), so the
+    # choice is kept under PROJECT too, and the widget is set from it before it is drawn.
+    st.session_state["project_switch"] = workspace.project_id
+    st.selectbox(
+        "Project",
+        list(names),
+        format_func=names.__getitem__,
+        key="project_switch",
+        on_change=_switch_project,
+    )
+    st.caption(f"Your role here: **{plain(workspace.my_role)}**")
+    st.divider()
+
+
 def _sidebar(session: ApiSession) -> None:
     # Drawn below the navigation menu, which Streamlit puts at the top of the sidebar.
     with st.sidebar:
@@ -99,6 +137,33 @@ def _sidebar(session: ApiSession) -> None:
             "Log out", key="logout", on_click=_log_out, args=(session,), icon=":material/logout:"
         )
         st.caption(f"API: {api_base_url()}")
+
+
+def _open(screen: Screen, session: ApiSession) -> None:
+    """Draw `screen`: its heading, then the person's projects (the sidebar's switcher), then
+    the screen itself, handed the workspace. A failed read of the projects is shown under the
+    heading with a Retry button; the person stays on the screen, signed in."""
+    st.header(screen.title)
+    # The switcher goes above the rest of the sidebar, which is drawn first: Log out is there
+    # whatever happens next.
+    switcher_slot = st.sidebar.container()
+    _sidebar(session)
+    try:
+        workspace = load(session, st.session_state.get(PROJECT))
+    except ApiError as exc:
+        keep_filters()  # what the person chose is there again after Retry
+        show_read_error(exc, retry_key=f"{screen.url_path}_retry")
+        return
+    st.session_state[PROJECT] = workspace.project_id
+    with switcher_slot:
+        _project_switcher(workspace)
+    if workspace.lost_project:
+        st.info(
+            "The project you were working in is no longer open to you (you were removed "
+            "from it, or it was deleted). Here is your Inbox.",
+            icon=":material/info:",
+        )
+    screen.render(workspace)
 
 
 def main() -> None:
@@ -111,7 +176,6 @@ def main() -> None:
             page = st.navigation(_signed_out_pages(), position="hidden")
         else:
             page = st.navigation(_signed_in_pages(session))
-            _sidebar(session)
         page.run()
     except ScriptControlException:
         raise  # st.rerun() and st.stop() work by raising

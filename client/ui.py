@@ -16,6 +16,7 @@ from typing import Any
 import streamlit as st
 
 from api_client import ApiError, ApiSession, SessionExpired
+from task_fields import plain
 
 logger = logging.getLogger("tasks_client")
 
@@ -27,6 +28,7 @@ CLIENT_FAILURE_MESSAGE = (
 )
 SESSION = "api_session"
 FLASH_LOGIN = "_login_message"
+PROJECT = "_project_id"  # the id of the project the person is working in
 
 
 def current_session() -> ApiSession | None:
@@ -38,8 +40,20 @@ def current_session() -> ApiSession | None:
 def end_session(message: str | None = None) -> None:
     """Forget the tokens; the next run shows the login form (with `message`, if any)."""
     st.session_state.pop(SESSION, None)
+    st.session_state.pop(PROJECT, None)
     if message:
         st.session_state[FLASH_LOGIN] = message
+
+
+def keep_filters() -> None:
+    """Keep the list filters' values through a run that does not draw them (a read failed).
+
+    Streamlit forgets the value of a widget that a run does not draw; values written through
+    the session state API are kept. Call it only where the filter widgets are not drawn in
+    this run (writing a widget's key after the widget is drawn is an error)."""
+    state = st.session_state
+    for key in [key for key in state if str(key).startswith("flt_")]:
+        state[key] = state[key]
 
 
 def remember(scope: str, *, error: ApiError | None = None, success: str | None = None) -> None:
@@ -81,13 +95,19 @@ def field_error(error: ApiError | None, *names: str) -> None:
 
 
 def describe(error: ApiError, shown_fields: Iterable[str] = ()) -> str:
-    """The problem's detail plus any field errors not already drawn under their field."""
+    """The problem's detail plus any field errors not already drawn under their field, and
+    for a refused role (403) the person's role and the one the action needs."""
     shown = set(shown_fields)
     others = [
         f"{name}: {message}" if name else message
         for name, message in error.field_errors.items()
         if name not in shown
     ]
+    if error.required_role:
+        others.append(
+            f"Your role in this project is {error.role or 'unknown'}; "
+            f"this needs {error.required_role} or above."
+        )
     return "\n\n".join([error.detail, *others])
 
 
@@ -125,7 +145,9 @@ def show_feedback(
     if error is not None:
         show_problem(error, shown_fields=shown_fields, retry_key=retry_key)
     elif success:
-        st.success(success, icon=":material/check_circle:")
+        # Messages name what they were about (a title, a project someone else named): shown
+        # literally, never as markdown (a link, an image fetched from elsewhere).
+        st.success(plain(success), icon=":material/check_circle:")
 
 
 def show_read_error(error: ApiError, *, retry_key: str, shown_fields: Iterable[str] = ()) -> None:

@@ -1,3 +1,6 @@
-"""One module per screen of the client. Each signed-in screen exposes `render(session)`: app.py
-reads the session once per run and hands it over, so no screen looks it up or checks it. The
-sign-in screen (account.py) exposes `render()`."""
+"""One module per screen of the client. Each screen about a project exposes
+`render(workspace)` (the session, the person's projects, the current project and the roles
+table; see workspace.py); the account screens (profile.py, admin.py) expose `render(session)`.
+app.py reads the session and the projects once per run and hands them over, so no screen looks
+them up or checks them. The sign-in screen (account.py) exposes `render()`; task_comments.py
+is drawn inside the task list."""

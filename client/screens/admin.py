@@ -29,7 +29,6 @@ def _change(
 
 
 def render(session: ApiSession) -> None:
-    st.header("Users")
     cursor = current_cursor(SCOPE, "users")
     try:
         page = session.list_users({"limit": 50, **({"cursor": cursor} if cursor else {})})

@@ -1,12 +1,13 @@
-"""Counts of the person's live tasks by status, priority and due date (overdue, due this week), with
-bar charts drawn in the page (Vega-Lite ships with Streamlit: nothing is fetched elsewhere).
+"""Counts of the current project's live tasks by status, priority and due date (overdue, due
+this week), with bar charts drawn in the page (Vega-Lite ships with Streamlit: nothing is
+fetched elsewhere).
 
 The API has no counting endpoint, so the client walks the task pages (100 at a time) up to
 MAX_TASKS and says so when it stopped early. That walk can take 50 requests, so what it read is
 kept on the person's session and reused for MAX_AGE_SECONDS, unless the person changed
 something through this client since (the session counts its writes); the Refresh button walks
-again at once. Only status, priority and due date are kept, and the counts that depend on the
-clock (overdue, due in the next 7 days) are worked out again on every visit.
+again at once. Only status, priority and due date are kept (per project), and the counts that
+depend on the clock (overdue, due in the next 7 days) are worked out again on every visit.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import streamlit as st
 from api_client import ApiError, ApiSession
 from task_fields import PRIORITY_LABELS, STATUS_LABELS, is_overdue, parse_timestamp
 from ui import show_read_error
+from workspace import Workspace
 
 MAX_TASKS = 5000
 PAGE_SIZE = 100
 # Long enough that moving between screens does not walk the pages again, short enough that a
 # change made elsewhere (another tab, the phone) shows without the person thinking of Refresh.
 MAX_AGE_SECONDS = 300
-_KEPT = "overview"  # its key in ApiSession.kept
+_KEPT = "overview"  # its key in ApiSession.kept (then the project's id)
 _COUNTED_FIELDS = ("status", "priority", "due_at")
 
 
@@ -41,41 +43,47 @@ class _Counted:
     writes: int  # ApiSession.writes when read: a later change of the person's makes it stale
 
 
-def _all_tasks(session: ApiSession) -> tuple[list[dict[str, Any]], bool]:
-    """Every live task up to MAX_TASKS, and whether there were more."""
+def _all_tasks(session: ApiSession, project_id: int) -> tuple[list[dict[str, Any]], bool]:
+    """Every live task of the project up to MAX_TASKS, and whether there were more."""
     tasks: list[dict[str, Any]] = []
-    params: dict[str, Any] = {"limit": PAGE_SIZE}
+    params: dict[str, Any] = {"project_id": project_id, "limit": PAGE_SIZE}
     while len(tasks) < MAX_TASKS:
         page = session.list_tasks(params)
         tasks.extend(page["items"])
         if not page.get("next_cursor"):
             return tasks, False
-        params = {"limit": PAGE_SIZE, "cursor": page["next_cursor"]}
+        params = {"project_id": project_id, "limit": PAGE_SIZE, "cursor": page["next_cursor"]}
     return tasks, True
 
 
-def _counted(session: ApiSession, now: datetime) -> _Counted:
+def _kept(session: ApiSession) -> dict[int, Any]:
+    kept = session.kept.setdefault(_KEPT, {})
+    assert isinstance(kept, dict)
+    return kept
+
+
+def _counted(session: ApiSession, project_id: int, now: datetime) -> _Counted:
     """The kept walk if it is recent and nothing changed since; otherwise a new walk."""
-    kept = session.kept.get(_KEPT)
+    kept = _kept(session).get(project_id)
     if (
         isinstance(kept, _Counted)
         and kept.writes == session.writes
         and now - kept.read_at < timedelta(seconds=MAX_AGE_SECONDS)
     ):
         return kept
-    tasks, truncated = _all_tasks(session)
+    tasks, truncated = _all_tasks(session, project_id)
     counted = _Counted(
         tasks=[{name: task.get(name) for name in _COUNTED_FIELDS} for task in tasks],
         truncated=truncated,
         read_at=now,
         writes=session.writes,
     )
-    session.kept[_KEPT] = counted
+    _kept(session)[project_id] = counted
     return counted
 
 
-def _forget(session: ApiSession) -> None:
-    session.kept.pop(_KEPT, None)
+def _forget(session: ApiSession, project_id: int) -> None:
+    _kept(session).pop(project_id, None)
 
 
 def _due_this_week(task: dict[str, Any], now: datetime) -> bool:
@@ -110,11 +118,11 @@ def _bar_chart(title: str, axis: str, counts: dict[str, int]) -> None:
     )
 
 
-def render(session: ApiSession) -> None:
-    st.header("Overview")
+def render(workspace: Workspace) -> None:
+    session, project_id = workspace.session, workspace.project_id
     now = datetime.now(UTC)
     try:
-        counted = _counted(session, now)
+        counted = _counted(session, project_id, now)
     except ApiError as exc:
         show_read_error(exc, retry_key="overview_retry")
         return
@@ -128,7 +136,7 @@ def render(session: ApiSession) -> None:
         key="overview_refresh",
         icon=":material/refresh:",
         on_click=_forget,
-        args=(session,),
+        args=(session, project_id),
         width="stretch",
     )
     tasks = counted.tasks

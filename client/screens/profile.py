@@ -37,7 +37,6 @@ def _change_password(session: ApiSession) -> None:
 
 
 def render(session: ApiSession) -> None:
-    st.header("Profile")
     user = session.user
     email = plain(str(user.get("email", session.email)))
     st.markdown(f"**Email:** {email}  \n**Role:** {user.get('role')}")

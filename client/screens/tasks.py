@@ -1,9 +1,11 @@
-"""The task list: filters, sort, cursor pages, adding, editing with If-Match, deleting.
+"""The current project's task list: filters (assignee, "Assigned to me", label), sort, cursor
+pages, adding and editing with assignees and labels (If-Match), deleting, and comments.
 
 An edit starts from the task as it was when the person pressed Edit (its ETag is kept), and
 is sent with `If-Match`, so an edit made meanwhile elsewhere comes back as a conflict (412)
-and nothing is overwritten. app.py hands `render` the signed-in session; the buttons' actions
-get it from there.
+and nothing is overwritten. Controls the person's role in the project does not allow are not
+drawn (a viewer sees no Add, Edit or Delete); a 403 that happens anyway is shown plainly.
+app.py hands `render` the workspace; the buttons' actions get the session from there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from paging import current_cursor, pager
+from screens.task_comments import OPEN_COMMENTS, comments_panel, toggle_comments
 from task_fields import (
     PAGE_SIZES,
     PRIORITY_LABELS,
@@ -33,25 +36,49 @@ from ui import (
     act,
     feedback,
     field_error,
+    keep_filters,
     remember,
     show_feedback,
     show_read_error,
 )
+from workspace import Workspace, member_name
 
 SCOPE = "tasks"
 _EDITING = "_editing"  # {"id": task id, "etag": the tag the edit is based on}
-_NEW_KEY = "_new_task_idempotency_key"
+_NEW_KEY = "_new_task_idempotency_key"  # (project id, key)
 # The list's query parameters whose errors are drawn under their filter widget.
-FILTER_FIELDS = ("status", "priority", "q", "due_after", "due_before")
+FILTER_FIELDS = ("status", "priority", "q", "due_after", "due_before", "assignee", "label_id")
+ANYONE, ME, NOBODY = "", "me", "none"  # the assignee filter's fixed choices
 
 
-def _filters() -> dict[str, Any]:
+class Directory:
+    """The current project's members and labels, to name them and to offer them."""
+
+    def __init__(self, members: list[dict[str, Any]], labels: list[dict[str, Any]]) -> None:
+        self.people = {int(m["user"]["id"]): member_name(m["user"]) for m in members}
+        self.labels = {int(label["id"]): str(label["name"]) for label in labels}
+
+    def person(self, user_id: Any) -> str:
+        return self.people.get(int(user_id), f"User {user_id}")
+
+    def label(self, label_id: Any) -> str:
+        return self.labels.get(int(label_id), f"Label {label_id}")
+
+
+def _filters(workspace: Workspace) -> dict[str, Any]:
     """The list's query parameters, from the filter widgets' current values."""
     state = st.session_state
     params: dict[str, Any] = {
+        "project_id": workspace.project_id,
         "sort": state.get("flt_sort", "-created_at"),
         "limit": state.get("flt_limit", 20),
     }
+    assignee = state.get("flt_assignee", ANYONE)
+    if assignee:
+        params["assignee"] = assignee
+    label_id = state.get("flt_label")
+    if label_id is not None:
+        params["label_id"] = label_id
     if state.get("flt_status"):
         params["status"] = ",".join(state["flt_status"])
     if state.get("flt_priority"):
@@ -68,11 +95,43 @@ def _filters() -> dict[str, Any]:
     return params
 
 
-def render(session: ApiSession) -> None:
-    st.header("Tasks")
-    _add_form(session)
+def _keep_valid_choices(directory: Directory) -> None:
+    """Another project's member or label chosen (as a filter, or on the new task) is not one
+    of this project's: dropped, before the widgets are drawn with this project's choices."""
+    state = st.session_state
+    if state.get("flt_assignee", ANYONE) not in _assignee_choices(directory):
+        state["flt_assignee"] = ANYONE
+    if state.get("flt_label") not in [None, *directory.labels]:
+        state["flt_label"] = None
+    for key, offered in (("new_assignees", directory.people), ("new_labels", directory.labels)):
+        chosen = state.get(key) or []
+        if any(item not in offered for item in chosen):
+            state[key] = [item for item in chosen if item in offered]
+
+
+def render(workspace: Workspace) -> None:
+    session = workspace.session
+    try:
+        directory = Directory(
+            session.all_members(workspace.project_id), session.all_labels(workspace.project_id)
+        )
+    except ApiError as exc:
+        keep_filters()
+        show_read_error(exc, retry_key="tasks_retry")
+        return
+    _keep_valid_choices(directory)
+    if workspace.may("task.create"):
+        _add_form(workspace, directory)
+    else:
+        can_comment = workspace.may("comment.create")
+        st.info(
+            f"Your role in {plain(str(workspace.project['name']))} is {workspace.my_role}: you "
+            f"can read its tasks{' and comment on them' if can_comment else ''}, "
+            "but not add or change them.",
+            icon=":material/visibility:",
+        )
     st.divider()
-    params = _filters()
+    params = _filters(workspace)
     filters_key = tuple(sorted((k, str(v)) for k, v in params.items()))
     cursor = current_cursor(SCOPE, filters_key)
     page: dict[str, Any] | None = None
@@ -81,18 +140,22 @@ def render(session: ApiSession) -> None:
         page = session.list_tasks({**params, **({"cursor": cursor} if cursor else {})})
     except ApiError as exc:
         list_error = exc
-    _filter_widgets(list_error)
+    _filter_widgets(list_error, directory)
     if list_error is not None:
         show_read_error(list_error, retry_key="tasks_retry", shown_fields=FILTER_FIELDS)
         return
     assert page is not None
     error, success = feedback(SCOPE)
     show_feedback(error, success)
-    _task_rows(session, page["items"])
+    _task_rows(workspace, directory, page["items"])
     pager(SCOPE, page.get("next_cursor"))
 
 
-def _filter_widgets(error: ApiError | None) -> None:
+def _assignee_choices(directory: Directory) -> list[str]:
+    return [ANYONE, ME, NOBODY, *(str(user_id) for user_id in directory.people)]
+
+
+def _filter_widgets(error: ApiError | None, directory: Directory) -> None:
     with st.expander("Filter and sort", expanded=True, icon=":material/filter_list:"):
         left, right = st.columns(2)
         with left:
@@ -112,6 +175,14 @@ def _filter_widgets(error: ApiError | None) -> None:
             field_error(error, "priority")
             st.text_input("Search", key="flt_q", placeholder="Words in the title or description")
             field_error(error, "q")
+            fixed = {ANYONE: "Anyone", ME: "Assigned to me", NOBODY: "Not assigned"}
+            st.selectbox(
+                "Assignee",
+                _assignee_choices(directory),
+                format_func=lambda choice: fixed.get(choice) or directory.person(choice),
+                key="flt_assignee",
+            )
+            field_error(error, "assignee")
         with right:
             from_col, until_col = st.columns(2)
             from_col.date_input("Due from", value=None, key="flt_due_from", format="YYYY-MM-DD")
@@ -121,24 +192,40 @@ def _filter_widgets(error: ApiError | None) -> None:
                 "Sort by", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key="flt_sort"
             )
             st.selectbox("Tasks per page", PAGE_SIZES, index=1, key="flt_limit")
+            st.selectbox(
+                "Label",
+                [None, *directory.labels],
+                format_func=lambda label_id: (
+                    "Any label" if label_id is None else directory.label(label_id)
+                ),
+                key="flt_label",
+            )
+            field_error(error, "label_id")
 
 
 # Adding
 
 
-def _new_task_key() -> str:
-    key = st.session_state.get(_NEW_KEY)
-    if not isinstance(key, str):
-        key = st.session_state[_NEW_KEY] = uuid.uuid4().hex
-    return key
+def _new_task_key(project_id: int) -> str:
+    """The Idempotency-Key of the task being added; a new one in another project (the same
+    key with another body would be refused)."""
+    kept = st.session_state.get(_NEW_KEY)
+    if not (isinstance(kept, tuple) and kept[0] == project_id):
+        kept = st.session_state[_NEW_KEY] = (project_id, uuid.uuid4().hex)
+    return str(kept[1])
 
 
-def _add_task(session: ApiSession) -> None:
+def _add_task(session: ApiSession, project_id: int) -> None:
     state = st.session_state
     body: dict[str, Any] = {
+        "project_id": project_id,
         "title": state.get("new_title", ""),
         "priority": state.get("new_priority", "medium"),
     }
+    for name, key in (("assignee_ids", "new_assignees"), ("label_ids", "new_labels")):
+        chosen = sorted(state.get(key) or [])
+        if chosen:
+            body[name] = chosen
     description = str(state.get("new_description", ""))
     if description.strip():
         body["description"] = description
@@ -147,8 +234,7 @@ def _add_task(session: ApiSession) -> None:
         body["due_at"] = due
     try:
         # The key makes a double submit (or a retry after a lost answer) create one task.
-        headers = {"Idempotency-Key": _new_task_key()}
-        task = session.call("POST", "/tasks", json=body, headers=headers).json()
+        task = session.create_task(body, _new_task_key(project_id))
     except ApiError as exc:
         if not exc.unavailable:
             state.pop(_NEW_KEY, None)  # refused: the next attempt is a new request
@@ -158,13 +244,42 @@ def _add_task(session: ApiSession) -> None:
     state["new_description"] = ""
     state["new_due"] = None
     state["new_priority"] = "medium"
+    state["new_assignees"] = []
+    state["new_labels"] = []
     remember("add", success=f"Added “{task['title']}”.")
 
 
-def _add_form(session: ApiSession) -> None:
+def _people_and_labels(
+    workspace: Workspace, directory: Directory, key_prefix: str, error: ApiError | None
+) -> None:
+    """The assignees and labels fields of a task form (assigning needs its permission)."""
+    people_col, labels_col = st.columns(2)
+    with people_col:
+        if workspace.may("task.assign"):
+            st.multiselect(
+                "Assignees",
+                list(directory.people),
+                format_func=directory.person,
+                key=f"{key_prefix}_assignees",
+                placeholder="Nobody",
+            )
+            field_error(error, "assignee_ids")
+    with labels_col:
+        st.multiselect(
+            "Labels",
+            list(directory.labels),
+            format_func=directory.label,
+            key=f"{key_prefix}_labels",
+            placeholder="No label" if directory.labels else "This project has no labels yet",
+        )
+        field_error(error, "label_ids")
+
+
+def _add_form(workspace: Workspace, directory: Directory) -> None:
+    session = workspace.session
     error, success = feedback("add")
     with st.form("add_task_form"):
-        st.subheader("Add a task")
+        st.subheader(f"Add a task to {plain(str(workspace.project['name']))}")
         st.text_input("Title", key="new_title", max_chars=200)
         field_error(error, "title")
         st.text_area("Description", key="new_description", height=80)
@@ -182,53 +297,96 @@ def _add_form(session: ApiSession) -> None:
         with due_col:
             st.date_input("Due date", value=None, key="new_due", format="YYYY-MM-DD")
             field_error(error, "due_at")
+        _people_and_labels(workspace, directory, "new", error)
         st.form_submit_button(
             "Add task",
             type="primary",
             key="add_task",
             on_click=act,
-            args=("add", functools.partial(_add_task, session)),
+            args=("add", functools.partial(_add_task, session, workspace.project_id)),
         )
-        show_feedback(error, success, shown_fields=("title", "description", "priority", "due_at"))
+        show_feedback(
+            error,
+            success,
+            shown_fields=(
+                "title",
+                "description",
+                "priority",
+                "due_at",
+                "assignee_ids",
+                "label_ids",
+            ),
+        )
 
 
 # Listing, editing, deleting
 
 
-def _task_rows(session: ApiSession, tasks: list[dict[str, Any]]) -> None:
+def people_line(task: dict[str, Any], directory: Directory) -> str:
+    """Who the task is assigned to and its labels, as one markdown line ("" for neither)."""
+    parts = []
+    if task.get("assignee_ids"):
+        names = ", ".join(directory.person(user_id) for user_id in task["assignee_ids"])
+        parts.append(f"Assigned to {names}")
+    if task.get("label_ids"):
+        parts.append("Labels: " + ", ".join(directory.label(i) for i in task["label_ids"]))
+    return " · ".join(plain(part) for part in parts)
+
+
+def _task_rows(workspace: Workspace, directory: Directory, tasks: list[dict[str, Any]]) -> None:
     if not tasks:
-        st.info("No tasks match. Add one above, or change the filters.", icon=":material/inbox:")
+        hint = "Add one above, or" if workspace.may("task.create") else "Try"
+        st.info(f"No tasks match. {hint} change the filters.", icon=":material/inbox:")
         return
+    session = workspace.session
     now = datetime.now(UTC)
     editing = st.session_state.get(_EDITING) or {}
+    comments_open = st.session_state.get(OPEN_COMMENTS)
+    may_edit, may_delete = workspace.may("task.update"), workspace.may("task.delete")
     for task in tasks:
         task_id = task["id"]
         with st.container(border=True, key=f"task_{task_id}"):
-            text_col, edit_col, delete_col = st.columns([8, 1.3, 1.3], vertical_alignment="center")
+            text_col, edit_col, delete_col, talk_col = st.columns(
+                [7, 1.3, 1.3, 1.6], vertical_alignment="center"
+            )
             with text_col:
-                st.markdown(f"**{plain(task['title'])}**  \n{summary_line(task, now)}")
+                lines = [f"**{plain(task['title'])}**", summary_line(task, now)]
+                lines += [line for line in [people_line(task, directory)] if line]
+                st.markdown("  \n".join(lines))
                 if task.get("description"):
                     st.caption(plain(task["description"][:300]))
-            edit_col.button(
-                "Edit",
-                key=f"edit_{task_id}",
-                on_click=act,
-                args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
+            if may_edit:
+                edit_col.button(
+                    "Edit",
+                    key=f"edit_{task_id}",
+                    on_click=act,
+                    args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
+                    width="stretch",
+                )
+            if may_delete:
+                delete_col.button(
+                    "Delete",
+                    key=f"delete_{task_id}",
+                    on_click=act,
+                    args=(SCOPE, functools.partial(_delete, session, task)),
+                    width="stretch",
+                )
+            is_open = comments_open == task_id
+            talk_col.button(
+                "Hide" if is_open else "Comments",
+                key=f"comments_{task_id}",
+                on_click=toggle_comments,
+                args=(task_id,),
                 width="stretch",
             )
-            delete_col.button(
-                "Delete",
-                key=f"delete_{task_id}",
-                on_click=act,
-                args=(SCOPE, functools.partial(_delete, session, task)),
-                width="stretch",
-            )
-            if editing.get("id") == task_id:
-                _editor(session, task_id)
+            if may_edit and editing.get("id") == task_id:
+                _editor(workspace, directory, task_id)
             else:
                 error, _ = feedback(f"edit_{task_id}")
                 if error is not None:
                     show_feedback(error, None)
+            if is_open:
+                comments_panel(workspace, directory.person, task_id)
 
 
 def _open_editor(session: ApiSession, task_id: Any) -> None:
@@ -241,6 +399,8 @@ def _open_editor(session: ApiSession, task_id: Any) -> None:
     state[f"edit_status_{task_id}"] = task["status"]
     state[f"edit_priority_{task_id}"] = task["priority"]
     state[f"edit_due_{task_id}"] = due_date(task)
+    state[f"edit_{task_id}_assignees"] = list(task.get("assignee_ids") or [])
+    state[f"edit_{task_id}_labels"] = list(task.get("label_ids") or [])
 
 
 def _close_editor() -> None:
@@ -259,6 +419,10 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     new_due: date | None = state.get(f"edit_due_{task_id}")
     if new_due != due_date(original):
         changes["due_at"] = due_at_for(new_due)
+    for name, key in (("assignee_ids", "assignees"), ("label_ids", "labels")):
+        chosen = state.get(f"edit_{task_id}_{key}")
+        if chosen is not None and sorted(chosen) != sorted(original.get(name) or []):
+            changes[name] = sorted(chosen)
     return changes
 
 
@@ -274,7 +438,8 @@ def _save(session: ApiSession, task_id: Any) -> None:
     remember(SCOPE, success=f"Saved “{task['title']}”.")
 
 
-def _editor(session: ApiSession, task_id: Any) -> None:
+def _editor(workspace: Workspace, directory: Directory, task_id: Any) -> None:
+    session = workspace.session
     error, _ = feedback(f"edit_{task_id}")
     with st.form(f"edit_form_{task_id}"):
         st.text_input("Title", key=f"edit_title_{task_id}", max_chars=200)
@@ -296,6 +461,7 @@ def _editor(session: ApiSession, task_id: Any) -> None:
         )
         due_col.date_input("Due date", value=None, key=f"edit_due_{task_id}", format="YYYY-MM-DD")
         field_error(error, "due_at")
+        _people_and_labels(workspace, directory, f"edit_{task_id}", error)
         save_col, cancel_col = st.columns(2)
         save_col.form_submit_button(
             "Save changes",
@@ -319,7 +485,11 @@ def _editor(session: ApiSession, task_id: Any) -> None:
             args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
         )
     elif error is not None:
-        show_feedback(error, None, shown_fields=("title", "description", "due_at"))
+        show_feedback(
+            error,
+            None,
+            shown_fields=("title", "description", "due_at", "assignee_ids", "label_ids"),
+        )
 
 
 def _delete(session: ApiSession, task: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The trash: deleted tasks, newest deletion first, each with Restore."""
+"""The current project's trash: deleted tasks, newest deletion first, each with Restore (for
+editors and above; others may look but not restore)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from api_client import ApiError, ApiSession
 from paging import current_cursor, pager
 from task_fields import plain, summary_line
 from ui import act, feedback, remember, show_feedback, show_read_error
+from workspace import Workspace
 
 SCOPE = "trash"
 
@@ -21,11 +23,24 @@ def _restore(session: ApiSession, task: dict[str, Any]) -> None:
     remember(SCOPE, success=f"Restored “{task['title']}”.")
 
 
-def render(session: ApiSession) -> None:
-    st.header("Trash")
-    st.caption("Deleted tasks stay here for a while and can be restored.")
-    cursor = current_cursor(SCOPE, "trash")
-    params: dict[str, Any] = {"deleted": "true", "sort": "-updated_at", "limit": 20}
+def render(workspace: Workspace) -> None:
+    session = workspace.session
+    may_restore = workspace.may("task.restore")
+    st.caption(
+        "Deleted tasks stay here for a while"
+        + (
+            " and can be restored."
+            if may_restore
+            else f"; it takes {workspace.roles.least('task.restore')} or above to restore them."
+        )
+    )
+    cursor = current_cursor(SCOPE, ("trash", workspace.project_id))
+    params: dict[str, Any] = {
+        "project_id": workspace.project_id,
+        "deleted": "true",
+        "sort": "-updated_at",
+        "limit": 20,
+    }
     try:
         page = session.list_tasks({**params, **({"cursor": cursor} if cursor else {})})
     except ApiError as exc:
@@ -40,6 +55,8 @@ def render(session: ApiSession) -> None:
         with st.container(border=True, key=f"trashed_{task['id']}"):
             text_col, button_col = st.columns([8, 1.5], vertical_alignment="center")
             text_col.markdown(f"**{plain(task['title'])}**  \n{summary_line(task, now)}")
+            if not may_restore:
+                continue
             button_col.button(
                 "Restore",
                 key=f"restore_{task['id']}",

@@ -5,11 +5,13 @@ The client's modules are imported the way `streamlit run client/app.py` imports 
 folder on sys.path), so a test and the app script share one `api_client` module.
 
 The client's screens are st.navigation pages at their own URL paths; `open_page` follows a
-link to one, as a click in the sidebar menu does.
+link to one, as a click in the sidebar menu does, and `switch_project` picks a project in the
+sidebar's switcher. `Api` also plays the other members of a team over v2.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -36,6 +38,8 @@ skipped_browser: list[str] = []
 PASSWORD = "a client test passphrase"
 ADMIN_EMAIL = "client-admin@example.com"
 ADMIN_PASSWORD = "the client admin passphrase"
+# The signed-in screens every person has, in menu order (Profile follows, then Users for admins).
+TEAM_SCREENS = ("Tasks", "Overview", "Trash", "Members", "Projects", "Invitations")
 # The first run imports pandas and altair: seconds on a busy machine (AppTest's default is 3).
 APP_TIMEOUT_SECONDS = 60
 
@@ -52,14 +56,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 @dataclass
 class Api:
-    """A running API: its base URL (what TASKS_API_URL holds) and an httpx client on it."""
+    """A running API: its base URL (what TASKS_API_URL holds) and httpx clients on it: `http`
+    on v1 (accounts, Inbox tasks) and `v2` (projects, members, invitations, team tasks)."""
 
     base_url: str
     env: dict[str, str]
     http: httpx.Client = field(init=False)
+    v2: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
         self.http = httpx.Client(base_url=self.base_url + "/api/v1", timeout=10)
+        self.v2 = httpx.Client(base_url=self.base_url + "/api/v2", timeout=10)
 
     def register(self, email: str | None = None, password: str = PASSWORD) -> str:
         email = email or new_email()
@@ -84,6 +91,75 @@ class Api:
         task: dict[str, Any] = response.json()
         return task
 
+    # v2: what another member does meanwhile, and what the tests check on the server.
+
+    def user_id(self, headers: dict[str, str]) -> int:
+        user_id: int = self.http.get("/users/me", headers=headers).json()["id"]
+        return user_id
+
+    def create_project(self, headers: dict[str, str], name: str) -> dict[str, Any]:
+        return self._ok(self.v2.post("/projects", headers=headers, json={"name": name}), 201)
+
+    def project(self, headers: dict[str, str], project_id: int) -> dict[str, Any]:
+        return self._ok(self.v2.get(f"/projects/{project_id}", headers=headers))
+
+    def inbox_id(self, headers: dict[str, str]) -> int:
+        page = self._ok(self.v2.get("/projects", headers=headers, params={"limit": 100}))
+        (inbox,) = [p for p in page["items"] if p["is_inbox"]]
+        return int(inbox["id"])
+
+    def members(self, headers: dict[str, str], project_id: int) -> dict[str, str]:
+        """The project's members: {email: role}."""
+        path = f"/projects/{project_id}/members"
+        page = self._ok(self.v2.get(path, headers=headers, params={"limit": 100}))
+        return {m["user"]["email"]: m["role"] for m in page["items"]}
+
+    def invitations(self, headers: dict[str, str]) -> list[dict[str, Any]]:
+        page = self._ok(self.v2.get("/invitations", headers=headers, params={"limit": 100}))
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    def add_member(
+        self, owner: dict[str, str], project_id: int, email: str, role: str
+    ) -> dict[str, str]:
+        """`email` invited to the project at `role` and accepting; their headers."""
+        path = f"/projects/{project_id}/invitations"
+        self._ok(self.v2.post(path, headers=owner, json={"email": email, "role": role}), 201)
+        headers = self.headers(email)
+        (invitation,) = [i for i in self.invitations(headers) if i["project"]["id"] == project_id]
+        self._ok(self.v2.post(f"/invitations/{invitation['id']}/accept", headers=headers))
+        return headers
+
+    def set_role(self, owner: dict[str, str], project_id: int, user_id: int, role: str) -> None:
+        path = f"/projects/{project_id}/members/{user_id}"
+        self._ok(self.v2.patch(path, headers=owner, json={"role": role}))
+
+    def create_label(self, headers: dict[str, str], project_id: int, name: str) -> dict[str, Any]:
+        path = f"/projects/{project_id}/labels"
+        return self._ok(self.v2.post(path, headers=headers, json={"name": name}), 201)
+
+    def v2_task(self, headers: dict[str, str], task_id: int) -> dict[str, Any]:
+        return self._ok(self.v2.get(f"/tasks/{task_id}", headers=headers))
+
+    def v2_tasks(self, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
+        page = self._ok(self.v2.get("/tasks", headers=headers, params={"limit": 100, **params}))
+        items: list[dict[str, Any]] = page["items"]
+        return items
+
+    def create_v2_task(self, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+        return self._ok(self.v2.post("/tasks", headers=headers, json=body), 201)
+
+    def comments(self, headers: dict[str, str], task_id: int) -> list[str]:
+        path = f"/tasks/{task_id}/comments"
+        page = self._ok(self.v2.get(path, headers=headers, params={"limit": 100}))
+        return [comment["body"] for comment in page["items"]]
+
+    @staticmethod
+    def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+        assert response.status_code == status, (response.request.url, response.text)
+        body: dict[str, Any] = response.json()
+        return body
+
 
 def new_email() -> str:
     return f"client-{uuid.uuid4().hex[:10]}@example.com"
@@ -101,6 +177,7 @@ def start_api(tmp: Path, **overrides: str | None) -> Iterator[Api]:
             yield api
         finally:
             api.http.close()
+            api.v2.close()
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +229,17 @@ def open_page(at: AppTest, url_path: str) -> AppTest:
     return at.run()
 
 
+def switch_project(at: AppTest, project_id: int) -> AppTest:
+    """Choose another project in the sidebar's switcher, and run."""
+    return at.sidebar.selectbox(key="project_switch").set_value(project_id).run()
+
+
+def switcher(at: AppTest) -> list[str]:
+    """The projects the sidebar's switcher offers, as it names them, in order."""
+    box = at.sidebar.selectbox(key="project_switch")
+    return [str(option) for option in box.options]
+
+
 def menu(at: AppTest) -> list[str]:
     """The titles in the sidebar's navigation menu, in order: the pages st.navigation
     registered in the last run (a signed-in person's pages are all in the menu)."""
@@ -164,6 +252,11 @@ def menu(at: AppTest) -> list[str]:
 def markdown_text(node: Any) -> str:
     """All markdown shown under `node` (the app, its sidebar, a container), unescaped."""
     return "\n".join(element.value.replace("\\", "") for element in node.markdown)
+
+
+def successes(at: AppTest) -> list[str]:
+    """The success messages on the page, unescaped (the client shows them literally)."""
+    return [re.sub(r"\\(.)", r"\1", element.value) for element in at.success]
 
 
 def alerts(at: AppTest) -> list[str]:

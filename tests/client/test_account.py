@@ -18,6 +18,7 @@ from tests.client.conftest import (
     new_app,
     new_email,
     open_page,
+    successes,
 )
 
 SESSION_ENDED = "Your session has ended. Please log in again."
@@ -56,7 +57,7 @@ def test_sign_up_then_login_form_prefilled(use_api: Api) -> None:
     at = _sign_up(email, full_name="Ada Lovelace")
     assert at.radio(key="auth_mode").value == "Log in"
     assert at.text_input(key="login_email").value == email
-    assert [s.value for s in at.success] == [f"Account created for {email}. Log in to start."]
+    assert successes(at) == [f"Account created for {email}. Log in to start."]
     me = use_api.http.get("/users/me", headers=use_api.headers(email)).json()
     assert me["full_name"] == "Ada Lovelace"
 

@@ -10,12 +10,14 @@ from tests.client.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
     PASSWORD,
+    TEAM_SCREENS,
     Api,
     assert_calm,
     logged_in_app,
     markdown_text,
     menu,
     open_page,
+    successes,
 )
 
 
@@ -37,7 +39,7 @@ def _users_screen() -> AppTest:
 
 def test_users_screen_absent_for_a_user(use_api: Api) -> None:
     at = logged_in_app(use_api.register())
-    assert menu(at) == ["Tasks", "Overview", "Trash", "Profile"]
+    assert menu(at) == [*TEAM_SCREENS, "Profile"]
     assert not any(b.key.startswith(("deactivate_", "promote_")) for b in at.button)
 
     # Not registered for a user: its address leads to the default screen, with no user listed.
@@ -67,7 +69,7 @@ def test_admin_lists_deactivates_and_promotes(use_api: Api) -> None:
 
     at.button(key=f"deactivate_{ids[leaving]}").click().run()
     assert_calm(at)
-    assert [s.value for s in at.success] == [f"{leaving}: deactivated."]
+    assert successes(at) == [f"{leaving}: deactivated."]
     assert _server_user(use_api, admin, ids[leaving])["is_active"] is False
     assert any(b.key == f"reactivate_{ids[leaving]}" for b in at.button)
     assert (
@@ -79,7 +81,7 @@ def test_admin_lists_deactivates_and_promotes(use_api: Api) -> None:
 
     at.button(key=f"promote_{ids[rising]}").click().run()
     assert_calm(at)
-    assert [s.value for s in at.success] == [f"{rising}: now an admin."]
+    assert successes(at) == [f"{rising}: now an admin."]
     assert _server_user(use_api, admin, ids[rising])["role"] == "admin"
     assert any(b.key == f"demote_{ids[rising]}" for b in at.button)
 

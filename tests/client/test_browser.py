@@ -1,4 +1,5 @@
-"""A person's whole path through the web client, in real Chromium.
+"""A person's whole path through the web client, and a new team's (two people sharing a
+project, and a viewer), in real Chromium.
 
 Both servers run on 127.0.0.1 with free ports: the API (uvicorn, fresh SQLite database) and
 the client (`streamlit run client/app.py`). Playwright drives Debian's /usr/bin/chromium (never
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.client.conftest import APP_PATH, PASSWORD, Api, new_email
+from tests.client.conftest import APP_PATH, PASSWORD, TEAM_SCREENS, Api, new_email
 from tests.conftest import PROJECT_ROOT, running_in_ci
 from tests.e2e.test_server import BIN, free_port, stop
 
@@ -109,8 +110,9 @@ def browser() -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser, client_url: str) -> Iterator[Page]:
+@contextmanager
+def browser_page(browser: Browser, client_url: str) -> Iterator[Page]:
+    """The client in a browser context of its own (one person), checked never to reach out."""
     # Tall, because Streamlit scrolls inside its own container (a full-page shot would not).
     context = browser.new_context(viewport={"width": 1400, "height": 2200})
     page = context.new_page()
@@ -130,6 +132,12 @@ def page(browser: Browser, client_url: str) -> Iterator[Page]:
     finally:
         context.close()
     assert outside == [], f"the page tried to reach outside addresses: {outside[:5]}"
+
+
+@pytest.fixture
+def page(browser: Browser, client_url: str) -> Iterator[Page]:
+    with browser_page(browser, client_url) as page:
+        yield page
 
 
 def shot(page: Page, name: str) -> None:
@@ -345,7 +353,7 @@ def test_each_screen_has_its_own_url(page: Page, client_url: str, api: Api) -> N
 
     # The menu links to each screen's address; Users is not there for a user.
     links = page.get_by_test_id("stSidebarNav").get_by_role("link")
-    expect(links).to_have_text(["Tasks", "Overview", "Trash", "Profile"])
+    expect(links).to_have_text([*TEAM_SCREENS, "Profile"])
     expect(menu_link(page, "Tasks")).to_have_attribute("href", f"{client_url}/")
     expect(menu_link(page, "Overview")).to_have_attribute("href", f"{client_url}/overview")
 
@@ -385,3 +393,114 @@ def test_unreachable_api_is_a_calm_message(
             shot(page, "12-api-unreachable")
         finally:
             context.close()
+
+
+def choose(page: Page, scope: Locator, label: str, option: str) -> None:
+    """Pick `option` in the select box or multiselect `label` (its list opens over the page)."""
+    scope.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    page.keyboard.press("Escape")
+
+
+def expect_project(page: Page, project: str) -> None:
+    """The sidebar's switcher shows `project` as the one being worked in."""
+    switcher = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Project")
+    expect(switcher).to_have_value(project)
+
+
+def invite(page: Page, email: str, role: str) -> None:
+    invitation = form(page, "Invite")
+    invitation.get_by_label("Email", exact=True).fill(email)
+    choose(page, invitation, "Role", role)
+    invitation.get_by_role("button", name="Invite").click()
+    expect(alert(page, f"Invited {email} as {role}.")).to_be_visible()
+
+
+def accept_invitation(page: Page, project: str, role: str, screenshot: str) -> None:
+    go_to(page, "Invitations", "/invitations")
+    card = page.locator("[class*='st-key-invitation_']").filter(has_text=project)
+    expect(card).to_contain_text(f"as {role}")
+    shot(page, screenshot)
+    card.get_by_role("button", name="Accept").click()
+    expect(alert(page, f"You joined {project} as {role}.")).to_be_visible()
+
+
+def test_a_new_team(browser: Browser, client_url: str, api: Api) -> None:
+    """A creates a project and invites B by email; B accepts; A assigns B a task; B finds it
+    under "Assigned to me" and comments; a viewer sees the task and the comment, and no control
+    to change either. Each person in a browser of their own."""
+    ann, ben, vic = api.register(), api.register(), api.register()
+    project = "Moon launch"
+    title = "Book the launch venue"
+    comment = "Booked the hangar for Friday."
+    with (
+        browser_page(browser, client_url) as a,
+        browser_page(browser, client_url) as b,
+        browser_page(browser, client_url) as v,
+    ):
+        # A creates the project (and works in it at once), then invites B and a viewer.
+        log_in(a, ann)
+        go_to(a, "Projects", "/projects")
+        new = form(a, "Create project")
+        new.get_by_label("Name", exact=True).fill(project)
+        new.get_by_role("button", name="Create project").click()
+        expect(alert(a, f"Created “{project}”. You are its owner.")).to_be_visible()
+        expect_project(a, project)
+        go_to(a, "Members", "/members")
+        invite(a, ben, "editor")
+        invite(a, vic, "viewer")
+        expect(a.get_by_text("Pending invitations")).to_be_visible()
+        shot(a, "20-team-invited")
+
+        # B signs in, finds the invitation and accepts it: the project opens.
+        log_in(b, ben)
+        accept_invitation(b, project, "editor", "21-team-invitation")
+        expect_project(b, project)
+        shot(b, "22-team-accepted")
+
+        # A assigns B a task.
+        go_to(a, "Tasks", "/")
+        expect(a.get_by_role("button", name="Add task")).to_be_visible()
+        add = form(a, "Add task")
+        add.get_by_label("Title", exact=True).fill(title)
+        choose(a, add, "Assignees", ben)
+        add.get_by_role("button", name="Add task").click()
+        expect(alert(a, f"Added “{title}”.")).to_be_visible()
+        expect(task_card(a, title)).to_contain_text(f"Assigned to {ben}")
+        shot(a, "23-team-assigned")
+
+        # B finds it under "Assigned to me", and comments.
+        go_to(b, "Tasks", "/")
+        choose(b, b.get_by_test_id("stExpander"), "Assignee", "Assigned to me")
+        card = task_card(b, title)
+        expect(card).to_be_visible()
+        card.get_by_role("button", name="Comments").click()
+        talk = form(b, "Add comment")
+        talk.get_by_label("Your comment", exact=True).fill(comment)
+        talk.get_by_role("button", name="Add comment").click()
+        expect(alert(b, "Comment added.")).to_be_visible()
+        expect(task_card(b, title).get_by_text(comment)).to_be_visible()
+        shot(b, "24-team-assigned-to-me")
+        (task,) = api.v2_tasks(api.headers(ben), assignee="me")
+        assert task["title"] == title
+        assert api.comments(api.headers(ann), task["id"]) == [comment]
+
+        # The viewer reads everything and is offered no control to change it.
+        log_in(v, vic)
+        accept_invitation(v, project, "viewer", "25-team-viewer-invited")
+        go_to(v, "Tasks", "/")
+        expect(alert(v, f"Your role in {project} is viewer")).to_be_visible()
+        card = task_card(v, title)
+        expect(card).to_contain_text(f"Assigned to {ben}")
+        expect(v.get_by_role("button", name="Add task")).to_have_count(0)
+        expect(card.get_by_role("button", name="Edit")).to_have_count(0)
+        expect(card.get_by_role("button", name="Delete")).to_have_count(0)
+        card.get_by_role("button", name="Comments").click()
+        expect(task_card(v, title).get_by_text(comment)).to_be_visible()
+        expect(v.get_by_role("button", name="Add comment")).to_have_count(0)
+        shot(v, "26-team-viewer-tasks")
+        go_to(v, "Members", "/members")
+        expect(v.get_by_text(ann)).to_be_visible()
+        expect(v.get_by_role("button", name="Remove")).to_have_count(0)
+        expect(v.get_by_role("button", name="Invite")).to_have_count(0)
+        shot(v, "27-team-viewer-members")

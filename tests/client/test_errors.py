@@ -1,14 +1,18 @@
 """Errors as a person should see them: the API unreachable or answering 503 (a calm notice
-with a retry), 429 (with the wait), and never a Python traceback on the page."""
+with a retry), 429 (with the wait), a 403 with the roles it names, and never a Python
+traceback on the page."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import api_client  # the client's own module (see conftest)
+import ui
 from tests.client.conftest import (
     PASSWORD,
     Api,
@@ -94,7 +98,7 @@ def test_api_unreachable(use_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASKS_API_URL", closed)
     at = _log_in(new_app().run(), email)
     notice = _calm_notice(at)
-    assert f"Cannot reach the API at {closed}/api/v1." in notice
+    assert f"Cannot reach the API at {closed}/api/v2." in notice
     assert any(w.key == "login_email" for w in at.text_input)  # the form, to try again
 
     monkeypatch.setenv("TASKS_API_URL", use_api.base_url)
@@ -133,3 +137,42 @@ def test_429_shows_the_wait(limited_api: Api, monkeypatch: pytest.MonkeyPatch) -
     assert 1 <= int(match.group(1)) <= 60
     assert not at.error
     assert any(w.key == "login_email" for w in at.text_input)
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        "http://api.test:8000",
+        "http://api.test:8000/",
+        "http://api.test:8000/api/v1",
+        "http://api.test:8000/api/v2/",
+    ],
+)
+def test_the_client_speaks_v2_whatever_the_configured_url(
+    configured: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKS_API_URL", configured)
+    assert api_client.api_base_url() == "http://api.test:8000/api/v2"
+
+
+def test_a_403_says_which_role_it_needs() -> None:
+    problem = {
+        "type": "urn:tasks-api:problem:forbidden",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "Your role in this project does not allow this.",
+        "role": "viewer",
+        "required_role": "editor",
+    }
+    error = api_client.error_from_response(httpx.Response(403, json=problem))
+    assert (error.status, error.role, error.required_role) == (403, "viewer", "editor")
+    assert ui.describe(error) == (
+        "Your role in this project does not allow this.\n\n"
+        "Your role in this project is viewer; this needs editor or above."
+    )
+    # Any other problem says nothing about roles, even with odd members.
+    other = api_client.error_from_response(
+        httpx.Response(404, json={"detail": "Not found.", "role": 3, "required_role": None})
+    )
+    assert (other.role, other.required_role) == (None, None)
+    assert ui.describe(other) == "Not found."

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 import api_client  # the client's own module: the one its screens call (see conftest)
 from screens import overview
-from tests.client.conftest import Api, assert_calm, logged_in_app, open_page
+from tests.client.conftest import Api, assert_calm, logged_in_app, open_page, successes
 
 
 def _bar_chart_data(chart: Any, x: str) -> pd.DataFrame:
@@ -127,7 +127,7 @@ def test_counted_once_until_refresh(
     open_page(at, "tasks")
     at.text_input(key="new_title").input("Added here")
     at.button(key="add_task").click().run()
-    assert [s.value for s in at.success] == ["Added “Added here”."]
+    assert successes(at) == ["Added “Added here”."]
     task_reads.clear()
     open_page(at, "overview")
     assert _total(at) == "103"

@@ -12,6 +12,7 @@ from tests.client.conftest import (
     logged_in_app,
     markdown_text,
     open_page,
+    successes,
 )
 
 NEW_PASSWORD = "a brand new client passphrase"
@@ -44,7 +45,7 @@ def test_change_name(use_api: Api) -> None:
     at.text_input(key="profile_full_name").input("Grace Hopper")
     at.button(key="profile_save_name").click().run()
     assert_calm(at)
-    assert [s.value for s in at.success] == ["Name saved."]
+    assert successes(at) == ["Name saved."]
     me = use_api.http.get("/users/me", headers=use_api.headers(email)).json()
     assert me["full_name"] == "Grace Hopper"
 
@@ -80,7 +81,7 @@ def test_password_change_keeps_the_person_signed_in(use_api: Api) -> None:
     email = use_api.register()
     at = _profile(email)
     _change_password(at, PASSWORD, NEW_PASSWORD)
-    assert [s.value for s in at.success] == ["Password changed. Other sessions were signed out."]
+    assert successes(at) == ["Password changed. Other sessions were signed out."]
     assert f"Signed in as **{email}**" in markdown_text(at.sidebar)
     assert _login_status(use_api, email, PASSWORD) == 401
     assert _login_status(use_api, email, NEW_PASSWORD) == 200

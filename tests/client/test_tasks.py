@@ -15,6 +15,7 @@ from tests.client.conftest import (
     element_after,
     logged_in_app,
     open_page,
+    successes,
 )
 
 
@@ -54,7 +55,7 @@ def test_add_task(use_api: Api, person: tuple[str, dict[str, str]]) -> None:
     at.button(key="add_task").click().run()
     assert_calm(at)
 
-    assert [s.value for s in at.success] == ["Added “Write the *report*”."]
+    assert successes(at) == ["Added “Write the *report*”."]
     assert shown_titles(at) == ["Write the *report*"]
     assert at.text_input(key="new_title").value == ""  # the form is ready for the next one
     (task,) = use_api.tasks(headers)
@@ -221,7 +222,7 @@ def test_edit_saves_with_if_match(use_api: Api, person: tuple[str, dict[str, str
     at.button(key=f"save_{task_id}").click().run()
     assert_calm(at)
 
-    assert [s.value for s in at.success] == ["Saved “Final”."]
+    assert successes(at) == ["Saved “Final”."]
     assert shown_titles(at) == ["Final"]
     saved = server_task(use_api, headers, task_id)
     assert (saved["title"], saved["status"], saved["priority"]) == ("Final", "in_progress", "low")
@@ -292,7 +293,7 @@ def test_conflicting_edit_overwrites_nothing(
     at.text_input(key=f"edit_title_{task_id}").input("My edit, again")
     at.button(key=f"save_{task_id}").click().run()
     assert_calm(at)
-    assert [s.value for s in at.success] == ["Saved “My edit, again”."]
+    assert successes(at) == ["Saved “My edit, again”."]
     saved = server_task(use_api, headers, task_id)
     assert (saved["title"], saved["version"]) == ("My edit, again", 3)
 
@@ -306,7 +307,7 @@ def test_delete_trash_restore(use_api: Api, person: tuple[str, dict[str, str]]) 
 
     at.button(key=f"delete_{doomed}").click().run()
     assert_calm(at)
-    assert [s.value for s in at.success] == ["Moved “Throw away” to the trash."]
+    assert successes(at) == ["Moved “Throw away” to the trash."]
     assert shown_ids(at) == [keep]
     assert [t["id"] for t in use_api.tasks(headers)] == [keep]
     assert [t["id"] for t in use_api.tasks(headers, deleted="true")] == [doomed]
@@ -316,7 +317,7 @@ def test_delete_trash_restore(use_api: Api, person: tuple[str, dict[str, str]]) 
     assert [b.key for b in at.button if b.key.startswith("restore_")] == [f"restore_{doomed}"]
     at.button(key=f"restore_{doomed}").click().run()
     assert_calm(at)
-    assert [s.value for s in at.success] == ["Restored “Throw away”."]
+    assert successes(at) == ["Restored “Throw away”."]
     assert [i.value for i in at.info] == ["The trash is empty."]
     assert server_task(use_api, headers, doomed)["deleted_at"] is None
 
