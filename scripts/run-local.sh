@@ -44,7 +44,7 @@ while pending and time.monotonic() < deadline:
         time.sleep(0.2)
 if not pending:
     print(
-        f"\n  Ready.  Web client: {client}   API: {api}/api/v1   Docs: {api}/docs"
+        f"\n  Ready.  Web client: {client}   API: {api}/api/v2 (and /api/v1)   Docs: {api}/docs"
         "\n  Press Ctrl-C to stop both servers.\n",
         flush=True,
     )
