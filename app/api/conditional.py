@@ -68,3 +68,10 @@ def if_none_match_hits(header: str | None, version: int) -> bool:
         return True
     tags = _tags(header) or []
     return any(_version(opaque) == version for _weak, opaque in tags)
+
+
+def expected_versions(header: str | None) -> frozenset[int] | None:
+    """The versions an `If-Match` accepts, for a write: None when any version will do (no
+    header, or `*`)."""
+    versions = if_match_versions(header)
+    return None if versions is None or versions is ANY_VERSION else versions  # type: ignore[return-value]

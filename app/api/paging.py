@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Query, Request, Response
 from pydantic import AfterValidator, StringConstraints
 
+from app.api.responses import JsonResponse
 from app.core.bounds import CURSOR_MAX_LENGTH, PAGE_SIZE_MAX
 from app.core.config import Settings
 from app.core.security import derive_key
@@ -52,3 +53,15 @@ def link_next_page(request: Request, response: Response, next_cursor: str | None
     link = next_page_link(request.url.path, request.query_params.multi_items(), next_cursor)
     if link is not None:
         response.headers["Link"] = link
+
+
+def page_response(
+    items: list[Any], next_cursor: str | None, path: str, query: Sequence[tuple[str, str]]
+) -> JsonResponse:
+    """A page (`{"items", "next_cursor"}`, the items already JSON-ready), with `Link` to the
+    next one when there is one; `path` and `query` are the request's."""
+    link = next_page_link(path, query, next_cursor)
+    return JsonResponse(
+        {"items": items, "next_cursor": next_cursor},
+        headers={"Link": link} if link is not None else None,
+    )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Header, Path
 from pydantic import BeforeValidator
 
-from app.core.bounds import ENTITY_TAG_HEADER_MAX_LENGTH, MAX_ID
+from app.core.bounds import ENTITY_TAG_HEADER_MAX_LENGTH, IDEMPOTENCY_KEY_MAX_LENGTH, MAX_ID
 
 _CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
 
@@ -62,5 +62,16 @@ IfNoneMatch = Annotated[
         alias="If-None-Match",
         max_length=ENTITY_TAG_HEADER_MAX_LENGTH,
         description="Entity tag(s) from an earlier response: 304 while one is still current.",
+    ),
+]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        pattern=r"^[\x20-\x7e]+$",
+        description="1 to 255 printable ASCII characters. A retry with the same key and body "
+        "within 24 hours returns the first response and creates nothing.",
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import Header, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 from pydantic import (
     AfterValidator,
     PlainValidator,
@@ -13,16 +13,17 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from app.api.conditional import ANY_VERSION, etag_for, if_match_versions, if_none_match_hits
+from app.api.conditional import etag_for, expected_versions, if_none_match_hits
 from app.api.deps import AutocommitDb, Caller
+from app.api.idempotent import created_once
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.parameters import IfMatch, IfNoneMatch, TaskId
+from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.parameters import IdempotencyKeyHeader, IfMatch, IfNoneMatch, TaskId
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
 from app.api.v1 import API_V1_PREFIX
-from app.core.bounds import IDEMPOTENCY_KEY_MAX_LENGTH, PAGE_SIZE_DEFAULT, SEARCH_MAX_LENGTH
+from app.core.bounds import PAGE_SIZE_DEFAULT, SEARCH_MAX_LENGTH
 from app.db.access import Db
 from app.models.task import TaskPriority, TaskRecord, TaskStatus
 from app.schemas.common import (
@@ -34,9 +35,8 @@ from app.schemas.common import (
     reject_unstorable,
 )
 from app.schemas.task import TaskCreate, TaskRead, TaskUpdate, task_json
-from app.services import idempotency, task_listing
 from app.services import task as task_service
-from app.services.idempotency import StoredResponse
+from app.services import task_listing
 from app.services.task_listing import (
     DEFAULT_SORT,
     SORT_FIELDS,
@@ -118,31 +118,9 @@ def read_response(task: TaskRecord, if_none_match: str | None) -> Response:
     return task_response(task)
 
 
-def page_response(page: TaskPage, path: str, query: Sequence[tuple[str, str]]) -> JsonResponse:
+def task_page_response(page: TaskPage, path: str, query: Sequence[tuple[str, str]]) -> JsonResponse:
     """A page of tasks, with `Link` to the next one when there is one."""
-    link = next_page_link(path, query, page.next_cursor)
-    return JsonResponse(
-        {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor},
-        headers={"Link": link} if link is not None else None,
-    )
-
-
-def expected_versions(header: str | None) -> frozenset[int] | None:
-    versions = if_match_versions(header)
-    return None if versions is None or versions is ANY_VERSION else versions  # type: ignore[return-value]
-
-
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
-        pattern=r"^[\x20-\x7e]+$",
-        description="1 to 255 printable ASCII characters. A retry with the same key and body "
-        "within 24 hours returns the first response and creates nothing.",
-    ),
-]
+    return page_response([task_json(task) for task in page.items], page.next_cursor, path, query)
 
 
 @router.post(
@@ -167,30 +145,12 @@ async def create_task(
     db: AutocommitDb,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    if idempotency_key is None:
-        return task_response(
-            await task_service.create_task(db, caller, data), status.HTTP_201_CREATED
-        )
+    async def create(on: Db) -> JsonResponse:
+        task = await task_service.create_task(on, caller, data)
+        return task_response(task, status.HTTP_201_CREATED)
 
-    async def create(transaction: Db) -> StoredResponse:
-        task = await task_service.create_task(transaction, caller, data)
-        created = task_response(task, status.HTTP_201_CREATED)
-        headers = {"Location": created.headers["location"], "ETag": created.headers["etag"]}
-        return StoredResponse(201, bytes(created.body).decode(), headers)
-
-    request_fingerprint = idempotency.fingerprint(
-        "POST", request_path(request.scope), data.model_dump(mode="json", exclude_unset=True)
-    )
-    outcome = await idempotency.do_once(db, caller, idempotency_key, request_fingerprint, create)
-    headers = dict(outcome.response.headers)
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        content=outcome.response.body,
-        status_code=outcome.response.status,
-        headers=headers,
-        media_type="application/json",
-    )
+    body = data.model_dump(mode="json", exclude_unset=True)
+    return await created_once(request, db, caller, body, idempotency_key, create)
 
 
 @router.get(
@@ -230,7 +190,7 @@ async def list_tasks(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "task"),
     )
-    return page_response(page, request_path(request.scope), request.query_params.multi_items())
+    return task_page_response(page, request_path(request.scope), request.query_params.multi_items())
 
 
 @router.get(

@@ -8,15 +8,14 @@ from typing import Any
 from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller
+from app.api.idempotent import created_once
 from app.api.openapi import PROBLEM_SCHEMA_REF, ROLE_REQUIRED_SCHEMA_REF, documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.parameters import CommentId, TaskId
+from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.parameters import CommentId, IdempotencyKeyHeader, TaskId
 from app.api.problems import PROBLEM_MEDIA_TYPE, request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
-from app.api.v1.tasks import IdempotencyKeyHeader
 from app.api.v2 import API_V2_PREFIX
-from app.api.v2.labels import created_once
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.db.access import Db
 from app.schemas.comment import CommentAuthor, CommentCreate, CommentRead, CommentUpdate
@@ -78,15 +77,11 @@ async def list_comments(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "comment"),
     )
-    link = next_page_link(
-        request_path(request.scope), request.query_params.multi_items(), page.next_cursor
-    )
-    return JsonResponse(
-        {
-            "items": [comment_json(comment) for comment in page.items],
-            "next_cursor": page.next_cursor,
-        },
-        headers={"Link": link} if link is not None else None,
+    return page_response(
+        [comment_json(comment) for comment in page.items],
+        page.next_cursor,
+        request_path(request.scope),
+        request.query_params.multi_items(),
     )
 
 

@@ -9,15 +9,14 @@ from typing import Any
 from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller, SettingsDep, TransactionDb
+from app.api.idempotent import created_once
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.parameters import InvitationId, ProjectId
+from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.parameters import IdempotencyKeyHeader, InvitationId, ProjectId
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
-from app.api.v1.tasks import IdempotencyKeyHeader
 from app.api.v2 import API_V2_PREFIX
-from app.api.v2.labels import created_once
 from app.api.v2.members import member_json
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.core.roles import ProjectRole
@@ -49,13 +48,12 @@ def invitation_json(invitation: InvitationRecord) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def page_response(request: Request, page: InvitationPage) -> JsonResponse:
-    link = next_page_link(
-        request_path(request.scope), request.query_params.multi_items(), page.next_cursor
-    )
-    return JsonResponse(
-        {"items": [invitation_json(i) for i in page.items], "next_cursor": page.next_cursor},
-        headers={"Link": link} if link is not None else None,
+def invitation_page_response(request: Request, page: InvitationPage) -> JsonResponse:
+    return page_response(
+        [invitation_json(i) for i in page.items],
+        page.next_cursor,
+        request_path(request.scope),
+        request.query_params.multi_items(),
     )
 
 
@@ -124,7 +122,7 @@ async def list_project_invitations(
     page = await invitation_service.list_for_project(
         db, caller, project_id, limit=limit, cursor=cursor, key=cursor_key(settings, "invitation")
     )
-    return page_response(request, page)
+    return invitation_page_response(request, page)
 
 
 @router.delete(
@@ -157,7 +155,7 @@ async def list_my_invitations(
     page = await invitation_service.list_for_caller(
         db, caller, limit=limit, cursor=cursor, key=cursor_key(settings, "my-invitation")
     )
-    return page_response(request, page)
+    return invitation_page_response(request, page)
 
 
 @router.post(

@@ -3,28 +3,24 @@ recoloured and deleted (spec api-v2 section 6)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller, TransactionDb
+from app.api.idempotent import created_once
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.parameters import LabelId, ProjectId
+from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.parameters import IdempotencyKeyHeader, LabelId, ProjectId
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
-from app.api.v1.tasks import IdempotencyKeyHeader
 from app.api.v2 import API_V2_PREFIX
 from app.core.bounds import PAGE_SIZE_DEFAULT
-from app.core.security import AccessClaims
 from app.db.access import Db
 from app.schemas.common import Page
 from app.schemas.label import LabelCreate, LabelRead, LabelUpdate
-from app.services import idempotency
 from app.services import label as label_service
-from app.services.idempotency import StoredResponse
 from app.services.label import LabelRecord
 
 router = api_router(f"{API_V2_PREFIX}/projects", "labels")
@@ -38,40 +34,6 @@ def label_json(label: LabelRecord) -> dict[str, Any]:
         "name": label.name,
         "color": label.color,
     }
-
-
-async def created_once(
-    request: Request,
-    db: Db,
-    caller: AccessClaims,
-    body: dict[str, Any],
-    idempotency_key: str | None,
-    create: Callable[[Db], Awaitable[JsonResponse]],
-) -> Response:
-    """The response of `create` (its 201; an invitation's renewal is a 200), done once per
-    `Idempotency-Key` as v1's task creation is (app/services/idempotency.py): a retry with
-    the same key and body gets the first response (`Idempotent-Replayed: true`) and creates
-    nothing; without a key, `create` runs on `db` as it is."""
-    if idempotency_key is None:
-        return await create(db)
-
-    async def work(transaction: Db) -> StoredResponse:
-        created = await create(transaction)
-        # Location when the resource has a URL of its own (an invitation has none).
-        headers = {"Location": created.headers["location"]} if "location" in created.headers else {}
-        return StoredResponse(created.status_code, bytes(created.body).decode(), headers)
-
-    request_fingerprint = idempotency.fingerprint("POST", request_path(request.scope), body)
-    outcome = await idempotency.do_once(db, caller, idempotency_key, request_fingerprint, work)
-    headers = dict(outcome.response.headers)
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        content=outcome.response.body,
-        status_code=outcome.response.status,
-        headers=headers,
-        media_type="application/json",
-    )
 
 
 def _label_url(label: LabelRecord) -> str:
@@ -100,12 +62,11 @@ async def list_labels(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "label"),
     )
-    link = next_page_link(
-        request_path(request.scope), request.query_params.multi_items(), page.next_cursor
-    )
-    return JsonResponse(
-        {"items": [label_json(label) for label in page.items], "next_cursor": page.next_cursor},
-        headers={"Link": link} if link is not None else None,
+    return page_response(
+        [label_json(label) for label in page.items],
+        page.next_cursor,
+        request_path(request.scope),
+        request.query_params.multi_items(),
     )
 
 

@@ -9,7 +9,7 @@ from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller, TransactionDb
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
+from app.api.paging import Cursor, Limit, cursor_key, page_response
 from app.api.parameters import ProjectId, UserId
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
@@ -55,12 +55,11 @@ async def list_members(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "member"),
     )
-    link = next_page_link(
-        request_path(request.scope), request.query_params.multi_items(), page.next_cursor
-    )
-    return JsonResponse(
-        {"items": [member_json(m) for m in page.items], "next_cursor": page.next_cursor},
-        headers={"Link": link} if link is not None else None,
+    return page_response(
+        [member_json(m) for m in page.items],
+        page.next_cursor,
+        request_path(request.scope),
+        request.query_params.multi_items(),
     )
 
 

@@ -7,15 +7,15 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request, Response, status
 
-from app.api.conditional import etag_for, if_none_match_hits
+from app.api.conditional import etag_for, expected_versions, if_none_match_hits
 from app.api.deps import AutocommitDb, Caller
+from app.api.idempotent import created_once
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
-from app.api.parameters import IfMatch, IfNoneMatch, ProjectId
+from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.parameters import IdempotencyKeyHeader, IfMatch, IfNoneMatch, ProjectId
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
-from app.api.v1.tasks import IdempotencyKeyHeader, expected_versions
 from app.api.v2 import API_V2_PREFIX
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.core.roles import ProjectRole
@@ -23,9 +23,7 @@ from app.db.access import Db
 from app.db.statements.projects import ProjectRecord
 from app.schemas.common import Page
 from app.schemas.project import ProjectCreate, ProjectRead, ProjectUpdate
-from app.services import idempotency
 from app.services import project as project_service
-from app.services.idempotency import StoredResponse
 
 router = api_router(f"{API_V2_PREFIX}/projects", "projects")
 
@@ -68,30 +66,17 @@ async def create_project(
     db: AutocommitDb,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    # Two writes (the project, its owner) that stand together: a transaction of their own.
-    if idempotency_key is None:
-        async with db.new_transaction() as transaction:
-            project = await project_service.create_project(transaction, caller, data)
+    async def create(on: Db) -> JsonResponse:
+        project = await project_service.create_project(on, caller, data)
         return project_response(project, status.HTTP_201_CREATED)
 
-    async def create(transaction: Db) -> StoredResponse:
-        created = project_response(
-            await project_service.create_project(transaction, caller, data),
-            status.HTTP_201_CREATED,
-        )
-        headers = {"Location": created.headers["location"], "ETag": created.headers["etag"]}
-        return StoredResponse(201, bytes(created.body).decode(), headers)
-
-    request_fingerprint = idempotency.fingerprint(
-        "POST", request_path(request.scope), data.model_dump(mode="json", exclude_unset=True)
-    )
-    outcome = await idempotency.do_once(db, caller, idempotency_key, request_fingerprint, create)
-    headers = dict(outcome.response.headers)
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        outcome.response.body, outcome.response.status, headers, media_type="application/json"
-    )
+    if idempotency_key is None:
+        # Two writes (the project, its owner) that stand together: a transaction of their own
+        # (with a key, the key's transaction holds them).
+        async with db.new_transaction() as transaction:
+            return await create(transaction)
+    body = data.model_dump(mode="json", exclude_unset=True)
+    return await created_once(request, db, caller, body, idempotency_key, create)
 
 
 @router.get(
@@ -118,12 +103,11 @@ async def list_projects(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "project"),
     )
-    link = next_page_link(
-        request_path(request.scope), request.query_params.multi_items(), page.next_cursor
-    )
-    return JsonResponse(
-        {"items": [project_json(p) for p in page.items], "next_cursor": page.next_cursor},
-        headers={"Link": link} if link is not None else None,
+    return page_response(
+        [project_json(p) for p in page.items],
+        page.next_cursor,
+        request_path(request.scope),
+        request.query_params.multi_items(),
     )
 
 

@@ -20,7 +20,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from app.api.deps import AutocommitDb, Caller
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, next_page_link
+from app.api.paging import Cursor, Limit, cursor_key, page_response
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
@@ -139,19 +139,12 @@ LabelFilter = Annotated[
 ]
 
 
-def page_response(page: TeamTaskPage, path: str, query: Sequence[tuple[str, str]]) -> JsonResponse:
+def team_page_response(
+    page: TeamTaskPage, path: str, query: Sequence[tuple[str, str]]
+) -> JsonResponse:
     """A page of tasks, with `Link` to the next one when there is one."""
-    link = next_page_link(path, query, page.next_cursor)
-    return JsonResponse(
-        {
-            "items": [
-                project_task_json(item.task, item.assignee_ids, item.label_ids)
-                for item in page.items
-            ],
-            "next_cursor": page.next_cursor,
-        },
-        headers={"Link": link} if link is not None else None,
-    )
+    items = [project_task_json(item.task, item.assignee_ids, item.label_ids) for item in page.items]
+    return page_response(items, page.next_cursor, path, query)
 
 
 router = api_router(f"{API_V2_PREFIX}/tasks", "tasks", operation_prefix="v2")
@@ -205,4 +198,4 @@ async def list_tasks(
         cursor=cursor,
         cursor_key=cursor_key(request.app.state.settings, "task-v2"),
     )
-    return page_response(page, request_path(request.scope), request.query_params.multi_items())
+    return team_page_response(page, request_path(request.scope), request.query_params.multi_items())

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from fastapi import Request, Response, status
 
-from app.api.conditional import etag_for, if_none_match_hits
+from app.api.conditional import etag_for, expected_versions, if_none_match_hits
 from app.api.deps import AutocommitDb, Caller
+from app.api.idempotent import created_once
 from app.api.openapi import documented
-from app.api.parameters import IfMatch, IfNoneMatch, TaskId
-from app.api.problems import request_path
+from app.api.parameters import IdempotencyKeyHeader, IfMatch, IfNoneMatch, TaskId
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
-from app.api.v1.tasks import IdempotencyKeyHeader, expected_versions
 from app.api.v2 import API_V2_PREFIX
 from app.db.access import Db
 from app.schemas.task import (
@@ -26,9 +25,7 @@ from app.schemas.task import (
     ProjectTaskUpdate,
     project_task_json,
 )
-from app.services import idempotency
 from app.services import task as task_service
-from app.services.idempotency import StoredResponse
 from app.services.task import TaskDetail
 
 # Operation ids `v2-tasks-...`, apart from v1's `tasks-...`.
@@ -67,29 +64,12 @@ async def create_task(
     db: AutocommitDb,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    if idempotency_key is None:
-        created = await task_service.create_project_task(db, caller, data)
-        return task_response(created, status.HTTP_201_CREATED)
+    async def create(on: Db) -> JsonResponse:
+        task = await task_service.create_project_task(on, caller, data)
+        return task_response(task, status.HTTP_201_CREATED)
 
-    async def create(transaction: Db) -> StoredResponse:
-        task = await task_service.create_project_task(transaction, caller, data)
-        response = task_response(task, status.HTTP_201_CREATED)
-        headers = {"Location": response.headers["location"], "ETag": response.headers["etag"]}
-        return StoredResponse(201, bytes(response.body).decode(), headers)
-
-    request_fingerprint = idempotency.fingerprint(
-        "POST", request_path(request.scope), data.model_dump(mode="json", exclude_unset=True)
-    )
-    outcome = await idempotency.do_once(db, caller, idempotency_key, request_fingerprint, create)
-    headers = dict(outcome.response.headers)
-    if outcome.replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        content=outcome.response.body,
-        status_code=outcome.response.status,
-        headers=headers,
-        media_type="application/json",
-    )
+    body = data.model_dump(mode="json", exclude_unset=True)
+    return await created_once(request, db, caller, body, idempotency_key, create)
 
 
 @router.get(
