@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from app.core.errors import RoleRequired
+
 
 class ProjectRole(enum.IntEnum):
     """A member's role, stored as its rank: a higher rank holds every permission of a lower."""
@@ -122,3 +124,8 @@ def roles_table() -> list[dict[str, object]]:
         {"role": role.label, "rank": int(role), "permissions": permissions_of(role)}
         for role in sorted(ProjectRole, reverse=True)
     ]
+
+
+def role_required(role: int, least: ProjectRole) -> RoleRequired:
+    """The 403 of a member whose role (a rank) is below `least`, naming both roles."""
+    return RoleRequired(ProjectRole(role).label, least.label)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.core.errors import AppError, Forbidden, NotFound, RoleRequired
+from app.core.errors import AppError, Forbidden, NotFound
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -28,7 +28,7 @@ from app.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from app.core.roles import Permission, ProjectRole, least_role
+from app.core.roles import Permission, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
@@ -66,10 +66,6 @@ class CommentPage:
     next_cursor: str | None
 
 
-def _role_required(role: int, permission: Permission) -> RoleRequired:
-    return RoleRequired(ProjectRole(role).label, least_role(permission).label)
-
-
 async def _refusal(
     db: Db,
     caller: AccessClaims,
@@ -94,7 +90,7 @@ async def _refusal(
     if permission is Permission.COMMENT_DELETE_OWN and not own:
         permission = Permission.COMMENT_DELETE_ANY
     if role < least_role(permission):
-        return _role_required(role, permission)
+        return role_required(role, least_role(permission))
     # Allowed now, though the statement found it not: a membership or the comment changed
     # in between the two statements; as things stand, there is nothing left to act on.
     return CommentNotFound() if comment_id is not None else TaskNotFound()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
-from app.core.errors import AppError, Conflict, NotFound, RoleRequired
+from app.core.errors import AppError, Conflict, NotFound
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -21,7 +21,7 @@ from app.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from app.core.roles import Permission, ProjectRole, least_role
+from app.core.roles import Permission, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
@@ -81,7 +81,7 @@ async def _refusal(
         return LabelNotFound()
     least = least_role(permission)
     if role < least:
-        return RoleRequired(ProjectRole(role).label, least.label)
+        return role_required(role, least)
     # Allowed now, though the statement found it not: a membership or the label changed in
     # between the two statements.
     return LabelNotFound() if label_id is not None else ChangedMeanwhile()

@@ -24,7 +24,7 @@ from app.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from app.core.roles import Permission, ProjectRole, least_role
+from app.core.roles import Permission, ProjectRole, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
@@ -32,7 +32,7 @@ from app.db.statements import members as statements
 from app.db.statements import projects as project_statements
 from app.db.statements import tasks as task_statements
 from app.db.statements.members import MemberRecord, MemberState
-from app.services.project import InboxConflict, ProjectNotFound, explain_miss, role_required
+from app.services.project import InboxConflict, ProjectNotFound, explain_miss
 from app.services.task import token_revoked
 
 

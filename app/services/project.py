@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from app.core.errors import Conflict, NotFound, PreconditionFailed, RoleRequired
+from app.core.errors import Conflict, NotFound, PreconditionFailed
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -20,7 +20,7 @@ from app.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
-from app.core.roles import Permission, ProjectRole, least_role
+from app.core.roles import Permission, ProjectRole, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
@@ -37,10 +37,6 @@ class ProjectNotFound(NotFound):
 
 class InboxConflict(Conflict):
     default_detail = "The Inbox cannot be shared, left or deleted."
-
-
-def role_required(role: int, required: ProjectRole) -> RoleRequired:
-    return RoleRequired(ProjectRole(role).label, required.label)
 
 
 async def explain_miss(

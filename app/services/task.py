@@ -28,12 +28,11 @@ from app.core.errors import (
     Conflict,
     NotFound,
     PreconditionFailed,
-    RoleRequired,
     Unauthorized,
     ValidationFailed,
     error_item,
 )
-from app.core.roles import Permission, ProjectRole, least_role
+from app.core.roles import Permission, ProjectRole, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
@@ -212,10 +211,6 @@ def _least(*permissions: Permission) -> ProjectRole:
     return max(least_role(permission) for permission in permissions)
 
 
-def _role_required(role: int, least: ProjectRole) -> RoleRequired:
-    return RoleRequired(ProjectRole(role).label, least.label)
-
-
 async def _why_missed(
     db: Db,
     caller: AccessClaims,
@@ -233,7 +228,7 @@ async def _why_missed(
     if role is None:
         return TaskNotFound()
     if role < least:
-        return _role_required(role, least)
+        return role_required(role, least)
     if version is not None and expected is not None:
         return PreconditionFailed()  # there, but not at a version If-Match named
     return TaskNotFound()
@@ -364,7 +359,7 @@ async def _why_not_created(
     if role is None:
         return _unusable_project()
     if role < least:
-        return _role_required(role, least)
+        return role_required(role, least)
     # The membership changed between the insert and this read (removed, then added back).
     return Conflict("The project's members changed meanwhile; retry.")
 
@@ -419,7 +414,7 @@ async def update_project_task(
             if role is None:
                 raise _unusable_project()
             if role < least:
-                raise _role_required(role, least)
+                raise role_required(role, least)
             changes["project_id"] = project_id
         assignees = await _new_links(
             db, "assignee_ids", project_id, assignee_ids, current.assignee_ids, moving=moving
