@@ -1,5 +1,6 @@
 """Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`,
-`seed --users N --tasks-per-user M` (test and benchmark data; see app/services/seed.py).
+`seed --users N --tasks-per-user M [--projects P --members-per-project K --tasks-per-project T]`
+(test and benchmark data; see app/services/seed.py).
 
 They use the same settings (DATABASE_URL) and services as the API, and commit themselves:
 a command is its own unit of work.
@@ -87,6 +88,20 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     if not valid:
         print("error: --email-prefix must make valid email addresses", file=sys.stderr)
         return 2
+    members = (
+        min(seed_service.DEFAULT_MEMBERS_PER_PROJECT, args.users)
+        if args.members_per_project is None
+        else args.members_per_project
+    )
+    if args.projects < 0 or args.tasks_per_project < 0 or args.labels_per_project < 0:
+        print(
+            "error: --projects, --tasks-per-project and --labels-per-project must be at least 0",
+            file=sys.stderr,
+        )
+        return 2
+    if not 1 <= members <= args.users:
+        print("error: --members-per-project must be between 1 and --users", file=sys.stderr)
+        return 2
     try:
         check_password_policy(args.password)
     except ValueError as exc:
@@ -98,6 +113,10 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         seed=args.seed,
         password=args.password,
         email_prefix=args.email_prefix,
+        projects=args.projects,
+        members_per_project=members,
+        tasks_per_project=args.tasks_per_project,
+        labels_per_project=args.labels_per_project,
     )
     result = asyncio.run(seed_service.seed_database(settings, options))
     print(result.summary())
@@ -115,9 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed = commands.add_parser(
         "seed",
         help="fill the database with realistic users and tasks",
-        description="Create (or reuse) N users and top each up to M tasks, trashed ones "
-        "included: a rerun with the same arguments adds nothing. New users share one "
-        "password; existing ones keep theirs.",
+        description="Create (or reuse) N users and top each one's Inbox up to M tasks, "
+        "trashed ones included: a rerun with the same arguments adds nothing. New users share "
+        "one password; existing ones keep theirs. With --projects P, also P shared projects "
+        "'PREFIX project 1' ... 'PREFIX project P', each with K of the N users as members at "
+        "mixed roles (PREFIX-1, the big member, in every one), labels, and T tasks with "
+        "assignees and labels: --projects 20 --tasks-per-project 50000 makes a member of 20 "
+        "projects holding 1,000,000 tasks.",
     )
     seed.add_argument("--users", type=int, required=True, metavar="N")
     seed.add_argument("--tasks-per-user", type=int, required=True, metavar="M")
@@ -132,6 +155,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=seed_service.DEFAULT_EMAIL_PREFIX,
         help="users are PREFIX-1@example.com ... PREFIX-N@example.com "
         f"(default {seed_service.DEFAULT_EMAIL_PREFIX!r})",
+    )
+    seed.add_argument(
+        "--projects", type=int, default=0, metavar="P", help="shared projects (default 0)"
+    )
+    seed.add_argument(
+        "--members-per-project",
+        type=int,
+        default=None,
+        metavar="K",
+        help="members of each shared project, PREFIX-1 included, at most N "
+        f"(default {seed_service.DEFAULT_MEMBERS_PER_PROJECT}, or N if fewer)",
+    )
+    seed.add_argument(
+        "--tasks-per-project",
+        type=int,
+        default=0,
+        metavar="T",
+        help="top each shared project up to T tasks, trashed ones included (default 0)",
+    )
+    seed.add_argument(
+        "--labels-per-project",
+        type=int,
+        default=seed_service.DEFAULT_LABELS_PER_PROJECT,
+        metavar="L",
+        help=f"labels of each shared project (default {seed_service.DEFAULT_LABELS_PER_PROJECT})",
     )
     args = parser.parse_args(argv)
     try:

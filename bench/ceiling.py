@@ -1,31 +1,37 @@
 """The ceiling: the benchmarked endpoints as a bare ASGI callable on asyncpg.
 
 No framework, no ORM, no validation library on the request path: one function per route,
-hand-written SQL through an asyncpg pool, orjson out. It is served exactly as the service is
-(`make serve APP=bench.ceiling:app`: same uvicorn flags, same number of workers) and answers
-the requests `make bench` sends with what the service would send:
+the service's own SQL through an asyncpg pool, orjson out. It is served exactly as the
+service is (`make serve APP=bench.ceiling:app`: same uvicorn flags, same number of workers)
+and answers the requests `make bench` sends with what the service would send:
 
 - the same verification of the bearer token (`app.core.security.decode_access_token`), and
-  the same check that it is still current (user active, same token version), folded into
-  each statement as the service does;
-- the same statements as the service, as PostgreSQL's statement log shows them: one per
-  request (keyset list with the same filters, ILIKE search under `plan_cache_mode =
-  force_custom_plan`, cursor condition; get by id and owner; `INSERT ... SELECT ... WHERE
-  EXISTS ... RETURNING`; versioned `UPDATE ... RETURNING` that keeps the version of a
-  task it does not change), and the same second statement when one matched nothing (401,
-  404 or 412);
-- the same JSON (field order, `Z` timestamps with milliseconds, priority labels), the same
-  signed cursors (`app.core.pagination`, same key), the same `ETag`, `Location`, `Link`,
+  the same check that it is still current (user active, same token version), which the
+  service folds into each statement;
+- the same statements, with the same values: the statement functions of
+  `app.db.statements.tasks` and `app.db.statements.task_listing` run unchanged on `RawDb`,
+  which sends each statement as SQLAlchemy compiled it once (`Statement.driver_arguments`,
+  what the service's `Db` does on PostgreSQL) straight to an asyncpg connection, so the SQL
+  cannot drift from the service's when the statements change. Per request: one statement (a
+  keyset page, across the caller's projects for v2, in pieces when the walk is cut; a get;
+  an `INSERT ... SELECT ... RETURNING`; a versioned `UPDATE ... RETURNING`), and the same
+  second statement when one matched nothing (401, 403, 404, 412, 422), chosen as the
+  service's rules (`app.services.task`, `app.services.task_listing`) choose it;
+- the same JSON (field order, `Z` timestamps with milliseconds, priority labels; v2's
+  `project_id`, `assignee_ids`, `label_ids`, `remind_at`), the same signed cursors
+  (`app.core.pagination`, same keys and bindings), the same `ETag`, `Location`, `Link`,
   `X-Request-ID` and `Cache-Control` headers;
 - login: the same `SELECT` by `lower(email)`, the same bcrypt verification in a worker thread
   (anyio, as the service), the same refresh-token `INSERT` and access-token encoding.
 
 What it leaves out is what a ceiling should: no middleware, no dependency injection, no
 pydantic, no metrics, no per-request log line, no rate limiting (the bench disables it in the
-service too), no transaction around login's statements, no reset of a connection returned to
-the pool, and only the validation the benchmark's requests need. It implements only the
-routes and parameters `make bench` uses (list with `status`, `priority`, `q`, `limit`,
-`cursor` on the default sort; get; create; patch with `If-Match`; login). Not for production.
+service too), no transaction around login's statements, no SQLAlchemy pool (nor its check-in
+reset), and only the validation the benchmark's requests need. It implements only the
+routes and parameters `make bench` uses (v1 and v2 list with `status`, `priority`, `q`,
+`limit`, `cursor` on the default sort, and v2's `assignee`, `project_id`, `label_id`; get;
+create, without assignees or labels in v2; patch of fields with `If-Match`; login). Not for
+production.
 """
 
 from __future__ import annotations
@@ -33,14 +39,17 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlencode
 
 import anyio.to_thread
 import asyncpg
 import orjson
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.sql import Executable
 
 from app.api.conditional import AnyVersion, etag_for, if_match_versions, if_none_match_hits
 from app.core.bounds import CURSOR_MAX_LENGTH, PASSWORD_MAX_LENGTH
@@ -52,6 +61,7 @@ from app.core.pagination import (
     decode_cursor,
     encode_cursor,
 )
+from app.core.roles import Permission, ProjectRole, least_role
 from app.core.security import (
     AccessClaims,
     InvalidToken,
@@ -63,6 +73,18 @@ from app.core.security import (
     normalize_password,
     verify_password,
 )
+from app.db.access import Db, Statement
+from app.db.statements import task_listing as listing
+from app.db.statements import tasks as statements
+from app.db.statements.task_listing import (
+    DEFAULT_SORT,
+    Position,
+    TaskFilters,
+    TaskSort,
+    TeamFilters,
+)
+from app.db.statements.tasks import Completion, TaskDetail
+from app.models.task import TaskRecord
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -71,57 +93,33 @@ Headers = list[tuple[bytes, bytes]]
 
 SETTINGS = get_settings()
 SIGNING_KEY = SETTINGS.signing_key
+# As app.api.paging.cursor_key: one key per resource.
 CURSOR_KEY = derive_key(SIGNING_KEY, "task-cursor")
+TEAM_CURSOR_KEY = derive_key(SIGNING_KEY, "task-v2-cursor")
 API = "/api/v1"
+API_V2 = "/api/v2"
 
 STATUSES = ("todo", "in_progress", "done")
 PRIORITY_LABELS = {1: "low", 2: "medium", 3: "high", 4: "urgent"}
 PRIORITY_RANKS = {label: rank for rank, label in PRIORITY_LABELS.items()}
+SORT = TaskSort.parse(DEFAULT_SORT)
+# The least roles of the v2 actions served, from the one table (app.core.roles).
+READ, CREATE, UPDATE = (
+    least_role(Permission.TASK_READ),
+    least_role(Permission.TASK_CREATE),
+    least_role(Permission.TASK_UPDATE),
+)
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ID = re.compile(r"[1-9][0-9]{0,18}")
 
-# --- SQL: the statements the service sends (see PostgreSQL's log with log_statement=all) ---
+# --- SQL: login's statements by hand; the tasks' are the service's own (RawDb) ------------
 
 USER_COLUMNS = (
     "users.id, users.email, users.full_name, users.password_hash, users.role, "
     "users.is_active, users.token_version, users.created_at, users.updated_at"
 )
-TASK_COLUMNS = (
-    "tasks.id, tasks.owner_id, tasks.title, tasks.description, tasks.status, tasks.priority, "
-    "tasks.due_at, tasks.created_at, tasks.updated_at, tasks.completed_at, tasks.deleted_at, "
-    "tasks.version"
-)
 USER_BY_EMAIL = f"SELECT {USER_COLUMNS} \nFROM users \nWHERE lower(users.email) = $1::VARCHAR"
-
-
-def _authorized(user: int, token_version: int) -> str:
-    """The caller's token is current (the service folds this into every task statement)."""
-    return (
-        f"EXISTS (SELECT * \nFROM users \nWHERE users.id = ${user}::BIGINT AND users.is_active "
-        f"AND users.token_version = ${token_version}::INTEGER)"
-    )
-
-
-GET_TASK = (
-    f"SELECT {TASK_COLUMNS} \nFROM tasks \nWHERE tasks.id = $1::BIGINT "
-    f"AND tasks.owner_id = $2::BIGINT AND tasks.deleted_at IS NULL AND ({_authorized(2, 3)})"
-)
-# Only when a statement matched nothing: is the caller current, and is the task there?
-DIAGNOSIS = (
-    f"SELECT {_authorized(1, 2)} AS authorized, (SELECT tasks.version \nFROM tasks \n"
-    "WHERE tasks.id = $3::BIGINT AND tasks.owner_id = $1::BIGINT AND tasks.deleted_at IS NULL) "
-    "AS version"
-)
-CALLER = f"SELECT {_authorized(1, 2)} AS authorized"
-_TS = "TIMESTAMP WITH TIME ZONE"
-INSERT_TASK = (
-    "INSERT INTO tasks (owner_id, title, description, status, priority, due_at, created_at, "
-    "updated_at, completed_at, deleted_at, version) SELECT $1::BIGINT AS anon_1, "
-    "$2::VARCHAR AS anon_2, $3::VARCHAR AS anon_3, $4::VARCHAR AS anon_4, "
-    f"$5::SMALLINT AS anon_5, $6::{_TS} AS anon_6, $7::{_TS} AS anon_7, $7::{_TS} AS anon_8, "
-    f"$8::{_TS} AS anon_9, $9::{_TS} AS anon_10, $10::INTEGER AS anon_11 \n"
-    f"WHERE {_authorized(1, 11)} RETURNING {TASK_COLUMNS}"
-)
 INSERT_REFRESH_TOKEN = (
     "INSERT INTO refresh_tokens (user_id, token_hash, family_id, parent_id, created_at, "
     "expires_at, family_expires_at, used_at, revoked_at) VALUES ($1::BIGINT, $2::VARCHAR, "
@@ -129,16 +127,42 @@ INSERT_REFRESH_TOKEN = (
     "$7::TIMESTAMP WITH TIME ZONE, $8::TIMESTAMP WITH TIME ZONE, "
     "$9::TIMESTAMP WITH TIME ZONE) RETURNING refresh_tokens.id"
 )
-# Column order of SET, as SQLAlchemy renders it (table order), with the SQL type of each.
-_PATCH_COLUMNS = (
-    ("title", "VARCHAR"),
-    ("description", "VARCHAR"),
-    ("status", "VARCHAR"),
-    ("priority", "SMALLINT"),
-    ("due_at", "TIMESTAMP WITH TIME ZONE"),
-)
+# The dialect the statements are compiled for, as the service's engine compiles them.
+DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 
 _state: dict[str, Any] = {}
+
+
+class RawDb:
+    """What the statement functions need of `app.db.access.Db`, on one asyncpg connection.
+
+    A statement goes out as `Db` sends it on PostgreSQL in autocommit mode: compiled once
+    (`Statement.driver_arguments`), then `fetch` on the driver, nothing in between; a block
+    under `transaction()` (the text search's `SET LOCAL`) is one driver transaction.
+    """
+
+    __slots__ = ("_conn",)
+    dialect = DIALECT
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def rows(self, statement: Statement, params: dict[str, Any]) -> Sequence[Any]:
+        sql, values = statement.driver_arguments(DIALECT, params)
+        rows: Sequence[Any] = await self._conn.fetch(sql, *values)
+        return rows
+
+    async def first(self, statement: Statement, params: dict[str, Any]) -> Any:
+        found = await self.rows(statement, params)
+        return found[0] if found else None
+
+    async def execute(self, statement: Executable) -> None:
+        await self._conn.execute(str(statement))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        async with self._conn.transaction():
+            yield
 
 
 class Problem(Exception):
@@ -159,6 +183,19 @@ def _invalid(detail: str) -> Problem:
     return Problem(422, "Validation error", detail, "validation-error")
 
 
+def _role_required(role: int, least: ProjectRole) -> Problem:
+    return Problem(
+        403,
+        "Forbidden",
+        f"Your role {ProjectRole(role).label} is below {least.label}.",
+        "role-required",
+    )
+
+
+def _precondition_failed() -> Problem:
+    return Problem(412, "Precondition failed", "The task has changed.", "precondition")
+
+
 # --- plumbing ---------------------------------------------------------------------------
 
 
@@ -168,20 +205,31 @@ def _ts(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _task(row: Any) -> dict[str, Any]:
+def _task(task: TaskRecord) -> dict[str, Any]:
+    """v1's document of a task."""
     return {
-        "id": row[0],
-        "title": row[2],
-        "description": row[3],
-        "status": row[4],
-        "priority": PRIORITY_LABELS[row[5]],
-        "due_at": _ts(row[6]),
-        "created_at": _ts(row[7]),
-        "updated_at": _ts(row[8]),
-        "completed_at": _ts(row[9]),
-        "deleted_at": _ts(row[10]),
-        "version": row[11],
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "status": task.status,
+        "priority": PRIORITY_LABELS[task.priority],
+        "due_at": _ts(task.due_at),
+        "created_at": _ts(task.created_at),
+        "updated_at": _ts(task.updated_at),
+        "completed_at": _ts(task.completed_at),
+        "deleted_at": _ts(task.deleted_at),
+        "version": task.version,
     }
+
+
+def _team_task(found: TaskDetail) -> dict[str, Any]:
+    """v2's document of a task: v1's, its project, assignees, labels and reminder."""
+    document = _task(found.task)
+    document["project_id"] = found.task.project_id
+    document["assignee_ids"] = list(found.assignee_ids)
+    document["label_ids"] = list(found.label_ids)
+    document["remind_at"] = _ts(found.task.remind_at)
+    return document
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -276,39 +324,32 @@ def _caller(scope: Scope) -> AccessClaims:
         raise _unauthorized() from None
 
 
-async def _diagnose(conn: Any, caller: AccessClaims, task_id: int) -> int | None:
-    """The task's version (None: not there for this caller); 401 if the caller is not current."""
-    found = await conn.fetchrow(DIAGNOSIS, caller.user_id, caller.token_version, task_id)
-    if not found["authorized"]:
-        raise _unauthorized()
-    version: int | None = found["version"]
-    return version
-
-
 def _task_id(raw: str) -> int:
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 2**63 - 1:
         raise _invalid("task_id must be an integer between 1 and 2^63 - 1")
     return int(raw)
 
 
-# --- routes -----------------------------------------------------------------------------
+# --- routes ---------------------------------------------------------------------------
 
 
-async def list_tasks(scope: Scope, conn: Any, caller: AccessClaims) -> tuple[int, bytes, Headers]:
-    user_id = caller.user_id
+def _db(conn: Any) -> Db:
+    """The statement functions take a `Db`; `RawDb` is the part of it they use."""
+    return cast(Db, RawDb(conn))
+
+
+def _query(scope: Scope, allowed: set[str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
     query = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
     params = dict(query)
-    if len(params) != len(query) or not params.keys() <= {
-        "status",
-        "priority",
-        "q",
-        "limit",
-        "cursor",
-        "sort",
-    }:
+    if len(params) != len(query) or not params.keys() <= allowed:
         raise _invalid("Unknown or repeated query parameter (the ceiling serves a subset)")
-    if params.get("sort", "-created_at") != "-created_at":
+    if params.get("sort", DEFAULT_SORT) != DEFAULT_SORT:
         raise _invalid("The ceiling serves the default sort only")
+    return query, params
+
+
+def _filters(params: dict[str, str]) -> tuple[TaskFilters, int]:
+    """The v1 filters the ceiling serves, and the page size."""
     try:
         limit = int(params.get("limit", "20"))
     except ValueError:
@@ -331,211 +372,308 @@ async def list_tasks(scope: Scope, conn: Any, caller: AccessClaims) -> tuple[int
     q = params.get("q")
     if q is not None and not 1 <= len(q) <= 200:
         raise _invalid("q must be 1 to 200 characters")
-    binding = binding_digest(
-        user=user_id,
-        filters={
-            "status": sorted(statuses),
-            "priority": sorted(priorities),
-            "due_before": None,
-            "due_after": None,
-            "q": q,
-            "deleted": False,
-        },
-        sort="-created_at",
-    )
-    # owner, [status IN], [priority IN], [text], caller current, [cursor] ORDER BY ... LIMIT
-    args: list[Any] = [user_id]
-    where = ["tasks.owner_id = $1::BIGINT AND tasks.deleted_at IS NULL"]
-    if statuses:
-        first = len(args) + 1
-        args += statuses
-        marks = ", ".join(f"${n}::VARCHAR" for n in range(first, len(args) + 1))
-        where.append(f"tasks.status IN ({marks})")
-    if priorities:
-        first = len(args) + 1
-        args += priorities
-        marks = ", ".join(f"${n}::SMALLINT" for n in range(first, len(args) + 1))
-        where.append(f"tasks.priority IN ({marks})")
-    if q:
-        escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args += [f"%{escaped}%", f"%{escaped}%"]
-        where.append(
-            f"(tasks.title ILIKE ${len(args) - 1}::VARCHAR ESCAPE '\\' "
-            f"OR tasks.description ILIKE ${len(args)}::VARCHAR ESCAPE '\\')"
-        )
-    args += [user_id, caller.token_version]
-    where.append(f"({_authorized(len(args) - 1, len(args))})")
+    return TaskFilters(statuses=statuses, priorities=priorities, q=q), limit
+
+
+def _start(params: dict[str, str], binding: str, key: bytes) -> Position | None:
+    """Where the page starts (the default sort's key is a timestamp)."""
     cursor = params.get("cursor")
-    if cursor is not None:
+    if cursor is None:
+        return None
+    try:
         if len(cursor) > CURSOR_MAX_LENGTH:
-            raise _invalid("The cursor is not valid for this query.")
-        try:
-            position = decode_cursor(cursor, binding=binding, key=CURSOR_KEY)
-            key = datetime.fromisoformat(position.key)
-        except (InvalidCursor, TypeError, ValueError):
-            raise _invalid("The cursor is not valid for this query.") from None
-        if key.tzinfo is None:
-            raise _invalid("The cursor is not valid for this query.")
-        args += [key, position.last_id]
-        where.append(
-            f"(tasks.created_at, tasks.id) < (${len(args) - 1}::{_TS}, ${len(args)}::INTEGER)"
-        )
-    args.append(limit + 1)
-    sql = (
-        f"SELECT {TASK_COLUMNS} \nFROM tasks \nWHERE {' AND '.join(where)} "
-        f"ORDER BY tasks.created_at DESC, tasks.id DESC \n LIMIT ${len(args)}::INTEGER"
-    )
-    if q:
-        # As the service: a plan for this very text (trigram indexes or the owner's walk),
-        # never a prepared statement's generic plan.
-        async with conn.transaction():
-            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            rows = await conn.fetch(sql, *args)
-    else:
-        rows = await conn.fetch(sql, *args)
-    if not rows and not await conn.fetchval(CALLER, user_id, caller.token_version):
-        raise _unauthorized()  # an empty page, or a token no longer current
+            raise InvalidCursor()
+        position = decode_cursor(cursor, binding=binding, key=key)
+        if not isinstance(position.key, str):
+            raise InvalidCursor()
+        return Position(datetime.fromisoformat(position.key), position.last_id)
+    except (InvalidCursor, ValueError):
+        raise _invalid("The cursor is invalid or does not belong to this query.") from None
+
+
+def _page(
+    scope: Scope,
+    query: list[tuple[str, str]],
+    items: list[dict[str, Any]],
+    last: TaskRecord | None,
+    binding: str,
+    key: bytes,
+) -> tuple[int, bytes, Headers]:
+    """The page's JSON and `Link`; `last` is the page's last task when there is a next page."""
     next_cursor = None
     headers: Headers = []
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
+    if last is not None:
         next_cursor = encode_cursor(
-            CursorPosition(last[7].isoformat(), last[0]), binding=binding, key=CURSOR_KEY
+            CursorPosition(last.created_at.isoformat(), last.id), binding=binding, key=key
         )
-        # As Starlette's include_query_params: the cursor replaces any old one, at the end.
+        # As app.api.paging.next_page_link: the cursor replaces any old one, at the end.
         next_query = urlencode(
             [(k, v) for k, v in query if k != "cursor"] + [("cursor", next_cursor)]
         )
         headers.append((b"link", f'<{scope["path"]}?{next_query}>; rel="next"'.encode()))
-    body = orjson.dumps({"items": [_task(row) for row in rows], "next_cursor": next_cursor})
+    body = orjson.dumps({"items": items, "next_cursor": next_cursor})
     return 200, body, headers
 
 
-async def get_task(
-    scope: Scope, conn: Any, caller: AccessClaims, task_id: int
-) -> tuple[int, bytes, Headers]:
-    row = await conn.fetchrow(GET_TASK, task_id, caller.user_id, caller.token_version)
-    if row is None:
-        await _diagnose(conn, caller, task_id)
-        raise _not_found()
-    etag = etag_for(row[11]).encode()
-    if if_none_match_hits(_header(scope, b"if-none-match"), row[11]):
-        return 304, b"", [(b"etag", etag)]
-    return 200, orjson.dumps(_task(row)), [(b"etag", etag)]
+def _versions(scope: Scope) -> list[int] | None:
+    """If-Match as the versions a write may find (None: any), sorted as the service's."""
+    versions = if_match_versions(_header(scope, b"if-match"))
+    return None if versions is None or isinstance(versions, AnyVersion) else sorted(versions)
 
 
-async def create_task(conn: Any, caller: AccessClaims, body: bytes) -> tuple[int, bytes, Headers]:
-    data = _parse_json_object(body)
-    if not data.keys() <= {"title", "description", "status", "priority", "due_at"}:
-        raise _invalid("Unknown field")
+def _changes(data: dict[str, Any], extra: set[str]) -> tuple[dict[str, Any], Completion]:
+    """A PATCH body's fields as columns, and what the change does to completed_at."""
+    if not data.keys() <= {"title", "description", "status", "priority", "due_at"} | extra:
+        raise _invalid("Unknown field (the ceiling serves a subset)")
+    changes: dict[str, Any] = {}
+    completion: Completion = None
+    if "title" in data:
+        changes["title"] = _title(data["title"])
+    if "description" in data:
+        changes["description"] = _optional_text(data["description"], "description")
+    if "status" in data:
+        changes["status"] = _choice(data["status"], STATUSES, "status")
+        completion = "keep-first" if changes["status"] == "done" else "clear"
+    if "priority" in data:
+        changes["priority"] = PRIORITY_RANKS[_choice(data["priority"], PRIORITY_RANKS, "priority")]
+    if "due_at" in data:
+        changes["due_at"] = _timestamp(data["due_at"], "due_at")
+    if "remind_at" in data:
+        changes["remind_at"] = _timestamp(data["remind_at"], "remind_at")
+    return changes, completion
+
+
+def _new_values(data: dict[str, Any], now: datetime, extra: set[str]) -> dict[str, Any]:
+    """A POST body as the new task's columns (as app.services.task._new_values)."""
+    if not data.keys() <= {"title", "description", "status", "priority", "due_at"} | extra:
+        raise _invalid("Unknown field (the ceiling serves a subset)")
     if "title" not in data:
         raise _invalid("title is required")
-    title = _title(data["title"])
-    description = _optional_text(data.get("description"), "description")
     status = _choice(data.get("status", "todo"), STATUSES, "status")
-    priority = PRIORITY_RANKS[_choice(data.get("priority", "medium"), PRIORITY_RANKS, "priority")]
-    due_at = _timestamp(data.get("due_at"), "due_at")
+    return {
+        "title": _title(data["title"]),
+        "description": _optional_text(data.get("description"), "description"),
+        "status": status,
+        "priority": PRIORITY_RANKS[
+            _choice(data.get("priority", "medium"), PRIORITY_RANKS, "priority")
+        ],
+        "due_at": _timestamp(data.get("due_at"), "due_at"),
+        "completed_at": now if status == "done" else None,
+    }
+
+
+# --- v1 routes: the caller's Inbox ------------------------------------------------------
+
+
+async def list_tasks(scope: Scope, db: Db, caller: AccessClaims) -> tuple[int, bytes, Headers]:
+    query, params = _query(scope, {"status", "priority", "q", "limit", "cursor", "sort"})
+    filters, limit = _filters(params)
+    binding = binding_digest(user=caller.user_id, filters=filters.binding(), sort=DEFAULT_SORT)
+    position = _start(params, binding, CURSOR_KEY)
+    tasks = await listing.list_rows(db, caller, filters, SORT, position, limit + 1)
+    if not tasks and not await statements.caller_is_still_current(db, caller):
+        raise _unauthorized()  # an empty page, or a token no longer current
+    last = tasks[limit - 1] if len(tasks) > limit else None
+    items = [_task(task) for task in tasks[:limit]]
+    return _page(scope, query, items, last, binding, CURSOR_KEY)
+
+
+async def get_task(
+    scope: Scope, db: Db, caller: AccessClaims, task_id: int
+) -> tuple[int, bytes, Headers]:
+    task = await statements.fetch(db, caller, task_id)
+    if task is None:
+        current, _ = await statements.diagnose(db, caller, task_id)
+        raise _unauthorized() if not current else _not_found()
+    etag = etag_for(task.version).encode()
+    if if_none_match_hits(_header(scope, b"if-none-match"), task.version):
+        return 304, b"", [(b"etag", etag)]
+    return 200, orjson.dumps(_task(task)), [(b"etag", etag)]
+
+
+async def create_task(db: Db, caller: AccessClaims, body: bytes) -> tuple[int, bytes, Headers]:
     now = datetime.now(UTC)
-    completed_at = now if status == "done" else None
-    row = await conn.fetchrow(
-        INSERT_TASK,
-        caller.user_id,
-        title,
-        description,
-        status,
-        priority,
-        due_at,
-        now,
-        completed_at,
-        None,
-        1,
-        caller.token_version,
-    )
-    if row is None:  # the one thing that stops the insert: the caller is not current
+    values = _new_values(_parse_json_object(body), now, set())
+    task = await statements.insert_task(db, caller, values, now)
+    if task is None:  # the one thing that stops the insert: the caller is not current
         raise _unauthorized()
-    task_id = row[0]
-    headers = [(b"location", f"{API}/tasks/{task_id}".encode()), (b"etag", etag_for(1).encode())]
-    return 201, orjson.dumps(_task(row)), headers
+    headers = [
+        (b"location", f"{API}/tasks/{task.id}".encode()),
+        (b"etag", etag_for(task.version).encode()),
+    ]
+    return 201, orjson.dumps(_task(task)), headers
 
 
 async def update_task(
-    scope: Scope, conn: Any, caller: AccessClaims, task_id: int, body: bytes
+    scope: Scope, db: Db, caller: AccessClaims, task_id: int, body: bytes
 ) -> tuple[int, bytes, Headers]:
-    data = _parse_json_object(body)
-    if not data.keys() <= {"title", "description", "status", "priority", "due_at"}:
-        raise _invalid("Unknown field")
-    header = _header(scope, b"if-match")
-    versions = if_match_versions(header)
-    expected = None if versions is None or isinstance(versions, AnyVersion) else versions
-    values: dict[str, Any] = {}
-    if "title" in data:
-        values["title"] = _title(data["title"])
-    if "description" in data:
-        values["description"] = _optional_text(data["description"], "description")
-    if "status" in data:
-        values["status"] = _choice(data["status"], STATUSES, "status")
-    if "priority" in data:
-        values["priority"] = PRIORITY_RANKS[_choice(data["priority"], PRIORITY_RANKS, "priority")]
-    if "due_at" in data:
-        values["due_at"] = _timestamp(data["due_at"], "due_at")
-    if not values:
-        status, task_body, headers = await get_task(scope, conn, caller, task_id)
-        current = orjson.loads(task_body)["version"]
-        if expected is not None and current not in expected:
-            raise Problem(412, "Precondition failed", "The task has changed.", "precondition")
+    changes, completion = _changes(_parse_json_object(body), set())
+    expected = _versions(scope)
+    if not changes:
+        status, task_body, headers = await get_task(scope, db, caller, task_id)
+        if expected is not None and orjson.loads(task_body)["version"] not in expected:
+            raise _precondition_failed()
         return status, task_body, headers
-    now = datetime.now(UTC)
-    # SET in table column order, as SQLAlchemy renders the service's UPDATE: the fields, then
-    # updated_at, completed_at and version, each kept as it was when no field changes.
-    args: list[Any] = []
-    sets = []
-    distinct = []
-    for column, sql_type in _PATCH_COLUMNS:
-        if column in values:
-            args.append(values[column])
-            sets.append(f"{column}=${len(args)}::{sql_type}")
-            distinct.append(f"tasks.{column} IS DISTINCT FROM ${len(args)}::{sql_type}")
-    changed = f"({' OR '.join(distinct)})"
-    args.append(now)
-    stamp = f"${len(args)}::TIMESTAMP WITH TIME ZONE"
-    sets.append(f"updated_at=CASE WHEN {changed} THEN {stamp} ELSE tasks.updated_at END")
-    if values.get("status") == "done":
-        # Keep the first completion time when a done task is marked done again.
-        sets.append(
-            f"completed_at=CASE WHEN {changed} THEN coalesce(tasks.completed_at, {stamp}) "
-            "ELSE tasks.completed_at END"
-        )
-    elif "status" in values:
-        sets.append(f"completed_at=CASE WHEN {changed} THEN NULL ELSE tasks.completed_at END")
-    args += [1, 0]
-    sets.append(
-        f"version=(tasks.version + CASE WHEN {changed} THEN ${len(args) - 1}::INTEGER "
-        f"ELSE ${len(args)}::INTEGER END)"
-    )
-    args += [task_id, caller.user_id]
-    owner = len(args)
-    where = (
-        f"tasks.id = ${owner - 1}::BIGINT AND tasks.owner_id = ${owner}::BIGINT "
-        "AND tasks.deleted_at IS NULL"
-    )
-    if expected:
-        first = len(args) + 1
-        args += sorted(expected)
-        where += (
-            f" AND tasks.version IN ({', '.join(f'${n}' for n in range(first, len(args) + 1))})"
-        )
-    args.append(caller.token_version)
-    where += f" AND ({_authorized(owner, len(args))})"
-    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE {where} RETURNING {TASK_COLUMNS}"
     # If-Match naming no strong tag of ours can match nothing: no write is even tried.
-    row = await conn.fetchrow(sql, *args) if expected != frozenset() else None
-    if row is None:
-        current = await _diagnose(conn, caller, task_id)
-        if current is not None and expected is not None:
-            raise Problem(412, "Precondition failed", "The task has changed.", "precondition")
+    task = None
+    if expected != []:
+        task = await statements.update_task(
+            db,
+            caller,
+            task_id,
+            changes,
+            now=datetime.now(UTC),
+            completion=completion,
+            in_trash=False,
+            expected_versions=expected,
+        )
+    if task is None:
+        current, version = await statements.diagnose(db, caller, task_id)
+        if not current:
+            raise _unauthorized()
+        if version is not None and expected is not None:
+            raise _precondition_failed()
         raise _not_found()
-    return 200, orjson.dumps(_task(row)), [(b"etag", etag_for(row[11]).encode())]
+    return 200, orjson.dumps(_task(task)), [(b"etag", etag_for(task.version).encode())]
+
+
+# --- v2 routes: the caller's projects, at roles -------------------------------------------
+
+
+def _assignee(value: str | None, caller: AccessClaims) -> int | Literal["none"] | None:
+    if value is None:
+        return None
+    if value == "me":
+        return caller.user_id
+    if value == "none":
+        return "none"
+    if not _ID.fullmatch(value):
+        raise _invalid("assignee must be me, none, or a user id")
+    return int(value)
+
+
+def _id_list(value: str | None, name: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    parts = [part.strip() for part in value.split(",")]
+    if not all(_ID.fullmatch(part) for part in parts):
+        raise _invalid(f"{name} must be ids separated by commas")
+    return tuple(dict.fromkeys(int(part) for part in parts))
+
+
+async def list_team_tasks(scope: Scope, db: Db, caller: AccessClaims) -> tuple[int, bytes, Headers]:
+    allowed = {"status", "priority", "q", "limit", "cursor", "sort", "assignee", "project_id"}
+    query, params = _query(scope, allowed | {"label_id"})
+    filters, limit = _filters(params)
+    labels = _id_list(params.get("label_id"), "label_id")
+    if len(labels) > 1:
+        raise _invalid("label_id must be one id")
+    team = TeamFilters(
+        project_ids=_id_list(params.get("project_id"), "project_id"),
+        assignee=_assignee(params.get("assignee"), caller),
+        label_id=labels[0] if labels else None,
+    )
+    binding = binding_digest(
+        user=caller.user_id, filters=filters.binding() | team.binding(), sort=DEFAULT_SORT
+    )
+    position = _start(params, binding, TEAM_CURSOR_KEY)
+    listed = await listing.list_team_rows(db, caller, filters, team, SORT, position, limit + 1)
+    if not listed:
+        current, projects_seen, label_seen = await listing.team_diagnosis(db, caller, team)
+        if not current:
+            raise _unauthorized()
+        if not (projects_seen and label_seen):
+            raise _invalid("Names a project or label that you may not see")
+    last = listed[limit - 1].task if len(listed) > limit else None
+    items = [_team_task(found) for found in listed[:limit]]
+    return _page(scope, query, items, last, binding, TEAM_CURSOR_KEY)
+
+
+async def _why_missed(
+    db: Db, caller: AccessClaims, task_id: int, least: ProjectRole, expected: list[int] | None
+) -> Problem:
+    """As app.services.task._why_missed: 401, 404 (not visible), 403 (role), 412, 404."""
+    current, version, role = await statements.diagnose_role(db, caller, task_id, view="live")
+    if not current:
+        return _unauthorized()
+    if role is None:
+        return _not_found()
+    if role < least:
+        return _role_required(role, least)
+    if version is not None and expected is not None:
+        return _precondition_failed()
+    return _not_found()
+
+
+def _team_task_answer(found: TaskDetail, status: int = 200) -> tuple[int, bytes, Headers]:
+    headers = [(b"etag", etag_for(found.task.version).encode())]
+    if status == 201:
+        headers.insert(0, (b"location", f"{API_V2}/tasks/{found.task.id}".encode()))
+    return status, orjson.dumps(_team_task(found)), headers
+
+
+async def get_team_task(
+    scope: Scope, db: Db, caller: AccessClaims, task_id: int
+) -> tuple[int, bytes, Headers]:
+    found = await statements.fetch_detail(db, caller, task_id, READ)
+    if found is None:
+        raise await _why_missed(db, caller, task_id, READ, None)
+    if if_none_match_hits(_header(scope, b"if-none-match"), found.task.version):
+        return 304, b"", [(b"etag", etag_for(found.task.version).encode())]
+    return _team_task_answer(found)
+
+
+async def create_team_task(db: Db, caller: AccessClaims, body: bytes) -> tuple[int, bytes, Headers]:
+    data = _parse_json_object(body)
+    if data.get("assignee_ids") or data.get("label_ids"):
+        raise _invalid("The ceiling creates tasks without assignees or labels")
+    project_id = data.get("project_id")
+    if project_id is not None and (not isinstance(project_id, int) or project_id < 1):
+        raise _invalid("project_id must be a project id")
+    now = datetime.now(UTC)
+    values = _new_values(data, now, {"project_id", "assignee_ids", "label_ids", "remind_at"})
+    values["remind_at"] = _timestamp(data.get("remind_at"), "remind_at")
+    task = await statements.insert_into_project(db, caller, project_id, values, now, least=CREATE)
+    if task is None:
+        current, role = await statements.project_role(db, caller, project_id)
+        if not current:
+            raise _unauthorized()
+        if role is None:
+            raise _invalid("project_id must be the id of a project you are a member of")
+        if role < CREATE:
+            raise _role_required(role, CREATE)
+        raise Problem(409, "Conflict", "The project's members changed meanwhile.", "conflict")
+    return _team_task_answer(TaskDetail(task, (), ()), 201)
+
+
+async def update_team_task(
+    scope: Scope, db: Db, caller: AccessClaims, task_id: int, body: bytes
+) -> tuple[int, bytes, Headers]:
+    changes, completion = _changes(_parse_json_object(body), {"remind_at"})
+    expected = _versions(scope)
+    if not changes:
+        found = await statements.fetch_detail(db, caller, task_id, UPDATE)
+        if found is None:
+            raise await _why_missed(db, caller, task_id, UPDATE, None)
+        if expected is not None and found.task.version not in expected:
+            raise _precondition_failed()
+        return _team_task_answer(found)
+    updated = None
+    if expected != []:  # If-Match naming no strong tag of ours can match nothing
+        updated = await statements.update_detail(
+            db,
+            caller,
+            task_id,
+            changes,
+            least=UPDATE,
+            now=datetime.now(UTC),
+            completion=completion,
+            in_trash=False,
+            expected_versions=expected,
+        )
+    if updated is None:
+        raise await _why_missed(db, caller, task_id, UPDATE, expected)
+    return _team_task_answer(updated)
 
 
 async def login(body: bytes) -> tuple[int, bytes, Headers]:
@@ -597,23 +735,32 @@ async def _route(scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
         return 200, b'{"status":"ok"}', []
     if path == f"{API}/auth/token" and method == "POST":
         return await login(await _body(receive))
-    if path == f"{API}/tasks" or path.startswith(f"{API}/tasks/"):
-        task_id = None
-        if path != f"{API}/tasks":
-            task_id = _task_id(path[len(API) + 7 :])
-        body = await _body(receive) if method in {"POST", "PATCH"} else b""
-        caller = _caller(scope)
-        async with _state["pool"].acquire() as conn:
-            if task_id is None and method == "GET":
-                return await list_tasks(scope, conn, caller)
-            if task_id is None and method == "POST":
-                return await create_task(conn, caller, body)
-            if task_id is not None and method == "GET":
-                return await get_task(scope, conn, caller, task_id)
-            if task_id is not None and method == "PATCH":
-                return await update_task(scope, conn, caller, task_id, body)
-        raise Problem(405, "Method not allowed", "Not served by the ceiling.", "method")
+    for prefix in (API, API_V2):
+        if path == f"{prefix}/tasks" or path.startswith(f"{prefix}/tasks/"):
+            return await _task_route(scope, receive, prefix == API_V2)
     raise Problem(404, "Not found", "Not served by the ceiling.", "not-found")
+
+
+async def _task_route(scope: Scope, receive: Receive, v2: bool) -> tuple[int, bytes, Headers]:
+    path: str = scope["path"]
+    method: str = scope["method"]
+    task_id = None
+    if path != f"{API_V2 if v2 else API}/tasks":
+        task_id = _task_id(path[len(API) + 7 :])
+    body = await _body(receive) if method in {"POST", "PATCH"} else b""
+    caller = _caller(scope)
+    async with _state["pool"].acquire() as conn:
+        db = _db(conn)
+        if task_id is None and method == "GET":
+            return await (list_team_tasks if v2 else list_tasks)(scope, db, caller)
+        if task_id is None and method == "POST":
+            return await (create_team_task if v2 else create_task)(db, caller, body)
+        if task_id is not None and method == "GET":
+            return await (get_team_task if v2 else get_task)(scope, db, caller, task_id)
+        if task_id is not None and method == "PATCH":
+            update = update_team_task if v2 else update_task
+            return await update(scope, db, caller, task_id, body)
+    raise Problem(405, "Method not allowed", "Not served by the ceiling.", "method")
 
 
 async def _no_reset(_conn: Any) -> None:

@@ -2,11 +2,13 @@
 
 1. Recreate the bench database (BENCH_DATABASE_URL; its name must contain "bench", since it
    is dropped), migrate it and seed it with `python -m app.cli seed`: 100 users x 1,000 tasks
-   and one user with 200,000.
+   and one user with 200,000 in their Inboxes (v1); a team of 50 users sharing 20 projects
+   that hold 1,000,000 tasks, its big member in all 20 (v2).
 2. Time one bcrypt hash at BCRYPT_ROUNDS in this process.
 3. Start the service and the ceiling (bench/ceiling.py) with `make serve` (same flags, same
-   number of workers), log seeded users in, walk 100,000 tasks into the big user's list for
-   the deep-page cursor, and check that both servers answer the benchmark's requests alike.
+   number of workers), log seeded users in, walk 100,000 tasks into the big user's list (v1)
+   and the big member's (v2) for the deep-page cursors, and check that both servers answer
+   the benchmark's requests alike.
 4. For each endpoint: a warm-up and a measured `wrk -t2 -c64 --latency` run on each server,
    the order alternating; then the mixed, sustained run (a third creates, two thirds first
    pages of the list, BENCH_MIXED_DURATION seconds, 120 by default) on each server, with its
@@ -49,6 +51,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/run.py` imports app.core from the checkout
+
+from app.core.roles import Permission, least_role  # noqa: E402 - after the path is set
 
 RESULTS = ROOT / "bench" / "results"
 DATA_FILE = RESULTS / "wrk-data.lua"  # tokens: git-ignored, deleted at the end
@@ -102,10 +106,32 @@ BCRYPT_ROUNDS = _env_int("BCRYPT_ROUNDS", 12)
 # (80 with 2 workers); lower these if PostgreSQL's max_connections is shared.
 POOL_SIZE = _env_int("DB_POOL_SIZE", 10)
 POOL_OVERFLOW = _env_int("DB_MAX_OVERFLOW", 10)
-USER_PREFIX, BIG_PREFIX = "seed-user", "seed-big"
+# v2: a team of TEAM_USERS sharing TEAM_PROJECTS projects that hold TEAM_TASKS tasks in all,
+# TEAM_MEMBERS members each; its first user (the big member) is in every project.
+TEAM_USERS = _env_int("BENCH_TEAM_USERS", 50)
+TEAM_PROJECTS = _env_int("BENCH_TEAM_PROJECTS", 20)
+TEAM_MEMBERS = _env_int("BENCH_TEAM_MEMBERS", 10)
+TEAM_TASKS = _env_int("BENCH_TEAM_TASKS", 1_000_000)
+TEAM_PATCH_TASKS = 1000  # patched round-robin, split between wrk's threads
+TEAM_GET_TASKS = 5000  # drawn at random by the get script
+USER_PREFIX, BIG_PREFIX, TEAM_PREFIX = "seed-user", "seed-big", "seed-team"
 
 # The endpoints measured under load, in order; each runs on both servers.
-ENDPOINTS = ("list", "deep", "filtered", "search", "get", "create", "patch")
+ENDPOINTS = (
+    "list",
+    "deep",
+    "filtered",
+    "search",
+    "get",
+    "create",
+    "patch",
+    "v2_list",
+    "v2_deep",
+    "v2_assignee",
+    "v2_get",
+    "v2_create",
+    "v2_patch",
+)
 LABELS = {
     "list": "list, first page",
     "deep": f"list, deep page ({DEEP_OFFSET:,} in)",
@@ -115,6 +141,12 @@ LABELS = {
     "get": "get",
     "create": "create",
     "patch": "patch with If-Match",
+    "v2_list": f"v2 list, first page ({TEAM_PROJECTS} projects)",
+    "v2_deep": f"v2 list, deep page ({DEEP_OFFSET:,} in)",
+    "v2_assignee": "v2 list, assignee=me",
+    "v2_get": "v2 get",
+    "v2_create": "v2 create",
+    "v2_patch": "v2 patch with If-Match",
     "mixed": "mixed: 1/3 create, 2/3 list (first page)",
     "login": "login",
     "flood_list": "list while logins flood",
@@ -122,6 +154,15 @@ LABELS = {
 }
 # The one-path targets (issue 11): service req/s >= this share of the ceiling's, and p99 <= 2x.
 THROUGHPUT_TARGETS = {"list": 0.7, "get": 0.6, "create": 0.6, "patch": 0.6}
+# Issue 13's: v2 service req/s >= this share of the ceiling's (no p99 target).
+V2_THROUGHPUT_TARGETS = {
+    "v2_list": 0.5,
+    "v2_deep": 0.5,
+    "v2_assignee": 0.5,
+    "v2_get": 0.5,
+    "v2_create": 0.5,
+    "v2_patch": 0.5,
+}
 # Every run name BENCH_ONLY accepts (search_c1 runs with search; the flood with login).
 RUNS = (*ENDPOINTS, "mixed", "login")
 SERVERS = ("service", "ceiling")
@@ -365,13 +406,14 @@ def execute(sql: str, *args: Any) -> None:
 def _seeded() -> bool:
     try:
         rows = fetch(
-            "SELECT count(*) AS n FROM users WHERE email LIKE $1 OR email LIKE $2",
+            "SELECT count(*) AS n FROM users WHERE email LIKE $1 OR email LIKE $2 OR email LIKE $3",
             f"{USER_PREFIX}-%",
             f"{BIG_PREFIX}-%",
+            f"{TEAM_PREFIX}-%",
         )
     except (OSError, asyncpg.PostgresError):
         return False
-    return int(rows[0]["n"]) >= USERS + 1
+    return int(rows[0]["n"]) >= USERS + 1 + TEAM_USERS
 
 
 def prepare_database(env: dict[str, str]) -> None:
@@ -392,7 +434,20 @@ def prepare_database(env: dict[str, str]) -> None:
     _bench_db.close()
     asyncio.run(recreate())
     subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True)
-    for users, tasks, prefix in ((USERS, TASKS_PER_USER, USER_PREFIX), (1, BIG_TASKS, BIG_PREFIX)):
+    team = [
+        "--projects",
+        str(TEAM_PROJECTS),
+        "--members-per-project",
+        str(min(TEAM_MEMBERS, TEAM_USERS)),
+        "--tasks-per-project",
+        str(TEAM_TASKS // max(TEAM_PROJECTS, 1)),
+    ]
+    seeds: tuple[tuple[int, int, str, list[str]], ...] = (
+        (USERS, TASKS_PER_USER, USER_PREFIX, []),
+        (1, BIG_TASKS, BIG_PREFIX, []),
+        (TEAM_USERS, 0, TEAM_PREFIX, team),
+    )
+    for users, tasks, prefix, more in seeds:
         command = [
             str(BIN / "python"),
             "-m",
@@ -404,6 +459,7 @@ def prepare_database(env: dict[str, str]) -> None:
             str(tasks),
             "--email-prefix",
             prefix,
+            *more,
             "--password",
             PASSWORD,
         ]
@@ -437,8 +493,26 @@ def login(client: httpx.Client, base: str, email: str) -> str:
     return str(response.json()["access_token"])
 
 
-def deep_cursor(client: httpx.Client, base: str, token: str, owner_id: int) -> str:
-    """Follow `next_cursor` with limit=100 until DEEP_OFFSET tasks have been listed."""
+# The tasks each list walks, in its order (created_at, id, descending), as SQL on the bench
+# database: v1, the live tasks of the user's Inbox; v2, of every live project they belong to.
+INBOX_WALK = (
+    "SELECT tasks.id FROM tasks JOIN projects ON projects.id = tasks.project_id "
+    "WHERE projects.inbox_user_id = $1 AND tasks.deleted_at IS NULL "
+    "ORDER BY tasks.created_at DESC, tasks.id DESC"
+)
+TEAM_WALK = (
+    "SELECT tasks.id FROM tasks JOIN project_members m ON m.project_id = tasks.project_id "
+    "JOIN projects p ON p.id = tasks.project_id WHERE m.user_id = $1 "
+    "AND p.deleted_at IS NULL AND tasks.deleted_at IS NULL "
+    "ORDER BY tasks.created_at DESC, tasks.id DESC"
+)
+
+
+def deep_cursor(
+    client: httpx.Client, base: str, token: str, user_id: int, path: str, walk: str
+) -> str:
+    """Follow `next_cursor` of `path` with limit=100 until DEEP_OFFSET tasks have been listed;
+    `walk` is the list's order in SQL, to check the walk against."""
     headers = {"Authorization": f"Bearer {token}"}
     seen: set[int] = set()
     cursor: str | None = None
@@ -447,7 +521,7 @@ def deep_cursor(client: httpx.Client, base: str, token: str, owner_id: int) -> s
         params: dict[str, Any] = {"limit": min(100, DEEP_OFFSET - len(seen))}
         if cursor is not None:
             params["cursor"] = cursor
-        response = client.get(f"{base}/api/v1/tasks", params=params, headers=headers)
+        response = client.get(f"{base}{path}", params=params, headers=headers)
         response.raise_for_status()
         page = response.json()
         ids = [item["id"] for item in page["items"]]
@@ -456,13 +530,8 @@ def deep_cursor(client: httpx.Client, base: str, token: str, owner_id: int) -> s
         seen.update(ids)
         last_id, cursor = ids[-1], page["next_cursor"]
         if cursor is None:
-            raise RuntimeError(f"the big user has fewer than {DEEP_OFFSET:,} live tasks")
-    expected = fetch(
-        "SELECT id FROM tasks WHERE owner_id = $1 AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1",
-        owner_id,
-        DEEP_OFFSET - 1,
-    )
+            raise RuntimeError(f"{path} of user {user_id} has fewer than {DEEP_OFFSET:,} tasks")
+    expected = fetch(f"{walk} OFFSET $2 LIMIT 1", user_id, DEEP_OFFSET - 1)
     if not expected or expected[0]["id"] != last_id:
         raise RuntimeError("the cursor walk does not agree with the database's order")
     if cursor is None:  # BENCH_DEEP_OFFSET=0: the loop never ran
@@ -518,16 +587,36 @@ class BenchData:
     user_ids: list[int]
     big_token: str
     big_id: int
+    team_token: str = ""  # the big member's
+    team_id: int = 0
     cursor: str = ""
+    team_cursor: str = ""
+    team_get_ids: list[int] = field(default_factory=list)
+
+    def _team_patch_tasks(self) -> list[asyncpg.Record]:
+        """The tasks the v2 patch script changes: live ones of the projects where the big
+        member may edit, the first TEAM_PATCH_TASKS by id."""
+        return fetch(
+            "SELECT tasks.id, tasks.version FROM tasks "
+            "JOIN project_members m ON m.project_id = tasks.project_id "
+            "WHERE m.user_id = $1 AND m.role >= $2 AND tasks.deleted_at IS NULL "
+            "ORDER BY tasks.id LIMIT $3",
+            self.team_id,
+            int(least_role(Permission.TASK_UPDATE)),
+            TEAM_PATCH_TASKS,
+        )
 
     def settle(self) -> None:
         """Wait until the tasks' versions stop moving (a wrk run ends with patches in flight)."""
         previous = None
         for _ in range(30):
             total = fetch(
-                "SELECT sum(version) AS v FROM tasks WHERE owner_id = ANY($1::bigint[])",
+                "SELECT sum(tasks.version) AS v FROM tasks "
+                "JOIN projects ON projects.id = tasks.project_id "
+                "WHERE projects.inbox_user_id = ANY($1::bigint[])",
                 self.user_ids,
             )[0]["v"]
+            total = (total, sum(row["version"] for row in self._team_patch_tasks()))
             if total == previous:
                 return
             previous = total
@@ -536,8 +625,10 @@ class BenchData:
     def write(self) -> None:
         """The Lua table every wrk script reads, with the tasks' current versions."""
         live = fetch(
-            "SELECT owner_id, id, version FROM tasks WHERE owner_id = ANY($1::bigint[]) "
-            "AND deleted_at IS NULL ORDER BY owner_id, id",
+            "SELECT projects.inbox_user_id AS owner_id, tasks.id, tasks.version FROM tasks "
+            "JOIN projects ON projects.id = tasks.project_id "
+            "WHERE projects.inbox_user_id = ANY($1::bigint[]) "
+            "AND tasks.deleted_at IS NULL ORDER BY projects.inbox_user_id, tasks.id",
             self.user_ids,
         )
         by_owner: dict[int, list[tuple[int, int]]] = {owner: [] for owner in self.user_ids}
@@ -559,8 +650,40 @@ class BenchData:
             "filter_query": FILTER_QUERY,
             "search_query": quote(SEARCH_TERM, safe=""),
             "login_forms": [urlencode({"username": e, "password": PASSWORD}) for e in emails],
+            **self._team_data(),
         }
         DATA_FILE.write_text("return " + _lua(data) + "\n")
+
+    def _team_data(self) -> dict[str, Any]:
+        """v2's part: the big member's token, deep cursor, tasks to get and to patch, and the
+        projects where they may create."""
+        if not self.team_token:
+            return {}
+        if not self.team_get_ids:  # drawn once: a random sample of the tasks they see
+            self.team_get_ids = [
+                row["id"]
+                for row in fetch(
+                    "SELECT tasks.id FROM tasks "
+                    "JOIN project_members m ON m.project_id = tasks.project_id "
+                    "WHERE m.user_id = $1 AND tasks.deleted_at IS NULL "
+                    "ORDER BY random() LIMIT $2",
+                    self.team_id,
+                    TEAM_GET_TASKS,
+                )
+            ]
+        projects = fetch(
+            "SELECT project_id FROM project_members WHERE user_id = $1 AND role >= $2 "
+            "ORDER BY project_id",
+            self.team_id,
+            int(least_role(Permission.TASK_CREATE)),
+        )
+        return {
+            "team_token": self.team_token,
+            "team_deep_cursor": self.team_cursor,
+            "team_ids": self.team_get_ids,
+            "team_patch": [[row["id"], row["version"]] for row in self._team_patch_tasks()],
+            "team_projects": [row["project_id"] for row in projects],
+        }
 
 
 # --- wrk ---------------------------------------------------------------------------------
@@ -916,17 +1039,19 @@ def measure(
             order = SERVERS if (round_number + index) % 2 == 0 else SERVERS[::-1]
             for name in order:
                 server = servers[name]
-                if endpoint == "create":
+                creates = endpoint in {"create", "v2_create"}
+                patches = endpoint in {"patch", "v2_patch"}
+                if creates:
                     max_id = fetch("SELECT coalesce(max(id), 0) AS m FROM tasks")[0]["m"]
-                if endpoint == "patch":
+                if patches:
                     data.write()  # the tasks' current versions, for If-Match
                 if WARMUP > 0:
                     run_wrk(server, endpoint, WARMUP, title=f"{name} {endpoint} warm-up")
-                if endpoint == "patch":
+                if patches:
                     data.settle()  # patches still in flight when the warm-up stopped
                     data.write()  # the warm-up moved the versions on
                 record(endpoint, server, run_wrk(server, endpoint, DURATION))
-                if endpoint == "create":
+                if creates:
                     execute("DELETE FROM tasks WHERE id > $1", max_id)
                     execute("VACUUM ANALYZE tasks")
         if wanted("search"):
@@ -1127,6 +1252,28 @@ def checks(
             f"{LABELS[name]}: p99 {service.p99:.1f} ms <= 2 x ceiling {ceiling.p99:.1f} ms "
             f"(ratio {service.p99 / ceiling.p99:.2f})",
         )
+    for name, share in V2_THROUGHPUT_TARGETS.items():
+        service, ceiling = get(name), get(name, "ceiling")
+        if service is None or ceiling is None:
+            continue
+        check(
+            service.rps >= share * ceiling.rps,
+            f"{LABELS[name]}: req/s {service.rps:,.0f} >= {share} x ceiling {ceiling.rps:,.0f} "
+            f"(ratio {service.rps / ceiling.rps:.2f}; p99 ratio {service.p99 / ceiling.p99:.2f})",
+        )
+    team_first, team_deep = get("v2_list"), get("v2_deep")
+    if team_first is not None and team_deep is not None:
+        check(
+            team_deep.p50 <= 1.2 * team_first.p50,
+            f"{LABELS['v2_deep']}: p50 {team_deep.p50:.1f} ms <= 1.2 x v2 first page p50 "
+            f"{team_first.p50:.1f} ms (ratio {team_deep.p50 / team_first.p50:.2f})",
+        )
+    team_assigned = get("v2_assignee")
+    if team_first is not None and team_assigned is not None:
+        lines.append(
+            f"- (info) {LABELS['v2_assignee']}: p50 {team_assigned.p50:.1f} ms, "
+            f"{team_assigned.p50 / team_first.p50:.2f} x the v2 first page's"
+        )
     first = get("list")
     for name in ("deep", "filtered"):
         result = get(name)
@@ -1140,7 +1287,8 @@ def checks(
     if search is not None:
         check(
             search.p50 < 25,
-            f"{LABELS['search_c1']} ({BIG_TASKS + USERS * TASKS_PER_USER:,} tasks): p50 "
+            f"{LABELS['search_c1']} ({BIG_TASKS + USERS * TASKS_PER_USER:,} v1 tasks, "
+            f"{BIG_TASKS + USERS * TASKS_PER_USER + TEAM_TASKS:,} in the table): p50 "
             f"{search.p50:.1f} ms < 25 ms",
         )
     cores = os.cpu_count() or 1
@@ -1248,7 +1396,10 @@ def report(
         f"BCRYPT_ROUNDS={BCRYPT_ROUNDS}, DB_POOL_SIZE={POOL_SIZE}, DB_MAX_OVERFLOW={POOL_OVERFLOW}"
         f", LOG_LEVEL={os.environ.get('LOG_LEVEL') or 'WARNING (make serve default)'}",
         f"- data: {USERS} users x {TASKS_PER_USER:,} tasks and 1 user with {BIG_TASKS:,} "
-        f"(`python -m app.cli seed`); tokens of {TOKEN_USERS} users rotate in every script",
+        f"in their Inboxes; {TEAM_USERS} users sharing {TEAM_PROJECTS} projects of "
+        f"{TEAM_TASKS // max(TEAM_PROJECTS, 1):,} tasks, {min(TEAM_MEMBERS, TEAM_USERS)} members "
+        "each, the big member in all (`python -m app.cli seed`); tokens of "
+        f"{TOKEN_USERS} users rotate in every v1 script; v2's scripts are the big member's",
         *(f"- {note}" for note in notes),
         "",
         "## Results",
@@ -1319,29 +1470,50 @@ def main() -> int:
         big = fetch(
             "SELECT id, email FROM users WHERE email LIKE $1 ORDER BY id LIMIT 1", f"{BIG_PREFIX}-%"
         )[0]
-        say(f"logging {len(users) + 1} users in")
+        member = fetch(
+            "SELECT id, email FROM users WHERE email = $1", f"{TEAM_PREFIX}-1@example.com"
+        )[0]
+        say(f"logging {len(users) + 2} users in")
         base = servers["service"].url
         with httpx.Client(timeout=30) as client:
             with ThreadPoolExecutor(max_workers=2 * WORKERS) as pool:
                 tokens = list(pool.map(lambda row: login(client, base, row["email"]), users))
             big_token = login(client, base, big["email"])
-            data = BenchData(tokens, [row["id"] for row in users], big_token, big["id"])
-            say(f"walking {DEEP_OFFSET:,} tasks into the big user's list")
-            walk_started = time.perf_counter()
-            data.cursor = deep_cursor(client, base, big_token, big["id"])
-            say(f"  {time.perf_counter() - walk_started:.1f} s")
+            team_token = login(client, base, member["email"])
+            data = BenchData(
+                tokens,
+                [row["id"] for row in users],
+                big_token,
+                big["id"],
+                team_token=team_token,
+                team_id=member["id"],
+            )
+            walks = (
+                ("big user's list", "/api/v1/tasks", big_token, big["id"], INBOX_WALK),
+                ("big member's v2 list", "/api/v2/tasks", team_token, member["id"], TEAM_WALK),
+            )
+            cursors = []
+            for title, path, token, user_id, walk in walks:
+                say(f"walking {DEEP_OFFSET:,} tasks into the {title}")
+                walk_started = time.perf_counter()
+                cursors.append(deep_cursor(client, base, token, user_id, path, walk))
+                say(f"  {time.perf_counter() - walk_started:.1f} s")
+            data.cursor, data.team_cursor = cursors
             data.write()
             matches = fetch(
-                "SELECT count(*) AS n FROM tasks WHERE owner_id = $1 AND deleted_at IS NULL "
-                "AND (title ILIKE $2 OR description ILIKE $2)",
+                "SELECT count(*) AS n FROM tasks JOIN projects ON projects.id = tasks.project_id "
+                "WHERE projects.inbox_user_id = $1 AND tasks.deleted_at IS NULL "
+                "AND (tasks.title ILIKE $2 OR tasks.description ILIKE $2)",
                 big["id"],
                 f"%{SEARCH_TERM}%",
             )[0]["n"]
             notes.append(f"search term {SEARCH_TERM!r} matches {matches:,} of the big user's tasks")
-            some_task = fetch(
-                "SELECT id FROM tasks WHERE owner_id = $1 AND deleted_at IS NULL LIMIT 1",
-                data.user_ids[0],
-            )[0]["id"]
+            some_task = fetch(f"{INBOX_WALK} LIMIT 1", data.user_ids[0])[0]["id"]
+            team_task = fetch(f"{TEAM_WALK} LIMIT 1", member["id"])[0]["id"]
+            assigned = fetch(
+                "SELECT count(*) AS n FROM task_assignees WHERE user_id = $1", member["id"]
+            )[0]["n"]
+            notes.append(f"the big member is assigned {assigned:,} tasks (assignee=me)")
             differences = compare_servers(
                 client,
                 [servers["service"], servers["ceiling"]],
@@ -1351,6 +1523,10 @@ def main() -> int:
                     "filtered": (f"/api/v1/tasks?{FILTER_QUERY}", big_token),
                     "search": (f"/api/v1/tasks?q={quote(SEARCH_TERM)}", big_token),
                     "get": (f"/api/v1/tasks/{some_task}", tokens[0]),
+                    "v2_list": ("/api/v2/tasks", team_token),
+                    "v2_deep": (f"/api/v2/tasks?cursor={data.team_cursor}", team_token),
+                    "v2_assignee": ("/api/v2/tasks?assignee=me", team_token),
+                    "v2_get": (f"/api/v2/tasks/{team_task}", team_token),
                 },
             )
         if differences:
@@ -1360,7 +1536,7 @@ def main() -> int:
         else:
             notes.append(
                 "same JSON, ETag and Link from both servers for list, deep page, "
-                "filtered list, search and get (checked before the runs)"
+                "filtered list, search and get, v1 and v2 (checked before the runs)"
             )
         results, mixed_runs = measure(servers, data, hash_times)
         for name, server in servers.items():

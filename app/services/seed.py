@@ -1,30 +1,52 @@
-"""Fill a database with realistic users and tasks, fast: the data the benchmarks run on.
+"""Fill a database with realistic users, projects and tasks, fast: the data the benchmarks
+run on.
 
 `python -m app.cli seed --users N --tasks-per-user M` (see app/cli.py) calls `seed_database`.
 
 Users are `{prefix}-{i}@example.com` for i in 1..N, found again by lower(email): a rerun
 creates no duplicate and leaves an existing account (and its password) alone. New accounts
 share one password, hashed once, since a bcrypt hash per user would take longer than the
-whole data set.
+whole data set. Every seeded account has its Inbox, as `app.services.user.create_user` makes
+it (named Inbox, version 1, the account its owner); one that lacks it (inserted by hand) gets
+it.
 
-Tasks: each seeded user is topped up to M tasks, trashed ones included. A rerun with the same
-arguments inserts nothing; a larger M adds only the difference. The rows are a spread of
-statuses (`done` ones have `completed_at`), priorities 1..4, due dates (none, past so
-overdue, future), creation times over two years with `updated_at >= created_at`, about 3%
+Tasks: each seeded user's Inbox is topped up to M tasks, trashed ones included. A rerun with
+the same arguments inserts nothing; a larger M adds only the difference. The rows are a
+spread of statuses (`done` ones have `completed_at`), priorities 1..4, due dates (none, past
+so overdue, future), creation times over two years with `updated_at >= created_at`, about 3%
 in the trash, and titles and descriptions drawn from a small vocabulary with a skewed
 frequency, so a text search can match a third of the rows or a handful of them.
 
-The rows are a function of `seed`, the user's email and how many tasks the user had: the
-same arguments on the same UTC day give the same rows (times are offsets from the start of
-the day). Generation works on integer milliseconds and precomputed text, and the database
-gets them in bulk: PostgreSQL through one binary COPY (asyncpg), SQLite through batched
-executemany of one compiled INSERT. Ids come from the table's own sequence, so inserts made
-afterwards by the API never collide. PostgreSQL's statistics are refreshed (ANALYZE) at
-the end.
+Shared projects (`--projects P --members-per-project K --tasks-per-project T
+[--labels-per-project L]`): P projects named `{prefix} project {p}`, found again by that name
+among the live projects of `{prefix}-1`. That account, the big member, is a member of every
+project, at a role that varies from project to project (owner of the first); K - 1 other
+seeded users join each project in turn, at mixed roles (mostly editors), and every project
+has an owner. Each project has L labels and is topped up to T tasks like an Inbox; its tasks
+have 0 to 2 assignees among its members and 0 to 3 of its labels. `--projects 20
+--tasks-per-project 50000` is the benchmark's member of 20 projects holding a million tasks.
+A rerun adds no project, membership or label, and keeps the roles found.
+
+The rows are a function of `seed`, the user's email (or the project's name) and how many
+tasks it had: the same arguments on the same UTC day give the same rows (times are offsets
+from the start of the day). Generation works on integer milliseconds and precomputed text,
+and the database gets them in bulk: PostgreSQL through binary COPY (asyncpg), SQLite through
+batched executemany of one compiled INSERT. Ids come from the table's own sequence (a shared
+project's, taken before its tasks are written, so that assignees and labels can name them),
+so inserts made afterwards by the API never collide. PostgreSQL's statistics are refreshed
+(ANALYZE) at the end.
+
+Transactions: the accounts, their Inboxes and the Inboxes' tasks, and the shared projects
+with their members and labels are written in one transaction. The shared projects' tasks
+come after it, on PostgreSQL in two transactions at once, each with about half the projects:
+PostgreSQL serves a COPY stream with one backend on one core, and most of a task row's cost
+is its indexes, so two streams make a million tasks about a minute instead of nearly two on
+two cores. A failure there leaves some projects short of T tasks; a rerun tops them up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import sys
@@ -34,30 +56,44 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO, TypeAlias, TypeVar
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from app.core.config import Settings
+from app.core.roles import ProjectRole
 from app.core.security import hash_password_async
+from app.db.base import Base
 from app.db.session import create_engine_for
-from app.models.task import INSERT_COLUMNS, Task, TaskStatus
+from app.models.label import Label, TaskLabel
+from app.models.project import INBOX_NAME, Project, ProjectMember
+from app.models.task import INSERT_COLUMNS, Task, TaskAssignee, TaskStatus
 from app.models.user import Role, User
 
 DEFAULT_PASSWORD = "seeded accounts share this passphrase"
 DEFAULT_EMAIL_PREFIX = "seed-user"
 EMAIL_DOMAIN = "example.com"
 
-# Rows per progress step, per SQLite executemany and per IN (...) list.
+DEFAULT_MEMBERS_PER_PROJECT = 5
+DEFAULT_LABELS_PER_PROJECT = 8
+
+# Rows per progress step and per SQLite executemany; IDs per IN (...) list; tasks of a shared
+# project per chunk (its ids, then its tasks, assignees and labels).
 BATCH_SIZE = 10_000
 _LOOKUP_BATCH = 1_000
+_CHUNK = 50_000
+# Transactions writing the shared projects' tasks at once on PostgreSQL: each COPY stream is
+# one backend's work on one core, most of it the table's indexes (the trigram ones above all).
+_WRITERS = 2
 # A COPY of a million rows outlasts the connection's 30-second statement timeout.
 _COPY_TIMEOUT_SECONDS = 3600.0
 
 T = TypeVar("T")
 # One task in INSERT_COLUMNS order; T is how a timestamp is handed to the driver.
-TaskRow: TypeAlias = tuple[int, str, str | None, str, int, T | None, T, T, T | None, T | None, int]
+TaskRow: TypeAlias = tuple[
+    int, str, str | None, str, int, T | None, T, T, T | None, T | None, int, T | None
+]
 
 _DAY_MS = 86_400_000
 _SPAN_MS = 730 * _DAY_MS  # creation times spread over two years
@@ -106,6 +142,33 @@ _WORDS = (
     ("zeppelin", 0.2), ("quokka", 0.2), ("marzipan", 0.2), ("obsidian", 0.2),
     ("tamarind", 0.1), ("xylophone", 0.1), ("fjord", 0.1), ("origami", 0.1),
 )  # fmt: skip
+# The big member's role in shared project p (owner of the first), the others' in turn: mostly
+# editors, a few of each other role.
+_BIG_MEMBER_ROLES = (
+    ProjectRole.OWNER, ProjectRole.EDITOR, ProjectRole.ADMIN, ProjectRole.EDITOR,
+    ProjectRole.VIEWER, ProjectRole.EDITOR, ProjectRole.COMMENTER, ProjectRole.OWNER,
+)  # fmt: skip
+_MEMBER_ROLES = (
+    ProjectRole.EDITOR, ProjectRole.ADMIN, ProjectRole.EDITOR, ProjectRole.COMMENTER,
+    ProjectRole.EDITOR, ProjectRole.VIEWER, ProjectRole.EDITOR, ProjectRole.OWNER,
+)  # fmt: skip
+# Labels of a shared project, the first used most (then "bug 2", ... if more are asked).
+_LABELS = (
+    ("bug", "#d73a4a"), ("feature", "#0e8a16"), ("design", "#c5def5"), ("backend", "#5319e7"),
+    ("frontend", "#fbca04"), ("docs", "#0075ca"), ("ops", "#b60205"), ("blocked", "#000000"),
+    ("customer", "#e99695"), ("research", "#d4c5f9"), ("security", "#ee0701"),
+    ("performance", "#f9d0c4"), ("quick win", "#c2e0c6"), ("later", "#bfdadc"),
+)  # fmt: skip
+# Refreshed after seeding, so the planner knows the new rows at once.
+_ANALYZED = (
+    "users",
+    "projects",
+    "project_members",
+    "labels",
+    "tasks",
+    "task_assignees",
+    "task_labels",
+)
 _TITLE_POOL = 2048
 _SENTENCE_POOL = 4096
 
@@ -139,14 +202,14 @@ def build_text_pools(seed: int) -> TextPools:
 
 def generate_task_rows(
     rng: random.Random,
-    owner_id: int,
+    project_id: int,
     count: int,
     *,
     now_ms: int,
     text: TextPools,
     stamp: Callable[[int], T],
 ) -> Iterator[TaskRow[T]]:
-    """`count` tasks of one owner; times are Unix milliseconds before or after `now_ms`."""
+    """`count` tasks of one project; times are Unix milliseconds before or after `now_ms`."""
     rand = rng.random
     titles, suffixes, sentences = text.titles, text.suffixes, text.sentences
     n_titles, n_suffixes, n_sentences = len(titles), len(suffixes), len(sentences)
@@ -194,7 +257,7 @@ def generate_task_rows(
             if u >= 0.9:
                 description += " " + sentences[int(rand() * n_sentences)]
         yield (
-            owner_id,
+            project_id,
             title,
             description,
             status,
@@ -205,6 +268,7 @@ def generate_task_rows(
             completed,
             deleted,
             version,
+            None,  # remind_at
         )
 
 
@@ -240,6 +304,11 @@ class SeedOptions:
     seed: int = 0
     password: str = DEFAULT_PASSWORD
     email_prefix: str = DEFAULT_EMAIL_PREFIX
+    # Shared projects (see the module docstring); none unless `projects` > 0.
+    projects: int = 0
+    members_per_project: int = DEFAULT_MEMBERS_PER_PROJECT
+    tasks_per_project: int = 0
+    labels_per_project: int = DEFAULT_LABELS_PER_PROJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,16 +317,31 @@ class SeedResult:
     users_reused: int
     tasks_inserted: int
     seconds: float
+    projects_created: int = 0
+    projects_reused: int = 0
+    memberships_inserted: int = 0
+    labels_inserted: int = 0
+    assignees_inserted: int = 0
+    task_labels_inserted: int = 0
 
     @property
     def rows_per_second(self) -> float:
         return self.tasks_inserted / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        projects = ""
+        if self.projects_created or self.projects_reused:
+            projects = (
+                f", {self.projects_created + self.projects_reused} shared project(s) "
+                f"({self.projects_created} created, {self.projects_reused} reused) with "
+                f"{self.memberships_inserted:,} new membership(s), "
+                f"{self.labels_inserted:,} label(s), {self.assignees_inserted:,} assignee(s) "
+                f"and {self.task_labels_inserted:,} task label(s)"
+            )
         return (
             f"Seeded {self.users_created + self.users_reused} user(s) "
             f"({self.users_created} created, {self.users_reused} reused) and inserted "
-            f"{self.tasks_inserted:,} task(s) in {self.seconds:.1f} s "
+            f"{self.tasks_inserted:,} task(s){projects} in {self.seconds:.1f} s "
             f"({self.rows_per_second:,.0f} rows/s)."
         )
 
@@ -266,11 +350,113 @@ def seed_emails(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{i}@{EMAIL_DOMAIN}".lower() for i in range(1, count + 1)]
 
 
+def project_name(prefix: str, number: int) -> str:
+    """The name of shared project `number` (1-based) of the accounts `prefix`-i."""
+    return f"{prefix} project {number}"
+
+
 @dataclass(frozen=True, slots=True)
-class _Owner:
-    id: int
-    email: str
+class _Target:
+    """Where tasks go: an Inbox or a shared project, and how many tasks it holds already.
+
+    `key` names it in the random streams (the owner's email for an Inbox, as before shared
+    projects existed, so an Inbox gets the same rows; the name for a shared project).
+    `member_ids` and `label_ids` are what its tasks are assigned and labelled with (none for
+    an Inbox).
+    """
+
+    key: str
+    project_id: int
     existing_tasks: int
+    member_ids: tuple[int, ...] = ()
+    label_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectPlan:
+    """A shared project to find or make: its name and its members' (user id, role)."""
+
+    name: str
+    members: tuple[tuple[int, ProjectRole], ...]
+
+
+def plan_projects(user_ids: Sequence[int], options: SeedOptions) -> list[ProjectPlan]:
+    """Who is a member of which shared project, at which role.
+
+    The first account (the big member) is in every project, at a role that cycles through
+    `_BIG_MEMBER_ROLES` (owner of the first); the others take turns: project p has the next
+    `members_per_project - 1` accounts after those of project p - 1, wrapping around. A
+    project whose big member is not its owner gets its first other member as owner.
+    """
+    big, others = user_ids[0], list(user_ids[1:])
+    plans = []
+    for p in range(options.projects):
+        big_role = _BIG_MEMBER_ROLES[p % len(_BIG_MEMBER_ROLES)]
+        count = min(options.members_per_project - 1, len(others))
+        start = p * count
+        chosen = [others[(start + j) % len(others)] for j in range(count)]
+        if not chosen:
+            big_role = ProjectRole.OWNER  # a project needs an owner
+        members = [(big, big_role)]
+        for j, user_id in enumerate(chosen):
+            role = _MEMBER_ROLES[(p + j) % len(_MEMBER_ROLES)]
+            if j == 0 and big_role != ProjectRole.OWNER:
+                role = ProjectRole.OWNER
+            members.append((user_id, role))
+        plans.append(ProjectPlan(project_name(options.email_prefix, p + 1), tuple(members)))
+    return plans
+
+
+def label_names(count: int) -> list[tuple[str, str]]:
+    """(name, colour) of a shared project's `count` labels."""
+    names = []
+    for i in range(count):
+        name, color = _LABELS[i % len(_LABELS)]
+        round_ = i // len(_LABELS)
+        names.append((f"{name} {round_ + 1}" if round_ else name, color))
+    return names
+
+
+def generate_links(
+    rng: random.Random, task_ids: Sequence[int], member_ids: Sequence[int], label_ids: Sequence[int]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Assignees and labels of tasks: (task id, user id) and (task id, label id) rows.
+
+    About a third of the tasks have no assignee, half one, the rest two; 40 % have no label,
+    then one to three, the first labels much more often than the last (a skewed spread, as
+    teams use labels).
+    """
+    rand = rng.random
+    assignees: list[tuple[int, int]] = []
+    labels: list[tuple[int, int]] = []
+    n_members, n_labels = len(member_ids), len(label_ids)
+    for task_id in task_ids:
+        if n_members:
+            u = rand()
+            wanted = 0 if u < 0.35 else 1 if u < 0.85 else 2
+            picked = {member_ids[int(rand() * n_members)] for _ in range(wanted)}
+            assignees.extend((task_id, user_id) for user_id in sorted(picked))
+        if n_labels:
+            u = rand()
+            wanted = 0 if u < 0.4 else 1 if u < 0.8 else 2 if u < 0.95 else 3
+            chosen = {label_ids[int(rand() * rand() * n_labels)] for _ in range(wanted)}
+            labels.extend((task_id, label_id) for label_id in sorted(chosen))
+    return assignees, labels
+
+
+@dataclass(slots=True)
+class _SharedCounts:
+    """What the shared projects' part inserted (or found), for the summary."""
+
+    projects_created: int = 0
+    projects_reused: int = 0
+    memberships: int = 0
+    labels: int = 0
+    assignees: int = 0
+    task_labels: int = 0
+
+    def any(self) -> bool:
+        return bool(self.projects_created or self.memberships or self.labels)
 
 
 async def seed_database(
@@ -291,6 +477,8 @@ async def seed_database(
     now_ms = int(anchor.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * 1000
     emails = seed_emails(options.email_prefix, options.users)
     engine = create_engine_for(settings)
+    shared = _SharedCounts()
+    writer: _TaskWriter | None = None
     try:
         async with engine.connect() as conn:
             existing = await _user_ids(conn, emails)
@@ -303,23 +491,61 @@ async def seed_database(
             if missing:
                 await _insert_users(conn, missing, password_hash, anchor)
             ids = await _user_ids(conn, emails)
-            counts = await _task_counts(conn, list(ids.values()))
-            owners = [_Owner(ids[email], email, counts.get(ids[email], 0)) for email in emails]
-            inserted = await _insert_tasks(
-                conn, owners, options, now_ms, progress=progress, progress_file=progress_file
-            )
-        if engine.dialect.name == "postgresql" and inserted:
+            inboxes = await _ensure_inboxes(conn, list(ids.values()), anchor)
+            counts = await _task_counts(conn, list(inboxes.values()))
+            targets = [
+                _Target(email, inboxes[ids[email]], counts.get(inboxes[ids[email]], 0))
+                for email in emails
+            ]
+            inbox_plan = [(t, options.tasks_per_user - t.existing_tasks) for t in targets]
+            project_plan: list[tuple[_Target, int]] = []
+            if options.projects:
+                projects = await _ensure_projects(
+                    conn, [ids[email] for email in emails], options, anchor, shared
+                )
+                project_plan = [(t, options.tasks_per_project - t.existing_tasks) for t in projects]
+            inbox_plan = [(target, count) for target, count in inbox_plan if count > 0]
+            project_plan = [(target, count) for target, count in project_plan if count > 0]
+            inserted = sum(count for _, count in inbox_plan + project_plan)
+            if inserted:
+                writer = _TaskWriter(
+                    inserted,
+                    options,
+                    now_ms,
+                    shared,
+                    postgres=engine.dialect.name == "postgresql",
+                    progress=progress,
+                    progress_file=progress_file,
+                )
+            if writer is not None and inbox_plan:
+                await writer.inboxes(conn, inbox_plan)
+        if writer is not None:
+            # The shared projects' tasks, by several transactions at once on PostgreSQL
+            # (SQLite has one writer): see the module docstring.
+            writers = _WRITERS if engine.dialect.name == "postgresql" else 1
+            async with asyncio.TaskGroup() as group:
+                for share in _shares(project_plan, writers):
+                    group.create_task(writer.projects(engine, share))
+        if engine.dialect.name == "postgresql" and (inserted or shared.any()):
             async with engine.connect() as conn:
-                await conn.exec_driver_sql("ANALYZE tasks")
-                await conn.exec_driver_sql("ANALYZE users")
+                for table in _ANALYZED:
+                    await conn.exec_driver_sql(f"ANALYZE {table}")
                 await conn.commit()
     finally:
+        if writer is not None:
+            writer.bar.close()
         await engine.dispose()
     return SeedResult(
         users_created=len(missing),
         users_reused=len(emails) - len(missing),
         tasks_inserted=inserted,
         seconds=time.perf_counter() - started,
+        projects_created=shared.projects_created,
+        projects_reused=shared.projects_reused,
+        memberships_inserted=shared.memberships,
+        labels_inserted=shared.labels,
+        assignees_inserted=shared.assignees,
+        task_labels_inserted=shared.task_labels,
     )
 
 
@@ -342,8 +568,7 @@ async def _insert_users(
     conn: AsyncConnection, emails: Sequence[str], password_hash: str, now: datetime
 ) -> None:
     # ON CONFLICT DO NOTHING: an account created meanwhile (by another run) is simply reused.
-    dialect_insert: Any = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = dialect_insert(User).on_conflict_do_nothing()
+    statement = _dialect_insert(conn)(User).on_conflict_do_nothing()
     for batch in _batches(emails, _LOOKUP_BATCH):
         await conn.execute(
             statement,
@@ -363,79 +588,321 @@ async def _insert_users(
         )
 
 
-async def _task_counts(conn: AsyncConnection, owner_ids: Sequence[int]) -> dict[int, int]:
-    """Tasks per owner, trashed ones included."""
-    counts: dict[int, int] = {}
-    for batch in _batches(owner_ids, _LOOKUP_BATCH):
+async def _ensure_inboxes(
+    conn: AsyncConnection, user_ids: Sequence[int], now: datetime
+) -> dict[int, int]:
+    """Each account's Inbox project id, made (with its owner membership) where missing.
+
+    As `app.services.user.create_user` makes them: named Inbox, version 1, the account its
+    only member, an owner. Accounts made by the API or the migration have theirs already;
+    one inserted by hand (or by an older seed) gets it here. ON CONFLICT DO NOTHING: an Inbox
+    made meanwhile is simply reused.
+    """
+    inboxes = await _inbox_ids(conn, user_ids)
+    missing = [user_id for user_id in user_ids if user_id not in inboxes]
+    insert_for: Any = _dialect_insert(conn)
+    for batch in _batches(missing, _LOOKUP_BATCH):
+        await conn.execute(
+            insert_for(Project).on_conflict_do_nothing(),
+            [
+                {
+                    "name": INBOX_NAME,
+                    "inbox_user_id": user_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "version": 1,
+                }
+                for user_id in batch
+            ],
+        )
+    if missing:
+        inboxes = await _inbox_ids(conn, user_ids)
+        await _insert_memberships(
+            conn,
+            [(inboxes[user_id], user_id, ProjectRole.OWNER.value) for user_id in missing],
+            now,
+        )
+    return inboxes
+
+
+async def _inbox_ids(conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, int]:
+    found: dict[int, int] = {}
+    for batch in _batches(user_ids, _LOOKUP_BATCH):
         result = await conn.execute(
-            select(Task.owner_id, func.count())
-            .where(Task.owner_id.in_(batch))
-            .group_by(Task.owner_id)
+            select(Project.inbox_user_id, Project.id).where(Project.inbox_user_id.in_(batch))
+        )
+        found.update((user_id, project_id) for user_id, project_id in result.all() if user_id)
+    return found
+
+
+async def _insert_memberships(
+    conn: AsyncConnection, members: Sequence[tuple[int, int, int]], now: datetime
+) -> None:
+    """(project id, user id, role) rows; a membership that exists already is left alone."""
+    insert_for: Any = _dialect_insert(conn)
+    for batch in _batches(members, _LOOKUP_BATCH):
+        await conn.execute(
+            insert_for(ProjectMember).on_conflict_do_nothing(),
+            [
+                {"project_id": project_id, "user_id": user_id, "role": role, "added_at": now}
+                for project_id, user_id, role in batch
+            ],
+        )
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+async def _task_counts(conn: AsyncConnection, project_ids: Sequence[int]) -> dict[int, int]:
+    """Tasks per project, trashed ones included."""
+    counts: dict[int, int] = {}
+    for batch in _batches(project_ids, _LOOKUP_BATCH):
+        result = await conn.execute(
+            select(Task.project_id, func.count())
+            .where(Task.project_id.in_(batch))
+            .group_by(Task.project_id)
         )
         counts.update(result.all())
     return counts
 
 
-async def _insert_tasks(
+async def _ensure_projects(
     conn: AsyncConnection,
-    owners: Sequence[_Owner],
+    user_ids: Sequence[int],
     options: SeedOptions,
-    now_ms: int,
-    *,
-    progress: bool | None,
-    progress_file: TextIO | None,
-) -> int:
-    plan = [
-        (owner, options.tasks_per_user - owner.existing_tasks)
-        for owner in owners
-        if owner.existing_tasks < options.tasks_per_user
+    now: datetime,
+    counts: _SharedCounts,
+) -> list[_Target]:
+    """The shared projects, their memberships and labels, made where missing.
+
+    A project is found again by its name among the live, non-Inbox projects the big member
+    belongs to (the oldest if several): a rerun makes nothing new, and an existing
+    membership keeps its role (a person may have been promoted through the API since).
+    """
+    plans = plan_projects(user_ids, options)
+    found = await _shared_project_ids(conn, [plan.name for plan in plans], user_ids[0])
+    counts.projects_reused = len(found)
+    for plan in plans:
+        if plan.name not in found:
+            found[plan.name] = (
+                await conn.execute(
+                    insert(Project)
+                    .values(name=plan.name, created_at=now, updated_at=now, version=1)
+                    .returning(Project.id)
+                )
+            ).scalar_one()
+            counts.projects_created += 1
+    project_ids = [found[plan.name] for plan in plans]
+
+    members = await conn.execute(
+        select(ProjectMember.project_id, ProjectMember.user_id).where(
+            ProjectMember.project_id.in_(project_ids)
+        )
+    )
+    present = set(members.all())
+    new_members = [
+        (found[plan.name], user_id, role.value)
+        for plan in plans
+        for user_id, role in plan.members
+        if (found[plan.name], user_id) not in present
     ]
-    total = sum(count for _, count in plan)
-    if total == 0:
-        return 0
-    text = build_text_pools(options.seed)
-    postgres = conn.dialect.name == "postgresql"
-    stamp: Callable[[int], Any] = datetime_stamp if postgres else sqlite_stamp()
-    bar = tqdm(
-        total=total,
-        desc="seeding tasks",
-        unit=" tasks",
-        file=progress_file if progress_file is not None else sys.stderr,
-        disable=None if progress is None else not progress,
-        mininterval=0.5,
-    )
+    await _insert_memberships(conn, new_members, now)
+    counts.memberships = len(new_members)
 
-    def batches() -> Iterator[list[TaskRow[Any]]]:
-        for owner, count in plan:
-            # Per owner and starting point: a top-up adds new rows, not copies of old ones.
-            rng = random.Random(f"{options.seed}:{owner.email}:{owner.existing_tasks}")
-            rows = generate_task_rows(rng, owner.id, count, now_ms=now_ms, text=text, stamp=stamp)
-            while batch := list(itertools.islice(rows, BATCH_SIZE)):
-                yield batch
-                bar.update(len(batch))
+    wanted = label_names(options.labels_per_project)
+    labels = await _label_ids(conn, project_ids)
+    new_labels = [
+        {"project_id": project_id, "name": name, "color": color, "created_at": now}
+        for project_id in project_ids
+        for name, color in wanted
+        if (project_id, name.lower()) not in labels
+    ]
+    for batch in _batches(new_labels, _LOOKUP_BATCH):
+        await conn.execute(_dialect_insert(conn)(Label).on_conflict_do_nothing(), batch)
+    counts.labels = len(new_labels)
+    if new_labels:
+        labels = await _label_ids(conn, project_ids)
 
-    try:
-        if postgres:
-            await _copy_rows(conn, itertools.chain.from_iterable(batches()))
-        else:
-            columns = list(INSERT_COLUMNS)
-            compiled = insert(Task).compile(dialect=conn.dialect, column_keys=columns)
-            assert tuple(compiled.positiontup or ()) == INSERT_COLUMNS  # rows are tuples
-            for batch in batches():
-                await conn.exec_driver_sql(str(compiled), batch)
-    finally:
-        bar.close()
-    return total
+    tasks = await _task_counts(conn, project_ids)
+    return [
+        _Target(
+            plan.name,
+            project_id,
+            tasks.get(project_id, 0),
+            member_ids=tuple(user_id for user_id, _ in plan.members),
+            label_ids=tuple(
+                labels[(project_id, name.lower())]
+                for name, _ in wanted
+                if (project_id, name.lower()) in labels
+            ),
+        )
+        for plan, project_id in zip(plans, project_ids, strict=True)
+    ]
 
 
-async def _copy_rows(conn: AsyncConnection, rows: Iterable[TaskRow[Any]]) -> None:
-    """One binary COPY on the connection's own transaction; ids come from the sequence."""
-    raw = (await conn.get_raw_connection()).driver_connection
-    assert raw is not None
-    assert raw.is_in_transaction()  # begun by the statements before: one unit of work
-    await raw.copy_records_to_table(
-        Task.__tablename__,
-        records=rows,
-        columns=list(INSERT_COLUMNS),
-        timeout=_COPY_TIMEOUT_SECONDS,
-    )
+async def _shared_project_ids(
+    conn: AsyncConnection, names: Sequence[str], member_id: int
+) -> dict[str, int]:
+    """Live, non-Inbox projects of `member_id` by name (the oldest of each name)."""
+    found: dict[str, int] = {}
+    for batch in _batches(names, _LOOKUP_BATCH):
+        result = await conn.execute(
+            select(Project.name, func.min(Project.id))
+            .join(ProjectMember, ProjectMember.project_id == Project.id)
+            .where(
+                Project.name.in_(batch),
+                Project.inbox_user_id.is_(None),
+                Project.deleted_at.is_(None),
+                ProjectMember.user_id == member_id,
+            )
+            .group_by(Project.name)
+        )
+        found.update(result.all())
+    return found
+
+
+async def _label_ids(
+    conn: AsyncConnection, project_ids: Sequence[int]
+) -> dict[tuple[int, str], int]:
+    """Labels of the projects by (project id, lower-case name), as their unique index."""
+    found: dict[tuple[int, str], int] = {}
+    for batch in _batches(project_ids, _LOOKUP_BATCH):
+        result = await conn.execute(
+            select(Label.project_id, Label.name, Label.id).where(Label.project_id.in_(batch))
+        )
+        found.update(((project_id, name.lower()), id_) for project_id, name, id_ in result.all())
+    return found
+
+
+class _TaskWriter:
+    """Writes the planned tasks (`count` new ones per target) and, for a shared project, their
+    assignees and labels; one progress bar for all of them."""
+
+    def __init__(
+        self,
+        total: int,
+        options: SeedOptions,
+        now_ms: int,
+        counts: _SharedCounts,
+        *,
+        postgres: bool,
+        progress: bool | None,
+        progress_file: TextIO | None,
+    ) -> None:
+        self.options = options
+        self.now_ms = now_ms
+        self.counts = counts
+        self.pools = build_text_pools(options.seed)
+        self.stamp: Callable[[int], Any] = datetime_stamp if postgres else sqlite_stamp()
+        self.bar = tqdm(
+            total=total,
+            desc="seeding tasks",
+            unit=" tasks",
+            file=progress_file if progress_file is not None else sys.stderr,
+            disable=None if progress is None else not progress,
+            mininterval=0.5,
+        )
+
+    def _rows(self, target: _Target, count: int) -> Iterator[TaskRow[Any]]:
+        # Per target and starting point: a top-up adds new rows, not copies of old ones.
+        rng = random.Random(f"{self.options.seed}:{target.key}:{target.existing_tasks}")
+        return generate_task_rows(
+            rng, target.project_id, count, now_ms=self.now_ms, text=self.pools, stamp=self.stamp
+        )
+
+    async def inboxes(self, conn: AsyncConnection, plan: Sequence[tuple[_Target, int]]) -> None:
+        """One stream of rows, ids from the sequence as the rows arrive."""
+
+        def rows() -> Iterator[TaskRow[Any]]:
+            for target, count in plan:
+                generated = self._rows(target, count)
+                while batch := list(itertools.islice(generated, BATCH_SIZE)):
+                    yield from batch
+                    self.bar.update(len(batch))
+
+        await _bulk_insert(conn, Task, INSERT_COLUMNS, rows())
+
+    async def projects(self, engine: AsyncEngine, plan: Sequence[tuple[_Target, int]]) -> None:
+        """In a transaction of its own, in chunks, each chunk's ids taken from the sequence
+        first, so that its assignees and labels can name its tasks."""
+        async with engine.begin() as conn:
+            for target, count in plan:
+                rows = self._rows(target, count)
+                key = f"{self.options.seed}:{target.key}:{target.existing_tasks}:links"
+                links = random.Random(key)
+                while chunk := list(itertools.islice(rows, _CHUNK)):
+                    task_ids = await _reserve_task_ids(conn, len(chunk))
+                    tasks = [(id_, *row) for id_, row in zip(task_ids, chunk, strict=True)]
+                    await _bulk_insert(conn, Task, ("id", *INSERT_COLUMNS), tasks)
+                    assignees, labels = generate_links(
+                        links, task_ids, target.member_ids, target.label_ids
+                    )
+                    await _bulk_insert(conn, TaskAssignee, ("task_id", "user_id"), assignees)
+                    await _bulk_insert(conn, TaskLabel, ("task_id", "label_id"), labels)
+                    self.counts.assignees += len(assignees)
+                    self.counts.task_labels += len(labels)
+                    self.bar.update(len(chunk))
+
+
+def _shares(plan: Sequence[tuple[_Target, int]], writers: int) -> list[list[tuple[_Target, int]]]:
+    """The plan split among `writers`, about the same number of tasks each (largest first, to
+    the least loaded)."""
+    shares: list[list[tuple[_Target, int]]] = [[] for _ in range(writers)]
+    loads = [0] * writers
+    for target, count in sorted(plan, key=lambda item: -item[1]):
+        least = loads.index(min(loads))
+        shares[least].append((target, count))
+        loads[least] += count
+    return [share for share in shares if share]
+
+
+async def _reserve_task_ids(conn: AsyncConnection, count: int) -> list[int]:
+    """`count` ids no other insert will take: from the table's own sequence on PostgreSQL
+    (not necessarily consecutive, if the API inserts meanwhile); on SQLite, the ids after
+    the largest, which stay ours since every transaction there holds the write lock
+    (BEGIN IMMEDIATE, app/db/session.py)."""
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('tasks', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+        return list(result.scalars().all())
+    largest = int(await conn.scalar(select(func.coalesce(func.max(Task.id), 0))) or 0)
+    return list(range(largest + 1, largest + 1 + count))
+
+
+async def _bulk_insert(
+    conn: AsyncConnection,
+    model: type[Base],
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
+) -> None:
+    """Rows (tuples in `columns` order) in bulk, on the connection's own transaction.
+
+    PostgreSQL: one binary COPY (asyncpg), which reads `rows` as it goes. SQLite: batched
+    executemany of one compiled INSERT.
+    """
+    if conn.dialect.name == "postgresql":
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        assert raw.is_in_transaction()  # begun by the statements before: one unit of work
+        await raw.copy_records_to_table(
+            model.__tablename__,
+            records=rows,
+            columns=list(columns),
+            timeout=_COPY_TIMEOUT_SECONDS,
+        )
+        return
+    compiled = insert(model).compile(dialect=conn.dialect, column_keys=list(columns))
+    assert tuple(compiled.positiontup or ()) == tuple(columns)  # rows are tuples
+    for batch in _batches_of(rows, BATCH_SIZE):
+        await conn.exec_driver_sql(str(compiled), batch)
+
+
+def _batches_of(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch

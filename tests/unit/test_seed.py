@@ -9,27 +9,36 @@ from __future__ import annotations
 
 import io
 import random
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.config import get_settings
+from app.core.roles import ProjectRole
 from app.core.security import hash_rounds, verify_password
 from app.db.session import create_engine_for, create_sessionmaker
 from app.main import create_app
-from app.models.task import Task
+from app.models.label import Label, TaskLabel
+from app.models.project import Project, ProjectMember
+from app.models.task import Task, TaskAssignee
 from app.models.user import User
 from app.services.seed import (
     DEFAULT_PASSWORD,
     SeedOptions,
     build_text_pools,
     datetime_stamp,
+    generate_links,
     generate_task_rows,
+    label_names,
+    plan_projects,
     seed_database,
     sqlite_stamp,
 )
@@ -76,9 +85,28 @@ async def db(seed_env: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         async with engine.begin() as conn:
-            for table in ("tasks", "refresh_tokens", "users"):
-                await conn.execute(text(f"DELETE FROM {table}"))
+            await empty_tables(conn)
         await engine.dispose()
+
+
+# Every table the seed (or the API after it) writes, children before parents.
+TABLES = (
+    "task_labels",
+    "task_assignees",
+    "comments",
+    "labels",
+    "tasks",
+    "invitations",
+    "project_members",
+    "projects",
+    "refresh_tokens",
+    "users",
+)
+
+
+async def empty_tables(conn: AsyncConnection) -> None:
+    for table in TABLES:
+        await conn.execute(text(f"DELETE FROM {table}"))
 
 
 async def all_users(engine: AsyncEngine) -> list[User]:
@@ -95,10 +123,47 @@ async def tasks_per_owner(engine: AsyncEngine) -> dict[str, int]:
     async with engine.connect() as conn:
         result = await conn.execute(
             select(User.email, func.count(Task.id))
-            .outerjoin(Task, Task.owner_id == User.id)
+            .outerjoin(Project, Project.inbox_user_id == User.id)
+            .outerjoin(Task, Task.project_id == Project.id)
             .group_by(User.email)
         )
         return dict(result.all())
+
+
+async def inbox_ids(engine: AsyncEngine) -> set[int]:
+    async with engine.connect() as conn:
+        result = await conn.scalars(select(Project.id).where(Project.inbox_user_id.is_not(None)))
+        return set(result.all())
+
+
+async def inbox_memberships(engine: AsyncEngine) -> dict[str, list[tuple[object, ...]]]:
+    """Per account: (project name, version, trashed, role) of each project it belongs to."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            select(
+                User.email,
+                Project.name,
+                Project.version,
+                Project.deleted_at.is_not(None),
+                ProjectMember.role,
+                Project.inbox_user_id == User.id,
+            )
+            .join(ProjectMember, ProjectMember.user_id == User.id)
+            .join(Project, Project.id == ProjectMember.project_id)
+            .order_by(User.email)
+        )
+        found: dict[str, list[tuple[object, ...]]] = {}
+        for email, *row in result.all():
+            found.setdefault(email, []).append(tuple(row))
+        return found
+
+
+# What app.services.user.create_user makes: an Inbox, version 1, the account its owner.
+AN_INBOX = [("Inbox", 1, False, ProjectRole.OWNER.value, True)]
+
+
+# Two users, one shared project: the arguments the refusals below add to.
+ONE_PROJECT = ("--users", "2", "--tasks-per-user", "1", "--projects", "1")
 
 
 class TestSeed:
@@ -117,6 +182,8 @@ class TestSeed:
         assert [u.email for u in users] == [f"seed-user-{i}@example.com" for i in (1, 2, 3)]
         assert {(u.role, u.is_active, u.token_version) for u in users} == {("user", True, 1)}
         assert await tasks_per_owner(db) == {u.email: 300 for u in users}
+        assert await inbox_memberships(db) == {u.email: AN_INBOX for u in users}
+        assert {t.project_id for t in await all_tasks(db)} == await inbox_ids(db)
 
         tasks = await all_tasks(db)
         now = datetime.now(UTC)
@@ -180,7 +247,10 @@ class TestSeed:
         # Trashed tasks count towards M; a larger M adds only the difference.
         async with db.begin() as conn:
             await conn.execute(
-                text("UPDATE tasks SET deleted_at = updated_at WHERE owner_id = :id"),
+                text(
+                    "UPDATE tasks SET deleted_at = updated_at WHERE project_id = "
+                    "(SELECT id FROM projects WHERE inbox_user_id = :id)"
+                ),
                 {"id": users[1].id},
             )
         more = await run_cli(capsys, "seed", "--users", "3", "--tasks-per-user", "50")
@@ -190,6 +260,8 @@ class TestSeed:
         assert sorted((await tasks_per_owner(db)).values()) == [50, 50, 50]
         titles = [t.title for t in await all_tasks(db)]
         assert len(titles) == 150
+        # The account inserted by hand got its Inbox too, once, like the seeded ones.
+        assert await inbox_memberships(db) == {u.email: AN_INBOX for u in await all_users(db)}
 
     async def test_new_users_share_one_password_that_logs_in(
         self, db: AsyncEngine, seed_env: str, capsys: pytest.CaptureFixture[str]
@@ -249,8 +321,59 @@ class TestSeed:
             ("--users", "1", "--tasks-per-user", "-1"),
             ("--users", "1", "--tasks-per-user", "5", "--password", "password1234567!"),
             ("--users", "1", "--tasks-per-user", "5", "--email-prefix", "not an address@"),
+            ("--users", "2", "--tasks-per-user", "1", "--projects", "-1"),
+            (
+                "--users",
+                "2",
+                "--tasks-per-user",
+                "1",
+                "--projects",
+                "1",
+                "--members-per-project",
+                "0",
+            ),
+            (
+                "--users",
+                "2",
+                "--tasks-per-user",
+                "1",
+                "--projects",
+                "1",
+                "--members-per-project",
+                "3",
+            ),
+            (
+                "--users",
+                "2",
+                "--tasks-per-user",
+                "1",
+                "--projects",
+                "1",
+                "--tasks-per-project",
+                "-5",
+            ),
+            (
+                "--users",
+                "2",
+                "--tasks-per-user",
+                "1",
+                "--projects",
+                "1",
+                "--labels-per-project",
+                "-1",
+            ),
         ],
-        ids=["no-users", "negative-tasks", "weak-password", "bad-prefix"],
+        ids=[
+            "no-users",
+            "negative-tasks",
+            "weak-password",
+            "bad-prefix",
+            "negative-projects",
+            "no-members",
+            "more-members-than-users",
+            "negative-project-tasks",
+            "negative-labels",
+        ],
     )
     async def test_refuses_bad_arguments(
         self, db: AsyncEngine, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
@@ -268,10 +391,10 @@ class TestSeed:
         result = await run_cli(capsys, "seed", "--users", "2", "--tasks-per-user", "30")
         assert result.code == 0, result.err
         seeded = await all_tasks(db)
-        owner = (await all_users(db))[0]
+        inbox = seeded[0].project_id
         now = datetime.now(UTC)
         async with create_sessionmaker(db)() as session, session.begin():
-            task = Task(owner_id=owner.id, title="after seeding", created_at=now, updated_at=now)
+            task = Task(project_id=inbox, title="after seeding", created_at=now, updated_at=now)
             session.add(task)
             await session.flush()
             new_id = task.id
@@ -319,21 +442,188 @@ class TestSeed:
         settings = make_settings(seed_env)
         now = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
-        async def rows() -> list[tuple[object, ...]]:
+        async def rows() -> list[tuple[str, str | None, str, int, datetime | None, datetime]]:
             await seed_database(settings, SeedOptions(users=2, tasks_per_user=15, seed=3), now=now)
             snapshot = [
                 (t.title, t.description, t.status, t.priority, t.due_at, t.created_at)
                 for t in await all_tasks(db)
             ]
             async with db.begin() as conn:
-                await conn.execute(text("DELETE FROM tasks"))
-                await conn.execute(text("DELETE FROM users"))
+                await empty_tables(conn)
             return snapshot
 
         first, second = await rows(), await rows()
         assert first == second
         assert len(first) == 30
         assert max(t[5] for t in first) <= datetime(2026, 6, 1, tzinfo=UTC)  # day-anchored
+
+
+SHARED = (
+    "--users", "6", "--tasks-per-user", "2", "--projects", "3", "--members-per-project", "4",
+    "--tasks-per-project", "60", "--labels-per-project", "3",
+)  # fmt: skip
+
+
+@dataclass
+class SharedProject:
+    id: int
+    version: int
+    roles: dict[str, int]  # by member email
+    member_ids: set[int]
+    labels: dict[int, tuple[str, str]]  # id: (name, colour)
+    tasks: set[int]
+    assignees: list[tuple[int, int]]  # (task id, user id)
+    task_labels: list[tuple[int, int]]  # (task id, label id)
+
+
+async def shared_projects(engine: AsyncEngine) -> dict[str, SharedProject]:
+    """Each non-Inbox project by name: its members, labels, tasks and their links."""
+    async with engine.connect() as conn:
+        projects = await conn.execute(
+            select(Project.id, Project.name, Project.version).where(Project.inbox_user_id.is_(None))
+        )
+        found: dict[str, SharedProject] = {}
+        for project_id, name, version in projects.all():
+            members = await conn.execute(
+                select(User.email, User.id, ProjectMember.role)
+                .join(ProjectMember, ProjectMember.user_id == User.id)
+                .where(ProjectMember.project_id == project_id)
+            )
+            member_rows = members.all()
+            labels = await conn.execute(
+                select(Label.id, Label.name, Label.color).where(Label.project_id == project_id)
+            )
+            tasks = await conn.scalars(select(Task.id).where(Task.project_id == project_id))
+            assignees = await conn.execute(
+                select(TaskAssignee.task_id, TaskAssignee.user_id)
+                .join(Task, Task.id == TaskAssignee.task_id)
+                .where(Task.project_id == project_id)
+            )
+            task_labels = await conn.execute(
+                select(TaskLabel.task_id, TaskLabel.label_id)
+                .join(Task, Task.id == TaskLabel.task_id)
+                .where(Task.project_id == project_id)
+            )
+            found[name] = SharedProject(
+                id=project_id,
+                version=version,
+                roles={email: role for email, _, role in member_rows},
+                member_ids={user_id for _, user_id, _ in member_rows},
+                labels={label_id: (n, c) for label_id, n, c in labels.all()},
+                tasks=set(tasks.all()),
+                assignees=list(assignees.all()),
+                task_labels=list(task_labels.all()),
+            )
+        return found
+
+
+class TestSharedProjects:
+    async def test_projects_members_labels_assignees(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "seed", *SHARED)
+        assert result.code == 0, result.err
+        assert "6 created, 0 reused" in result.out
+        assert "inserted 192 task(s)" in result.out  # 6 Inboxes x 2 + 3 projects x 60
+        assert "3 shared project(s) (3 created, 0 reused)" in result.out
+        assert len(result.out.strip().splitlines()) == 1
+
+        projects = await shared_projects(db)
+        assert sorted(projects) == [f"seed-user project {p}" for p in (1, 2, 3)]
+        roles: set[int] = set()
+        for project in projects.values():
+            assert len(project.roles) == 4
+            assert "seed-user-1@example.com" in project.roles  # the big member, in every one
+            assert ProjectRole.OWNER.value in project.roles.values()
+            roles |= set(project.roles.values())
+            assert project.version == 1
+            assert len(project.labels) == 3
+            assert len({name.lower() for name, _ in project.labels.values()}) == 3
+            assert all(re.fullmatch("#[0-9a-f]{6}", c) for _, c in project.labels.values())
+            assert len(project.tasks) == 60
+            # Links only within the project: its members as assignees, its own labels.
+            assert {user_id for _, user_id in project.assignees} <= project.member_ids
+            assert {label_id for _, label_id in project.task_labels} <= set(project.labels)
+            per_task = Counter(task_id for task_id, _ in project.assignees)
+            assert 0 < len(per_task) < len(project.tasks)  # some tasks have nobody assigned
+            assert set(per_task.values()) == {1, 2}
+            labelled = Counter(task_id for task_id, _ in project.task_labels)
+            assert 0 < len(labelled) < len(project.tasks)
+            assert max(labelled.values()) <= 3
+        assert len(roles) >= 4  # mixed roles
+        # The big member's role differs from project to project; they own the first.
+        big = [p.roles["seed-user-1@example.com"] for p in projects.values()]
+        assert projects["seed-user project 1"].roles["seed-user-1@example.com"] == 5
+        assert len(set(big)) > 1
+        # Every account still has its Inbox with its own tasks (2 each), and only those.
+        assert sorted((await tasks_per_owner(db)).values()) == [2] * 6
+        memberships = await inbox_memberships(db)
+        assert all(AN_INBOX[0] in rows for rows in memberships.values())
+        assert sum(len(rows) for rows in memberships.values()) == 6 + 3 * 4
+
+    async def test_a_rerun_adds_nothing_and_keeps_roles(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        first = await run_cli(capsys, "seed", *SHARED)
+        assert first.code == 0, first.err
+        before = await shared_projects(db)
+        # A role changed since (through the API) is kept by the rerun.
+        demoted = before["seed-user project 1"].id
+        async with db.begin() as conn:
+            await conn.execute(
+                update(ProjectMember)
+                .where(ProjectMember.project_id == demoted, ProjectMember.role != 5)
+                .values(role=ProjectRole.VIEWER.value)
+            )
+        changed = await shared_projects(db)
+
+        again = await run_cli(capsys, "seed", *SHARED)
+        assert again.code == 0, again.err
+        assert "inserted 0 task(s)" in again.out
+        assert "(0 created, 3 reused) with 0 new membership(s), 0 label(s), 0 assignee(s)" in (
+            again.out
+        )
+        assert await shared_projects(db) == changed
+
+        # A larger T adds only the difference, with its own assignees and labels.
+        more = await run_cli(
+            capsys, "seed", *SHARED[:-4], "--tasks-per-project", "70", "--labels-per-project", "3"
+        )
+        assert more.code == 0, more.err
+        assert "inserted 30 task(s)" in more.out
+        after = await shared_projects(db)
+        for name, project in after.items():
+            assert len(project.tasks) == 70
+            assert project.tasks > before[name].tasks
+            assert project.labels == before[name].labels
+
+    async def test_a_new_task_after_seeding_gets_a_new_id(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "seed", *SHARED)
+        assert result.code == 0, result.err
+        seeded = await all_tasks(db)
+        assert len({t.id for t in seeded}) == 192
+        now = datetime.now(UTC)
+        async with create_sessionmaker(db)() as session, session.begin():
+            task = Task(
+                project_id=seeded[-1].project_id, title="after", created_at=now, updated_at=now
+            )
+            session.add(task)
+            await session.flush()
+            assert task.id > max(t.id for t in seeded)
+
+    async def test_one_member_owns_every_project(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        argv = ("--users", "1", "--tasks-per-user", "0", "--projects", "2", "--tasks-per-project")
+        result = await run_cli(capsys, "seed", *argv, "5")
+        assert result.code == 0, result.err
+        projects = await shared_projects(db)
+        assert [p.roles for p in projects.values()] == [
+            {"seed-user-1@example.com": ProjectRole.OWNER.value}
+        ] * 2
+        assert [len(p.tasks) for p in projects.values()] == [5, 5]
 
 
 class TestRowGeneration:
@@ -365,6 +655,43 @@ class TestRowGeneration:
             assert datetime_stamp(ms) == datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
                 milliseconds=ms
             )
+
+    def test_the_benchmarks_team(self) -> None:
+        """--users 50 --projects 20 --members-per-project 10: the big member in all 20."""
+        users = list(range(101, 151))
+        plans = plan_projects(
+            users, SeedOptions(users=50, tasks_per_user=0, projects=20, members_per_project=10)
+        )
+        assert len(plans) == len({plan.name for plan in plans}) == 20
+        for plan in plans:
+            members = dict(plan.members)
+            assert len(members) == 10  # nobody twice
+            assert 101 in members
+            assert ProjectRole.OWNER in members.values()
+        big_roles = {dict(plan.members)[101] for plan in plans}
+        assert big_roles == set(ProjectRole)  # the big member at every role somewhere
+        # Everyone else takes turns: each is in a few projects, none left out.
+        turns = Counter(user for plan in plans for user, _ in plan.members if user != 101)
+        assert set(turns) == set(users[1:])
+        assert max(turns.values()) - min(turns.values()) <= 1
+
+    def test_links_stay_within_the_project(self) -> None:
+        members, labels = (7, 8, 9), tuple(range(40, 48))
+        assignees, tagged = generate_links(random.Random(1), range(1, 2001), members, labels)
+        assert {user for _, user in assignees} == set(members)
+        assert {label for _, label in tagged} == set(labels)
+        per_task = Counter(task for task, _ in assignees)
+        assert 0.5 * 2000 < len(per_task) < 0.8 * 2000  # about a third have nobody
+        assert len(assignees) == len(set(assignees))
+        assert len(tagged) == len(set(tagged))
+        uses = Counter(label for _, label in tagged)
+        assert uses[40] > 2 * uses[47]  # the first labels are used most
+        assert generate_links(random.Random(1), [5], (), ()) == ([], [])
+
+    def test_label_names_are_unique_in_any_case(self) -> None:
+        names = [name.lower() for name, _ in label_names(40)]
+        assert len(set(names)) == 40
+        assert all(1 <= len(name) <= 50 for name in names)
 
     def test_text_has_common_and_rare_words(self) -> None:
         pools = build_text_pools(0)
