@@ -20,6 +20,7 @@ from typing import Any
 
 from app.api.problems import PROBLEM_MEDIA_TYPE
 from app.core import errors
+from app.core.bounds import MAX_ID
 from app.schemas.common import COMMA_SEPARATED, Problem
 from app.schemas.role import RoleRequiredProblem
 
@@ -166,6 +167,8 @@ def complete_document(
     components = document.setdefault("components", {})
     components.setdefault("schemas", {}).update(_problem_component_schemas())
     components["headers"] = HEADERS
+    _exact_integer_bounds(components["schemas"])
+    _closed_forms(document)
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if method in _NOT_OPERATIONS:
@@ -180,6 +183,39 @@ def complete_document(
 
 
 _NOT_OPERATIONS = {"parameters", "summary", "description", "servers"}
+
+
+def _closed_forms(document: dict[str, Any]) -> None:
+    """A form body (the login's) is refused with a field it does not declare, as a JSON body
+    is (`CompiledRoute`): its schema says so, as pydantic's do for JSON bodies."""
+    schemas = document["components"]["schemas"]
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            content = operation.get("requestBody", {}).get("content", {})
+            form = content.get("application/x-www-form-urlencoded", {}).get("schema", {})
+            if "$ref" in form:
+                schemas[form["$ref"].rsplit("/", 1)[-1]]["additionalProperties"] = False
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """Integer bounds as integers: FastAPI's `Schema` model types `minimum` and `maximum` as
+    floats, and `MAX_ID` (2**63 - 1) as a float is 2**63, an id that a client reading the
+    document would take as valid. No integer bound of the API is above `MAX_ID`."""
+    if isinstance(node, list):
+        for item in node:
+            _exact_integer_bounds(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "integer":
+        for bound in ("minimum", "maximum"):
+            value = node.get(bound)
+            if isinstance(value, float):
+                node[bound] = min(int(value), MAX_ID)
+    for child in node.values():
+        _exact_integer_bounds(child)
 
 
 def _complete_operation(operation: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, StringConstraints
 
 from app.core.bounds import COMMENT_BODY_MAX_LENGTH
 from app.schemas.common import (
-    TEXT_PATTERN,
+    VISIBLE_TEXT_PATTERN,
     JsonSchemaHints,
     RequestModel,
     ResponseModel,
@@ -25,7 +25,7 @@ CommentBody = Annotated[
     StringConstraints(min_length=1, max_length=COMMENT_BODY_MAX_LENGTH),
     AfterValidator(reject_controls_in_text),
     AfterValidator(require_visible),
-    JsonSchemaHints(pattern=TEXT_PATTERN),
+    JsonSchemaHints(pattern=VISIBLE_TEXT_PATTERN),
 ]
 
 

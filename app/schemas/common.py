@@ -164,6 +164,13 @@ def visible_line_pattern(max_length: int) -> str:
 # A single-line field that is not trimmed and must contain a visible character (its length
 # bounds are the field's own minLength and maxLength).
 VISIBLE_LINE_PATTERN = f"^{_A_VISIBLE_ONE_AHEAD}[^{FORBIDDEN_IN_LINE}]*$"
+# Multi-line text kept as sent that must contain a visible character (a comment's body): what
+# text may hold but shows nothing (line breaks, tabs, spaces, invisible characters) up to a
+# first visible one.
+VISIBLE_TEXT_PATTERN = (
+    f"^(?=[\t\n\r{_LINE_SEPARATORS}{_SPACES_IN_LINE}{_INVISIBLE}]*{_VISIBLE_CLASS})"
+    f"[^{FORBIDDEN_IN_TEXT}]*$"
+)
 
 
 # The text types below take their length bounds first (`Annotated[str, StringConstraints(...),

@@ -207,11 +207,28 @@ schemathesis.openapi.format(
 #   of the same length. Negative cases (too short, too long, not a string) are sent as drawn.
 # - `cursor` must be a `next_cursor` this server signed for the same user, filters and sort;
 #   anything else is a 422. Positive cases leave it out; negative ones still send garbage.
-# - An `Idempotency-Key` reused with another body is a 422 by contract, and Schemathesis
-#   reuses short keys across cases. The key is made specific to the body, so a retry of the
-#   same body still replays the first response.
-_REFRESH_TOKEN_OPERATIONS = {("POST", "/api/v1/auth/refresh"), ("POST", "/api/v1/auth/logout")}
-_NEW_PASSWORD_OPERATIONS = {("POST", "/api/v1/users"), ("PATCH", "/api/v1/users/me")}
+# - An `Idempotency-Key` reused with another request (body or path) is a 422 by contract, and
+#   Schemathesis reuses short keys across cases. The key is made specific to the path and the
+#   body, so a retry of the same request still replays the first response.
+# - v2's `project_id` and `label_id` filters, and the `project_id`, `assignee_ids` and
+#   `label_ids` of a task's body, must name a project, member or label the caller may see
+#   (spec api-v2 section 5; anything else is a 422), as a cursor must be one of ours: positive
+#   cases leave them out.
+# - An id in the query (v2's `assignee`) has one spelling, `10`, as in a path; JSON Schema's
+#   `integer` admits `10.0`, which Schemathesis then sends as such. Positive cases send whole
+#   floats as integers.
+# The account routes are served under both versions (spec api-v2), and adjusted alike.
+_VERSIONS = ("/api/v1", "/api/v2")
+_REFRESH_TOKEN_OPERATIONS = {
+    ("POST", f"{version}/auth/{name}") for version in _VERSIONS for name in ("refresh", "logout")
+}
+_NEW_PASSWORD_OPERATIONS = {
+    (method, f"{version}/users{path}")
+    for version in _VERSIONS
+    for method, path in (("POST", ""), ("PATCH", "/me"))
+}
+_NAMES_THAT_MUST_EXIST = ("cursor", "project_id", "label_id")
+_IDS_THAT_MUST_EXIST = ("project_id", "assignee_ids", "label_ids")
 _STRONG_PASSWORD = "".join(
     random.Random(SEED).choices(string.ascii_letters + string.digits + "!#%&*-_", k=128)
 )
@@ -222,6 +239,9 @@ assert all(
 
 
 _LOGIN = "/api/v1/auth/token"
+_TOKEN_ISSUERS = {
+    f"{version}/auth/{name}" for version in _VERSIONS for name in ("token", "refresh")
+}
 _ISSUED_REFRESH_TOKENS: set[str] = set()
 
 
@@ -252,19 +272,27 @@ def before_call(
         password = case.body.get("password")
         if isinstance(password, str) and password_problem(password) is not None:
             case.body["password"] = _STRONG_PASSWORD[: len(password)]
-    if case.query and "cursor" in case.query:
-        del case.query["cursor"]
+    for name in _NAMES_THAT_MUST_EXIST:
+        if case.query and name in case.query:
+            del case.query[name]
+    if case.operation.path.startswith("/api/v2/tasks") and isinstance(case.body, dict):
+        for name in _IDS_THAT_MUST_EXIST:
+            case.body.pop(name, None)
+    for name, value in (case.query or {}).items():
+        if isinstance(value, float) and value.is_integer():
+            case.query[name] = int(value)
     key = case.headers.get("Idempotency-Key") if case.headers else None
     if isinstance(key, str):
-        body = json.dumps(case.body, sort_keys=True, default=str).encode()
-        case.headers["Idempotency-Key"] = f"{key[:200]}.{hashlib.sha256(body).hexdigest()[:16]}"
+        request = [case.operation.path, case.path_parameters, case.body]
+        digest = hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode())
+        case.headers["Idempotency-Key"] = f"{key[:200]}.{digest.hexdigest()[:16]}"
 
 
 # `use_after_free` expects a 404 for a task after its DELETE. Here DELETE moves a task to the
 # trash and `POST .../restore` brings it back (contract section 3), which the check does not
 # know; only its reports about a task whose latest change was a restore are dropped.
-_TASK = "/api/v1/tasks/{task_id}"
-_RESTORE = "/api/v1/tasks/{task_id}/restore"
+_TASKS = {f"{version}/tasks/{{task_id}}" for version in _VERSIONS}
+_RESTORES = {f"{version}/tasks/{{task_id}}/restore" for version in _VERSIONS}
 _TRASHED: dict[str, bool] = {}
 _AUTHENTICATED_RESPONSES: list[str] = []
 _AUTHENTICATED_SUCCESSES: list[str] = []
@@ -274,7 +302,7 @@ _AUTHENTICATED_SUCCESSES: list[str] = []
 def after_call(
     context: schemathesis.HookContext, case: schemathesis.Case, response: schemathesis.Response
 ) -> None:
-    if response.status_code == 200 and case.operation.path in {_LOGIN, "/api/v1/auth/refresh"}:
+    if response.status_code == 200 and case.operation.path in _TOKEN_ISSUERS:
         _ISSUED_REFRESH_TOKENS.add(response.json()["refresh_token"])
     if _requires_auth(case):
         _AUTHENTICATED_RESPONSES.append(case.operation.label)
@@ -282,9 +310,9 @@ def after_call(
             _AUTHENTICATED_SUCCESSES.append(case.operation.label)
     if 200 <= response.status_code < 300:
         task_id = str(case.path_parameters.get("task_id") if case.path_parameters else None)
-        if case.operation.path == _TASK and case.method.upper() == "DELETE":
+        if case.operation.path in _TASKS and case.method.upper() == "DELETE":
             _TRASHED[task_id] = True
-        elif case.operation.path == _RESTORE:
+        elif case.operation.path in _RESTORES:
             _TRASHED[task_id] = False
 
 
@@ -295,7 +323,7 @@ def filter_failure(
     case: schemathesis.Case,
     response: schemathesis.Response,
 ) -> bool:
-    if isinstance(failure, UseAfterFree) and case.operation.path == _TASK:
+    if isinstance(failure, UseAfterFree) and case.operation.path in _TASKS:
         task_id = str(case.path_parameters.get("task_id") if case.path_parameters else None)
         return _TRASHED.get(task_id, True)
     return True
