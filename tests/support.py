@@ -10,11 +10,13 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.config import Settings
 from app.core.errors import RoleRequired, problem_type
 from app.core.security import AccessClaims
+from app.models.project import Project
 from app.models.user import User
 
 PROBLEM = "application/problem+json"
@@ -146,10 +148,6 @@ async def call_asgi(
 
 async def inbox_id(session: Any, user: User) -> int:
     """The id of `user`'s Inbox project (where v1's tasks live)."""
-    from sqlalchemy import select
-
-    from app.models.project import Project
-
     found = await session.scalar(select(Project.id).where(Project.inbox_user_id == user.id))
     assert found is not None
     return int(found)
