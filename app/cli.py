@@ -1,4 +1,5 @@
 """Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`,
+`expire-events`,
 `seed --users N --tasks-per-user M [--projects P --members-per-project K --tasks-per-project T]`
 (test and benchmark data; see app/services/seed.py).
 
@@ -15,17 +16,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from app.core.config import ConfigurationError, Settings, get_settings
 from app.core.security import hash_password_async
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
-from app.models.task import Task
+from app.db.statements import tasks as task_statements
 from app.models.user import Role, User
 from app.schemas.user import UserCreate, check_password_policy, normalize_email
 from app.services import auth as auth_service
+from app.services import history as history_service
 from app.services import seed as seed_service
 from app.services import user as user_service
 
@@ -57,15 +59,26 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
 
 
 async def purge_trash(settings: Settings, older_than_days: int) -> int:
-    """Delete for good the tasks that have been in the trash longer than the retention."""
-    cutoff = utcnow() - timedelta(days=older_than_days)
+    """Delete for good the tasks that have been in the trash longer than the retention, each
+    leaving a `purged` event."""
+    now = utcnow()
     engine = create_engine_for(settings)
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            result = await session.execute(
-                delete(Task).where(Task.deleted_at.is_not(None), Task.deleted_at < cutoff)
+        async with Db.transaction_for(create_sessionmaker(engine)) as db:
+            return await task_statements.purge_trashed(
+                db, now - timedelta(days=older_than_days), now
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def expire_events(settings: Settings, older_than_days: int) -> int:
+    """Remove the events older than the retention (a feed cursor from before them is then a
+    410)."""
+    engine = create_engine_for(settings)
+    try:
+        async with Db.transaction_for(create_sessionmaker(engine)) as db:
+            return await history_service.remove_expired(db, utcnow(), older_than_days)
     finally:
         await engine.dispose()
 
@@ -131,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin.add_argument("--password", required=True)
     purge = commands.add_parser("purge-trash", help="delete tasks trashed long ago")
     purge.add_argument("--older-than-days", type=int, default=None)
+    expire = commands.add_parser(
+        "expire-events", help="remove events older than ACTIVITY_RETENTION_DAYS"
+    )
+    expire.add_argument("--older-than-days", type=int, default=None)
     seed = commands.add_parser(
         "seed",
         help="fill the database with realistic users and tasks",
@@ -201,12 +218,21 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         print(message)
         return 0
-    days = settings.trash_retention_days if args.older_than_days is None else args.older_than_days
+    default = (
+        settings.trash_retention_days
+        if args.command == "purge-trash"
+        else settings.activity_retention_days
+    )
+    days = default if args.older_than_days is None else args.older_than_days
     if days < 1:
         print("error: --older-than-days must be at least 1", file=sys.stderr)
         return 2
-    count = asyncio.run(purge_trash(settings, days))
-    print(f"Purged {count} task(s) trashed more than {days} day(s) ago.")
+    if args.command == "purge-trash":
+        count = asyncio.run(purge_trash(settings, days))
+        print(f"Purged {count} task(s) trashed more than {days} day(s) ago.")
+    else:
+        count = asyncio.run(expire_events(settings, days))
+        print(f"Removed {count} event(s) older than {days} day(s).")
     return 0
 
 

@@ -236,7 +236,7 @@ async def committing_client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[
             yield http
     finally:
         async with engine.begin() as conn:
-            for table in ("tasks", "refresh_tokens", "users"):
+            for table in ("events", "event_retention", "tasks", "refresh_tokens", "users"):
                 await conn.execute(text(f"DELETE FROM {table}"))
 
 

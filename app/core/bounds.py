@@ -40,6 +40,9 @@ PROJECT_FILTER_MAX = 100
 # Pages of a listing.
 PAGE_SIZE_DEFAULT = 20
 PAGE_SIZE_MAX = 100
+# The change feed's page (spec api-v2 section 7): a client catching up reads many at once.
+FEED_PAGE_SIZE_DEFAULT = 100
+FEED_PAGE_SIZE_MAX = 1000
 CURSOR_MAX_LENGTH = 1024
 
 # Headers.

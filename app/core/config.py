@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Trash retention used by `python -m app.cli purge-trash`.
     trash_retention_days: int = Field(default=30, ge=1)
+    # v2 (spec api-v2 section 11): how long events are kept (`python -m app.cli
+    # expire-events`); a feed cursor from before what was removed is a 410.
+    activity_retention_days: int = Field(default=90, ge=1)
     # v2 (spec api-v2 section 11): how long an invitation can be accepted.
     invitation_expire_days: int = Field(default=7, ge=1, le=365)
     # Retiring v1 (spec api-v2 section 1): RFC 3339 instants, unset by default. From the

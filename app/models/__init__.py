@@ -1,6 +1,7 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
 from app.models.comment import Comment
+from app.models.event import Event, EventRetention
 from app.models.idempotency_key import IdempotencyKey
 from app.models.label import Label, TaskLabel
 from app.models.project import Invitation, Project, ProjectMember
@@ -10,6 +11,8 @@ from app.models.user import Role, User
 
 __all__ = [
     "Comment",
+    "Event",
+    "EventRetention",
     "IdempotencyKey",
     "Invitation",
     "Label",

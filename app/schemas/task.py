@@ -117,7 +117,7 @@ class TaskRead(ResponseModel):
 _PRIORITY_LABELS = {priority.value: priority.label for priority in TaskPriority}
 
 
-def _timestamp(value: datetime | None) -> str | None:
+def timestamp_text(value: datetime | None) -> str | None:
     """`UTCTimestamp`'s format (UTC, milliseconds, `Z`), without its per-call overhead."""
     if value is None:
         return None
@@ -147,11 +147,11 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "description": task.description,
         "status": task.status,
         "priority": _PRIORITY_LABELS[task.priority],
-        "due_at": _timestamp(task.due_at),
-        "created_at": _timestamp(task.created_at),
-        "updated_at": _timestamp(task.updated_at),
-        "completed_at": _timestamp(task.completed_at),
-        "deleted_at": _timestamp(task.deleted_at),
+        "due_at": timestamp_text(task.due_at),
+        "created_at": timestamp_text(task.created_at),
+        "updated_at": timestamp_text(task.updated_at),
+        "completed_at": timestamp_text(task.completed_at),
+        "deleted_at": timestamp_text(task.deleted_at),
         "version": task.version,
     }
 
@@ -232,5 +232,5 @@ def project_task_json(
     document["project_id"] = task.project_id
     document["assignee_ids"] = list(assignee_ids)
     document["label_ids"] = list(label_ids)
-    document["remind_at"] = _timestamp(task.remind_at)
+    document["remind_at"] = timestamp_text(task.remind_at)
     return document

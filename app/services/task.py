@@ -334,9 +334,14 @@ async def create_project_task(db: Db, caller: AccessClaims, data: ProjectTaskCre
         if created is None:
             raise await _why_not_created(db, caller, data.project_id, least)
         return TaskDetail(created, (), ())
+    links: dict[str, tuple[Any, Any]] = {
+        field: ([], sorted(ids))
+        for field, ids in (("assignee_ids", data.assignee_ids), ("label_ids", data.label_ids))
+        if ids
+    }
     async with db.transaction():
         created = await statements.insert_into_project(
-            db, caller, data.project_id, values, now, least=least
+            db, caller, data.project_id, values, now, least=least, links=links
         )
         if created is None:
             raise await _why_not_created(db, caller, data.project_id, least)
@@ -431,6 +436,14 @@ async def update_project_task(
         for kind, new, old in links:
             await statements.relink(db, kind, task_id, project_id, add=new - old, remove=old - new)
         links_changed = assignees != set(current.assignee_ids) or labels != set(current.label_ids)
+        link_changes = {
+            field: (sorted(old_ids), sorted(new_ids))
+            for field, old_ids, new_ids in (
+                ("assignee_ids", current.assignee_ids, assignees),
+                ("label_ids", current.label_ids, labels),
+            )
+            if set(old_ids) != set(new_ids)
+        }
         updated = await statements.update_detail(
             db,
             caller,
@@ -442,6 +455,7 @@ async def update_project_task(
             in_trash=False,
             expected_versions=None,
             links_changed=links_changed,
+            links=link_changes,
         )
         if updated is None:  # the task is locked: only the caller can have changed
             raise await _why_missed(db, caller, task_id, least=least, view="live")

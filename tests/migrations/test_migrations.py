@@ -40,6 +40,8 @@ APP_TABLES = {
     "task_labels",
     "task_assignees",
     "comments",
+    "events",
+    "event_retention",
 }
 
 
@@ -109,7 +111,7 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0005_projects"
+        assert version == "0006_events"
 
     async def test_email_unique_without_regard_to_case(
         self, fresh_url: str, engine: AsyncEngine
@@ -298,6 +300,8 @@ _V2_TABLES = {
     "task_labels",
     "task_assignees",
     "comments",
+    "events",
+    "event_retention",
 }
 _TASK_FIELDS = (
     "id",

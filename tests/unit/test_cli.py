@@ -25,6 +25,7 @@ from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
 from app.main import create_app
+from app.models.event import Event, EventRetention
 from app.models.task import Task
 from app.models.user import User
 from app.schemas.user import UserCreate
@@ -73,7 +74,7 @@ async def db(cli_env: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         async with engine.begin() as conn:
-            for table in ("tasks", "refresh_tokens", "users"):
+            for table in ("events", "event_retention", "tasks", "refresh_tokens", "users"):
                 await conn.execute(text(f"DELETE FROM {table}"))
         await engine.dispose()
 
@@ -329,6 +330,23 @@ class TestPurgeTrash:
         again = await run_cli(capsys, "purge-trash", "--older-than-days", "1")
         assert "Purged 0 task(s)" in again.out
 
+    async def test_each_purge_leaves_a_purged_event_by_the_system(
+        self, db: AsyncEngine, tasks: dict[str, int], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "purge-trash", "--older-than-days", "30")
+        assert result.code == 0, result.err
+        async with db.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(Event.entity_id, Event.action, Event.actor_id, Event.entity).where(
+                        Event.entity == "task"
+                    )
+                )
+            ).all()
+        assert sorted(found) == sorted(
+            (tasks[name], "purged", None, "task") for name in ("trashed-31d", "trashed-400d")
+        )
+
     @pytest.mark.parametrize("days", ["0", "-1"])
     async def test_refuses_a_retention_below_one_day(
         self,
@@ -341,6 +359,45 @@ class TestPurgeTrash:
         assert result.code == 2, result.out
         assert "at least 1" in result.err
         assert await self.remaining(db) == set(tasks)
+
+
+class TestExpireEvents:
+    async def add_events(self, db: AsyncEngine, ages_in_days: list[int]) -> None:
+        now = utcnow()
+        async with create_sessionmaker(db)() as session, session.begin():
+            for age in ages_in_days:
+                session.add(
+                    Event(
+                        at=now - timedelta(days=age),
+                        project_id=1,
+                        entity="project",
+                        entity_id=1,
+                        action="updated",
+                        changes={},
+                    )
+                )
+
+    async def test_removes_events_older_than_the_retention_and_marks_how_far(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        await self.add_events(db, [400, 100, 91, 10, 0])
+        result = await run_cli(capsys, "expire-events")
+        assert result.code == 0, result.err
+        assert "Removed 3 event(s) older than 90 day(s)" in result.out
+        async with db.connect() as conn:
+            kept = (await conn.scalars(select(Event.id).order_by(Event.id))).all()
+            mark = (await conn.execute(select(EventRetention.removed_through_id))).scalar_one()
+        assert len(kept) == 2
+        assert mark < min(kept)
+        again = await run_cli(capsys, "expire-events", "--older-than-days", "5")
+        assert "Removed 1 event(s)" in again.out
+
+    async def test_refuses_a_retention_below_one_day(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "expire-events", "--older-than-days", "0")
+        assert result.code == 2
+        assert "at least 1" in result.err
 
 
 class TestConfiguration:

@@ -7,6 +7,7 @@ from app.api.v1.users import users_router
 from app.api.v2 import (
     API_V2_PREFIX,
     comments,
+    history,
     invitations,
     labels,
     members,
@@ -23,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     task_listing.router,
     tasks.router,
     comments.router,
+    history.router,
     members.router,
     labels.router,
     projects.router,

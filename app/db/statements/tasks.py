@@ -53,6 +53,7 @@ from sqlalchemy.types import NullType
 from app.core.roles import ProjectRole
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
+from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role, in_callers_inbox, inbox_of
 from app.models.label import Label, TaskLabel
@@ -266,15 +267,31 @@ def _new_values() -> dict[str, Any]:
     }
 
 
+def _created_event() -> dict[str, Any]:
+    """A new task's event, over the columns the insert returned."""
+    return events.event_binds() | {
+        "project_id": lambda written: written.project_id,
+        "entity_id": lambda written: written.id,
+        "task_id": lambda written: written.id,
+    }
+
+
+def _written(write: Any, *, logged: bool, columns: int) -> Statement:
+    """`write`, with its event in the same statement when `logged` (PostgreSQL)."""
+    if not logged:
+        return Statement(write)
+    return Statement(events.logged(write, _created_event(), columns=columns))
+
+
 @cache
-def _insert_statement() -> Statement:
+def _insert_statement(logged: bool = False) -> Statement:
     values = _new_values() | {
         "project_id": inbox_of(bindparam("user_id")),
         "remind_at": literal(None, Task.remind_at.type),
     }
     row = select(*(values[name] for name in INSERT_COLUMNS)).where(caller_is_current())
     inserted = insert(Task).from_select(list(INSERT_COLUMNS), row)
-    return Statement(inserted.returning(*TASK_COLUMNS))
+    return _written(inserted.returning(*TASK_COLUMNS), logged=logged, columns=len(TASK_COLUMNS))
 
 
 def _callers_membership(project_id: Any, least: ProjectRole | None) -> list[ColumnElement[bool]]:
@@ -296,7 +313,9 @@ def _project_id(in_inbox: bool) -> Any:
 
 
 @cache
-def _insert_into_project_statement(least: ProjectRole, in_inbox: bool) -> Statement:
+def _insert_into_project_statement(
+    least: ProjectRole, in_inbox: bool, logged: bool = False
+) -> Statement:
     """A new task in a project where the caller has at least `least`, read from the caller's
     membership row with `FOR SHARE`: a removal or demotion of the caller that is under way
     waits for this insert's transaction, and one that committed first leaves no row to read
@@ -315,7 +334,7 @@ def _insert_into_project_statement(least: ProjectRole, in_inbox: bool) -> Statem
     inserted = insert(Task).from_select(list(INSERT_COLUMNS), row)
     # A new task has no links yet (and SQLAlchemy would not correlate their subqueries to
     # the row an INSERT returns).
-    return Statement(inserted.returning(*TASK_COLUMNS))
+    return _written(inserted.returning(*TASK_COLUMNS), logged=logged, columns=len(TASK_COLUMNS))
 
 
 @cache
@@ -345,6 +364,7 @@ def _update_statement(
     expected: int,
     scope: Scope = INBOX,
     linked: bool = False,
+    logged: bool = False,
 ) -> Statement:
     """UPDATE ... RETURNING for one shape of change (which fields, how many If-Match tags;
     `expected` -1: no If-Match; `linked`: the bind parameter `links_changed` says whether
@@ -355,6 +375,11 @@ def _update_statement(
     `completed_at` as they were: every one of them is kept unless some field IS DISTINCT FROM
     its new value. The fields themselves are set either way (to what they already hold when
     nothing changes).
+
+    `logged` (PostgreSQL): the same write with its event in the same statement. The task is
+    first locked by a `before` CTE that reads it as it is when the lock is granted (after any
+    writer it waited for), so the event's old values are the ones this write replaced; the
+    UPDATE joins it, and the event is appended only when the version moved.
     """
     values: dict[str, Any] = {
         field: bindparam(f"new_{field}", type_=Task.__table__.c[field].type) for field in fields
@@ -383,7 +408,73 @@ def _update_statement(
         returned.append(
             select(seen.version).where(seen.id == Task.id).scalar_subquery().label("seen")
         )
-    return Statement(update(Task).where(*conditions).values(values).returning(*returned))
+    if not logged:
+        return Statement(update(Task).where(*conditions).values(values).returning(*returned))
+    audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
+    before = (
+        select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
+        .where(*conditions)
+        .with_for_update(key_share=True, of=Task)
+        .cte("before")
+    )
+    olds = [before.c[name].label(f"old_{name}") for name in audited]
+    write = (
+        update(Task)
+        .where(Task.id == before.c.id)
+        .values(values)
+        .returning(*returned, *olds, before.c.version.label("old_version"))
+    )
+    event = events.event_binds() | {
+        "project_id": lambda written: written.project_id,
+        "from_project_id": lambda written: case(
+            (written.old_project_id != written.project_id, written.old_project_id)
+        ),
+        "entity_id": lambda written: written.id,
+        "task_id": lambda written: written.id,
+        "changes": lambda written: events.sql_changes(
+            {name: (written[f"old_{name}"], written[name]) for name in audited},
+            extra=events.event_binds()["changes"],
+        ),
+    }
+    return Statement(
+        events.logged(
+            write,
+            event,
+            columns=len(returned),
+            when=lambda written: written.version != written.old_version,
+        )
+    )
+
+
+@cache
+def _purge_statement() -> Statement:
+    return Statement(
+        delete(Task)
+        .where(
+            Task.deleted_at.is_not(None),
+            Task.deleted_at < bindparam("cutoff", type_=Task.deleted_at.type),
+        )
+        .returning(Task.id, Task.project_id, Task.title)
+    )
+
+
+async def purge_trashed(db: Db, cutoff: datetime, now: datetime) -> int:
+    """Delete for good the tasks trashed before `cutoff`, each leaving a `purged` event by
+    the system (inside a transaction); how many."""
+    purged = await db.rows(_purge_statement(), {"cutoff": cutoff})
+    for task_id, project_id, title in purged:
+        await events.append(
+            db,
+            at=now,
+            actor_id=None,
+            project_id=project_id,
+            entity="task",
+            entity_id=task_id,
+            task_id=task_id,
+            action="purged",
+            changes={"title": (title, None)},
+        )
+    return len(purged)
 
 
 # --- ids of a body, and the links they make (inside a transaction) --------------------------
@@ -479,17 +570,60 @@ async def lock_detail(
     return await fetch_detail(db, claims, task_id, least)
 
 
+def _logs_in_statement(db: Db) -> bool:
+    """Whether a write's event goes in the write's own statement (PostgreSQL), or in a
+    statement after it in the same transaction (SQLite: one writer at a time)."""
+    return db.dialect.name == "postgresql"
+
+
+def _event(claims: AccessClaims, now: datetime, action: str, **event: Any) -> dict[str, Any]:
+    """The bind parameters of a task event by the caller (the ids that a logged statement
+    takes from the row it wrote are placeholders here)."""
+    return events.event_params(
+        at=now,
+        actor_id=claims.user_id,
+        entity="task",
+        action=action,
+        **({"project_id": 0, "entity_id": 0} | event),
+    )
+
+
+async def _insert_logged(
+    db: Db,
+    plain: Statement,
+    logged: Statement,
+    params: dict[str, Any],
+    event: dict[str, Any],
+) -> TaskRecord | None:
+    """A task insert and its `created` event, in one statement or one transaction."""
+    if _logs_in_statement(db):
+        created = await db.first(logged, params | event)
+        return record(created) if created is not None else None
+    async with db.transaction():
+        found = await db.first(plain, params)
+        if found is None:
+            return None
+        created = record(found)
+        event |= {
+            "event_project_id": created.project_id,
+            "event_entity_id": created.id,
+            "event_task_id": created.id,
+        }
+        await db.rows(events.append_statement(), event)
+    return created
+
+
 async def insert_task(
     db: Db, claims: AccessClaims, values: dict[str, Any], now: datetime
 ) -> TaskRecord | None:
     """A new task in the caller's Inbox with `values` (title, description, status,
-    priority, due_at, completed_at); None if the caller is not current (nothing is written
-    then)."""
+    priority, due_at, completed_at), and its event; None if the caller is not current
+    (nothing is written then)."""
     params = caller_params(
         claims, now=now, **{f"new_{name}": value for name, value in values.items()}
     )
-    created = await db.first(_insert_statement(), params)
-    return record(created) if created is not None else None
+    event = _event(claims, now, "created", changes=events.column_changes("task", None, values))
+    return await _insert_logged(db, _insert_statement(), _insert_statement(True), params, event)
 
 
 async def insert_into_project(
@@ -500,18 +634,28 @@ async def insert_into_project(
     now: datetime,
     *,
     least: ProjectRole,
+    links: dict[str, tuple[Any, Any]] | None = None,
 ) -> TaskRecord | None:
     """A new task in `project_id` (None: the caller's Inbox) with `values` (those of
-    `insert_task`, and remind_at); None, with nothing written, unless the caller is current
-    and has at least `least` in that live project."""
+    `insert_task`, and remind_at), and its event (`links`: its assignees' and labels'
+    changes); None, with nothing written, unless the caller is current and has at least
+    `least` in that live project."""
     params = caller_params(
         claims,
         now=now,
         project_id=project_id,
         **{f"new_{name}": value for name, value in values.items()},
     )
-    created = await db.first(_insert_into_project_statement(least, project_id is None), params)
-    return record(created) if created is not None else None
+    changes = events.column_changes("task", None, values) | (links or {})
+    event = _event(claims, now, "created", changes=changes)
+    in_inbox = project_id is None
+    return await _insert_logged(
+        db,
+        _insert_into_project_statement(least, in_inbox),
+        _insert_into_project_statement(least, in_inbox, True),
+        params,
+        event,
+    )
 
 
 async def project_role(
@@ -534,6 +678,19 @@ async def locked_role(db: Db, claims: AccessClaims, project_id: int) -> int | No
     return found[0] if found is not None else None
 
 
+@cache
+def _before_statement(in_trash: bool, scope: Scope) -> Statement:
+    """The task as a write is about to find it (SQLite, inside the write's transaction)."""
+    return Statement(select(*TASK_COLUMNS).where(*_this_task(in_trash=in_trash, scope=scope)))
+
+
+def _action(changes: dict[str, Any]) -> str:
+    """What a write of `changes` is, as an event's action."""
+    if "deleted_at" in changes:
+        return "deleted" if changes["deleted_at"] is not None else "restored"
+    return "moved" if "project_id" in changes else "updated"
+
+
 async def _update_row(
     db: Db,
     claims: AccessClaims,
@@ -546,7 +703,10 @@ async def _update_row(
     expected_versions: list[int] | None,
     scope: Scope,
     links_changed: bool | None = None,
+    links: dict[str, tuple[Any, Any]] | None = None,
 ) -> Row | None:
+    """The UPDATE of one shape, and its event when the version moved (`links`: the
+    assignees' and labels' changes, when the request changed them)."""
     params = caller_params(
         claims,
         task_id=task_id,
@@ -557,10 +717,36 @@ async def _update_row(
     if links_changed is not None:
         params["links_changed"] = links_changed
     expected = -1 if expected_versions is None else len(expected_versions)
-    statement = _update_statement(
-        tuple(sorted(changes)), completion, in_trash, expected, scope, links_changed is not None
+    shape = (
+        tuple(sorted(changes)),
+        completion,
+        in_trash,
+        expected,
+        scope,
+        links_changed is not None,
     )
-    return await db.first(statement, params)
+    event = _event(claims, now, _action(changes), changes=links or {})
+    if _logs_in_statement(db):
+        return await db.first(_update_statement(*shape, logged=True), params | event)
+    async with db.transaction():
+        before = await db.first(_before_statement(in_trash, scope), {"task_id": task_id, **params})
+        updated = await db.first(_update_statement(*shape), params)
+        if updated is None or before is None:
+            return updated
+        old, new = record(before[:_TASK_WIDTH]), record(updated[:_TASK_WIDTH])
+        if new.version != old.version:
+            column_changes = events.column_changes("task", old._asdict(), new._asdict())
+            event |= {
+                "event_project_id": new.project_id,
+                "event_from_project_id": (
+                    old.project_id if old.project_id != new.project_id else None
+                ),
+                "event_entity_id": task_id,
+                "event_task_id": task_id,
+                "event_changes": events.changes_json(column_changes | (links or {})),
+            }
+            await db.rows(events.append_statement(), event)
+    return updated
 
 
 async def update_task(
@@ -605,6 +791,7 @@ async def update_detail(
     in_trash: bool,
     expected_versions: list[int] | None,
     links_changed: bool | None = None,
+    links: dict[str, tuple[Any, Any]] | None = None,
 ) -> TaskDetail | None:
     """`update_task` on a task of a project where the caller has at least `least`, returned
     with its links; `links_changed` (when not None) counts as a change of the task.
@@ -626,6 +813,7 @@ async def update_detail(
         expected_versions=expected_versions,
         scope=least,
         links_changed=links_changed,
+        links=links,
     )
     if updated is None:
         return None

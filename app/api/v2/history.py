@@ -1,0 +1,145 @@
+"""`/api/v2/tasks/{id}/activity`, `/api/v2/projects/{id}/activity` and `/api/v2/changes`:
+the history of a task and of a project, and the change feed (spec api-v2 section 7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Query, Request, Response
+
+from app.api.deps import AutocommitDb, Caller
+from app.api.openapi import documented
+from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.parameters import ProjectId, TaskId
+from app.api.problems import request_path
+from app.api.responses import JsonResponse
+from app.api.routing import api_router
+from app.api.v2 import API_V2_PREFIX
+from app.api.v2.comments import comment_json
+from app.api.v2.invitations import invitation_json
+from app.api.v2.labels import label_json
+from app.api.v2.members import member_json
+from app.api.v2.projects import project_json
+from app.core.bounds import FEED_PAGE_SIZE_DEFAULT, FEED_PAGE_SIZE_MAX, PAGE_SIZE_DEFAULT
+from app.db.statements.event_objects import EntityObject
+from app.db.statements.tasks import TaskDetail
+from app.schemas.common import Page
+from app.schemas.event import EventRead, FeedPage, event_json
+from app.schemas.task import project_task_json
+from app.services import history
+from app.services.history import EventPage
+
+router = api_router(API_V2_PREFIX, "history")
+
+FeedLimit = Annotated[
+    int, Query(ge=1, le=FEED_PAGE_SIZE_MAX, description="How many events at most.")
+]
+
+
+def _task_json(task: TaskDetail) -> dict[str, Any]:
+    return project_task_json(task.task, task.assignee_ids, task.label_ids)
+
+
+# Each entity's v2 document, as its own GET shows it.
+_OBJECT_JSON: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "task": _task_json,
+    "project": project_json,
+    "member": member_json,
+    "invitation": invitation_json,
+    "label": label_json,
+    "comment": comment_json,
+}
+
+
+def _object_json(entity: str, found: EntityObject | None) -> dict[str, Any] | None:
+    return None if found is None else _OBJECT_JSON[entity](found)
+
+
+def _activity_response(request: Request, page: EventPage) -> JsonResponse:
+    return page_response(
+        [event_json(event) for event in page.items],
+        page.next_cursor,
+        request_path(request.scope),
+        request.query_params.multi_items(),
+    )
+
+
+@router.get(
+    "/tasks/{task_id}/activity",
+    response_model=Page[EventRead],
+    responses=documented(401, 404, 429, 503, success={200: ("Link",)}),
+    summary="A task's history (its comments' too), newest first (keyset pages)",
+)
+async def task_activity(
+    request: Request,
+    task_id: TaskId,
+    caller: Caller,
+    db: AutocommitDb,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    cursor: Cursor = None,
+) -> Response:
+    page = await history.task_activity(
+        db,
+        caller,
+        task_id,
+        limit=limit,
+        cursor=cursor,
+        key=cursor_key(request.app.state.settings, "activity"),
+    )
+    return _activity_response(request, page)
+
+
+@router.get(
+    "/projects/{project_id}/activity",
+    response_model=Page[EventRead],
+    responses=documented(401, 404, 429, 503, success={200: ("Link",)}),
+    summary="A project's history, newest first (keyset pages)",
+)
+async def project_activity(
+    request: Request,
+    project_id: ProjectId,
+    caller: Caller,
+    db: AutocommitDb,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    cursor: Cursor = None,
+) -> Response:
+    page = await history.project_activity(
+        db,
+        caller,
+        project_id,
+        limit=limit,
+        cursor=cursor,
+        key=cursor_key(request.app.state.settings, "activity"),
+    )
+    return _activity_response(request, page)
+
+
+@router.get(
+    "/changes",
+    response_model=FeedPage,
+    responses=documented(401, 410, 429, 503),
+    summary="The change feed: every event after the cursor, once, in commit order",
+)
+async def changes(
+    request: Request,
+    caller: Caller,
+    db: AutocommitDb,
+    limit: FeedLimit = FEED_PAGE_SIZE_DEFAULT,
+    cursor: Cursor = None,
+) -> Response:
+    page = await history.changes(
+        db,
+        caller,
+        limit=limit,
+        cursor=cursor,
+        key=cursor_key(request.app.state.settings, "changes"),
+    )
+    items = []
+    for event, found in page.items:
+        item = event_json(event)
+        item["object"] = _object_json(event.entity, found)
+        items.append(item)
+    return JsonResponse(
+        {"items": items, "next_cursor": page.next_cursor, "has_more": page.has_more}
+    )

@@ -1,0 +1,119 @@
+"""Events as the API shows them (spec api-v2 section 7): the activity of a task or a project,
+and the items of the change feed.
+
+`changes` is stored in the columns' form ({column: [old, new]}, `app.models.event`); here it
+takes the form of the entity's v2 object: a priority or a role by its name, timestamps as
+every timestamp of the API (UTC, milliseconds, `Z`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.core.roles import ProjectRole
+from app.db.statements.events import EventRow
+from app.models.task import TaskPriority
+from app.schemas.common import ResponseModel, UTCTimestamp
+from app.schemas.task import timestamp_text
+
+EntityName = Literal["project", "member", "invitation", "task", "label", "comment"]
+ActionName = Literal[
+    "created",
+    "updated",
+    "moved",
+    "deleted",
+    "restored",
+    "purged",
+    "joined",
+    "left",
+    "removed",
+    "role_changed",
+]
+
+
+class Actor(BaseModel):
+    id: int
+    full_name: str | None
+
+
+class EventRead(ResponseModel):
+    id: int
+    at: UTCTimestamp
+    actor: Actor | None = Field(description="Who made the change; null for the system.")
+    project_id: int
+    entity: EntityName
+    entity_id: int = Field(description="The entity's id; for a member, the member's user id.")
+    action: ActionName
+    changes: dict[str, list[Any]] = Field(
+        description="Each changed field of the entity's v2 object: [old, new]."
+    )
+
+
+class FeedItem(EventRead):
+    object: dict[str, Any] | None = Field(
+        description="The entity as a v2 GET shows it to you now; null once it is gone."
+    )
+
+
+class FeedPage(BaseModel):
+    items: list[FeedItem]
+    next_cursor: str = Field(description="Where to read on from, now or later (always given).")
+    has_more: bool = Field(description="Whether more events are there to read at once.")
+
+
+def _when(value: Any) -> Any:
+    return timestamp_text(datetime.fromisoformat(value)) if isinstance(value, str) else value
+
+
+def _priority(value: Any) -> Any:
+    return TaskPriority(value).label if isinstance(value, int) else value
+
+
+def _role(value: Any) -> Any:
+    return ProjectRole(value).label if isinstance(value, int) else value
+
+
+# How a stored value reads in the entity's v2 object, per (entity, field); others as stored.
+_SHOWN: dict[tuple[str, str], Callable[[Any], Any]] = {
+    ("task", "priority"): _priority,
+    ("task", "due_at"): _when,
+    ("task", "completed_at"): _when,
+    ("task", "deleted_at"): _when,
+    ("task", "remind_at"): _when,
+    ("project", "deleted_at"): _when,
+    ("member", "role"): _role,
+    ("invitation", "role"): _role,
+    ("invitation", "expires_at"): _when,
+}
+
+
+def shown_changes(entity: str, stored: str) -> dict[str, list[Any]]:
+    """An event's stored `changes` (JSON text) in the form of the entity's v2 object."""
+    changes: dict[str, list[Any]] = {}
+    for field, (old, new) in json.loads(stored).items():
+        show = _SHOWN.get((entity, field))
+        changes[field] = [show(old), show(new)] if show else [old, new]
+    return changes
+
+
+def event_json(event: EventRow) -> dict[str, Any]:
+    """The `EventRead` document of an event."""
+    return {
+        "id": event.id,
+        "at": timestamp_text(event.at),
+        "actor": (
+            None
+            if event.actor_id is None
+            else {"id": event.actor_id, "full_name": event.actor_name}
+        ),
+        "project_id": event.project_id,
+        "entity": event.entity,
+        "entity_id": event.entity_id,
+        "action": event.action,
+        "changes": shown_changes(event.entity, event.changes),
+    }

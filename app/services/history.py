@@ -1,0 +1,160 @@
+"""History rules (spec api-v2 section 7): a task's and a project's activity, the change feed,
+and retention.
+
+- Activity is newest first, keyset pages by event id, for anyone who may read the task's (or
+  the project's) activity; a task's includes its comments' events, a project's includes the
+  tasks that were moved out of it. A task or project the caller may not see is a 404, as an
+  unknown id is.
+- The feed walks the caller's events in log order (`app.db.statements.events`: (xid, id),
+  read only up to the horizon), so from any cursor every event committed after it comes
+  exactly once (docs/decisions/0030). Its cursor is always given, so a client can poll from
+  it; `has_more` says whether to read on at once. A cursor from before what retention has
+  removed is a 410: the client may have missed events, and starts over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.core.errors import Gone
+from app.core.pagination import (
+    CursorPosition,
+    InvalidCursor,
+    binding_digest,
+    decode_cursor,
+    encode_cursor,
+)
+from app.core.roles import Permission, least_role
+from app.core.security import AccessClaims
+from app.db.access import Db
+from app.db.statements import event_objects, events
+from app.db.statements import tasks as task_statements
+from app.db.statements.event_objects import EntityObject, object_key
+from app.db.statements.events import EventRow, Position
+from app.db.statements.tasks import caller_params
+from app.services.project import explain_miss
+from app.services.task import TaskNotFound, token_revoked
+
+
+class FeedCursorExpired(Gone):
+    default_detail = (
+        "Events after this cursor have been removed (older than the retention period): "
+        "start over without a cursor."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    items: list[EventRow]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    items: list[tuple[EventRow, EntityObject | None]]
+    next_cursor: str
+    has_more: bool
+
+
+def _before_id(cursor: str | None, binding: str, key: bytes) -> int | None:
+    return None if cursor is None else decode_cursor(cursor, binding=binding, key=key).last_id
+
+
+def _page(rows: list[EventRow], limit: int, binding: str, key: bytes) -> EventPage:
+    if len(rows) <= limit:
+        return EventPage(rows, None)
+    rows = rows[:limit]
+    cursor = encode_cursor(CursorPosition(None, rows[-1].id), binding=binding, key=key)
+    return EventPage(rows, cursor)
+
+
+async def task_activity(
+    db: Db, caller: AccessClaims, task_id: int, *, limit: int, cursor: str | None, key: bytes
+) -> EventPage:
+    """A page of a task's events, newest first (the task live or in the trash)."""
+    binding = binding_digest(user=caller.user_id, resource="task-activity", task=task_id)
+    rows = await events.task_activity(
+        db,
+        caller_params(caller),
+        task_id,
+        before_id=_before_id(cursor, binding, key),
+        limit=limit + 1,
+    )
+    if not rows:
+        current, _version, role = await task_statements.diagnose_role(
+            db, caller, task_id, view="any"
+        )
+        if not current:
+            raise token_revoked()
+        if role is None or role < least_role(Permission.ACTIVITY_READ):
+            raise TaskNotFound()
+    return _page(rows, limit, binding, key)
+
+
+async def project_activity(
+    db: Db, caller: AccessClaims, project_id: int, *, limit: int, cursor: str | None, key: bytes
+) -> EventPage:
+    """A page of a project's events, newest first."""
+    binding = binding_digest(user=caller.user_id, resource="project-activity", project=project_id)
+    rows = await events.project_activity(
+        db,
+        caller_params(caller),
+        project_id,
+        before_id=_before_id(cursor, binding, key),
+        limit=limit + 1,
+    )
+    if not rows:
+        await explain_miss(db, caller, project_id, least_role(Permission.ACTIVITY_READ))
+    return _page(rows, limit, binding, key)
+
+
+def _feed_binding(caller: AccessClaims) -> str:
+    return binding_digest(user=caller.user_id, resource="changes")
+
+
+def _feed_position(cursor: str, caller: AccessClaims, key: bytes) -> Position:
+    position = decode_cursor(cursor, binding=_feed_binding(caller), key=key)
+    if not isinstance(position.key, int) or isinstance(position.key, bool):
+        raise InvalidCursor()
+    return Position(position.key, position.last_id)
+
+
+def _feed_cursor(position: Position, caller: AccessClaims, key: bytes) -> str:
+    return encode_cursor(
+        CursorPosition(position.xid, position.id), binding=_feed_binding(caller), key=key
+    )
+
+
+async def changes(
+    db: Db, caller: AccessClaims, *, limit: int, cursor: str | None, key: bytes
+) -> FeedPage:
+    """The caller's next events after `cursor` (from the oldest kept without one), each with
+    its entity as the caller may see it now (None: gone for them)."""
+    removed = await events.removed_through(db)
+    after = events.START if removed is None else removed
+    if cursor is not None:
+        after = _feed_position(cursor, caller, key)
+        if removed is not None and after < removed:
+            raise FeedCursorExpired()
+    upto = await events.horizon(db)
+    params = caller_params(caller)
+    rows = await events.feed(db, params, after=after, upto=upto, limit=limit + 1)
+    if not rows and not await task_statements.caller_is_still_current(db, caller):
+        raise token_revoked()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    reached = Position(rows[-1].xid, rows[-1].id) if has_more else max(upto, after)
+    wanted: dict[str, set[tuple[int, int]]] = {}
+    for row in rows:
+        wanted.setdefault(row.entity, set()).add((row.project_id, row.entity_id))
+    found = await event_objects.objects(db, params, wanted)
+    items = [
+        (row, found.get(object_key(row.entity, row.project_id, row.entity_id))) for row in rows
+    ]
+    return FeedPage(items, _feed_cursor(reached, caller, key), has_more)
+
+
+async def remove_expired(db: Db, now: datetime, retention_days: int) -> int:
+    """Remove the events older than the retention period (inside a transaction); how many."""
+    return await events.remove_older_than(db, now - timedelta(days=retention_days))

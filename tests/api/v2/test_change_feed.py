@@ -1,0 +1,278 @@
+"""The change feed (`GET /api/v2/changes`, spec api-v2 section 7), with real commits.
+
+Every request goes through `committing_client` (each on its own pooled connection, really
+committed), on SQLite and on PostgreSQL. What a client keeping a copy in sync would notice:
+- walking the feed from any cursor gives every event after it exactly once, in log order,
+  each with its entity as a GET shows it now (null once gone), and the cursor to poll from;
+- an outsider never sees another project's events;
+- on PostgreSQL, a transaction that began before a read and commits after it is not skipped:
+  its events come on the next read (the horizon, docs/decisions/0030);
+- concurrent writers and a concurrent reader: the reader ends having seen every write once;
+- a cursor from before what retention removed is a 410; a forged one a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.access import Db
+from app.db.base import utcnow
+from app.services import history
+from tests.api.v2.conftest import V2
+from tests.api.v2.test_project_races import Account, racing, register
+from tests.support import assert_problem
+
+__all__ = ["racing"]  # a fixture these tests use
+
+CHANGES = f"{V2}/changes"
+
+
+async def read(client: httpx.AsyncClient, account: Account, **query: Any) -> dict[str, Any]:
+    response = await client.get(CHANGES, params=query, headers=account.headers)
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    assert isinstance(page["next_cursor"], str)
+    return page
+
+
+async def walk(
+    client: httpx.AsyncClient, account: Account, cursor: str | None = None, limit: int = 3
+) -> tuple[list[dict[str, Any]], str]:
+    """Every event after `cursor` (from the start without one), reading until `has_more`
+    is false; and the cursor to poll from."""
+    items: list[dict[str, Any]] = []
+    while True:
+        query: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            query["cursor"] = cursor
+        page = await read(client, account, **query)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return items, cursor
+
+
+async def new_project(client: httpx.AsyncClient, owner: Account, name: str = "Sync") -> int:
+    created = await client.post(f"{V2}/projects", json={"name": name}, headers=owner.headers)
+    assert created.status_code == 201, created.text
+    project_id: int = created.json()["id"]
+    return project_id
+
+
+async def new_task(
+    client: httpx.AsyncClient, account: Account, project_id: int, title: str = "Sync me"
+) -> dict[str, Any]:
+    created = await client.post(
+        f"{V2}/tasks", json={"title": title, "project_id": project_id}, headers=account.headers
+    )
+    assert created.status_code == 201, created.text
+    task: dict[str, Any] = created.json()
+    return task
+
+
+def task_events(items: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(item["action"], item["entity_id"]) for item in items if item["entity"] == "task"]
+
+
+@pytest.fixture
+async def owner(racing: httpx.AsyncClient) -> Account:
+    return await register(racing, "owner")
+
+
+class TestWalking:
+    async def test_every_event_once_with_the_entity_as_it_is_now(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        project_id = await new_project(racing, owner)
+        kept = await new_task(racing, owner, project_id, "Kept")
+        gone = await new_task(racing, owner, project_id, "Gone")
+        renamed = await racing.patch(
+            f"{V2}/tasks/{kept['id']}", json={"title": "Kept, renamed"}, headers=owner.headers
+        )
+        assert renamed.status_code == 200
+        deleted = await racing.delete(f"{V2}/tasks/{gone['id']}", headers=owner.headers)
+        assert deleted.status_code == 204
+
+        items, _ = await walk(racing, owner, limit=2)
+        assert task_events(items) == [
+            ("created", kept["id"]),
+            ("created", gone["id"]),
+            ("updated", kept["id"]),
+            ("deleted", gone["id"]),
+        ]
+        ids = [item["id"] for item in items]
+        assert len(ids) == len(set(ids))
+        now = (await racing.get(f"{V2}/tasks/{kept['id']}", headers=owner.headers)).json()
+        for item in items:
+            if item["entity"] == "task":
+                # The entity as a GET shows it now: the renamed task, the trashed one gone.
+                expected = now if item["entity_id"] == kept["id"] else None
+                assert item["object"] == expected
+        updated = next(item for item in items if item["action"] == "updated")
+        assert updated["changes"] == {"title": ["Kept", "Kept, renamed"]}
+        assert updated["actor"]["id"] == owner.id
+
+    async def test_polling_from_the_cursor_gives_only_what_is_new(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        project_id = await new_project(racing, owner)
+        await new_task(racing, owner, project_id)
+        _, cursor = await walk(racing, owner)
+        quiet = await read(racing, owner, cursor=cursor)
+        assert quiet["items"] == []
+        assert quiet["has_more"] is False
+        later = await new_task(racing, owner, project_id, "Later")
+        page = await read(racing, owner, cursor=quiet["next_cursor"])
+        assert task_events(page["items"]) == [("created", later["id"])]
+
+    async def test_from_any_cursor_the_rest_of_the_log(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        project_id = await new_project(racing, owner)
+        for n in range(6):
+            await new_task(racing, owner, project_id, f"Task {n}")
+        cursors: list[tuple[str | None, list[int]]] = []
+        cursor: str | None = None
+        seen: list[int] = []
+        while True:
+            query: dict[str, Any] = {"limit": 2}
+            if cursor is not None:
+                query["cursor"] = cursor
+            page = await read(racing, owner, **query)
+            cursors.append((cursor, list(seen)))
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        for start, before in random.Random(7).sample(cursors, min(3, len(cursors))):
+            rest, _ = await walk(racing, owner, start, limit=4)
+            assert [item["id"] for item in rest] == seen[len(before) :]
+
+    async def test_an_outsider_sees_nothing_of_the_project(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        outsider = await register(racing, "outsider")
+        project_id = await new_project(racing, owner)
+        await new_task(racing, owner, project_id)
+        items, _ = await walk(racing, outsider)
+        assert all(item["project_id"] != project_id for item in items)
+
+
+class TestRefused:
+    async def test_forged_cursors_and_limits_are_422(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        other = await register(racing, "other")
+        page = await read(racing, owner)
+        theirs = await racing.get(
+            CHANGES, params={"cursor": page["next_cursor"]}, headers=other.headers
+        )
+        assert_problem(theirs, 422)
+        for query in ({"limit": 0}, {"limit": 1001}, {"cursor": "not-a-cursor"}):
+            refused = await racing.get(CHANGES, params=query, headers=owner.headers)
+            assert_problem(refused, 422)
+        assert_problem(await racing.get(CHANGES), 401)
+
+    async def test_a_cursor_before_what_was_removed_is_410(
+        self, racing: httpx.AsyncClient, owner: Account, app: Any
+    ) -> None:
+        project_id = await new_project(racing, owner)
+        await new_task(racing, owner, project_id)
+        start = await read(racing, owner, limit=1)
+        assert start["has_more"] is True
+        async with Db.transaction_for(app.state.sessionmaker) as db:
+            removed = await history.remove_expired(db, utcnow() + timedelta(days=1), 0)
+        assert removed >= 2
+        expired = await racing.get(
+            CHANGES, params={"cursor": start["next_cursor"]}, headers=owner.headers
+        )
+        assert_problem(expired, 410)
+        # Starting over works, from what is kept.
+        later = await new_task(racing, owner, project_id, "After the purge")
+        items, _ = await walk(racing, owner)
+        assert task_events(items) == [("created", later["id"])]
+
+
+class TestCommitOrder:
+    async def test_a_transaction_committed_after_a_read_comes_on_the_next_read(
+        self, racing: httpx.AsyncClient, owner: Account, engine: AsyncEngine, backend: str
+    ) -> None:
+        if backend != "postgresql":
+            pytest.skip("SQLite has one writer at a time: no transaction commits late")
+        project_id = await new_project(racing, owner)
+        _, cursor = await walk(racing, owner)
+        async with engine.connect() as late:
+            transaction = await late.begin()
+            await late.execute(
+                text(
+                    "INSERT INTO events (at, actor_id, project_id, entity, entity_id, action,"
+                    " changes) VALUES (now(), :actor, :project, 'project', :project, 'updated',"
+                    " '{}'::jsonb)"
+                ),
+                {"actor": owner.id, "project": project_id},
+            )
+            # A write that commits meanwhile, after the late transaction took its id.
+            early = await new_task(racing, owner, project_id, "Committed first")
+            meanwhile = await read(racing, owner, cursor=cursor)
+            # Held back: the late transaction might still commit below it.
+            assert meanwhile["items"] == []
+            await transaction.commit()
+        items, _ = await walk(racing, owner, meanwhile["next_cursor"])
+        assert [(item["entity"], item["action"]) for item in items] == [
+            ("project", "updated"),
+            ("task", "created"),
+        ]
+        assert items[1]["entity_id"] == early["id"]
+
+    async def test_concurrent_writers_and_a_reader_see_every_write_once(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        project_id = await new_project(racing, owner)
+        _, cursor = await walk(racing, owner)
+        seen: list[dict[str, Any]] = []
+        writing = True
+
+        async def reader() -> None:
+            nonlocal cursor
+            while writing:
+                page = await read(racing, owner, cursor=cursor, limit=5)
+                seen.extend(page["items"])
+                cursor = page["next_cursor"]
+                await asyncio.sleep(0)
+
+        async def writer(n: int) -> list[int]:
+            created = []
+            for k in range(5):
+                task = await new_task(racing, owner, project_id, f"w{n}-{k}")
+                created.append(task["id"])
+                patched = await racing.patch(
+                    f"{V2}/tasks/{task['id']}", json={"status": "done"}, headers=owner.headers
+                )
+                assert patched.status_code == 200
+            return created
+
+        reading = asyncio.create_task(reader())
+        written = await asyncio.gather(*(writer(n) for n in range(4)))
+        writing = False
+        await reading
+        rest, _ = await walk(racing, owner, cursor, limit=7)
+        seen += rest
+        counts = Counter(item["id"] for item in seen)
+        assert max(counts.values()) == 1
+        events = Counter(task_events(seen))
+        for task_id in (task_id for batch in written for task_id in batch):
+            assert events["created", task_id] == 1
+            assert events["updated", task_id] == 1
+        # In log order: each task's creation before its update.
+        order = [(item["action"], item["entity_id"]) for item in seen]
+        for task_id in (task_id for batch in written for task_id in batch):
+            assert order.index(("created", task_id)) < order.index(("updated", task_id))

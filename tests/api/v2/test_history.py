@@ -1,0 +1,225 @@
+"""History (spec api-v2 section 7): a task's and a project's activity, written with every task
+change in the same transaction, on SQLite and PostgreSQL.
+
+Activity pages read committed and uncommitted events alike, so these tests run in the test's
+rolled-back transaction; the change feed, which holds back what a running transaction may
+still commit, is tests/api/v2/test_change_feed.py's (real commits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.event import Event
+from tests.api.conftest import Headers
+from tests.api.v2.conftest import V2, Team, add_project
+from tests.api.v2.test_tasks import create, task_url
+from tests.support import assert_problem
+
+
+async def activity(
+    client: httpx.AsyncClient, headers: Headers, path: str, **query: Any
+) -> dict[str, Any]:
+    response = await client.get(f"{V2}{path}/activity", headers=headers, params=query)
+    assert response.status_code == 200, response.text
+    page: dict[str, Any] = response.json()
+    return page
+
+
+async def event_count(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+class TestTaskHistory:
+    async def test_every_change_in_order_newest_first(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        editor = team.headers["editor"]
+        task = await create(client, editor, project_id=team.project_id, priority="low")
+        url = task_url(task["id"])
+        changed = await client.patch(
+            url, json={"title": "Ship it today", "priority": "urgent"}, headers=editor
+        )
+        assert changed.status_code == 200, changed.text
+        assert (await client.patch(url, json={"status": "done"}, headers=editor)).status_code == 200
+        assert (await client.delete(url, headers=editor)).status_code == 204
+        assert (await client.post(f"{url}/restore", headers=editor)).status_code == 200
+
+        page = await activity(client, team.headers["viewer"], f"/tasks/{task['id']}")
+        items = page["items"]
+        assert [item["action"] for item in items] == [
+            "restored",
+            "deleted",
+            "updated",
+            "updated",
+            "created",
+        ]
+        editor_user = team.user("editor")
+        for item in items:
+            assert item["actor"] == {"id": editor_user.id, "full_name": editor_user.full_name}
+            assert item["entity"] == "task"
+            assert item["entity_id"] == task["id"]
+            assert item["project_id"] == team.project_id
+        created = items[-1]["changes"]
+        assert created["title"] == [None, "Ship it"]
+        assert created["priority"] == [None, "low"]
+        assert items[-2]["changes"] == {
+            "title": ["Ship it", "Ship it today"],
+            "priority": ["low", "urgent"],
+        }
+        done = items[-3]["changes"]
+        assert done["status"] == ["todo", "done"]
+        completed_at = done["completed_at"]
+        assert completed_at[0] is None
+        assert completed_at[1].endswith("Z")
+        deleted_at = items[1]["changes"]["deleted_at"]
+        assert deleted_at[0] is None
+        assert deleted_at[1].endswith("Z")
+        assert items[0]["changes"] == {"deleted_at": [deleted_at[1], None]}
+
+    async def test_a_write_that_changes_nothing_records_nothing(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        editor = team.headers["editor"]
+        task = await create(client, editor, project_id=team.project_id, title="Same")
+        again = await client.patch(task_url(task["id"]), json={"title": "Same"}, headers=editor)
+        assert again.status_code == 200
+        page = await activity(client, editor, f"/tasks/{task['id']}")
+        assert [item["action"] for item in page["items"]] == ["created"]
+
+    async def test_assignees_and_labels_and_a_move(
+        self, client: httpx.AsyncClient, team: Team, session: AsyncSession
+    ) -> None:
+        admin = team.headers["admin"]
+        other = await add_project(
+            session, {team.user("admin"): _owner(), team.user("viewer"): _viewer()}, name="Other"
+        )
+        task = await create(client, admin, project_id=team.project_id)
+        editor_id = team.user("editor").id
+        assigned = await client.patch(
+            task_url(task["id"]), json={"assignee_ids": [editor_id]}, headers=admin
+        )
+        assert assigned.status_code == 200, assigned.text
+        moved = await client.patch(task_url(task["id"]), json={"project_id": other}, headers=admin)
+        assert moved.status_code == 200, moved.text
+
+        items = (await activity(client, admin, f"/tasks/{task['id']}"))["items"]
+        assert [item["action"] for item in items] == ["moved", "updated", "created"]
+        assert items[1]["changes"] == {"assignee_ids": [[], [editor_id]]}
+        # The editor is not a member of the target: the move drops the assignment.
+        assert items[0]["changes"] == {
+            "project_id": [team.project_id, other],
+            "assignee_ids": [[editor_id], []],
+        }
+        assert items[0]["project_id"] == other
+        # The project the task left shows the move too; the one it went to as well.
+        left = (await activity(client, admin, f"/projects/{team.project_id}"))["items"]
+        assert left[0]["action"] == "moved"
+        went = (await activity(client, admin, f"/projects/{other}"))["items"]
+        assert went[0]["action"] == "moved"
+
+    async def test_v1_writes_are_recorded_in_the_inbox(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        headers = team.headers["viewer"]
+        created = await client.post("/api/v1/tasks", json={"title": "Mine"}, headers=headers)
+        assert created.status_code == 201
+        task_id = created.json()["id"]
+        patched = await client.patch(
+            f"/api/v1/tasks/{task_id}", json={"description": "notes"}, headers=headers
+        )
+        assert patched.status_code == 200
+        items = (await activity(client, headers, f"/tasks/{task_id}"))["items"]
+        assert [item["action"] for item in items] == ["updated", "created"]
+        assert items[0]["changes"] == {"description": [None, "notes"]}
+
+    async def test_pages_newest_first_with_a_cursor(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        editor = team.headers["editor"]
+        task = await create(client, editor, project_id=team.project_id)
+        for n in range(4):
+            patched = await client.patch(
+                task_url(task["id"]), json={"title": f"Title {n}"}, headers=editor
+            )
+            assert patched.status_code == 200
+        seen: list[int] = []
+        query: dict[str, Any] = {"limit": 2}
+        while True:
+            page = await activity(client, editor, f"/tasks/{task['id']}", **query)
+            seen += [item["id"] for item in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            query["cursor"] = page["next_cursor"]
+        assert len(seen) == 5
+        assert seen == sorted(seen, reverse=True)
+
+
+class TestRefused:
+    async def test_outsiders_and_unknown_ids_get_the_same_404(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        task = await create(client, team.headers["editor"], project_id=team.project_id)
+        for path in (f"/tasks/{task['id']}", f"/projects/{team.project_id}"):
+            refused = await client.get(f"{V2}{path}/activity", headers=team.headers["outsider"])
+            assert_problem(refused, 404)
+        for path in ("/tasks/999999999", "/projects/999999999"):
+            refused = await client.get(f"{V2}{path}/activity", headers=team.headers["editor"])
+            assert_problem(refused, 404)
+
+    async def test_a_cursor_of_another_task_is_refused(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        editor = team.headers["editor"]
+        first = await create(client, editor, project_id=team.project_id)
+        second = await create(client, editor, project_id=team.project_id)
+        await client.patch(task_url(first["id"]), json={"title": "x"}, headers=editor)
+        page = await activity(client, editor, f"/tasks/{first['id']}", limit=1)
+        assert page["next_cursor"]
+        refused = await client.get(
+            f"{V2}/tasks/{second['id']}/activity",
+            params={"cursor": page["next_cursor"]},
+            headers=editor,
+        )
+        assert_problem(refused, 422)
+
+    async def test_a_refused_write_leaves_no_event(
+        self, client: httpx.AsyncClient, team: Team, session: AsyncSession
+    ) -> None:
+        editor = team.headers["editor"]
+        task = await create(client, editor, project_id=team.project_id)
+        before = await event_count(session)
+        stale = await client.patch(
+            task_url(task["id"]),
+            json={"title": "late"},
+            headers={**editor, "If-Match": '"999"'},
+        )
+        assert_problem(stale, 412)
+        viewer = await client.patch(
+            task_url(task["id"]), json={"title": "no"}, headers=team.headers["viewer"]
+        )
+        assert_problem(viewer, 403)
+        outsider_id = team.user("outsider").id
+        bad_assignee = await client.post(
+            f"{V2}/tasks",
+            json={"title": "t", "project_id": team.project_id, "assignee_ids": [outsider_id]},
+            headers=editor,
+        )
+        assert_problem(bad_assignee, 422)
+        assert await event_count(session) == before
+
+
+def _owner() -> Any:
+    from app.core.roles import ProjectRole
+
+    return ProjectRole.OWNER
+
+
+def _viewer() -> Any:
+    from app.core.roles import ProjectRole
+
+    return ProjectRole.VIEWER
