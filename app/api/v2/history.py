@@ -10,7 +10,7 @@ from fastapi import Query, Request, Response
 
 from app.api.deps import AutocommitDb, Caller
 from app.api.openapi import documented
-from app.api.paging import Cursor, Limit, cursor_key, page_response
+from app.api.paging import Cursor, Limit, cursor_key, next_page_link, page_response
 from app.api.parameters import ProjectId, TaskId
 from app.api.problems import request_path
 from app.api.responses import JsonResponse
@@ -118,7 +118,7 @@ async def project_activity(
 @router.get(
     "/changes",
     response_model=FeedPage,
-    responses=documented(401, 410, 429, 503),
+    responses=documented(401, 410, 429, 503, success={200: ("Link",)}),
     summary="The change feed: every event after the cursor, once, in commit order",
 )
 async def changes(
@@ -140,6 +140,13 @@ async def changes(
         item = event_json(event)
         item["object"] = _object_json(event.entity, found)
         items.append(item)
+    # `Link` to read on at once, as on every page; a client polling later keeps the cursor.
+    link = next_page_link(
+        request_path(request.scope),
+        request.query_params.multi_items(),
+        page.next_cursor if page.has_more else None,
+    )
     return JsonResponse(
-        {"items": items, "next_cursor": page.next_cursor, "has_more": page.has_more}
+        {"items": items, "next_cursor": page.next_cursor, "has_more": page.has_more},
+        headers={"Link": link} if link is not None else None,
     )
