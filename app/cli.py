@@ -1,6 +1,7 @@
 """Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`,
 `expire-events`,
-`seed --users N --tasks-per-user M [--projects P --members-per-project K --tasks-per-project T]`
+`seed --users N --tasks-per-user M [--projects P --members-per-project K --tasks-per-project T
+--events-per-project E]`
 (test and benchmark data; see app/services/seed.py).
 
 They use the same settings (DATABASE_URL) and services as the API, and commit themselves:
@@ -106,9 +107,12 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         if args.members_per_project is None
         else args.members_per_project
     )
-    if args.projects < 0 or args.tasks_per_project < 0 or args.labels_per_project < 0:
+    if min(args.projects, args.tasks_per_project, args.labels_per_project) < 0 or (
+        args.events_per_project < 0
+    ):
         print(
-            "error: --projects, --tasks-per-project and --labels-per-project must be at least 0",
+            "error: --projects, --tasks-per-project, --labels-per-project and "
+            "--events-per-project must be at least 0",
             file=sys.stderr,
         )
         return 2
@@ -130,6 +134,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
         members_per_project=members,
         tasks_per_project=args.tasks_per_project,
         labels_per_project=args.labels_per_project,
+        events_per_project=args.events_per_project,
     )
     result = asyncio.run(seed_service.seed_database(settings, options))
     print(result.summary())
@@ -157,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "'PREFIX project 1' ... 'PREFIX project P', each with K of the N users as members at "
         "mixed roles (PREFIX-1, the big member, in every one), labels, and T tasks with "
         "assignees and labels: --projects 20 --tasks-per-project 50000 makes a member of 20 "
-        "projects holding 1,000,000 tasks.",
+        "projects holding 1,000,000 tasks; --events-per-project 50000 gives them a million "
+        "events in the log.",
     )
     seed.add_argument("--users", type=int, required=True, metavar="N")
     seed.add_argument("--tasks-per-user", type=int, required=True, metavar="M")
@@ -197,6 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=seed_service.DEFAULT_LABELS_PER_PROJECT,
         metavar="L",
         help=f"labels of each shared project (default {seed_service.DEFAULT_LABELS_PER_PROJECT})",
+    )
+    seed.add_argument(
+        "--events-per-project",
+        type=int,
+        default=0,
+        metavar="E",
+        help="the newest E events of each shared project's task histories, in a log that has "
+        "none yet (default 0)",
     )
     args = parser.parse_args(argv)
     try:

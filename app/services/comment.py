@@ -13,7 +13,8 @@ the path; then the 403s:
 - deleting one is for its author while a commenter, or for an admin: an author below
   commenter, and anyone else below admin, get `RoleRequired` with the role that would do.
 
-A comment does not change its task's version.
+A comment does not change its task's version. Each write appends its event in the same
+transaction as the write (the statements do).
 """
 
 from __future__ import annotations
@@ -161,6 +162,6 @@ async def update_comment(
 
 
 async def delete_comment(db: Db, caller: AccessClaims, task_id: int, comment_id: int) -> None:
-    if await statements.delete_comment(db, caller, task_id, comment_id):
+    if await statements.delete_comment(db, caller, task_id, comment_id, utcnow()):
         return
     raise await _refusal(db, caller, task_id, Permission.COMMENT_DELETE_OWN, comment_id)

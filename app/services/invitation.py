@@ -9,6 +9,9 @@
   revoked one is gone (404).
 - The lists show pending invitations that have not expired (an expired one can still be
   renewed by inviting again, or revoked).
+
+Each write records its events in its own transaction (app/db/statements/invitations.py); a
+refused one writes and records nothing.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ async def list_for_project(
 
 
 async def revoke(db: Db, caller: AccessClaims, project_id: int, invitation_id: int) -> None:
-    if await statements.revoke(db, caller, project_id, invitation_id):
+    if await statements.revoke(db, caller, project_id, invitation_id, now=utcnow()):
         return
     await explain_miss(db, caller, project_id, least_role(Permission.INVITATION_DELETE))
     raise InvitationNotFound()
@@ -156,5 +159,5 @@ async def accept(db: Db, caller: AccessClaims, invitation_id: int) -> MemberReco
 
 
 async def decline(db: Db, caller: AccessClaims, invitation_id: int) -> None:
-    if not await statements.decline(db, caller, invitation_id):
+    if not await statements.decline(db, caller, invitation_id, now=utcnow()):
         await _explain_callers_miss(db, caller, invitation_id)

@@ -5,6 +5,7 @@ The statements (`app.db.statements.labels`) carry the authorization; when one ma
 longer current is a 401; a project the caller may not see (not a member, in the trash, or no
 such project) a 404, as is a label that is not under the project of the path; a role below
 the action's least role a 403 naming both; and only then a name already taken a 409.
+Each write appends its event in the same transaction as the write (the statements do).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ async def update_label(
     nothing."""
     changes = data.model_dump(exclude_unset=True)
     try:
-        updated = await statements.update_label(db, caller, project_id, label_id, changes)
+        updated = await statements.update_label(db, caller, project_id, label_id, changes, utcnow())
     except IntegrityError as exc:  # another label of the project has the new name
         raise LabelNameTaken() from exc
     if updated is not None:

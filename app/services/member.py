@@ -9,7 +9,9 @@ the last owner and the Inbox, which nobody leaves.
 A change runs in the request's transaction: the project's row is locked first, so the
 changes of one project's members are serialized, whatever the interleaving of requests; the
 state is then read, the rules decide the least role the change needs, and the write carries
-that role (and the state it relied on) in its `WHERE` (app/db/statements/members.py).
+that role (and the state it relied on) in its `WHERE` (app/db/statements/members.py), and
+appends its events in the same transaction (spec api-v2 section 7). A change to the role the
+member has already writes nothing and records nothing.
 """
 
 from __future__ import annotations
@@ -107,7 +109,14 @@ async def change_role(
     if role == ProjectRole.OWNER and new_role < role and found.owners <= 1:
         raise LastOwner()
     if new_role != role and not await statements.change_role(
-        db, caller, project_id, user_id, seen_role=role, required=required, new_role=new_role
+        db,
+        caller,
+        project_id,
+        user_id,
+        seen_role=role,
+        required=required,
+        new_role=new_role,
+        now=utcnow(),
     ):
         await _after_a_miss(db, caller)
     return await get_member(db, caller, project_id, user_id)

@@ -64,7 +64,7 @@ async def explain_miss(
 
 
 async def create_project(db: Db, caller: AccessClaims, data: ProjectCreate) -> ProjectRecord:
-    """A new project, the caller its owner (two writes: a transaction)."""
+    """A new project, the caller its owner, and their events (one transaction)."""
     created = await statements.insert_project(db, caller, data.name, data.description, utcnow())
     if created is None:
         raise token_revoked()

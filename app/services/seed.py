@@ -42,11 +42,25 @@ come after it, on PostgreSQL in two transactions at once, each with about half t
 PostgreSQL serves a COPY stream with one backend on one core, and most of a task row's cost
 is its indexes, so two streams make a million tasks about a minute instead of nearly two on
 two cores. A failure there leaves some projects short of T tasks; a rerun tops them up.
+
+The event log (`--events-per-project E`, with shared projects): each shared project whose
+log holds no task event yet gets the newest E events of its tasks' histories, as the API
+would have written them: a task's `created` event at its creation (its title, description,
+status, priority, due date), then one event per later version (`version` counts the
+changes) up to its `updated_at`: priority changes, then its status on the way to the current
+one (`completed_at` with `done`), and `deleted` last for a trashed task; each by one of the
+project's members who may edit tasks. A task with many versions has more events than E can
+hold in all, so a project's log starts part-way into the history (as one does after
+retention). The events of all the projects go in, oldest first, in one transaction, after
+the tasks: ids (and, on PostgreSQL, the one transaction id) follow time, as a live log's do.
+A project whose log has task events already (seeded before, or written through the API) is
+left alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import random
 import sys
@@ -54,18 +68,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TextIO, TypeAlias, TypeVar
 
+import orjson
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from app.core.config import Settings
-from app.core.roles import ProjectRole
+from app.core.roles import Permission, ProjectRole, least_role
 from app.core.security import hash_password_async
 from app.db.base import Base
 from app.db.session import create_engine_for
+from app.models.event import Event
 from app.models.label import Label, TaskLabel
 from app.models.project import INBOX_NAME, Project, ProjectMember
 from app.models.task import INSERT_COLUMNS, Task, TaskAssignee, TaskStatus
@@ -168,6 +184,7 @@ _ANALYZED = (
     "tasks",
     "task_assignees",
     "task_labels",
+    "events",
 )
 _TITLE_POOL = 2048
 _SENTENCE_POOL = 4096
@@ -309,6 +326,8 @@ class SeedOptions:
     members_per_project: int = DEFAULT_MEMBERS_PER_PROJECT
     tasks_per_project: int = 0
     labels_per_project: int = DEFAULT_LABELS_PER_PROJECT
+    # Task events per shared project (see the module docstring); none unless > 0.
+    events_per_project: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +342,7 @@ class SeedResult:
     labels_inserted: int = 0
     assignees_inserted: int = 0
     task_labels_inserted: int = 0
+    events_inserted: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -338,6 +358,8 @@ class SeedResult:
                 f"{self.labels_inserted:,} label(s), {self.assignees_inserted:,} assignee(s) "
                 f"and {self.task_labels_inserted:,} task label(s)"
             )
+        if self.events_inserted:
+            projects += f", {self.events_inserted:,} event(s)"
         return (
             f"Seeded {self.users_created + self.users_reused} user(s) "
             f"({self.users_created} created, {self.users_reused} reused) and inserted "
@@ -444,6 +466,147 @@ def generate_links(
     return assignees, labels
 
 
+class SeededTask(NamedTuple):
+    """What a task's history is made from: its row as stored."""
+
+    id: int
+    title: str
+    description: str | None
+    status: str
+    priority: int
+    due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    deleted_at: datetime | None
+    version: int
+
+
+class SeededEvent(NamedTuple):
+    """One task event, in `EVENT_COLUMNS` order but for `at` (a datetime here)."""
+
+    at: datetime
+    actor_id: int
+    project_id: int
+    task_id: int
+    action: str
+    changes: dict[str, list[Any]]  # {column: [old, new]} in the columns' stored form
+
+
+# The events' columns as the seed writes them (xid, id and from_project_id by default).
+EVENT_COLUMNS = (
+    "at",
+    "actor_id",
+    "project_id",
+    "entity",
+    "entity_id",
+    "task_id",
+    "action",
+    "changes",
+)
+# A priority change's new value, by the old one.
+_OTHER_PRIORITIES = {1: (2, 3, 4), 2: (1, 3, 4), 3: (1, 2, 4), 4: (1, 2, 3)}
+
+
+def _iso(value: datetime | None) -> str | None:
+    """A timestamp as `changes` holds it (as `app.db.statements.events.json_value`)."""
+    return None if value is None else value.isoformat()
+
+
+def task_history(
+    rng: random.Random, project_id: int, task: SeededTask, actors: Sequence[int]
+) -> list[SeededEvent]:
+    """A task's events, oldest first, ending at its current state (see the module docstring).
+
+    The task was created `todo` at a priority from which priority changes lead to its
+    current one, then moved to its current status in one or two steps (completed_at set
+    with `done`), then trashed if it is; `version` - 1 changes in all. A task without room
+    for those steps was created as it is now.
+    """
+    rand = rng.random
+    trashed = task.deleted_at is not None
+    updates = task.version - 1 - trashed
+    status_steps: tuple[tuple[str, str], ...] = ()
+    if updates > 0 and task.status != _TODO:
+        if task.status == _DONE and updates >= 2 and rand() < 0.5:
+            status_steps = ((_TODO, _IN_PROGRESS), (_IN_PROGRESS, _DONE))
+        else:
+            status_steps = ((_TODO, task.status),)
+    priorities = [task.priority]  # backwards from the current one
+    for _ in range(updates - len(status_steps)):
+        priorities.append(_OTHER_PRIORITIES[priorities[-1]][int(rand() * 3)])
+    priorities.reverse()
+    created: dict[str, list[Any]] = {"title": [None, task.title]}
+    if task.description is not None:
+        created["description"] = [None, task.description]
+    created["status"] = [None, _TODO if status_steps else task.status]
+    created["priority"] = [None, priorities[0]]
+    if task.due_at is not None:
+        created["due_at"] = [None, _iso(task.due_at)]
+    if not status_steps and task.completed_at is not None:
+        created["completed_at"] = [None, _iso(task.completed_at)]
+    changes: list[tuple[str, dict[str, list[Any]]]] = [("created", created)]
+    for i in range(1, len(priorities)):
+        changes.append(("updated", {"priority": [priorities[i - 1], priorities[i]]}))
+    for old, new in status_steps:
+        if new == _DONE:
+            changes.append(
+                ("updated", {"status": [old, new], "completed_at": [None, _iso(task.completed_at)]})
+            )
+        else:
+            changes.append(("updated", {"status": [old, new]}))
+    if trashed:
+        changes.append(("deleted", {"deleted_at": [None, _iso(task.deleted_at)]}))
+    # Times: creation, the changes in between at random, the last one at updated_at (a
+    # completion at completed_at, which is updated_at or before it).
+    created_at, last = task.created_at, len(changes) - 1
+    times = [created_at]
+    if last > 1:
+        span = task.updated_at - created_at
+        times += sorted(created_at + span * rand() for _ in range(last - 1))
+    if last > 0:
+        times.append(task.updated_at)
+    if status_steps and status_steps[-1][1] == _DONE and task.completed_at is not None:
+        done = last - trashed
+        times[done] = completed_at = task.completed_at
+        times[:done] = [min(at, completed_at) for at in times[:done]]
+    n_actors = len(actors)
+    return [
+        SeededEvent(at, actors[int(rand() * n_actors)], project_id, task.id, action, change)
+        for at, (action, change) in zip(times, changes, strict=True)
+    ]
+
+
+def newest_events(
+    rng: random.Random,
+    project_id: int,
+    tasks: Iterable[SeededTask],
+    actors: Sequence[int],
+    count: int,
+) -> list[SeededEvent]:
+    """The newest `count` events of the tasks' histories, oldest first.
+
+    The tasks are taken latest change first, and only while one can still have an event
+    among the newest `count` (none of a task's events is after its `updated_at`): most of a
+    long history is older than what the log keeps, and is never made.
+    """
+    if count <= 0:
+        return []
+    found: list[SeededEvent] = []
+    newest: list[datetime] = []  # a min-heap of the newest `count` times found so far
+    for task in sorted(tasks, key=lambda task: (task.updated_at, task.id), reverse=True):
+        if len(newest) == count and newest[0] >= task.updated_at:
+            break
+        for event in task_history(rng, project_id, task, actors):
+            found.append(event)
+            if len(newest) < count:
+                heapq.heappush(newest, event.at)
+            elif event.at > newest[0]:
+                heapq.heapreplace(newest, event.at)
+    found.sort(key=lambda event: event.at)  # stable: a task's events stay in their order
+    return found[-count:]
+
+
 @dataclass(slots=True)
 class _SharedCounts:
     """What the shared projects' part inserted (or found), for the summary."""
@@ -479,6 +642,8 @@ async def seed_database(
     engine = create_engine_for(settings)
     shared = _SharedCounts()
     writer: _TaskWriter | None = None
+    shared_projects: list[_Target] = []
+    events_inserted = 0
     try:
         async with engine.connect() as conn:
             existing = await _user_ids(conn, emails)
@@ -503,6 +668,7 @@ async def seed_database(
                 projects = await _ensure_projects(
                     conn, [ids[email] for email in emails], options, anchor, shared
                 )
+                shared_projects = projects
                 project_plan = [(t, options.tasks_per_project - t.existing_tasks) for t in projects]
             inbox_plan = [(target, count) for target, count in inbox_plan if count > 0]
             project_plan = [(target, count) for target, count in project_plan if count > 0]
@@ -526,7 +692,11 @@ async def seed_database(
             async with asyncio.TaskGroup() as group:
                 for share in _shares(project_plan, writers):
                     group.create_task(writer.projects(engine, share))
-        if engine.dialect.name == "postgresql" and (inserted or shared.any()):
+        if options.events_per_project > 0 and shared_projects:
+            events_inserted = await _seed_events(
+                engine, shared_projects, options, progress=progress, progress_file=progress_file
+            )
+        if engine.dialect.name == "postgresql" and (inserted or shared.any() or events_inserted):
             async with engine.connect() as conn:
                 for table in _ANALYZED:
                     await conn.exec_driver_sql(f"ANALYZE {table}")
@@ -546,7 +716,94 @@ async def seed_database(
         labels_inserted=shared.labels,
         assignees_inserted=shared.assignees,
         task_labels_inserted=shared.task_labels,
+        events_inserted=events_inserted,
     )
+
+
+async def _seed_events(
+    engine: AsyncEngine,
+    targets: Sequence[_Target],
+    options: SeedOptions,
+    *,
+    progress: bool | None,
+    progress_file: TextIO | None,
+) -> int:
+    """The shared projects' task events (see the module docstring), in one transaction;
+    how many were inserted."""
+    postgres = engine.dialect.name == "postgresql"
+    async with engine.begin() as conn:
+        project_ids = [target.project_id for target in targets]
+        logged = await conn.execute(
+            select(Event.project_id)
+            .where(Event.project_id.in_(project_ids), Event.entity == "task")
+            .group_by(Event.project_id)
+        )
+        done = set(logged.scalars().all())
+        editors = await conn.execute(
+            select(ProjectMember.project_id, ProjectMember.user_id)
+            .where(
+                ProjectMember.project_id.in_(project_ids),
+                ProjectMember.role >= least_role(Permission.TASK_UPDATE).value,
+            )
+            .order_by(ProjectMember.project_id, ProjectMember.user_id)
+        )
+        actors: dict[int, list[int]] = {}
+        for project_id, user_id in editors.all():
+            actors.setdefault(project_id, []).append(user_id)
+        logs: list[list[SeededEvent]] = []
+        for target in targets:
+            if target.project_id in done or not actors.get(target.project_id):
+                continue
+            rng = random.Random(f"{options.seed}:{target.key}:events")
+            logs.append(
+                newest_events(
+                    rng,
+                    target.project_id,
+                    await _project_tasks(conn, target.project_id),
+                    actors[target.project_id],
+                    options.events_per_project,
+                )
+            )
+        total = sum(len(log) for log in logs)
+        stamp: Callable[[datetime], Any] = (
+            (lambda at: at) if postgres else (lambda at: at.strftime("%Y-%m-%d %H:%M:%S.%f"))
+        )
+        bar = tqdm(
+            total=total,
+            desc="seeding events",
+            unit=" events",
+            file=progress_file if progress_file is not None else sys.stderr,
+            disable=None if progress is None else not progress,
+            mininterval=0.5,
+        )
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            # Oldest first across the projects, so that ids follow time.
+            merged = heapq.merge(*logs, key=lambda event: event.at)
+            for n, event in enumerate(merged, 1):
+                at, actor_id, project_id, task_id, action, changes = event
+                # JSON text only now: most events of a history are older than the newest E.
+                json = orjson.dumps(changes).decode()
+                yield (stamp(at), actor_id, project_id, "task", task_id, task_id, action, json)
+                if n % BATCH_SIZE == 0:
+                    bar.update(BATCH_SIZE)
+            bar.update(total % BATCH_SIZE)
+
+        try:
+            await _bulk_insert(conn, Event, EVENT_COLUMNS, rows())
+        finally:
+            bar.close()
+    return total
+
+
+async def _project_tasks(conn: AsyncConnection, project_id: int) -> list[SeededTask]:
+    """A project's tasks, trashed ones included, by id."""
+    result = await conn.execute(
+        select(*(Task.__table__.c[name] for name in SeededTask._fields))
+        .where(Task.project_id == project_id)
+        .order_by(Task.id)
+    )
+    return [SeededTask._make(row) for row in result.all()]
 
 
 def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

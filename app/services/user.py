@@ -18,6 +18,7 @@ from app.core.roles import ProjectRole
 from app.core.security import hash_password_async, verify_password_async
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import events
 from app.db.statements import users as user_statements
 from app.models.project import INBOX_NAME, Project, ProjectMember
 from app.models.user import Role, User
@@ -66,6 +67,24 @@ async def create_user(db: Db, data: UserCreate, *, rounds: int, role: Role = Rol
         )
     )
     await db.session.flush()
+    # The Inbox's history starts as a shared project's does (spec api-v2 section 7).
+    event = {"at": now, "actor_id": user.id, "project_id": inbox.id}
+    await events.append(
+        db,
+        **event,
+        entity="project",
+        entity_id=inbox.id,
+        action="created",
+        changes=events.column_changes("project", None, {"name": INBOX_NAME}),
+    )
+    await events.append(
+        db,
+        **event,
+        entity="member",
+        entity_id=user.id,
+        action="joined",
+        changes=events.column_changes("member", None, {"role": ProjectRole.OWNER.value}),
+    )
     return user
 
 

@@ -8,10 +8,16 @@ comment under another task is a miss like one that does not exist. When a statem
 nothing, `diagnose` tells the service why (spec api-v2 section 2).
 
 A comment does not change its task: no statement here touches `tasks`.
+
+Every write appends its event (`events.append`, spec api-v2 section 7) in the write's
+transaction, and only when it wrote something: a comment's `created`, `updated` (with the body
+it had, read locked in the same transaction) and `deleted`, in the task's project and with
+the task's id (a task's history includes its comments).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -34,6 +40,7 @@ from sqlalchemy.orm import aliased
 from app.core.roles import Permission, ProjectRole, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
+from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.tasks import caller_params
@@ -82,6 +89,21 @@ def _this_comment() -> list[ColumnElement[bool]]:
     return [Comment.id == bindparam("comment_id", type_=BigInteger), Comment.task_id == _task_id()]
 
 
+def _task_project() -> Any:
+    """The project of the task of the path: where a write's event goes."""
+    return select(Task.project_id).where(Task.id == _task_id()).scalar_subquery()
+
+
+def _own_and_may_comment() -> list[ColumnElement[bool]]:
+    """The comment of the path is the caller's, and they may still comment there."""
+    return [
+        *_this_comment(),
+        Comment.author_id == bindparam("user_id", type_=BigInteger),
+        _task_visible(least_role(Permission.COMMENT_UPDATE_OWN)),
+        caller_is_current(),
+    ]
+
+
 _READ_COLUMNS = (
     Comment.id,
     Comment.task_id,
@@ -91,7 +113,7 @@ _READ_COLUMNS = (
     Comment.created_at,
     Comment.updated_at,
 )
-# What a write returns: the same, the author being the caller.
+# What a write returns: the same, the author being the caller, then the task's project.
 _WRITE_COLUMNS = (
     Comment.id,
     Comment.task_id,
@@ -100,6 +122,7 @@ _WRITE_COLUMNS = (
     Comment.body,
     Comment.created_at,
     Comment.updated_at,
+    _task_project(),
 )
 
 
@@ -149,6 +172,15 @@ def _insert_statement() -> Statement:
 
 
 @cache
+def _locked_statement() -> Statement:
+    """The body of the comment to update as it is now, locked until the update, if the
+    caller may update it."""
+    return Statement(
+        select(Comment.body).where(*_own_and_may_comment()).with_for_update(key_share=True)
+    )
+
+
+@cache
 def _update_statement() -> Statement:
     """The author's own comment, while they may still comment; `updated_at` moves only when
     the body changes."""
@@ -156,12 +188,7 @@ def _update_statement() -> Statement:
     now = bindparam("now", type_=Comment.updated_at.type)
     statement = (
         update(Comment)
-        .where(
-            *_this_comment(),
-            Comment.author_id == bindparam("user_id", type_=BigInteger),
-            _task_visible(least_role(Permission.COMMENT_UPDATE_OWN)),
-            caller_is_current(),
-        )
+        .where(*_own_and_may_comment())
         .values(
             body=body,
             updated_at=case((Comment.body.is_distinct_from(body), now), else_=Comment.updated_at),
@@ -180,7 +207,9 @@ def _delete_statement() -> Statement:
         _task_visible(least_role(Permission.COMMENT_DELETE_ANY)),
     )
     return Statement(
-        delete(Comment).where(*_this_comment(), allowed, caller_is_current()).returning(Comment.id)
+        delete(Comment)
+        .where(*_this_comment(), allowed, caller_is_current())
+        .returning(Comment.id, Comment.body, _task_project())
     )
 
 
@@ -200,6 +229,31 @@ def _diagnosis_statement(with_comment: bool) -> Statement:
 
 def _record(row: Row) -> CommentRecord:
     return CommentRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+
+
+async def _append(
+    db: Db,
+    claims: AccessClaims,
+    now: datetime,
+    action: str,
+    where: tuple[int, int, int],
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any],
+) -> None:
+    """The comment's event by the caller, in the write's transaction; `where`: the comment's
+    (id, task id, the task's project id)."""
+    comment_id, task_id, project_id = where
+    await events.append(
+        db,
+        at=now,
+        actor_id=claims.user_id,
+        project_id=project_id,
+        entity="comment",
+        entity_id=comment_id,
+        task_id=task_id,
+        action=action,
+        changes=events.column_changes("comment", before, after),
+    )
 
 
 async def list_rows(
@@ -225,23 +279,52 @@ async def fetch(
 async def insert_comment(
     db: Db, claims: AccessClaims, task_id: int, body: str, now: datetime
 ) -> CommentRecord | None:
-    """The new comment, or None when the caller may not comment there (nothing written)."""
+    """The new comment and its event, or None when the caller may not comment there
+    (nothing written)."""
     params = caller_params(claims, on_task=task_id, new_body=body, now=now)
-    created = await db.first(_insert_statement(), params)
-    return _record(created) if created is not None else None
+    async with db.transaction():
+        found = await db.first(_insert_statement(), params)
+        if found is None:
+            return None
+        created = _record(found)
+        where = (created.id, task_id, found[7])
+        await _append(db, claims, now, "created", where, None, {"body": created.body})
+    return created
 
 
 async def update_comment(
     db: Db, claims: AccessClaims, task_id: int, comment_id: int, body: str, now: datetime
 ) -> CommentRecord | None:
+    """The comment with its new body and, if that changed it, its `updated` event; None when
+    the caller may not change it (nothing written)."""
     params = caller_params(claims, on_task=task_id, comment_id=comment_id, new_body=body, now=now)
-    updated = await db.first(_update_statement(), params)
-    return _record(updated) if updated is not None else None
+    async with db.transaction():
+        locked = await db.first(_locked_statement(), params)
+        if locked is None:
+            return None
+        found = await db.first(_update_statement(), params)
+        if found is None:
+            return None
+        updated, old_body = _record(found), locked[0]
+        if updated.body != old_body:  # the same body again leaves no event
+            where = (comment_id, task_id, found[7])
+            await _append(db, claims, now, "updated", where, {"body": old_body}, {"body": body})
+    return updated
 
 
-async def delete_comment(db: Db, claims: AccessClaims, task_id: int, comment_id: int) -> bool:
+async def delete_comment(
+    db: Db, claims: AccessClaims, task_id: int, comment_id: int, now: datetime
+) -> bool:
+    """Delete the comment and append its `deleted` event (the body it had, to null); False
+    when the caller may not delete it (nothing written)."""
     params = caller_params(claims, on_task=task_id, comment_id=comment_id)
-    return await db.first(_delete_statement(), params) is not None
+    async with db.transaction():
+        found = await db.first(_delete_statement(), params)
+        if found is None:
+            return False
+        where = (comment_id, task_id, found[2])
+        await _append(db, claims, now, "deleted", where, {"body": found[1]}, {"body": None})
+    return True
 
 
 async def diagnose(

@@ -318,6 +318,19 @@ def _row(row: Row) -> EventRow:
     return EventRow._make(row)
 
 
+def _walk_back(column: Any, value: Any) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
+    """The condition `column` is `value`, and the order (newest first) of a walk back on the
+    (column, id) index.
+
+    A range, `column BETWEEN value AND value`, ordered by (column, id): with `column = value`
+    PostgreSQL drops the constant `column` from the order, and then walking the primary key
+    back while filtering on `column` gives it too. Its statistics make that look cheap for a
+    common value (a project or task holding a few percent of the log), but the walk reads
+    every newer event until it has a page: the whole log after a project or task quiet since
+    long. Ordered by (column, id), only the (column, id) index gives the order."""
+    return column.between(value, value), (column.desc(), Event.id.desc())
+
+
 @cache
 def _task_activity_statement(before: bool) -> Statement:
     """A page of a task's events (its comments' too), newest first, if the caller may read
@@ -330,12 +343,11 @@ def _task_activity_statement(before: bool) -> Statement:
         )
         .exists()
     )
-    conditions = [Event.task_id == bindparam("task_id"), visible, caller_is_current()]
+    walk, newest_first = _walk_back(Event.task_id, bindparam("task_id"))
+    conditions = [walk, visible, caller_is_current()]
     if before:
         conditions.append(Event.id < bindparam("before_id"))
-    return Statement(
-        _events().where(*conditions).order_by(Event.id.desc()).limit(bindparam("limit"))
-    )
+    return Statement(_events().where(*conditions).order_by(*newest_first).limit(bindparam("limit")))
 
 
 @cache
@@ -348,11 +360,16 @@ def _project_activity_statement(before: bool) -> Statement:
     if before:
         conditions.append(Event.id < bindparam("before_id"))
     walks = [
-        _events().where(Event.project_id == project_id, *conditions),
-        _events().where(Event.from_project_id == project_id, *conditions),
+        _walk_back(Event.project_id, project_id),
+        _walk_back(Event.from_project_id, project_id),
     ]
     ordered = [
-        walk.order_by(Event.id.desc()).limit(bindparam("limit")).subquery() for walk in walks
+        _events()
+        .where(walk, *conditions)
+        .order_by(*newest_first)
+        .limit(bindparam("limit"))
+        .subquery()
+        for walk, newest_first in walks
     ]
     both = union(*(select(*page.c) for page in ordered)).subquery()
     return Statement(select(*both.c).order_by(both.c.id.desc()).limit(bindparam("limit")))
@@ -382,16 +399,32 @@ async def project_activity(
 
 
 class _Horizon(FunctionElement[int]):
-    """PostgreSQL: the xid of the oldest transaction still running (every xid below it has
-    ended); SQLite: unused (its horizon is the newest id)."""
+    """PostgreSQL: an xid below which every transaction of this database has ended; SQLite:
+    unused (its horizon is the newest id)."""
 
     inherit_cache = True
     type = BigInteger()
 
 
+# The least of: the next xid as of the statement's snapshot (every transaction with a lower
+# one had begun by then), and the xid of each transaction of this database still running
+# when pg_stat_activity is read, after the snapshot (so each transaction below the result
+# had ended by then, committed or not, and the next statement's snapshot sees it). Only this
+# database's transactions can write its events: another database's long transaction must
+# not hold the feed back (snapshots' own xmin counts the whole cluster). pg_stat_activity
+# gives 32-bit xids; each is placed in the snapshot's epoch by its signed distance from it.
+_POSTGRESQL_HORIZON = """(SELECT LEAST(s.next_xid, min(
+    s.next_xid - 2147483648 + (a.backend_xid::text::bigint - s.next_xid % 4294967296
+      + 6442450944) % 4294967296))
+  FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS next_xid) AS s
+  LEFT JOIN pg_stat_activity AS a
+    ON a.datname = current_database() AND a.backend_xid IS NOT NULL
+  GROUP BY s.next_xid)"""
+
+
 @compiles(_Horizon, "postgresql")
 def _horizon_postgresql(element: _Horizon, compiler: Any, **kw: Any) -> str:  # noqa: ARG001
-    return "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    return _POSTGRESQL_HORIZON
 
 
 @compiles(_Horizon)
@@ -442,13 +475,20 @@ def _member_walk(column: Any) -> Any:
     )
 
 
+# The caller's own member events: `entity` written into the SQL, not bound, so that a plan
+# made without the parameters' values (a prepared statement's generic plan) can still use the
+# partial index ix_events_member_feed (WHERE entity = 'member'); with a parameter it read the
+# whole log.
+_MEMBER_EVENT: Final = Event.entity == literal_column("'member'")
+
+
 @cache
 def _feed_statement(dialect: str) -> Statement:
     """A page of the caller's feed within (after, upto], in (xid, id) order: the events of
     the projects they are a member of now, and their own membership events."""
     own = (
         select(Event.id, Event.xid)
-        .where(Event.entity == "member", Event.entity_id == bindparam("user_id"), *_in_range())
+        .where(_MEMBER_EVENT, Event.entity_id == bindparam("user_id"), *_in_range())
         .order_by(Event.xid, Event.id)
         .limit(bindparam("limit"))
     )
@@ -466,7 +506,7 @@ def _feed_statement(dialect: str) -> Statement:
                 or_(
                     Event.project_id.in_(projects),
                     Event.from_project_id.in_(projects),
-                    and_(Event.entity == "member", Event.entity_id == bindparam("user_id")),
+                    and_(_MEMBER_EVENT, Event.entity_id == bindparam("user_id")),
                 ),
                 *_in_range(),
             )

@@ -6,6 +6,11 @@ invitation's addressee is whoever signed in with its address: accepting and decl
 `Invitation.email` = the caller's own address instead, so anyone else's invitation is not
 there for them. An invitation of a project in the trash is not there for anyone.
 
+Every write appends its event in its own transaction (spec api-v2 section 7): an invitation's
+`created`, `updated` (invited again: the old role and expiry read from the row locked before
+the write) and `deleted` (revoked, declined or accepted), and an accepted one's member
+`joined`. Nothing secret is in an invitation: `changes` holds its address, role and expiry.
+
 The parameters are not named after the columns of `invitations` (`project_id`, `email`,
 `role`): through SQLAlchemy, such a parameter would be taken for a new value of that column
 in an UPDATE.
@@ -31,7 +36,8 @@ from sqlalchemy.dialects import postgresql
 
 from app.core.roles import Permission, least_role
 from app.core.security import AccessClaims
-from app.db.access import Db, Statement
+from app.db.access import Db, Row, Statement
+from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may
 from app.db.statements.tasks import caller_params
@@ -49,6 +55,21 @@ class InvitationRecord(NamedTuple):
     invited_by_full_name: str | None
     created_at: datetime
     expires_at: datetime
+
+
+# What an invitation's writes return: its id, project and audited columns (in the order of
+# `_audited`'s names).
+_AUDITED = (
+    Invitation.id,
+    Invitation.project_id,
+    Invitation.email,
+    Invitation.role,
+    Invitation.expires_at,
+)
+
+
+def _audited(row: Row) -> dict[str, Any]:
+    return {"email": row[2], "role": row[3], "expires_at": row[4]}
 
 
 def _invitations() -> Any:
@@ -117,6 +138,22 @@ def _may_invite() -> list[ColumnElement[bool]]:
 
 
 @cache
+def _pending_statement() -> Statement:
+    """The pending invitation of the address, locked until the transaction ends, if the
+    caller may invite it (PostgreSQL: FOR NO KEY UPDATE, the lock the renewing UPDATE takes;
+    SQLite's transaction is exclusive already): the values a renewal replaces."""
+    return Statement(
+        select(*_AUDITED)
+        .where(
+            Invitation.project_id == _project(),
+            Invitation.email == bindparam("address", type_=Invitation.email.type),
+            *_may_invite(),
+        )
+        .with_for_update(key_share=True, of=Invitation)
+    )
+
+
+@cache
 def _invite_again_statement() -> Statement:
     """A pending invitation of the address gets the new role and expiry (same id)."""
     return Statement(
@@ -130,7 +167,7 @@ def _invite_again_statement() -> Statement:
             role=bindparam("new_role", type_=Invitation.role.type),
             expires_at=bindparam("expires", type_=Invitation.expires_at.type),
         )
-        .returning(Invitation.id)
+        .returning(*_AUDITED)
     )
 
 
@@ -153,7 +190,7 @@ def _invite_statement() -> Statement:
         postgresql.insert(Invitation)
         .from_select(columns, row)
         .on_conflict_do_nothing(index_elements=["project_id", "email"])
-        .returning(Invitation.id)
+        .returning(*_AUDITED)
     )
 
 
@@ -190,8 +227,52 @@ def _revoke_statement() -> Statement:
             caller_may(_project(), least_role(Permission.INVITATION_DELETE)),
             caller_is_current(),
         )
-        .returning(Invitation.id)
+        .returning(*_AUDITED)
     )
+
+
+async def _append(
+    db: Db,
+    claims: AccessClaims,
+    row: Row,
+    action: str,
+    changes: dict[str, tuple[Any, Any]],
+    now: datetime,
+) -> None:
+    """The event of a write of the invitation `row` (one of `_AUDITED`'s rows)."""
+    await events.append(
+        db,
+        at=now,
+        actor_id=claims.user_id,
+        project_id=row[1],
+        entity="invitation",
+        entity_id=row[0],
+        action=action,
+        changes=changes,
+    )
+
+
+async def _deleted(db: Db, claims: AccessClaims, row: Row, now: datetime) -> None:
+    """The event of the invitation `row` taken away: what it was, so that its history
+    still says whom it invited after it is gone."""
+    before = _audited(row)
+    gone = dict.fromkeys(before)
+    await _append(
+        db, claims, row, "deleted", events.column_changes("invitation", before, gone), now
+    )
+
+
+async def _invite_again(db: Db, claims: AccessClaims, params: dict[str, Any]) -> Row | None:
+    """Renew the pending invitation of the address, if the caller may invite it, and record
+    the change; its row, or None when there is none to renew (nothing written then)."""
+    before = await db.first(_pending_statement(), params)
+    if before is None:
+        return None
+    renewed = await db.first(_invite_again_statement(), params)
+    if renewed is not None:
+        changes = events.column_changes("invitation", _audited(before), _audited(renewed))
+        await _append(db, claims, renewed, "updated", changes, params["now"])
+    return renewed
 
 
 async def invite(
@@ -206,8 +287,8 @@ async def invite(
     expires_at: datetime,
 ) -> tuple[InvitationRecord, bool] | None:
     """Invite `email` at `role` (a pending invitation of it is renewed instead), if the
-    caller has `required` and the rules allow it; (the invitation, whether it is new), or
-    None when nothing was written. Three statements at most: call in a transaction."""
+    caller has `required` and the rules allow it, and record it; (the invitation, whether
+    it is new), or None when nothing was written. Up to six statements, in one transaction."""
     params = caller_params(
         claims,
         project=project_id,
@@ -218,17 +299,21 @@ async def invite(
         expires=expires_at,
     )
     created = False
-    found = await db.first(_invite_again_statement(), params)
-    if found is None:
-        found = await db.first(_invite_statement(), params)
-        created = found is not None
-    if found is None:
-        # Refused, or a concurrent request invited the address since the first UPDATE
-        # (committed now: the INSERT waited for it): then this is inviting it again.
-        found = await db.first(_invite_again_statement(), params)
-    if found is None:
-        return None
-    invitation = await db.first(_select_statement(), {"invitation": found[0]})
+    async with db.transaction():
+        found = await _invite_again(db, claims, params)
+        if found is None:
+            found = await db.first(_invite_statement(), params)
+            if found is not None:
+                created = True
+                changes = events.column_changes("invitation", None, _audited(found))
+                await _append(db, claims, found, "created", changes, now)
+        if found is None:
+            # Refused, or a concurrent request invited the address since the first look
+            # (committed now: the INSERT waited for it): then this is inviting it again.
+            found = await _invite_again(db, claims, params)
+        if found is None:
+            return None
+        invitation = await db.first(_select_statement(), {"invitation": found[0]})
     assert invitation is not None
     return InvitationRecord._make(invitation), created
 
@@ -243,9 +328,17 @@ async def list_for_project(
     return [InvitationRecord._make(row) for row in rows]
 
 
-async def revoke(db: Db, claims: AccessClaims, project_id: int, invitation_id: int) -> bool:
+async def revoke(
+    db: Db, claims: AccessClaims, project_id: int, invitation_id: int, *, now: datetime
+) -> bool:
+    """Delete the project's invitation (an admin) and record it, in one transaction."""
     params = caller_params(claims, project=project_id, invitation=invitation_id)
-    return bool(await db.rows(_revoke_statement(), params))
+    async with db.transaction():
+        revoked = await db.first(_revoke_statement(), params)
+        if revoked is None:
+            return False
+        await _deleted(db, claims, revoked, now)
+    return True
 
 
 # --- the caller's invitations -----------------------------------------------------------------
@@ -275,9 +368,7 @@ def _take_statement(unexpired: bool) -> Statement:
     conditions = [*_to_the_caller(), caller_is_current()]
     if unexpired:
         conditions.append(Invitation.expires_at > _now())
-    return Statement(
-        delete(Invitation).where(*conditions).returning(Invitation.project_id, Invitation.role)
-    )
+    return Statement(delete(Invitation).where(*conditions).returning(*_AUDITED))
 
 
 @cache
@@ -313,22 +404,42 @@ async def list_for_caller(
 
 
 async def accept(db: Db, claims: AccessClaims, invitation_id: int, *, now: datetime) -> int | None:
-    """Take the unexpired invitation and make the caller a member at its role (two
-    statements: call in a transaction); the project's id, or None when nothing was taken."""
+    """Take the unexpired invitation and make the caller a member at its role, and record
+    both (call in a transaction); the project's id, or None when nothing was taken."""
     params = caller_params(claims, invitation=invitation_id, now=now)
     taken = await db.first(_take_statement(True), params)
     if taken is None:
         return None
-    project_id, role = taken
+    project_id, role = taken[1], taken[3]
     await db.rows(
         _join_statement(), caller_params(claims, project=project_id, new_role=role, now=now)
+    )
+    # The invitation's `deleted` too, not only the member's `joined`: the project's admins
+    # keep a copy of its pending invitations from the feed, and this is how they learn that
+    # one is gone (as when it is revoked or declined).
+    await _deleted(db, claims, taken, now)
+    await events.append(
+        db,
+        at=now,
+        actor_id=claims.user_id,
+        project_id=project_id,
+        entity="member",
+        entity_id=claims.user_id,
+        action="joined",
+        changes=events.column_changes("member", None, {"role": role}),
     )
     return int(project_id)
 
 
-async def decline(db: Db, claims: AccessClaims, invitation_id: int) -> bool:
+async def decline(db: Db, claims: AccessClaims, invitation_id: int, *, now: datetime) -> bool:
+    """Delete the invitation to the caller and record it, in one transaction."""
     params = caller_params(claims, invitation=invitation_id)
-    return bool(await db.rows(_take_statement(False), params))
+    async with db.transaction():
+        declined = await db.first(_take_statement(False), params)
+        if declined is None:
+            return False
+        await _deleted(db, claims, declined, now)
+    return True
 
 
 async def diagnose_for_caller(

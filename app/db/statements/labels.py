@@ -7,10 +7,15 @@ project the caller may not see (or may not change) is never read or written. Whe
 matches nothing, `diagnose` tells the service why (spec api-v2 section 2). The unique index
 `uq_labels_project_name` (project, lower(name)) keeps names unique without regard to case,
 also between two requests at once; the service turns its refusal into a 409.
+
+Every write appends its event (`events.append`, spec api-v2 section 7) in the write's
+transaction, and only when it wrote something: a label's `created`, `updated` (with the name
+and colour it had, read locked in the same transaction) and `deleted`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
@@ -33,6 +38,7 @@ from sqlalchemy import (
 from app.core.roles import Permission, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
+from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.tasks import caller_params
@@ -102,6 +108,17 @@ def _insert_statement() -> Statement:
 
 
 @cache
+def _locked_statement() -> Statement:
+    """The label to update as it is now, locked until the update (`FOR NO KEY UPDATE`: a
+    task write that links the label still may), if the caller may update it."""
+    return Statement(
+        select(*LABEL_COLUMNS)
+        .where(*_this_label(), *_allowed(Permission.LABEL_UPDATE))
+        .with_for_update(key_share=True)
+    )
+
+
+@cache
 def _update_statement(fields: tuple[str, ...]) -> Statement:
     """UPDATE of the fields sent; with none, the statement still runs (and authorizes) but
     sets the name to itself."""
@@ -147,7 +164,9 @@ def _lock_statement() -> Statement:
     of a new link waits for this transaction, then fails), so the next statement sees every
     task that carries it."""
     return Statement(
-        select(Label.id).where(*_this_label(), *_allowed(Permission.LABEL_DELETE)).with_for_update()
+        select(*LABEL_COLUMNS)
+        .where(*_this_label(), *_allowed(Permission.LABEL_DELETE))
+        .with_for_update()
     )
 
 
@@ -159,6 +178,16 @@ def _bump_statement() -> Statement:
         .where(Task.id.in_(_carrying()))
         .values(version=Task.version + 1, updated_at=bindparam("now", type_=Task.updated_at.type))
         .returning(Task.id)
+    )
+
+
+@cache
+def _links_of_statement() -> Statement:
+    """The labels the tasks `ids` carry (inside the deletion's transaction: an expanding IN)."""
+    return Statement(
+        select(TaskLabel.task_id, TaskLabel.label_id).where(
+            TaskLabel.task_id.in_(bindparam("ids", expanding=True))
+        )
     )
 
 
@@ -187,6 +216,28 @@ def _record(row: Row) -> LabelRecord:
     return LabelRecord(row[0], row[1], row[2], row[3])
 
 
+async def _append(
+    db: Db,
+    claims: AccessClaims,
+    now: datetime,
+    action: str,
+    label: LabelRecord,
+    before: Mapping[str, Any] | None,
+    after: Mapping[str, Any],
+) -> None:
+    """The label's event by the caller, in the write's transaction."""
+    await events.append(
+        db,
+        at=now,
+        actor_id=claims.user_id,
+        project_id=label.project_id,
+        entity="label",
+        entity_id=label.id,
+        action=action,
+        changes=events.column_changes("label", before, after),
+    )
+
+
 async def list_rows(
     db: Db,
     claims: AccessClaims,
@@ -213,32 +264,55 @@ async def fetch(db: Db, claims: AccessClaims, project_id: int, label_id: int) ->
 async def insert_label(
     db: Db, claims: AccessClaims, project_id: int, name: str, color: str, now: datetime
 ) -> LabelRecord | None:
-    """The new label, or None when the caller may not create one there (nothing written);
-    an IntegrityError when the project has the name already."""
+    """The new label and its event, or None when the caller may not create one there
+    (nothing written); an IntegrityError when the project has the name already."""
     params = caller_params(claims, in_project=project_id, new_name=name, new_color=color, now=now)
-    created = await db.first(_insert_statement(), params)
-    return _record(created) if created is not None else None
+    async with db.transaction():
+        found = await db.first(_insert_statement(), params)
+        if found is None:
+            return None
+        created = _record(found)
+        await _append(db, claims, now, "created", created, None, created._asdict())
+    return created
 
 
 async def update_label(
-    db: Db, claims: AccessClaims, project_id: int, label_id: int, changes: dict[str, Any]
+    db: Db,
+    claims: AccessClaims,
+    project_id: int,
+    label_id: int,
+    changes: dict[str, Any],
+    now: datetime,
 ) -> LabelRecord | None:
+    """The label with `changes` applied and, if that changed it, its `updated` event; None
+    when the caller may not update it (nothing written); an IntegrityError when another
+    label of the project has the new name."""
     params = caller_params(
         claims,
         in_project=project_id,
         label_id=label_id,
         **{f"new_{field}": value for field, value in changes.items()},
     )
-    updated = await db.first(_update_statement(tuple(sorted(changes))), params)
-    return _record(updated) if updated is not None else None
+    async with db.transaction():
+        found = await db.first(_locked_statement(), params)
+        if found is None:
+            return None
+        written = await db.first(_update_statement(tuple(sorted(changes))), params)
+        if written is None:
+            return None
+        before, updated = _record(found), _record(written)
+        if updated != before:  # a body that changes nothing leaves no event
+            await _append(db, claims, now, "updated", updated, before._asdict(), updated._asdict())
+    return updated
 
 
 async def delete_label(
     db: Db, claims: AccessClaims, project_id: int, label_id: int, now: datetime
 ) -> list[int] | None:
-    """Delete the label, taking it off its tasks, each of which gets a new version; the ids
-    of those tasks, or None when the caller may not delete it (nothing written). The
-    statements must share the request's transaction (the route's `TransactionDb`).
+    """Delete the label, taking it off its tasks, each of which gets a new version, and
+    append its `deleted` event (the name and colour it had, each to null); the ids of those
+    tasks, or None when the caller may not delete it (nothing written). The statements must
+    share the request's transaction (the route's `TransactionDb`).
 
     Locks are taken tasks first, then the label: the order a task write that labels a task
     takes them in (its task row, then its link's foreign key on the label). A task labelled
@@ -247,13 +321,37 @@ async def delete_label(
     """
     params = caller_params(claims, in_project=project_id, label_id=label_id)
     await db.rows(_lock_tasks_statement(), params)
-    if await db.first(_lock_statement(), params) is None:
+    found = await db.first(_lock_statement(), params)
+    if found is None:
         return None  # the request's transaction is rolled back: nothing stays locked
-    bumped = await db.rows(_bump_statement(), {"label_id": label_id, "now": now})
+    label = _record(found)
+    bumped = sorted(
+        row[0] for row in await db.rows(_bump_statement(), {"label_id": label_id, "now": now})
+    )
+    carried: dict[int, list[int]] = {task_id: [] for task_id in bumped}
+    if bumped:
+        for task_id, carried_id in await db.rows(_links_of_statement(), {"ids": bumped}):
+            carried[task_id].append(carried_id)
     unlink, remove = _delete_statements()
     await db.rows(unlink, {"label_id": label_id})
     await db.rows(remove, {"label_id": label_id})
-    return sorted(row[0] for row in bumped)
+    # Each task that carried it got a new version, so each records its change too: a client
+    # that keeps a copy by the feed sees every version of a task.
+    for task_id, label_ids in carried.items():
+        await events.append(
+            db,
+            at=now,
+            actor_id=claims.user_id,
+            project_id=label.project_id,
+            entity="task",
+            entity_id=task_id,
+            task_id=task_id,
+            action="updated",
+            changes={"label_ids": (sorted(label_ids), sorted(set(label_ids) - {label_id}))},
+        )
+    gone = dict.fromkeys(events.AUDITED["label"])
+    await _append(db, claims, now, "deleted", label, label._asdict(), gone)
+    return bumped
 
 
 async def diagnose(

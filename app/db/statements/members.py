@@ -7,6 +7,10 @@ see the other still an owner); it then reads the state the rules of spec api-v2 
 need (`state`), and writes with the least role those rules asked for inside the statement's
 `WHERE` (`caller_may`), with the target's role it read and the last-owner rule as guards.
 
+Each write appends its events in the caller's transaction (spec api-v2 section 7): the member's
+`role_changed`, `removed` or `left` (entity_id the member's user id), and for a removal, an
+`updated` of each task of the project they were assigned to (its `assignee_ids`).
+
 The statements here select from or write `project_members` themselves, so the membership
 condition is not correlated with their own rows (`_caller_may`): it is about the caller's
 membership, whichever row the statement is on.
@@ -36,6 +40,7 @@ from sqlalchemy.orm import aliased
 from app.core.roles import Permission, ProjectRole, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Statement
+from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.tasks import caller_params
@@ -235,6 +240,21 @@ def _bump_assigned_tasks_statement() -> Statement:
 
 
 @cache
+def _assignees_statement() -> Statement:
+    """Every assignee of the project's tasks that `:target_id` is assigned to (read before
+    they are taken off: each task's event says who its assignees were)."""
+    in_project = select(Task.id).where(Task.project_id == bindparam("project_id"))
+    theirs = select(TaskAssignee.task_id).where(
+        TaskAssignee.user_id == bindparam("target_id"), TaskAssignee.task_id.in_(in_project)
+    )
+    return Statement(
+        select(TaskAssignee.task_id, TaskAssignee.user_id)
+        .where(TaskAssignee.task_id.in_(theirs))
+        .order_by(TaskAssignee.task_id, TaskAssignee.user_id)
+    )
+
+
+@cache
 def _unassign_statement() -> Statement:
     in_project = select(Task.id).where(Task.project_id == bindparam("project_id"))
     return Statement(
@@ -272,12 +292,26 @@ async def change_role(
     seen_role: int,
     required: ProjectRole,
     new_role: int,
+    now: datetime,
 ) -> bool:
-    """Give the member `new_role`, if the guards hold (see `_write_conditions`)."""
+    """Give the member `new_role`, if the guards hold (see `_write_conditions`), and record
+    it (in the caller's transaction)."""
     params = _write_params(
         claims, project_id, user_id, seen_role=seen_role, required=required, new_role=new_role
     )
-    return bool(await db.rows(_update_role_statement(), params))
+    if not await db.rows(_update_role_statement(), params):
+        return False
+    await events.append(
+        db,
+        at=now,
+        actor_id=claims.user_id,
+        project_id=project_id,
+        entity="member",
+        entity_id=user_id,
+        action="role_changed",
+        changes=events.column_changes("member", {"role": seen_role}, {"role": new_role}),
+    )
+    return True
 
 
 async def remove(
@@ -291,15 +325,40 @@ async def remove(
     now: datetime,
 ) -> bool:
     """Remove the member, if the guards hold, and take them off the assignees of the
-    project's tasks, each of which gets a new version (in the caller's transaction)."""
+    project's tasks, each of which gets a new version; record it all (the member `left` when
+    they are the caller, else `removed`; each task `updated`), in the caller's transaction."""
     # `new_role` 0: below every role, so the last-owner guard applies as to a demotion.
     params = _write_params(
         claims, project_id, user_id, seen_role=seen_role, required=required, new_role=0
     )
     if not await db.rows(_delete_statement(), params):
         return False
+    event = {"at": now, "actor_id": claims.user_id, "project_id": project_id}
+    await events.append(
+        db,
+        **event,
+        entity="member",
+        entity_id=user_id,
+        action="left" if user_id == claims.user_id else "removed",
+        changes=events.column_changes("member", {"role": seen_role}, {"role": None}),
+    )
     # The removal above authorized these, in this transaction (the caller may have just left).
     params = {"project_id": project_id, "target_id": user_id, "now": now}
     await db.rows(_bump_assigned_tasks_statement(), params)
+    # Read with those tasks locked by the bump: no other write changes their assignees now.
+    assignees: dict[int, list[int]] = {}
+    for task_id, assignee_id in await db.rows(_assignees_statement(), params):
+        assignees.setdefault(task_id, []).append(assignee_id)
     await db.rows(_unassign_statement(), params)
+    for task_id, old in assignees.items():
+        new = [assignee for assignee in old if assignee != user_id]
+        await events.append(
+            db,
+            **event,
+            entity="task",
+            entity_id=task_id,
+            task_id=task_id,
+            action="updated",
+            changes={"assignee_ids": (old, new)},
+        )
     return True

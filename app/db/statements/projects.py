@@ -7,6 +7,11 @@ project the caller may not see is never read or written, and one that they may s
 change is not changed. When a statement matches nothing, `diagnose` reads why (token, role,
 trash, Inbox, version), and the service answers from that (spec api-v2 section 2's order).
 Writes bump `version` in the database, which makes `If-Match` a compare-and-set.
+
+Every write appends its event in its own transaction (spec api-v2 section 7): a new project
+its `created` and its owner's `joined`; a change, a trashing or a restoring, when it moved
+the version, its `updated`, `deleted` or `restored`, with the old values read from the row
+locked just before the write (`_locked_statement`), so they are the ones the write replaced.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from sqlalchemy import (
 from app.core.roles import Permission, ProjectRole, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
+from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.tasks import caller_params
@@ -209,6 +215,22 @@ def _restore_statement() -> Statement:
 
 
 @cache
+def _locked_statement() -> Statement:
+    """The project's row as the write that follows will find it, locked until the
+    transaction ends (PostgreSQL: FOR NO KEY UPDATE, which the UPDATE would take anyway;
+    SQLite's transaction is exclusive already), if the caller is current and a member of it,
+    live or in the trash (every write of a project needs that, so nobody else locks it)."""
+    member = exists().where(
+        ProjectMember.project_id == Project.id, ProjectMember.user_id == bindparam("user_id")
+    )
+    return Statement(
+        select(*PROJECT_COLUMNS)
+        .where(_this_project(), member, caller_is_current())
+        .with_for_update(key_share=True, of=Project)
+    )
+
+
+@cache
 def _lock_statement() -> Statement:
     """The live project's row, locked until the transaction ends, if the caller sees it.
 
@@ -254,18 +276,77 @@ async def fetch(db: Db, claims: AccessClaims, project_id: int) -> ProjectRecord 
     return _record(found) if found is not None else None
 
 
+def _columns(row: Row) -> dict[str, Any]:
+    """A project's columns by name (the role, if the row has it, left out)."""
+    return dict(zip(ProjectRecord._fields[:-1], row, strict=False))
+
+
 async def insert_project(
     db: Db, claims: AccessClaims, name: str, description: str | None, now: datetime
 ) -> ProjectRecord | None:
-    """A new project with the caller as its owner (two statements: call in a transaction);
-    None when the caller is not current (nothing is written then)."""
+    """A new project with the caller as its owner, and their events (four statements, in
+    one transaction); None when the caller is not current (nothing is written then)."""
     params = caller_params(claims, now=now, new_name=name, new_description=description)
-    created = await db.first(_insert_statement(), params)
-    if created is None:
-        return None
-    project = _record(created)
-    await db.rows(_insert_owner_statement(), caller_params(claims, now=now, project_id=project.id))
+    async with db.transaction():
+        created = await db.first(_insert_statement(), params)
+        if created is None:
+            return None
+        project = _record(created)
+        owner = caller_params(claims, now=now, project_id=project.id)
+        await db.rows(_insert_owner_statement(), owner)
+        event = {"at": now, "actor_id": claims.user_id, "project_id": project.id}
+        await events.append(
+            db,
+            **event,
+            entity="project",
+            entity_id=project.id,
+            action="created",
+            changes=events.column_changes("project", None, _columns(created)),
+        )
+        await events.append(
+            db,
+            **event,
+            entity="member",
+            entity_id=claims.user_id,
+            action="joined",
+            changes=events.column_changes("member", None, {"role": int(ProjectRole.OWNER)}),
+        )
     return project
+
+
+async def _logged_write(
+    db: Db,
+    claims: AccessClaims,
+    project_id: int,
+    statement: Statement,
+    params: dict[str, Any],
+    *,
+    action: str,
+    now: datetime,
+) -> Row | None:
+    """`statement` (a write of the project returning its columns) and, when it moved the
+    version, its event, in one transaction; the written row, or None when it matched
+    nothing (no event then)."""
+    async with db.transaction():
+        before = await db.first(_locked_statement(), caller_params(claims, project_id=project_id))
+        if before is None:  # not a member, or not current: the write cannot match
+            return None
+        written = await db.first(statement, params)
+        if written is None:
+            return None
+        old, new = _columns(before), _columns(written)
+        if new["version"] != old["version"]:
+            await events.append(
+                db,
+                at=now,
+                actor_id=claims.user_id,
+                project_id=project_id,
+                entity="project",
+                entity_id=project_id,
+                action=action,
+                changes=events.column_changes("project", old, new),
+            )
+    return written
 
 
 async def update_project(
@@ -285,7 +366,10 @@ async def update_project(
         **{f"expected_{n}": version for n, version in enumerate(expected_versions or ())},
     )
     expected = -1 if expected_versions is None else len(expected_versions)
-    updated = await db.first(_update_statement(tuple(sorted(changes)), expected), params)
+    statement = _update_statement(tuple(sorted(changes)), expected)
+    updated = await _logged_write(
+        db, claims, project_id, statement, params, action="updated", now=now
+    )
     return _record(updated) if updated is not None else None
 
 
@@ -304,14 +388,19 @@ async def trash_project(
         **{f"expected_{n}": version for n, version in enumerate(expected_versions or ())},
     )
     expected = -1 if expected_versions is None else len(expected_versions)
-    return bool(await db.rows(_trash_statement(expected), params))
+    trashed = await _logged_write(
+        db, claims, project_id, _trash_statement(expected), params, action="deleted", now=now
+    )
+    return trashed is not None
 
 
 async def restore_project(
     db: Db, claims: AccessClaims, project_id: int, *, now: datetime
 ) -> ProjectRecord | None:
     params = caller_params(claims, project_id=project_id, now=now)
-    restored = await db.first(_restore_statement(), params)
+    restored = await _logged_write(
+        db, claims, project_id, _restore_statement(), params, action="restored", now=now
+    )
     return _record(restored) if restored is not None else None
 
 
