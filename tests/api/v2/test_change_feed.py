@@ -167,6 +167,46 @@ class TestWalking:
         assert all(item["project_id"] != project_id for item in items)
 
 
+class TestMembership:
+    async def test_a_new_member_learns_of_the_project_and_a_removed_one_of_the_removal(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        member = await register(racing, "member")
+        project_id = await new_project(racing, owner)
+        _, cursor = await walk(racing, member)
+        invited = await racing.post(
+            f"{V2}/projects/{project_id}/invitations",
+            json={"email": member.email, "role": "editor"},
+            headers=owner.headers,
+        )
+        assert invited.status_code == 201, invited.text
+        accepted = await racing.post(
+            f"{V2}/invitations/{invited.json()['id']}/accept", headers=member.headers
+        )
+        assert accepted.status_code == 200, accepted.text
+        items, cursor = await walk(racing, member, cursor)
+        joined = [item for item in items if item["entity"] == "member"]
+        assert [(item["action"], item["entity_id"]) for item in joined] == [
+            ("joined", member.id)
+        ]
+        assert joined[0]["project_id"] == project_id
+        assert joined[0]["object"]["role"] == "editor"
+
+        await new_task(racing, owner, project_id, "Seen")
+        removed = await racing.delete(
+            f"{V2}/projects/{project_id}/members/{member.id}", headers=owner.headers
+        )
+        assert removed.status_code == 204, removed.text
+        await new_task(racing, owner, project_id, "Never seen")
+        items, _ = await walk(racing, member, cursor)
+        # Its own removal, and nothing of the project after it (not even what came before it
+        # but after the cursor: the feed holds the projects the member is in now).
+        assert [(item["entity"], item["action"]) for item in items] == [("member", "removed")]
+        assert items[0]["entity_id"] == member.id
+        assert items[0]["object"] is None
+        assert items[0]["project_id"] == project_id
+
+
 class TestRefused:
     async def test_forged_cursors_and_limits_are_422(
         self, racing: httpx.AsyncClient, owner: Account

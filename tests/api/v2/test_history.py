@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.event import Event
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2, Team, add_project
-from tests.api.v2.test_tasks import create, task_url
+from tests.api.v2.test_tasks import add_label, create, task_url
 from tests.support import assert_problem
 
 
@@ -211,6 +211,71 @@ class TestRefused:
         )
         assert_problem(bad_assignee, 422)
         assert await event_count(session) == before
+
+
+class TestNothingHalfWritten:
+    """A write whose event cannot be written is not written either: the event is refused by a
+    trigger (made in the test's own rolled-back transaction), as an outage or a constraint
+    would refuse it after the write succeeded."""
+
+    async def refuse_events(self, session: AsyncSession, backend: str) -> None:
+        if backend == "postgresql":
+            await session.execute(
+                text(
+                    "CREATE FUNCTION refuse_event() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation'; END $$"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_event BEFORE INSERT ON events "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_event()"
+                )
+            )
+        else:
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_event BEFORE INSERT ON events "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        await session.commit()
+
+    async def test_task_writes_on_every_path(
+        self, client: httpx.AsyncClient, team: Team, session: AsyncSession, backend: str
+    ) -> None:
+        editor = team.headers["editor"]
+        task = await create(client, editor, project_id=team.project_id, title="Before")
+        label = await add_label(session, team.project_id, "Bug")
+        await self.refuse_events(session, backend)
+        url = task_url(task["id"])
+        attempts = [
+            client.post(
+                f"{V2}/tasks", json={"title": "New", "project_id": team.project_id}, headers=editor
+            ),
+            client.post("/api/v1/tasks", json={"title": "New"}, headers=editor),
+            client.patch(url, json={"title": "After"}, headers=editor),
+            client.patch(url, json={"title": "After", "label_ids": [label]}, headers=editor),
+            client.delete(url, headers=editor),
+        ]
+        for attempt in attempts:
+            response = await attempt
+            assert_problem(response, 409)
+        now = await client.get(url, headers=editor)
+        assert now.json()["title"] == "Before"
+        assert now.json()["version"] == task["version"]
+        assert now.json()["label_ids"] == []
+        listed = await client.get(f"{V2}/tasks", headers=editor)
+        assert [item["id"] for item in listed.json()["items"]] == [task["id"]]
+
+    async def test_a_project_rename(
+        self, client: httpx.AsyncClient, team: Team, session: AsyncSession, backend: str
+    ) -> None:
+        await self.refuse_events(session, backend)
+        url = f"{V2}/projects/{team.project_id}"
+        response = await client.patch(url, json={"name": "Renamed"}, headers=team.headers["owner"])
+        assert_problem(response, 409)
+        assert (await client.get(url, headers=team.headers["owner"])).json()["name"] == "Launch"
 
 
 def _owner() -> Any:
