@@ -392,6 +392,22 @@ class TestExpireEvents:
         again = await run_cli(capsys, "expire-events", "--older-than-days", "5")
         assert "Removed 1 event(s)" in again.out
 
+    async def test_nothing_kept_lies_before_what_was_removed(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # Logged in this order, the first younger than the second (a transaction that began
+        # writing first and committed its older event later): removing the old one removes
+        # what came before it in the log too, so no kept event lies behind the mark, where a
+        # feed cursor to it would be taken for one from before the removal.
+        await self.add_events(db, [10, 100, 0])
+        result = await run_cli(capsys, "expire-events", "--older-than-days", "90")
+        assert "Removed 2 event(s)" in result.out
+        async with db.connect() as conn:
+            kept = (await conn.scalars(select(Event.id))).all()
+            mark = (await conn.execute(select(EventRetention.removed_through_id))).scalar_one()
+        assert len(kept) == 1
+        assert mark < kept[0]
+
     async def test_refuses_a_retention_below_one_day(
         self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
     ) -> None:

@@ -318,21 +318,28 @@ def _row(row: Row) -> EventRow:
     return EventRow._make(row)
 
 
-def _walk_back(column: Any, value: Any) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
+def _walk_back(
+    column: Any, value: Any, dialect: str
+) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The condition `column` is `value`, and the order (newest first) of a walk back on the
     (column, id) index.
 
-    A range, `column BETWEEN value AND value`, ordered by (column, id): with `column = value`
-    PostgreSQL drops the constant `column` from the order, and then walking the primary key
-    back while filtering on `column` gives it too. Its statistics make that look cheap for a
-    common value (a project or task holding a few percent of the log), but the walk reads
-    every newer event until it has a page: the whole log after a project or task quiet since
-    long. Ordered by (column, id), only the (column, id) index gives the order."""
-    return column.between(value, value), (column.desc(), Event.id.desc())
+    PostgreSQL: a range, `column BETWEEN value AND value`, ordered by (column, id). With
+    `column = value` it drops the constant `column` from the order, and then walking the
+    primary key back while filtering on `column` gives the order too. Its statistics make
+    that look cheap for a common value (a project or task holding a few percent of the log),
+    but the walk reads every newer event until it has a page: the whole log after a project
+    or task quiet since long (tests/db/test_query_plans.py, the Archive). Ordered by (column,
+    id), only the (column, id) index gives the order; the scan still starts at the cursor.
+    SQLite keeps `=`: it picks the index for an equality, and seeks to the cursor only after
+    one."""
+    if dialect == "postgresql":
+        return column.between(value, value), (column.desc(), Event.id.desc())
+    return column == value, (Event.id.desc(),)
 
 
 @cache
-def _task_activity_statement(before: bool) -> Statement:
+def _task_activity_statement(before: bool, dialect: str) -> Statement:
     """A page of a task's events (its comments' too), newest first, if the caller may read
     the task's project (live task or in the trash)."""
     visible = (
@@ -343,7 +350,7 @@ def _task_activity_statement(before: bool) -> Statement:
         )
         .exists()
     )
-    walk, newest_first = _walk_back(Event.task_id, bindparam("task_id"))
+    walk, newest_first = _walk_back(Event.task_id, bindparam("task_id"), dialect)
     conditions = [walk, visible, caller_is_current()]
     if before:
         conditions.append(Event.id < bindparam("before_id"))
@@ -351,7 +358,7 @@ def _task_activity_statement(before: bool) -> Statement:
 
 
 @cache
-def _project_activity_statement(before: bool) -> Statement:
+def _project_activity_statement(before: bool, dialect: str) -> Statement:
     """A page of a project's events (a task moved out included), newest first, if the
     caller may read the project."""
     project_id = bindparam("project_id", type_=BigInteger())
@@ -360,8 +367,8 @@ def _project_activity_statement(before: bool) -> Statement:
     if before:
         conditions.append(Event.id < bindparam("before_id"))
     walks = [
-        _walk_back(Event.project_id, project_id),
-        _walk_back(Event.from_project_id, project_id),
+        _walk_back(Event.project_id, project_id, dialect),
+        _walk_back(Event.from_project_id, project_id, dialect),
     ]
     ordered = [
         _events()
@@ -379,7 +386,7 @@ async def task_activity(
     db: Db, params: dict[str, Any], task_id: int, *, before_id: int | None, limit: int
 ) -> list[EventRow]:
     rows = await db.rows(
-        _task_activity_statement(before_id is not None),
+        _task_activity_statement(before_id is not None, db.dialect.name),
         {**params, "task_id": task_id, "before_id": before_id, "limit": limit},
     )
     return [_row(row) for row in rows]
@@ -389,7 +396,7 @@ async def project_activity(
     db: Db, params: dict[str, Any], project_id: int, *, before_id: int | None, limit: int
 ) -> list[EventRow]:
     rows = await db.rows(
-        _project_activity_statement(before_id is not None),
+        _project_activity_statement(before_id is not None, db.dialect.name),
         {**params, "project_id": project_id, "before_id": before_id, "limit": limit},
     )
     return [_row(row) for row in rows]
@@ -559,34 +566,35 @@ async def removed_through(db: Db) -> Position | None:
 
 
 @cache
-def _oldest_kept_statement() -> Statement:
-    """The newest position among the events older than `cutoff` (NULL: none)."""
+def _newest_expired_statement() -> Statement:
+    """The newest position among the events older than `cutoff` (no row: none)."""
     old = select(Event.xid, Event.id).where(Event.at < bindparam("cutoff", type_=Event.at.type))
-    newest = old.order_by(Event.xid.desc(), Event.id.desc()).limit(1)
-    return Statement(newest)
+    return Statement(old.order_by(Event.xid.desc(), Event.id.desc()).limit(1))
 
 
 @cache
-def _remove_old_statement() -> Statement:
+def _remove_through_statement() -> Statement:
     return Statement(
-        delete(Event).where(Event.at < bindparam("cutoff", type_=Event.at.type)).returning(Event.id)
+        delete(Event)
+        .where(tuple_(Event.xid, Event.id) <= tuple_(bindparam("mark_xid"), bindparam("mark_id")))
+        .returning(Event.id)
     )
 
 
 async def remove_older_than(db: Db, cutoff: datetime) -> int:
-    """Remove the events older than `cutoff` and move the retention mark past them (inside a
-    transaction); how many were removed."""
-    newest = await db.first(_oldest_kept_statement(), {"cutoff": cutoff})
+    """Remove the events older than `cutoff`, and every event before them in the log, and
+    move the retention mark to the newest removed (inside a transaction); how many were
+    removed. Nothing kept lies before the mark, so a cursor the feed handed out from what is
+    kept is never taken for one from before the removal."""
+    newest = await db.first(_newest_expired_statement(), {"cutoff": cutoff})
     if newest is None:
         return 0
-    removed = await db.rows(_remove_old_statement(), {"cutoff": cutoff})
     mark = Position(int(newest[0]), int(newest[1]))
+    removed = await db.rows(_remove_through_statement(), {"mark_xid": mark.xid, "mark_id": mark.id})
     previous = await removed_through(db)
-    if previous is not None and previous >= mark:
-        return len(removed)
     if previous is None:
         await db.rows(_mark_insert_statement(), {"mark_xid": mark.xid, "mark_id": mark.id})
-    else:
+    elif previous < mark:
         await db.rows(_mark_update_statement(), {"mark_xid": mark.xid, "mark_id": mark.id})
     return len(removed)
 
