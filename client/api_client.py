@@ -377,3 +377,25 @@ class ApiSession:
 
     def delete_comment(self, task_id: Any, comment_id: Any) -> None:
         self.call("DELETE", f"/tasks/{task_id}/comments/{comment_id}")
+
+    # History (section 7).
+
+    def _activity(self, path: str, most: int) -> tuple[list[dict[str, Any]], bool]:
+        """The newest `most` events at `path` (newest first, up to 100 a request), and
+        whether older ones are left. Read from the newest each time, so events that
+        happened meanwhile are shown and none is skipped."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"limit": min(100, most)}
+        while True:
+            page = self._page(path, query)
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor or len(items) >= most:
+                return items[:most], bool(cursor)
+            query = {"limit": min(100, most - len(items)), "cursor": cursor}
+
+    def task_activity(self, task_id: Any, most: int) -> tuple[list[dict[str, Any]], bool]:
+        return self._activity(f"/tasks/{task_id}/activity", most)
+
+    def project_activity(self, project_id: Any, most: int) -> tuple[list[dict[str, Any]], bool]:
+        return self._activity(f"/projects/{project_id}/activity", most)

@@ -2,11 +2,11 @@
 
 It talks to the API (v2) only over HTTP (api_client.py), as any third-party client would. This
 file is the one place that reads the signed-in session: it registers the screens with
-st.navigation (each at its own URL: / for Tasks, /overview, /trash, /members, /projects,
-/invitations, /profile, /users for admins), reads the person's projects, draws the project
-switcher (Inbox first), hands the screen being shown its workspace (session, projects, the
-current project and the roles table), and catches whatever escaped a screen, so a person never
-sees a Python traceback. Settings for `streamlit run` (no developer toolbar,
+st.navigation (each at its own URL: / for Tasks, /overview, /trash, /members, /activity,
+/projects, /invitations, /profile, /users for admins), reads the person's projects, draws the
+project switcher (Inbox first), hands the screen being shown its workspace (session, projects,
+the current project and the roles table), and catches whatever escaped a screen, so a person
+never sees a Python traceback. Settings for `streamlit run` (no developer toolbar,
 no error details, no usage statistics) are in .streamlit/config.toml next to this file.
 """
 
@@ -21,7 +21,18 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from api_client import ApiError, ApiSession, api_base_url
-from screens import account, admin, invitations, members, overview, profile, projects, tasks, trash
+from screens import (
+    account,
+    activity,
+    admin,
+    invitations,
+    members,
+    overview,
+    profile,
+    projects,
+    tasks,
+    trash,
+)
 from task_fields import plain
 from ui import (
     CLIENT_FAILURE_MESSAGE,
@@ -60,6 +71,7 @@ SCREENS = (
     Screen("Overview", "overview", overview.render),
     Screen("Trash", "trash", trash.render),
     Screen("Members", "members", members.render),
+    Screen("Activity", "activity", activity.render),
     Screen("Projects", "projects", projects.render),
     Screen("Invitations", "invitations", invitations.render),
     Screen("Profile", "profile", _session_only(profile.render)),

@@ -48,6 +48,9 @@ class EventRead(ResponseModel):
     project_id: int
     entity: EntityName
     entity_id: int = Field(description="The entity's id; for a member, the member's user id.")
+    task_id: int | None = Field(
+        description="The task of a task's or a comment's event (null for other entities)."
+    )
     action: ActionName
     changes: dict[str, list[Any]] = Field(
         description="Each changed field of the entity's v2 object: [old, new]."
@@ -114,6 +117,7 @@ def event_json(event: EventRow) -> dict[str, Any]:
         "project_id": event.project_id,
         "entity": event.entity,
         "entity_id": event.entity_id,
+        "task_id": event.task_id,
         "action": event.action,
         "changes": shown_changes(event.entity, event.changes),
     }

@@ -1,5 +1,6 @@
 """The current project's task list: filters (assignee, "Assigned to me", label), sort, cursor
-pages, adding and editing with assignees and labels (If-Match), deleting, and comments.
+pages, adding and editing with assignees and labels (If-Match), deleting, and a task's comments
+and history (under its Comments button).
 
 An edit starts from the task as it was when the person pressed Edit (its ETag is kept), and
 is sent with `If-Match`, so an edit made meanwhile elsewhere comes back as a conflict (412)
@@ -18,7 +19,9 @@ from typing import Any
 import streamlit as st
 
 from api_client import ApiError, ApiSession
+from history import Names, person_name
 from paging import current_cursor, pager
+from screens.activity import task_history
 from screens.task_comments import OPEN_COMMENTS, comments_panel, toggle_comments
 from task_fields import (
     PAGE_SIZES,
@@ -57,6 +60,8 @@ class Directory:
     def __init__(self, members: list[dict[str, Any]], labels: list[dict[str, Any]]) -> None:
         self.people = {int(m["user"]["id"]): member_name(m["user"]) for m in members}
         self.labels = {int(label["id"]): str(label["name"]) for label in labels}
+        # In the history's sentences a person is named shortly (full name, else email).
+        self.short_people = {int(m["user"]["id"]): person_name(m["user"]) for m in members}
 
     def person(self, user_id: Any) -> str:
         return self.people.get(int(user_id), f"User {user_id}")
@@ -343,6 +348,11 @@ def _task_rows(workspace: Workspace, directory: Directory, tasks: list[dict[str,
     editing = st.session_state.get(_EDITING) or {}
     comments_open = st.session_state.get(OPEN_COMMENTS)
     may_edit, may_delete = workspace.may("task.update"), workspace.may("task.delete")
+    history_names = Names(
+        people=directory.short_people,
+        projects={int(p["id"]): str(p["name"]) for p in workspace.projects},
+        labels=directory.labels,
+    )
     for task in tasks:
         task_id = task["id"]
         with st.container(border=True, key=f"task_{task_id}"):
@@ -387,6 +397,7 @@ def _task_rows(workspace: Workspace, directory: Directory, tasks: list[dict[str,
                     show_feedback(error, None)
             if is_open:
                 comments_panel(workspace, directory.person, task_id)
+                task_history(workspace, history_names, task_id)
 
 
 def _open_editor(session: ApiSession, task_id: Any) -> None:

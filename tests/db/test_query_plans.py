@@ -31,12 +31,21 @@ for a member of 1 project and of 50, each statement walks each of the caller's p
 its walk index and merges the walks, so that its buffers and the rows it sorts are bounded
 by the projects walked and the page (and the share of tasks an assignee or label keeps),
 never by the tasks the caller may see.
+
+v2's history (`TestHistoryPlans`), on a third database: the team database's projects with
+about 250,000 events in their log, most of them not the callers'. The change feed, for a
+member of 1 project and of 50, 1,000 events a page, walks each membership's events on its
+(project_id, xid, id) index, the moves out of it and the caller's own member events, each
+walk stopping with a page, and fetches the page's rows by primary key: on the first page, a
+page deep in the log, the last page and a poll at the end alike. A task's and a project's
+activity walk back on their (task_id, id) and (project_id, id) indexes, also for a project
+whose events are all far behind the newest (never back along the whole log).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -48,13 +57,14 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 import app.models  # noqa: F401 - registers every table on Base.metadata
+from app.core.bounds import FEED_PAGE_SIZE_DEFAULT, FEED_PAGE_SIZE_MAX, PAGE_SIZE_MAX
 from app.core.pagination import CursorPosition, binding_digest, encode_cursor
 from app.core.roles import ProjectRole
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import Base
 from app.db.session import create_engine_for
-from app.services import task_listing
+from app.services import history, task_listing
 from app.services.task_listing import TaskFilters, TaskSort, TeamFilters
 from tests.conftest import create_database, drop_database, make_settings, run_alembic
 from tests.support import SORTS
@@ -210,6 +220,7 @@ class Row:
 
 
 RowT = TypeVar("RowT", bound=Row)
+T = TypeVar("T")
 
 
 @dataclass
@@ -306,7 +317,7 @@ async def seeded(
                 await autocommit.exec_driver_sql("VACUUM ANALYZE tasks")
                 for table in ("users", "projects", "project_members", "labels"):
                     await autocommit.exec_driver_sql(f"ANALYZE {table}")
-                for table in ("task_assignees", "task_labels"):
+                for table in ("task_assignees", "task_labels", "events"):
                     await autocommit.exec_driver_sql(f"VACUUM ANALYZE {table}")
             finally:
                 await autocommit.close()
@@ -961,3 +972,472 @@ class TestTeamListingPlans:
                 generic=False,
             )
         assert buffers(plan) > 5 * team_budget(TEAM_PROJECTS, 1)
+
+
+# --- v2: the history and the change feed ------------------------------------------------------
+#
+# A database of its own: the team database's projects and TEAM_MATE's Archive, and a log of
+# about 250,000 events: each project's creation and each membership's joining, two events of
+# each task (created, updated), moves between shared projects, a task of BIG_OWNER's Inbox,
+# one of a TEAM_MEMBER's project and one of the Archive with HOT_TASK_EVENTS events and
+# HOT_TASK_COMMENTS comments each, and TEAM_MEMBER's joining and leaving projects that are
+# no longer theirs. The events of all projects are interleaved in the log, as their times
+# interleave, except the Archive's, which all came before some 200,000 others. `xid` is set
+# as the writing transactions' would be (a few events each, some committed late: a lower xid
+# than an event before them), all below the horizon.
+
+HOT_TASK_EVENTS = 3_000
+HOT_TASK_COMMENTS = 1_000
+MOVES_EVERY = 30  # one task in so many of the shared projects' is moved out, one moved in
+LEFT_PROJECTS = 10  # shared projects TEAM_MEMBER joined and left
+# TEAM_MATE's "Archive": ARCHIVE_TASKS tasks (and a hot one) whose events all came in the
+# log's first weeks; nothing has happened in it since.
+ARCHIVE_TASKS = 1_000
+ARCHIVE_FIRST = SHARED_FIRST + SHARED_TASKS
+
+_EVENT_SEED = f"""
+INSERT INTO projects (name, inbox_user_id, created_at, updated_at, version)
+VALUES ('Archive', NULL, now(), now(), 1);
+
+INSERT INTO project_members (project_id, user_id, role, added_at)
+SELECT id, {TEAM_MATE}, {OWNER_RANK}, now() FROM projects WHERE name = 'Archive';
+
+INSERT INTO tasks (project_id, title, description, status, priority, due_at, created_at,
+                   updated_at, completed_at, deleted_at, version)
+SELECT (SELECT id FROM projects WHERE name = 'Archive'), {_TASK_VALUES}
+FROM generate_series({ARCHIVE_FIRST}, {ARCHIVE_FIRST + ARCHIVE_TASKS - 1}) AS n;
+
+CREATE TEMPORARY TABLE hot_tasks AS
+SELECT (SELECT min(id) FROM tasks WHERE project_id = {BIG_INBOX_OF}) AS id
+UNION ALL
+SELECT min(id) FROM tasks WHERE project_id = (
+    SELECT min(m.project_id) FROM project_members AS m JOIN projects AS p ON p.id = m.project_id
+    WHERE m.user_id = {TEAM_MEMBER} AND p.inbox_user_id IS NULL)
+UNION ALL
+SELECT min(id) FROM tasks WHERE project_id = (SELECT id FROM projects WHERE name = 'Archive');
+
+-- When each task's events happen: the archive's in its first weeks, the others' over a year.
+CREATE TEMPORARY TABLE timed_tasks AS
+SELECT t.id, t.project_id, t.title, t.status, coalesce(p.inbox_user_id, {TEAM_MATE}) AS actor_id,
+       CASE WHEN p.name = 'Archive' THEN timestamptz '2024-12-02' ELSE timestamptz '2025-01-01'
+       END AS start,
+       CASE WHEN p.name = 'Archive' THEN 32767 ELSE 524287 END AS spread
+FROM tasks AS t JOIN projects AS p ON p.id = t.project_id;
+
+INSERT INTO events (xid, at, actor_id, project_id, from_project_id, entity, entity_id, task_id,
+                    action, changes)
+SELECT greatest(1, 1 + k * span / total - CASE WHEN k % 7 = 3 THEN 2 ELSE 0 END),
+       at, actor_id, project_id, from_project_id, entity, entity_id, task_id, action, changes
+FROM (
+    SELECT e.*, row_number() OVER (ORDER BY e.at, e.entity, e.entity_id, e.action) AS k,
+           count(*) OVER () AS total,
+           least(count(*) OVER () / 3,
+                 pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 100) AS span
+    FROM (
+        SELECT timestamptz '2024-12-01' + p.id * interval '1 second' AS at,
+               coalesce(p.inbox_user_id, {TEAM_MATE}) AS actor_id, p.id AS project_id,
+               NULL::bigint AS from_project_id, 'project' AS entity, p.id AS entity_id,
+               NULL::bigint AS task_id, 'created' AS action,
+               jsonb_build_object('name', jsonb_build_array(NULL, p.name)) AS changes
+        FROM projects AS p
+        UNION ALL
+        SELECT timestamptz '2024-12-01' + m.project_id * interval '1 second', m.user_id,
+               m.project_id, NULL, 'member', m.user_id, NULL, 'joined',
+               jsonb_build_object('role', jsonb_build_array(NULL, m.role))
+        FROM project_members AS m
+        UNION ALL
+        SELECT t.start + (hashint4(t.id::int) & t.spread) * interval '1 minute',
+               t.actor_id, t.project_id, NULL, 'task', t.id, t.id,
+               'created', jsonb_build_object('title', jsonb_build_array(NULL, t.title))
+        FROM timed_tasks AS t
+        UNION ALL
+        SELECT t.start + (hashint4(t.id::int) & t.spread) * interval '1 minute'
+                   + (1 + (hashint4(t.id::int + 7) & t.spread / 8)) * interval '1 minute',
+               t.actor_id, t.project_id, NULL, 'task', t.id, t.id,
+               'updated', jsonb_build_object('status', jsonb_build_array('todo', t.status))
+        FROM timed_tasks AS t
+        UNION ALL
+        SELECT t.start + g * t.spread / {HOT_TASK_EVENTS} * interval '1 minute', {TEAM_MATE},
+               t.project_id, NULL, 'task', t.id, t.id, 'updated',
+               jsonb_build_object('priority', jsonb_build_array(1 + g % 4, 1 + (g + 1) % 4))
+        FROM hot_tasks AS h JOIN timed_tasks AS t ON t.id = h.id
+        CROSS JOIN generate_series(1, {HOT_TASK_EVENTS}) AS g
+        UNION ALL
+        SELECT t.start + (g * t.spread / {HOT_TASK_COMMENTS} + 1) * interval '1 minute',
+               {TEAM_MATE}, t.project_id, NULL, 'comment', 1000000 * h.id + g, t.id, 'created',
+               jsonb_build_object('body', jsonb_build_array(NULL, 'Comment ' || g))
+        FROM hot_tasks AS h JOIN timed_tasks AS t ON t.id = h.id
+        CROSS JOIN generate_series(1, {HOT_TASK_COMMENTS}) AS g
+        UNION ALL
+        SELECT timestamptz '2025-03-01' + (hashint4(t.id::int + 9) & 262143) * interval '1 minute',
+               {TEAM_MATE},
+               CASE WHEN t.project_id % 2 = 0 THEN t.project_id - 1 ELSE t.project_id + 1 END,
+               t.project_id, 'task', t.id, t.id, 'moved',
+               jsonb_build_object('project_id', jsonb_build_array(t.project_id, NULL))
+        FROM tasks AS t JOIN projects AS p ON p.id = t.project_id
+        WHERE p.inbox_user_id IS NULL AND p.name <> 'Archive' AND t.id % {MOVES_EVERY} = 0
+        UNION ALL
+        SELECT timestamptz '2025-02-01' + (p.id + a.n) * interval '1 day', {TEAM_MEMBER}, p.id,
+               NULL, 'member', {TEAM_MEMBER}, NULL, a.action, '{{}}'::jsonb
+        FROM (SELECT id FROM projects WHERE inbox_user_id IS NULL AND id % 2 = 1
+              ORDER BY id LIMIT {LEFT_PROJECTS}) AS p
+        CROSS JOIN (VALUES (0, 'joined'), (1, 'left')) AS a (n, action)
+    ) AS e
+) AS numbered
+ORDER BY k;
+
+DROP TABLE hot_tasks, timed_tasks
+"""
+
+TEAM_MATE_CALLER = AccessClaims(TEAM_MATE, token_version=1, issued_at=0, expires_at=2**40)
+FEED_CALLERS = {"1 project": BIG_CALLER, f"{TEAM_PROJECTS} projects": TEAM_CALLER}
+FEED_LIMITS = (FEED_PAGE_SIZE_MAX, FEED_PAGE_SIZE_DEFAULT)
+ACTIVITY_LIMIT = PAGE_SIZE_MAX
+
+# A feed page fetches each of its events by primary key and its actor's name (a few index
+# pages and a heap page each), and reads, per membership, a page of its walk's index entries
+# and a look at the moves out of it. Reading a membership's events at large instead, or
+# the log, is caught by the rows each walk reads (a page at most) before these budgets.
+FEED_BUFFER_BUDGET = 100
+FEED_BUFFERS_PER_EVENT = 8
+FEED_BUFFERS_PER_MEMBERSHIP = 20
+# An activity page reads its walk's index and rows and its actors' names, in each of its
+# walks (a task: 1; a project: its own events and the tasks moved out of it).
+ACTIVITY_BUFFER_BUDGET = 100
+ACTIVITY_BUFFERS_PER_EVENT = 5
+
+
+# Whose activity is read, and by whom: BIG_OWNER's Inbox, TEAM_MEMBER's first shared project
+# (tasks move out of it and into it), TEAM_MATE's Archive; each holds a task with
+# HOT_TASK_EVENTS events and HOT_TASK_COMMENTS comments.
+ACTIVITY_PLACES: dict[str, tuple[AccessClaims, str]] = {
+    "Inbox": (BIG_CALLER, BIG_INBOX_OF),
+    "shared project": (
+        TEAM_CALLER,
+        "(SELECT min(m.project_id) FROM project_members AS m JOIN projects AS p"
+        f" ON p.id = m.project_id WHERE m.user_id = {TEAM_MEMBER} AND p.inbox_user_id IS NULL)",
+    ),
+    "Archive": (TEAM_MATE_CALLER, "(SELECT id FROM projects WHERE name = 'Archive')"),
+}
+ACTIVITY_TARGETS = [
+    pytest.param(kind, place, id=f"{kind} in {place}")
+    for kind in ("task", "project")
+    for place in ACTIVITY_PLACES
+]
+
+
+def feed_budget(memberships: int, page: int) -> int:
+    return (
+        FEED_BUFFER_BUDGET
+        + FEED_BUFFERS_PER_EVENT * page
+        + FEED_BUFFERS_PER_MEMBERSHIP * memberships
+    )
+
+
+def activity_budget(walks: int, page: int) -> int:
+    return ACTIVITY_BUFFER_BUDGET + ACTIVITY_BUFFERS_PER_EVENT * walks * page
+
+
+@pytest.fixture(scope="module")
+async def history_database(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """v2's history: the team database's projects, and the Archive, with their events."""
+    async with seeded(tmp_path_factory, _SEED + _TEAM_SEED + _EVENT_SEED, team=False) as found:
+        yield found
+
+
+def history_plan_problems(
+    plan: dict[str, Any], *, walks: set[str], page: int, merged: int, by_id: int
+) -> list[str]:
+    """What is wrong with this plan of a history read (empty when nothing is).
+
+    - No Seq Scan (but of a system catalog).
+    - events is read by the walks' indexes, each walk reading at most a page of entries
+      (`page`: what the statement's LIMIT asks for; a loop's, on average, as PostgreSQL
+      reports a scan that runs once per membership), and by primary key at most
+      `by_id` rows in all (the feed's page, fetched once the walks are merged; the horizon's
+      newest id). Nothing else: a walk back along the primary key, filtering, is what a
+      quiet project's activity must never be.
+    - A Sort or an Aggregate gets at most `merged` rows: the walks' pages, never the events of
+      a project (or of all of the caller's) at large.
+    """
+    problems = []
+    fetched = 0
+    for node in nodes(plan):
+        kind = node["Node Type"]
+        # The horizon reads pg_stat_activity, a join with the few rows of pg_database.
+        catalog = str(node.get("Relation Name")).startswith("pg_")
+        if kind == "Seq Scan" and not catalog:
+            problems.append(f"a Seq Scan on {node.get('Relation Name')}")
+        if node.get("Relation Name") == "events":
+            index = node.get("Index Name")
+            read = int(node["Actual Rows"]) + int(node.get("Rows Removed by Filter", 0))
+            if index == "pk_events":
+                fetched += loops(node) * read
+            elif index not in walks:
+                problems.append(f"events read by {kind} {index}, not by a walk")
+            elif read > page:
+                problems.append(f"a walk on {index} read {read} events, not a page ({page})")
+        if kind in ("Sort", "Aggregate") and "Plans" in node:
+            fed = sum(
+                int(child["Actual Rows"])
+                for child in node["Plans"]
+                if child.get("Parent Relationship") not in {"InitPlan", "SubPlan"}
+            )
+            if fed > merged:
+                problems.append(f"a {kind} of {fed} rows (the walks' pages: {merged})")
+    if fetched > by_id:
+        problems.append(f"{fetched} events read by primary key (at most {by_id})")
+    return problems
+
+
+@dataclass
+class Explained:
+    """What is wrong with the plans of a test's history statements, and the buffers each
+    page read (its statements' together, by where it starts and the kind of plan)."""
+
+    failures: list[str] = field(default_factory=list)
+    buffers: dict[str, int] = field(default_factory=dict)
+
+    def deep_problems(self) -> list[str]:
+        """A page deep in the log must cost what the first page costs (a tenth more at most,
+        for the index pages that its walks' ranges happen to cross)."""
+        problems = []
+        for kind in ("custom", "generic"):
+            first, deep = self.buffers[f"first page, {kind}"], self.buffers[f"deep, {kind}"]
+            if deep > 1.1 * first + 20:
+                problems.append(f"the deep page read {deep} buffers, the first {first} ({kind})")
+        return problems
+
+
+async def explain_history(
+    probe: AsyncConnection,
+    statements: Sequence[tuple[str, Any]],
+    where: str,
+    explained: Explained,
+    *,
+    walks: set[str],
+    page: int,
+    merged: int,
+    by_id: int,
+    budget: int,
+) -> None:
+    """EXPLAIN each statement that reads events, custom and generic, into `explained`."""
+    for statement, parameters in statements:
+        for generic in (False, True):
+            plan = await explain(probe, statement, parameters, generic=generic)
+            problems = history_plan_problems(
+                plan, walks=walks, page=page, merged=merged, by_id=by_id
+            )
+            if buffers(plan) > budget:
+                problems.append(f"{buffers(plan)} buffers (budget {budget})")
+            kind = "generic" if generic else "custom"
+            read = explained.buffers.get(f"{where}, {kind}", 0)
+            explained.buffers[f"{where}, {kind}"] = read + buffers(plan)
+            if problems:
+                explained.failures.append(
+                    f"{where}, {kind} plan: {'; '.join(problems)}\n{outline(plan)}"
+                    f"\n{statement}\n{parameters}"
+                )
+
+
+def captured_reads(database: Database) -> list[tuple[str, Any]]:
+    """The statements captured that read events."""
+    return [s for s in database.captured.statements if "FROM events" in s[0]]
+
+
+async def capturing(database: Database, read: Awaitable[T]) -> T:
+    """`read`'s result, with the statements it sent in `database.captured`."""
+    database.captured.statements.clear()
+    database.captured.on = True
+    try:
+        return await read
+    finally:
+        database.captured.on = False
+
+
+def history_positions(count: int, limit: int) -> dict[str, int]:
+    """Where pages start (the index of the last event covered; -1: none): the first page,
+    one deep in the walk, the last page (not full), and (the feed) a poll at the end."""
+    return {
+        "first page": -1,
+        "deep": count // 2,
+        "last page": count - 1 - limit // 2,
+        "at the end": count - 1,
+    }
+
+
+class TestHistoryPlans:
+    @pytest.mark.parametrize("limit", FEED_LIMITS)
+    @pytest.mark.parametrize("who", list(FEED_CALLERS))
+    async def test_every_feed_page_walks_each_membership_on_its_index(
+        self, history_database: Database, who: str, limit: int
+    ) -> None:
+        """The feed's page, at 1,000 events and at the default 100, for a member of 1 project
+        and of 50: each membership's walk (and the moves out of it, and the caller's own
+        member events) stops with a page, the walks' pages are merged and the page's events
+        fetched by primary key; a page deep in the log costs what the first does."""
+        claims = FEED_CALLERS[who]
+        async with history_database.engine.connect() as connection:
+            result = await connection.execute(
+                text("SELECT project_id FROM project_members WHERE user_id = :u"),
+                {"u": claims.user_id},
+            )
+            projects = [int(project_id) for (project_id,) in result]
+            result = await connection.execute(
+                text(
+                    "SELECT xid, id FROM events WHERE project_id = ANY(:p)"
+                    " OR from_project_id = ANY(:p) OR (entity = 'member' AND entity_id = :u)"
+                    " ORDER BY xid, id"
+                ),
+                {"p": projects, "u": claims.user_id},
+            )
+            walked = [(int(xid), int(id_)) for xid, id_ in result]
+        assert len(projects) == (1 if claims is BIG_CALLER else TEAM_PROJECTS)
+        assert len(walked) > 60_000
+        page = limit + 1  # the service asks for one more, to know whether there are more
+        walks = {"ix_events_project_feed", "ix_events_from_project_feed", "ix_events_member_feed"}
+        explained = Explained()
+        async with (
+            AsyncSession(history_database.engine, expire_on_commit=False) as session,
+            history_database.engine.connect() as probe,
+        ):
+            for where, start in history_positions(len(walked), limit).items():
+                cursor = None
+                if start >= 0:
+                    position = CursorPosition(*walked[start])
+                    binding = binding_digest(user=claims.user_id, resource="changes")
+                    cursor = encode_cursor(position, binding=binding, key=CURSOR_KEY)
+                found = await capturing(
+                    history_database,
+                    history.changes(
+                        Db.in_session(session), claims, limit=limit, cursor=cursor, key=CURSOR_KEY
+                    ),
+                )
+                await session.rollback()
+                expected = walked[start + 1 : start + 1 + limit]
+                assert [(row.xid, row.id) for row, _ in found.items] == expected, where
+                assert found.has_more == (start + 1 + limit < len(walked)), where
+                reads = captured_reads(history_database)
+                assert sum("JOIN LATERAL" in statement for statement, _ in reads) == 1, where
+                await explain_history(
+                    probe,
+                    reads,
+                    where,
+                    explained,
+                    walks=walks,
+                    page=page,
+                    merged=(2 * len(projects) + 1) * page,
+                    by_id=page + 1,
+                    budget=feed_budget(len(projects), page),
+                )
+        failures = explained.failures + explained.deep_problems()
+        assert not failures, "\n\n".join(failures)
+
+    async def test_the_feed_budget_is_below_a_walk(self, history_database: Database) -> None:
+        """The budget means something: a page of 100 read by a plain join of the member's
+        projects to their events, in feed order, reads far more (it reads them all)."""
+        async with history_database.engine.connect() as connection:
+            for setting in ("enable_seqscan", "enable_bitmapscan"):
+                await connection.exec_driver_sql(f"SET LOCAL {setting} = off")
+            plan = await explain(
+                connection,
+                "SELECT e.* FROM project_members m JOIN events e ON e.project_id = m.project_id"
+                " WHERE m.user_id = $1 ORDER BY e.xid, e.id LIMIT $2",
+                (TEAM_MEMBER, FEED_PAGE_SIZE_DEFAULT + 1),
+                generic=False,
+            )
+        assert buffers(plan) > 5 * feed_budget(TEAM_PROJECTS, FEED_PAGE_SIZE_DEFAULT + 1)
+
+    @pytest.mark.parametrize(("kind", "place"), ACTIVITY_TARGETS)
+    async def test_every_activity_page_walks_back_on_its_index(
+        self, history_database: Database, kind: str, place: str
+    ) -> None:
+        """Newest first on the (task_id, id) or (project_id, id) index, the first page and
+        a deep one alike; for the Archive, whose events are all behind some 200,000 newer
+        ones, too (a walk back along the primary key would read all of those)."""
+        claims, project = ACTIVITY_PLACES[place]
+        async with history_database.engine.connect() as connection:
+            project_id = int(await connection.scalar(text(f"SELECT {project}")))
+            # A task: the place's hot task (the one with the smallest id).
+            task_id = int(
+                await connection.scalar(
+                    text("SELECT min(id) FROM tasks WHERE project_id = :p"), {"p": project_id}
+                )
+            )
+            of = "task_id = :t" if kind == "task" else "(project_id = :p OR from_project_id = :p)"
+            result = await connection.execute(
+                text(f"SELECT id FROM events WHERE {of} ORDER BY id DESC"),
+                {"t": task_id, "p": project_id},
+            )
+            walked = [int(id_) for (id_,) in result]
+        assert len(walked) > HOT_TASK_EVENTS
+        read: Callable[..., Awaitable[history.EventPage]] = history.task_activity
+        ident, binding = task_id, {"task": task_id}
+        resource, walks = "task-activity", {"ix_events_task"}
+        if kind == "project":
+            read, ident, binding = history.project_activity, project_id, {"project": project_id}
+            resource, walks = "project-activity", {"ix_events_project", "ix_events_from_project"}
+        page = ACTIVITY_LIMIT + 1
+        explained = Explained()
+        async with (
+            AsyncSession(history_database.engine, expire_on_commit=False) as session,
+            history_database.engine.connect() as probe,
+        ):
+            positions = history_positions(len(walked), ACTIVITY_LIMIT)
+            del positions["at the end"]  # an empty page: a diagnosis follows, not a walk
+            for where, start in positions.items():
+                cursor = None
+                if start >= 0:
+                    digest = binding_digest(user=claims.user_id, resource=resource, **binding)
+                    position = CursorPosition(None, walked[start])
+                    cursor = encode_cursor(position, binding=digest, key=CURSOR_KEY)
+                found = await capturing(
+                    history_database,
+                    read(
+                        Db.in_session(session),
+                        claims,
+                        ident,
+                        limit=ACTIVITY_LIMIT,
+                        cursor=cursor,
+                        key=CURSOR_KEY,
+                    ),
+                )
+                await session.rollback()
+                expected = walked[start + 1 : start + 1 + ACTIVITY_LIMIT]
+                assert [row.id for row in found.items] == expected, where
+                more = start + 1 + ACTIVITY_LIMIT < len(walked)
+                assert (found.next_cursor is not None) == more, where
+                reads = captured_reads(history_database)
+                assert len(reads) == 1, where
+                await explain_history(
+                    probe,
+                    reads,
+                    where,
+                    explained,
+                    walks=walks,
+                    page=page,
+                    merged=len(walks) * page,
+                    by_id=0,
+                    budget=activity_budget(len(walks), page),
+                )
+        failures = explained.failures + explained.deep_problems()
+        assert not failures, "\n\n".join(failures)
+
+    async def test_the_activity_budget_is_below_a_walk_back(
+        self, history_database: Database
+    ) -> None:
+        """The budget means something: the Archive's newest events found by walking the log
+        back along the primary key (what PostgreSQL chose for `project_id = $1 ORDER BY id
+        DESC` before the walks were written as ranges) read several times more, here where
+        some 200,000 events came after them (and more, the longer the log grows)."""
+        async with history_database.engine.connect() as connection:
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                await connection.exec_driver_sql(f"SET LOCAL {setting} = off")
+            plan = await explain(
+                connection,
+                "SELECT * FROM events WHERE project_id + 0 ="
+                " (SELECT id FROM projects WHERE name = 'Archive') ORDER BY id DESC LIMIT $1",
+                (ACTIVITY_LIMIT + 1,),
+                generic=False,
+            )
+        assert buffers(plan) > 4 * activity_budget(2, ACTIVITY_LIMIT + 1)
