@@ -11,29 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from app.core.roles import ProjectRole
-from app.db.statements.events import EventRow
+from app.db.statements.events import Action, Entity, EventRow
 from app.models.task import TaskPriority
 from app.schemas.common import ResponseModel, UTCTimestamp
 from app.schemas.task import timestamp_text
-
-EntityName = Literal["project", "member", "invitation", "task", "label", "comment"]
-ActionName = Literal[
-    "created",
-    "updated",
-    "moved",
-    "deleted",
-    "restored",
-    "purged",
-    "joined",
-    "left",
-    "removed",
-    "role_changed",
-]
 
 
 class Actor(BaseModel):
@@ -46,12 +32,12 @@ class EventRead(ResponseModel):
     at: UTCTimestamp
     actor: Actor | None = Field(description="Who made the change; null for the system.")
     project_id: int
-    entity: EntityName
+    entity: Entity
     entity_id: int = Field(description="The entity's id; for a member, the member's user id.")
     task_id: int | None = Field(
         description="The task of a task's or a comment's event (null for other entities)."
     )
-    action: ActionName
+    action: Action
     changes: dict[str, list[Any]] = Field(
         description="Each changed field of the entity's v2 object: [old, new]."
     )

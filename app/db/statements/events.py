@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -59,9 +59,10 @@ from app.models.project import ProjectMember
 from app.models.task import Task
 from app.models.user import User
 
-# Every entity and action the log knows (spec api-v2 section 7).
-ENTITIES: Final = ("project", "member", "invitation", "task", "label", "comment")
-ACTIONS: Final = (
+# Every entity and action the log knows (spec api-v2 section 7); the API's schema names them
+# by these types.
+Entity = Literal["project", "member", "invitation", "task", "label", "comment"]
+Action = Literal[
     "created",
     "updated",
     "moved",
@@ -72,7 +73,9 @@ ACTIONS: Final = (
     "left",
     "removed",
     "role_changed",
-)
+]
+ENTITIES: Final = get_args(Entity)
+ACTIONS: Final = get_args(Action)
 
 # The columns whose changes an event records, per entity: the one list, so nothing else (no
 # secret, no bookkeeping column) can reach `changes`. Tasks also record `assignee_ids` and
