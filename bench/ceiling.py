@@ -9,16 +9,20 @@ and answers the requests `make bench` sends with what the service would send:
   the same check that it is still current (user active, same token version), which the
   service folds into each statement;
 - the same statements, with the same values: the statement functions of
-  `app.db.statements.tasks` and `app.db.statements.task_listing` run unchanged on `RawDb`,
+  `app.db.statements.tasks`, `app.db.statements.task_listing`, `app.db.statements.events` and
+  `app.db.statements.event_objects` run unchanged on `RawDb`,
   which sends each statement as SQLAlchemy compiled it once (`Statement.driver_arguments`,
   what the service's `Db` does on PostgreSQL) straight to an asyncpg connection, so the SQL
   cannot drift from the service's when the statements change. Per request: one statement (a
   keyset page, across the caller's projects for v2, in pieces when the walk is cut; a get;
   an `INSERT ... SELECT ... RETURNING`; a versioned `UPDATE ... RETURNING`), and the same
   second statement when one matched nothing (401, 403, 404, 412, 422), chosen as the
-  service's rules (`app.services.task`, `app.services.task_listing`) choose it;
+  service's rules (`app.services.task`, `app.services.task_listing`) choose it; a page of
+  the change feed is the service's four (horizon, the page, retention mark, its tasks as
+  they are now), as `app.services.history.changes` runs them;
 - the same JSON (field order, `Z` timestamps with milliseconds, priority labels; v2's
-  `project_id`, `assignee_ids`, `label_ids`, `remind_at`), the same signed cursors
+  `project_id`, `assignee_ids`, `label_ids`, `remind_at`; a feed item's event as
+  `app.schemas.event.event_json` writes it, with its task), the same signed cursors
   (`app.core.pagination`, same keys and bindings), the same `ETag`, `Location`, `Link`,
   `X-Request-ID` and `Cache-Control` headers;
 - login: the same `SELECT` by `lower(email)`, the same bcrypt verification in a worker thread
@@ -30,8 +34,8 @@ service too), no transaction around login's statements, no SQLAlchemy pool (nor 
 reset), and only the validation the benchmark's requests need. It implements only the
 routes and parameters `make bench` uses (v1 and v2 list with `status`, `priority`, `q`,
 `limit`, `cursor` on the default sort, and v2's `assignee`, `project_id`, `label_id`; get;
-create, without assignees or labels in v2; patch of fields with `If-Match`; login). Not for
-production.
+create, without assignees or labels in v2; patch of fields with `If-Match`; the change feed
+with `limit` and `cursor`, of task events; login). Not for production.
 """
 
 from __future__ import annotations
@@ -52,7 +56,12 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql import Executable
 
 from app.api.conditional import AnyVersion, etag_for, if_match_versions, if_none_match_hits
-from app.core.bounds import CURSOR_MAX_LENGTH, PASSWORD_MAX_LENGTH
+from app.core.bounds import (
+    CURSOR_MAX_LENGTH,
+    FEED_PAGE_SIZE_DEFAULT,
+    FEED_PAGE_SIZE_MAX,
+    PASSWORD_MAX_LENGTH,
+)
 from app.core.config import get_settings
 from app.core.pagination import (
     CursorPosition,
@@ -74,6 +83,7 @@ from app.core.security import (
     verify_password,
 )
 from app.db.access import Db, Statement
+from app.db.statements import event_objects, events
 from app.db.statements import task_listing as listing
 from app.db.statements import tasks as statements
 from app.db.statements.task_listing import (
@@ -83,8 +93,9 @@ from app.db.statements.task_listing import (
     TaskSort,
     TeamFilters,
 )
-from app.db.statements.tasks import Completion, TaskDetail
+from app.db.statements.tasks import Completion, TaskDetail, caller_params
 from app.models.task import TaskRecord
+from app.schemas.event import event_json
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -96,6 +107,7 @@ SIGNING_KEY = SETTINGS.signing_key
 # As app.api.paging.cursor_key: one key per resource.
 CURSOR_KEY = derive_key(SIGNING_KEY, "task-cursor")
 TEAM_CURSOR_KEY = derive_key(SIGNING_KEY, "task-v2-cursor")
+CHANGES_CURSOR_KEY = derive_key(SIGNING_KEY, "changes-cursor")
 API = "/api/v1"
 API_V2 = "/api/v2"
 
@@ -676,6 +688,75 @@ async def update_team_task(
     return _team_task_answer(updated)
 
 
+# --- v2 change feed ---------------------------------------------------------------------
+
+
+def _feed_start(params: dict[str, str], binding: str) -> events.Position | None:
+    """Where the feed reads on from (as app.services.history._feed_position)."""
+    cursor = params.get("cursor")
+    if cursor is None:
+        return None
+    try:
+        if len(cursor) > CURSOR_MAX_LENGTH:
+            raise InvalidCursor()
+        position = decode_cursor(cursor, binding=binding, key=CHANGES_CURSOR_KEY)
+    except InvalidCursor:
+        raise _invalid("The cursor is invalid or does not belong to this query.") from None
+    if not isinstance(position.key, int) or isinstance(position.key, bool):
+        raise _invalid("The cursor is invalid or does not belong to this query.")
+    return events.Position(position.key, position.last_id)
+
+
+async def changes(scope: Scope, db: Db, caller: AccessClaims) -> tuple[int, bytes, Headers]:
+    """As app.services.history.changes and its route: the caller's events after the cursor,
+    each with its task as a GET shows it now (task events only: the bench's)."""
+    query, params = _query(scope, {"limit", "cursor"})
+    try:
+        limit = int(params.get("limit", FEED_PAGE_SIZE_DEFAULT))
+    except ValueError:
+        raise _invalid("limit must be an integer") from None
+    if not 1 <= limit <= FEED_PAGE_SIZE_MAX:
+        raise _invalid(f"limit must be between 1 and {FEED_PAGE_SIZE_MAX}")
+    binding = binding_digest(user=caller.user_id, resource="changes")
+    start = _feed_start(params, binding)
+    after = events.START if start is None else start
+    upto = await events.horizon(db)
+    values = caller_params(caller)
+    rows = await events.feed(db, values, after=after, upto=upto, limit=limit + 1)
+    if start is not None:  # the retention mark, read after the page (as the service)
+        removed = await events.removed_through(db)
+        if removed is not None and after < removed:
+            raise Problem(410, "Gone", "Events after this cursor have been removed.", "gone")
+    if not rows and not await statements.caller_is_still_current(db, caller):
+        raise _unauthorized()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    reached = events.Position(rows[-1].xid, rows[-1].id) if has_more else max(upto, after)
+    wanted: dict[str, set[tuple[int, int]]] = {}
+    for row in rows:
+        if row.entity != "task":
+            raise Problem(501, "Not implemented", "The ceiling serves task events.", "ceiling")
+        wanted.setdefault(row.entity, set()).add((row.project_id, row.entity_id))
+    found = await event_objects.objects(db, values, wanted)
+    items = []
+    for row in rows:
+        item = event_json(row)
+        task = found.get(("task", 0, row.entity_id))
+        item["object"] = None if task is None else _team_task(cast(TaskDetail, task))
+        items.append(item)
+    next_cursor = encode_cursor(
+        CursorPosition(reached.xid, reached.id), binding=binding, key=CHANGES_CURSOR_KEY
+    )
+    body = orjson.dumps({"items": items, "next_cursor": next_cursor, "has_more": has_more})
+    headers: Headers = []
+    if has_more:  # `Link` to read on at once, as app.api.v2.history.changes
+        next_query = urlencode(
+            [(k, v) for k, v in query if k != "cursor"] + [("cursor", next_cursor)]
+        )
+        headers.append((b"link", f'<{scope["path"]}?{next_query}>; rel="next"'.encode()))
+    return 200, body, headers
+
+
 async def login(body: bytes) -> tuple[int, bytes, Headers]:
     form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     username, password = form.get("username", ""), form.get("password", "")
@@ -735,6 +816,10 @@ async def _route(scope: Scope, receive: Receive) -> tuple[int, bytes, Headers]:
         return 200, b'{"status":"ok"}', []
     if path == f"{API}/auth/token" and method == "POST":
         return await login(await _body(receive))
+    if path == f"{API_V2}/changes" and method == "GET":
+        caller = _caller(scope)
+        async with _state["pool"].acquire() as conn:
+            return await changes(scope, _db(conn), caller)
     for prefix in (API, API_V2):
         if path == f"{prefix}/tasks" or path.startswith(f"{prefix}/tasks/"):
             return await _task_route(scope, receive, prefix == API_V2)

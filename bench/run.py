@@ -3,14 +3,17 @@
 1. Recreate the bench database (BENCH_DATABASE_URL; its name must contain "bench", since it
    is dropped), migrate it and seed it with `python -m app.cli seed`: 100 users x 1,000 tasks
    and one user with 200,000 in their Inboxes (v1); a team of 50 users sharing 20 projects
-   that hold 1,000,000 tasks, its big member in all 20 (v2).
+   that hold 1,000,000 tasks, its big member in all 20, and 1,000,000 events of those tasks
+   in the log (v2).
 2. Time one bcrypt hash at BCRYPT_ROUNDS in this process.
 3. Start the service and the ceiling (bench/ceiling.py) with `make serve` (same flags, same
    number of workers), log seeded users in, walk 100,000 tasks into the big user's list (v1)
-   and the big member's (v2) for the deep-page cursors, and check that both servers answer
-   the benchmark's requests alike.
-4. For each endpoint: a warm-up and a measured `wrk -t2 -c64 --latency` run on each server,
-   the order alternating; then the mixed, sustained run (a third creates, two thirds first
+   and the big member's (v2) for the deep-page cursors, and 500,000 events into the big
+   member's change feed for its cursor, and check that both servers answer the benchmark's
+   requests alike.
+4. For each endpoint: a warm-up and a measured `wrk -t2 -c64 --latency` run on each server
+   (`-c8` for the change feed's page of 1,000 events and the v2 list page of 100 it is held
+   to), the order alternating; then the mixed, sustained run (a third creates, two thirds first
    pages of the list, BENCH_MIXED_DURATION seconds, 120 by default) on each server, with its
    workers' RSS sampled every second; then login alone; then login flooding while the list
    is measured.
@@ -112,6 +115,18 @@ TEAM_USERS = _env_int("BENCH_TEAM_USERS", 50)
 TEAM_PROJECTS = _env_int("BENCH_TEAM_PROJECTS", 20)
 TEAM_MEMBERS = _env_int("BENCH_TEAM_MEMBERS", 10)
 TEAM_TASKS = _env_int("BENCH_TEAM_TASKS", 1_000_000)
+# The events of the team's tasks in the log (the newest of their histories), and how far into
+# the big member's change feed its measured page starts; FEED_LIMIT events a page.
+TEAM_EVENTS = _env_int("BENCH_TEAM_EVENTS", 1_000_000)
+FEED_OFFSET = _env_int("BENCH_FEED_OFFSET", 500_000)
+FEED_LIMIT = 1000
+# The feed's page and the list page of 100 it is held to are measured with this many
+# connections: a page of 1,000 events (each with its task) costs tens of times a list page,
+# and 64 of them in flight would each wait longer than wrk's timeout (its latency then
+# measures the queue, not the page).
+FEED_CONNECTIONS = _env_int("BENCH_FEED_CONNECTIONS", 8)
+# The runs made with FEED_CONNECTIONS instead of CONNECTIONS.
+FEED_RUNS = frozenset({"v2_list100", "v2_changes"})
 TEAM_PATCH_TASKS = 1000  # patched round-robin, split between wrk's threads
 TEAM_GET_TASKS = 5000  # drawn at random by the get script
 USER_PREFIX, BIG_PREFIX, TEAM_PREFIX = "seed-user", "seed-big", "seed-team"
@@ -126,9 +141,11 @@ ENDPOINTS = (
     "create",
     "patch",
     "v2_list",
+    "v2_list100",
     "v2_deep",
     "v2_assignee",
     "v2_get",
+    "v2_changes",
     "v2_create",
     "v2_patch",
 )
@@ -142,9 +159,13 @@ LABELS = {
     "create": "create",
     "patch": "patch with If-Match",
     "v2_list": f"v2 list, first page ({TEAM_PROJECTS} projects)",
+    "v2_list100": f"v2 list, first page of 100, {FEED_CONNECTIONS} connections",
     "v2_deep": f"v2 list, deep page ({DEEP_OFFSET:,} in)",
     "v2_assignee": "v2 list, assignee=me",
     "v2_get": "v2 get",
+    "v2_changes": (
+        f"v2 changes, {FEED_LIMIT:,} events ({FEED_OFFSET:,} in), {FEED_CONNECTIONS} connections"
+    ),
     "v2_create": "v2 create",
     "v2_patch": "v2 patch with If-Match",
     "mixed": "mixed: 1/3 create, 2/3 list (first page)",
@@ -157,9 +178,11 @@ THROUGHPUT_TARGETS = {"list": 0.7, "get": 0.6, "create": 0.6, "patch": 0.6}
 # Issue 13's: v2 service req/s >= this share of the ceiling's (no p99 target).
 V2_THROUGHPUT_TARGETS = {
     "v2_list": 0.5,
+    "v2_list100": 0.5,
     "v2_deep": 0.5,
     "v2_assignee": 0.5,
     "v2_get": 0.5,
+    "v2_changes": 0.5,
     "v2_create": 0.5,
     "v2_patch": 0.5,
 }
@@ -441,6 +464,8 @@ def prepare_database(env: dict[str, str]) -> None:
         str(min(TEAM_MEMBERS, TEAM_USERS)),
         "--tasks-per-project",
         str(TEAM_TASKS // max(TEAM_PROJECTS, 1)),
+        "--events-per-project",
+        str(TEAM_EVENTS // max(TEAM_PROJECTS, 1)),
     ]
     seeds: tuple[tuple[int, int, str, list[str]], ...] = (
         (USERS, TASKS_PER_USER, USER_PREFIX, []),
@@ -539,6 +564,47 @@ def deep_cursor(
     return cursor
 
 
+# The events of the big member's change feed, in its order (xid, id), as SQL: those of the
+# projects they belong to (where a task moved from, too) and of their own memberships.
+FEED_WALK = (
+    "SELECT events.id FROM events WHERE events.project_id IN "
+    "(SELECT project_id FROM project_members WHERE user_id = $1) "
+    "OR events.from_project_id IN (SELECT project_id FROM project_members WHERE user_id = $1) "
+    "OR (events.entity = 'member' AND events.entity_id = $1) "
+    "ORDER BY events.xid, events.id"
+)
+
+
+def feed_cursor(client: httpx.Client, base: str, token: str, user_id: int) -> str:
+    """Read the change feed FEED_LIMIT events a page until FEED_OFFSET events have been read;
+    the cursor there, checked against the feed's order in SQL."""
+    headers = {"Authorization": f"Bearer {token}"}
+    seen: set[int] = set()
+    cursor: str | None = None
+    last_id = 0
+    while len(seen) < FEED_OFFSET:
+        params: dict[str, Any] = {"limit": min(FEED_LIMIT, FEED_OFFSET - len(seen))}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = client.get(f"{base}/api/v2/changes", params=params, headers=headers)
+        response.raise_for_status()
+        page = response.json()
+        ids = [item["id"] for item in page["items"]]
+        if not ids or seen.intersection(ids):
+            raise RuntimeError(
+                f"the change feed of user {user_id} repeated or has fewer than "
+                f"{FEED_OFFSET:,} events"
+            )
+        seen.update(ids)
+        last_id, cursor = ids[-1], page["next_cursor"]
+    expected = fetch(f"{FEED_WALK} OFFSET $2 LIMIT 1", user_id, FEED_OFFSET - 1)
+    if not expected or expected[0]["id"] != last_id:
+        raise RuntimeError("the change feed's walk does not agree with the database's order")
+    if cursor is None:  # BENCH_FEED_OFFSET=0: the loop never ran
+        raise RuntimeError("BENCH_FEED_OFFSET must be at least 1")
+    return cursor
+
+
 def compare_servers(
     client: httpx.Client, servers: Sequence[Server], requests: dict[str, tuple[str, str]]
 ) -> list[str]:
@@ -591,6 +657,7 @@ class BenchData:
     team_id: int = 0
     cursor: str = ""
     team_cursor: str = ""
+    team_feed_cursor: str = ""
     team_get_ids: list[int] = field(default_factory=list)
 
     def _team_patch_tasks(self) -> list[asyncpg.Record]:
@@ -680,6 +747,8 @@ class BenchData:
         return {
             "team_token": self.team_token,
             "team_deep_cursor": self.team_cursor,
+            "team_feed_cursor": self.team_feed_cursor,
+            "feed_limit": FEED_LIMIT,
             "team_ids": self.team_get_ids,
             "team_patch": [[row["id"], row["version"]] for row in self._team_patch_tasks()],
             "team_projects": [row["project_id"] for row in projects],
@@ -1045,12 +1114,15 @@ def measure(
                     max_id = fetch("SELECT coalesce(max(id), 0) AS m FROM tasks")[0]["m"]
                 if patches:
                     data.write()  # the tasks' current versions, for If-Match
+                connections = FEED_CONNECTIONS if endpoint in FEED_RUNS else CONNECTIONS
                 if WARMUP > 0:
-                    run_wrk(server, endpoint, WARMUP, title=f"{name} {endpoint} warm-up")
+                    title = f"{name} {endpoint} warm-up"
+                    run_wrk(server, endpoint, WARMUP, connections=connections, title=title)
                 if patches:
                     data.settle()  # patches still in flight when the warm-up stopped
                     data.write()  # the warm-up moved the versions on
-                record(endpoint, server, run_wrk(server, endpoint, DURATION))
+                result = run_wrk(server, endpoint, DURATION, connections=connections)
+                record(endpoint, server, result)
                 if creates:
                     execute("DELETE FROM tasks WHERE id > $1", max_id)
                     execute("VACUUM ANALYZE tasks")
@@ -1268,6 +1340,13 @@ def checks(
             f"{LABELS['v2_deep']}: p50 {team_deep.p50:.1f} ms <= 1.2 x v2 first page p50 "
             f"{team_first.p50:.1f} ms (ratio {team_deep.p50 / team_first.p50:.2f})",
         )
+    team_page, feed = get("v2_list100"), get("v2_changes")
+    if team_page is not None and feed is not None:
+        check(
+            feed.p50 <= 2 * team_page.p50,
+            f"{LABELS['v2_changes']}: p50 {feed.p50:.1f} ms <= 2 x v2 list page of 100 p50 "
+            f"{team_page.p50:.1f} ms (ratio {feed.p50 / team_page.p50:.2f})",
+        )
     team_assigned = get("v2_assignee")
     if team_first is not None and team_assigned is not None:
         lines.append(
@@ -1390,7 +1469,8 @@ def report(
         f"alternating, `--timeout {TIMEOUT:g}s`; login without warm-up, `--timeout "
         f"{LOGIN_TIMEOUT:g}s`, at least {LOGIN_DURATION:g} s and 4 x (64 x one hash / cores); "
         "the flood: login wrk as for login, and the list wrk starting once the logins have "
-        f"queued up; the mixed run: {MIXED_DURATION:g} s after the warm-up",
+        f"queued up; the mixed run: {MIXED_DURATION:g} s after the warm-up; the feed's page "
+        f"and the list page of 100 it is held to: `-c{FEED_CONNECTIONS}`",
         f"- servers: `make serve` with WORKERS={WORKERS}, `--loop uvloop --http httptools "
         f"--no-access-log`; ENVIRONMENT=production, RATE_LIMIT_ENABLED=false, "
         f"BCRYPT_ROUNDS={BCRYPT_ROUNDS}, DB_POOL_SIZE={POOL_SIZE}, DB_MAX_OVERFLOW={POOL_OVERFLOW}"
@@ -1398,7 +1478,8 @@ def report(
         f"- data: {USERS} users x {TASKS_PER_USER:,} tasks and 1 user with {BIG_TASKS:,} "
         f"in their Inboxes; {TEAM_USERS} users sharing {TEAM_PROJECTS} projects of "
         f"{TEAM_TASKS // max(TEAM_PROJECTS, 1):,} tasks, {min(TEAM_MEMBERS, TEAM_USERS)} members "
-        "each, the big member in all (`python -m app.cli seed`); tokens of "
+        f"each, the big member in all, and {TEAM_EVENTS // max(TEAM_PROJECTS, 1):,} events of "
+        "each project's tasks in the log (`python -m app.cli seed`); tokens of "
         f"{TOKEN_USERS} users rotate in every v1 script; v2's scripts are the big member's",
         *(f"- {note}" for note in notes),
         "",
@@ -1499,6 +1580,10 @@ def main() -> int:
                 cursors.append(deep_cursor(client, base, token, user_id, path, walk))
                 say(f"  {time.perf_counter() - walk_started:.1f} s")
             data.cursor, data.team_cursor = cursors
+            say(f"reading {FEED_OFFSET:,} events into the big member's change feed")
+            walk_started = time.perf_counter()
+            data.team_feed_cursor = feed_cursor(client, base, team_token, member["id"])
+            say(f"  {time.perf_counter() - walk_started:.1f} s")
             data.write()
             matches = fetch(
                 "SELECT count(*) AS n FROM tasks JOIN projects ON projects.id = tasks.project_id "
@@ -1514,6 +1599,15 @@ def main() -> int:
                 "SELECT count(*) AS n FROM task_assignees WHERE user_id = $1", member["id"]
             )[0]["n"]
             notes.append(f"the big member is assigned {assigned:,} tasks (assignee=me)")
+            logged = fetch(
+                f"SELECT count(*) AS n, count(DISTINCT task_id) AS tasks FROM ({FEED_WALK}) AS "
+                "feed JOIN events USING (id)",
+                member["id"],
+            )[0]
+            notes.append(
+                f"the big member's change feed holds {logged['n']:,} events of "
+                f"{logged['tasks']:,} tasks; its measured page starts {FEED_OFFSET:,} in"
+            )
             differences = compare_servers(
                 client,
                 [servers["service"], servers["ceiling"]],
@@ -1524,9 +1618,14 @@ def main() -> int:
                     "search": (f"/api/v1/tasks?q={quote(SEARCH_TERM)}", big_token),
                     "get": (f"/api/v1/tasks/{some_task}", tokens[0]),
                     "v2_list": ("/api/v2/tasks", team_token),
+                    "v2_list100": ("/api/v2/tasks?limit=100", team_token),
                     "v2_deep": (f"/api/v2/tasks?cursor={data.team_cursor}", team_token),
                     "v2_assignee": ("/api/v2/tasks?assignee=me", team_token),
                     "v2_get": (f"/api/v2/tasks/{team_task}", team_token),
+                    "v2_changes": (
+                        f"/api/v2/changes?limit={FEED_LIMIT}&cursor={data.team_feed_cursor}",
+                        team_token,
+                    ),
                 },
             )
         if differences:
@@ -1536,7 +1635,8 @@ def main() -> int:
         else:
             notes.append(
                 "same JSON, ETag and Link from both servers for list, deep page, "
-                "filtered list, search and get, v1 and v2 (checked before the runs)"
+                "filtered list, search and get, v1 and v2, and the change feed's page (checked "
+                "before the runs)"
             )
         results, mixed_runs = measure(servers, data, hash_times)
         for name, server in servers.items():

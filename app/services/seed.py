@@ -483,7 +483,7 @@ class SeededTask(NamedTuple):
 
 
 class SeededEvent(NamedTuple):
-    """One task event, in `EVENT_COLUMNS` order but for `at` (a datetime here)."""
+    """One task event (its entity is the task), as `_seed_events` writes it out."""
 
     at: datetime
     actor_id: int
@@ -577,6 +577,41 @@ def task_history(
     ]
 
 
+class NewestEvents:
+    """The newest `count` events of the histories of tasks given latest change first.
+
+    None of a task's events is after its `updated_at`, so once `count` events newer than
+    the next task's `updated_at` are found, no later task can add one: `add` says so, and
+    the rest of a long history (older than what the log keeps) is never made.
+    """
+
+    def __init__(
+        self, rng: random.Random, project_id: int, actors: Sequence[int], count: int
+    ) -> None:
+        self.rng, self.project_id, self.actors, self.count = rng, project_id, actors, count
+        self.found: list[SeededEvent] = []
+        self.newest: list[datetime] = []  # a min-heap of the newest `count` times found
+
+    def add(self, task: SeededTask) -> bool:
+        """Add the task's events; False (and nothing added) once no task from here on can
+        have an event among the newest `count`."""
+        newest, count = self.newest, self.count
+        if count <= 0 or (len(newest) == count and newest[0] >= task.updated_at):
+            return False
+        for event in task_history(self.rng, self.project_id, task, self.actors):
+            self.found.append(event)
+            if len(newest) < count:
+                heapq.heappush(newest, event.at)
+            elif event.at > newest[0]:
+                heapq.heapreplace(newest, event.at)
+        return True
+
+    def events(self) -> list[SeededEvent]:
+        """The newest `count` events, oldest first."""
+        self.found.sort(key=lambda event: event.at)  # stable: a task's events keep their order
+        return self.found[-self.count :] if self.count > 0 else []
+
+
 def newest_events(
     rng: random.Random,
     project_id: int,
@@ -584,27 +619,16 @@ def newest_events(
     actors: Sequence[int],
     count: int,
 ) -> list[SeededEvent]:
-    """The newest `count` events of the tasks' histories, oldest first.
-
-    The tasks are taken latest change first, and only while one can still have an event
-    among the newest `count` (none of a task's events is after its `updated_at`): most of a
-    long history is older than what the log keeps, and is never made.
-    """
-    if count <= 0:
-        return []
-    found: list[SeededEvent] = []
-    newest: list[datetime] = []  # a min-heap of the newest `count` times found so far
-    for task in sorted(tasks, key=lambda task: (task.updated_at, task.id), reverse=True):
-        if len(newest) == count and newest[0] >= task.updated_at:
+    """The newest `count` events of the tasks' histories, oldest first."""
+    log = NewestEvents(rng, project_id, actors, count)
+    for task in sorted(tasks, key=_latest_change_first):
+        if not log.add(task):
             break
-        for event in task_history(rng, project_id, task, actors):
-            found.append(event)
-            if len(newest) < count:
-                heapq.heappush(newest, event.at)
-            elif event.at > newest[0]:
-                heapq.heapreplace(newest, event.at)
-    found.sort(key=lambda event: event.at)  # stable: a task's events stay in their order
-    return found[-count:]
+    return log.events()
+
+
+def _latest_change_first(task: SeededTask) -> tuple[float, int]:
+    return (-task.updated_at.timestamp(), -task.id)
 
 
 @dataclass(slots=True)
@@ -755,15 +779,10 @@ async def _seed_events(
             if target.project_id in done or not actors.get(target.project_id):
                 continue
             rng = random.Random(f"{options.seed}:{target.key}:events")
-            logs.append(
-                newest_events(
-                    rng,
-                    target.project_id,
-                    await _project_tasks(conn, target.project_id),
-                    actors[target.project_id],
-                    options.events_per_project,
-                )
+            log = NewestEvents(
+                rng, target.project_id, actors[target.project_id], options.events_per_project
             )
+            logs.append(await _project_log(conn, log))
         total = sum(len(log) for log in logs)
         stamp: Callable[[datetime], Any] = (
             (lambda at: at) if postgres else (lambda at: at.strftime("%Y-%m-%d %H:%M:%S.%f"))
@@ -796,14 +815,21 @@ async def _seed_events(
     return total
 
 
-async def _project_tasks(conn: AsyncConnection, project_id: int) -> list[SeededTask]:
-    """A project's tasks, trashed ones included, by id."""
-    result = await conn.execute(
+async def _project_log(conn: AsyncConnection, log: NewestEvents) -> list[SeededEvent]:
+    """The newest events of a project's tasks (trashed ones included), read latest change
+    first and only as far as `log` needs them (two in five, for the benchmark's)."""
+    result = await conn.stream(
         select(*(Task.__table__.c[name] for name in SeededTask._fields))
-        .where(Task.project_id == project_id)
-        .order_by(Task.id)
+        .where(Task.project_id == log.project_id)
+        .order_by(Task.updated_at.desc(), Task.id.desc())
     )
-    return [SeededTask._make(row) for row in result.all()]
+    try:
+        async for rows in result.partitions(BATCH_SIZE):
+            if not all(log.add(SeededTask._make(row)) for row in rows):
+                break
+    finally:
+        await result.close()
+    return log.events()
 
 
 def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

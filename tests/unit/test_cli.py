@@ -408,8 +408,9 @@ class TestExpireEvents:
         assert len(kept) == 1
         assert mark < kept[0]
 
+    @pytest.mark.usefixtures("db")
     async def test_refuses_a_retention_below_one_day(
-        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+        self, capsys: pytest.CaptureFixture[str]
     ) -> None:
         result = await run_cli(capsys, "expire-events", "--older-than-days", "0")
         assert result.code == 2

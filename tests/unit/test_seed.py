@@ -25,22 +25,27 @@ from app.core.config import get_settings
 from app.core.roles import ProjectRole
 from app.core.security import hash_rounds, verify_password
 from app.db.session import create_engine_for, create_sessionmaker
+from app.db.statements.events import AUDITED
 from app.main import create_app
+from app.models.event import Event
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
 from app.models.task import Task, TaskAssignee
 from app.models.user import User
 from app.services.seed import (
     DEFAULT_PASSWORD,
+    SeededTask,
     SeedOptions,
     build_text_pools,
     datetime_stamp,
     generate_links,
     generate_task_rows,
     label_names,
+    newest_events,
     plan_projects,
     seed_database,
     sqlite_stamp,
+    task_history,
 )
 from tests.conftest import (
     BCRYPT_TEST_ROUNDS,
@@ -91,6 +96,7 @@ async def db(seed_env: str) -> AsyncIterator[AsyncEngine]:
 
 # Every table the seed (or the API after it) writes, children before parents.
 TABLES = (
+    "events",
     "task_labels",
     "task_assignees",
     "comments",
@@ -626,6 +632,114 @@ class TestSharedProjects:
         assert [len(p.tasks) for p in projects.values()] == [5, 5]
 
 
+async def all_events(engine: AsyncEngine) -> list[Event]:
+    async with create_sessionmaker(engine)() as session:
+        return list((await session.scalars(select(Event).order_by(Event.id))).all())
+
+
+def when(value: object) -> datetime | None:
+    """A timestamp of `changes` (ISO text) as a datetime."""
+    assert value is None or isinstance(value, str)
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class TestSeededEvents:
+    async def test_each_project_gets_the_newest_events_of_its_tasks(
+        self, db: AsyncEngine, seed_env: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "seed", *SHARED, "--events-per-project", "80")
+        assert result.code == 0, result.err
+        assert ", 240 event(s) in " in result.out
+        projects = {p.id: p for p in (await shared_projects(db)).values()}
+        tasks = {t.id: t for t in await all_tasks(db)}
+        events = await all_events(db)
+        assert Counter(e.project_id for e in events) == dict.fromkeys(projects, 80)
+        editors: dict[int, set[int]] = {}
+        async with db.connect() as conn:
+            members = await conn.execute(
+                select(ProjectMember.project_id, ProjectMember.user_id).where(
+                    ProjectMember.role >= ProjectRole.EDITOR
+                )
+            )
+            for project_id, user_id in members.all():
+                editors.setdefault(project_id, set()).add(user_id)
+        # The log's order is time's; on PostgreSQL one transaction wrote it all.
+        assert [e.at for e in events] == sorted(e.at for e in events)
+        assert len({e.xid for e in events}) == 1
+        by_task: dict[int, list[Event]] = {}
+        for event in events:
+            task = tasks[event.task_id or 0]
+            assert task.project_id == event.project_id
+            assert (event.entity, event.entity_id, event.from_project_id) == ("task", task.id, None)
+            assert event.actor_id in editors[event.project_id]
+            assert set(event.changes) <= set(AUDITED["task"])
+            assert all(len(pair) == 2 for pair in event.changes.values())
+            assert task.created_at <= event.at <= task.updated_at
+            by_task.setdefault(task.id, []).append(event)
+        assert {e.action for e in events} >= {"created", "updated"}
+        for task_id, history in by_task.items():
+            task = tasks[task_id]
+            assert len(history) <= task.version  # one event per version at most
+            last = history[-1]
+            assert last.at == task.updated_at  # the newest event made the task what it is
+            for event in history:
+                if event.action == "created":
+                    assert event is history[0]
+                    assert event.changes["title"] == [None, task.title]
+                    assert event.changes["status"][0] is None
+                elif event.action == "deleted":
+                    assert event is last
+                    assert when(event.changes["deleted_at"][1]) == task.deleted_at
+            statuses = [e.changes["status"][1] for e in history if "status" in e.changes]
+            if statuses:
+                assert statuses[-1] == task.status
+            priorities = [e.changes["priority"][1] for e in history if "priority" in e.changes]
+            if priorities:
+                assert priorities[-1] == task.priority
+            if task.status == "done" and any("status" in e.changes for e in history):
+                completed = next(e for e in reversed(history) if "completed_at" in e.changes)
+                assert when(completed.changes["completed_at"][1]) == task.completed_at
+        assert any(len(history) > 1 for history in by_task.values())
+
+        # The feed serves them to the big member, in their order, each with its task.
+        app = create_app(make_settings(seed_env))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://seed") as http:
+                login = await http.post(
+                    "/api/v1/auth/token",
+                    data={"username": "seed-user-1@example.com", "password": DEFAULT_PASSWORD},
+                )
+                assert login.status_code == 200, login.text
+                headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+                feed = await http.get("/api/v2/changes", params={"limit": 1000}, headers=headers)
+                assert feed.status_code == 200, feed.text
+                page = feed.json()
+        assert [item["id"] for item in page["items"]] == [e.id for e in events]
+        assert page["has_more"] is False
+        for item in page["items"]:
+            task = tasks[item["entity_id"]]
+            assert item["object"] is None if task.deleted_at else item["object"]["id"] == task.id
+            assert item["actor"]["full_name"].startswith("Seed Seed User")
+
+        # A rerun adds none; nor does a larger E to a log that has its events.
+        again = await run_cli(capsys, "seed", *SHARED, "--events-per-project", "90")
+        assert again.code == 0, again.err
+        assert "event(s)" not in again.out
+        assert [e.id for e in await all_events(db)] == [e.id for e in events]
+
+    async def test_no_events_unless_asked(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "seed", *SHARED)
+        assert result.code == 0, result.err
+        assert "event(s)" not in result.out
+        assert await all_events(db) == []
+        refused = await run_cli(capsys, "seed", *SHARED, "--events-per-project", "-1")
+        assert refused.code == 2
+        assert "--events-per-project must be at least 0" in refused.err
+
+
 class TestRowGeneration:
     """The pure generator, without a database."""
 
@@ -687,6 +801,47 @@ class TestRowGeneration:
         uses = Counter(label for _, label in tagged)
         assert uses[40] > 2 * uses[47]  # the first labels are used most
         assert generate_links(random.Random(1), [5], (), ()) == ([], [])
+
+    def test_a_task_history_ends_as_the_task_is(self) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        done = SeededTask(
+            7, "Plan", None, "done", 3, None, start, start + timedelta(days=3),
+            start + timedelta(days=3), None, 5,
+        )  # fmt: skip
+        history = task_history(random.Random(1), 2, done, (11, 12))
+        assert [e.action for e in history] == ["created"] + ["updated"] * 4
+        assert history[0].changes == {
+            "title": [None, "Plan"],
+            "status": [None, "todo"],
+            "priority": [None, history[0].changes["priority"][1]],
+        }
+        assert history[-1].changes == {
+            "status": [history[-1].changes["status"][0], "done"],
+            "completed_at": [None, done.completed_at.isoformat()],  # type: ignore[union-attr]
+        }
+        assert [e.at for e in history] == sorted(e.at for e in history)
+        assert (history[0].at, history[-1].at) == (done.created_at, done.updated_at)
+        assert {e.actor_id for e in history} <= {11, 12}
+        trashed = done._replace(status="todo", version=2, deleted_at=done.updated_at)
+        history = task_history(random.Random(1), 2, trashed, (11,))
+        assert [e.action for e in history] == ["created", "deleted"]
+        assert history[0].changes["status"] == [None, "todo"]
+
+    def test_the_newest_events_of_all_histories(self) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        tasks = [
+            SeededTask(
+                i, f"T{i}", None, "todo", 2, None, start + timedelta(hours=i),
+                start + timedelta(hours=i, minutes=30), None, None, 1 + i % 4,
+            )
+            for i in range(1, 200)
+        ]  # fmt: skip
+        every = newest_events(random.Random(3), 1, tasks, (5,), 10_000)
+        assert len(every) == sum(t.version for t in tasks)
+        newest = newest_events(random.Random(3), 1, tasks, (5,), 100)
+        assert len(newest) == 100
+        assert [e.at for e in newest] == sorted(e.at for e in every)[-100:]
+        assert newest_events(random.Random(3), 1, tasks, (5,), 0) == []
 
     def test_label_names_are_unique_in_any_case(self) -> None:
         names = [name.lower() for name, _ in label_names(40)]

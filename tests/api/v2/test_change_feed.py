@@ -186,9 +186,7 @@ class TestMembership:
         assert accepted.status_code == 200, accepted.text
         items, cursor = await walk(racing, member, cursor)
         joined = [item for item in items if item["entity"] == "member"]
-        assert [(item["action"], item["entity_id"]) for item in joined] == [
-            ("joined", member.id)
-        ]
+        assert [(item["action"], item["entity_id"]) for item in joined] == [("joined", member.id)]
         assert joined[0]["project_id"] == project_id
         assert joined[0]["object"]["role"] == "editor"
 
