@@ -39,9 +39,16 @@ EVENT_INDEXES = (
 )
 
 
+# The whole log in feed order, with what tells whose an event is (index-only scans on
+# PostgreSQL): the feed's first walk (app.db.statements.events.feed).
+LOG_INDEX = "ix_events_log"
+LOG_INDEX_INCLUDES = ("project_id", "from_project_id", "entity", "entity_id")
+
+
 class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
+        Index(LOG_INDEX, "xid", "id", postgresql_include=list(LOG_INDEX_INCLUDES)),
         *(
             Index(
                 name,

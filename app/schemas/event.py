@@ -8,11 +8,11 @@ every timestamp of the API (UTC, milliseconds, `Z`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, Field
 
 from app.core.roles import ProjectRole
@@ -59,12 +59,16 @@ def _when(value: Any) -> Any:
     return timestamp_text(datetime.fromisoformat(value)) if isinstance(value, str) else value
 
 
+_PRIORITY_LABELS = {priority.value: priority.label for priority in TaskPriority}
+_ROLE_LABELS = {role.value: role.label for role in ProjectRole}
+
+
 def _priority(value: Any) -> Any:
-    return TaskPriority(value).label if isinstance(value, int) else value
+    return _PRIORITY_LABELS.get(value, value)
 
 
 def _role(value: Any) -> Any:
-    return ProjectRole(value).label if isinstance(value, int) else value
+    return _ROLE_LABELS.get(value, value)
 
 
 # How a stored value reads in the entity's v2 object, per (entity, field); others as stored.
@@ -84,7 +88,7 @@ _SHOWN: dict[tuple[str, str], Callable[[Any], Any]] = {
 def shown_changes(entity: str, stored: str) -> dict[str, list[Any]]:
     """An event's stored `changes` (JSON text) in the form of the entity's v2 object."""
     changes: dict[str, list[Any]] = {}
-    for field, (old, new) in json.loads(stored).items():
+    for field, (old, new) in orjson.loads(stored).items():
         show = _SHOWN.get((entity, field))
         changes[field] = [show(old), show(new)] if show else [old, new]
     return changes

@@ -57,6 +57,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sqlite_autoincrement=True,
     )
+    # The whole log in feed order (app.models.event.LOG_INDEX when this revision was made).
+    op.create_index(
+        "ix_events_log",
+        "events",
+        ["xid", "id"],
+        postgresql_include=["project_id", "from_project_id", "entity", "entity_id"],
+    )
     for name, columns, where in _INDEXES:
         condition = sa.text(where) if where else None
         op.create_index(
@@ -75,4 +82,5 @@ def downgrade() -> None:
     op.drop_table("event_retention")
     for name, _columns, _where in reversed(_INDEXES):
         op.drop_index(name, table_name="events")
+    op.drop_index("ix_events_log", table_name="events")
     op.drop_table("events")

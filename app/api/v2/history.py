@@ -136,9 +136,14 @@ async def changes(
         key=cursor_key(request.app.state.settings, "changes"),
     )
     items = []
+    # An entity changed several times on the page is shown (as it is now) once, and shared.
+    shown: dict[int, dict[str, Any] | None] = {}
     for event, found in page.items:
         item = event_json(event)
-        item["object"] = _object_json(event.entity, found)
+        key = id(found)
+        if key not in shown:
+            shown[key] = _object_json(event.entity, found)
+        item["object"] = shown[key]
         items.append(item)
     # `Link` to read on at once, as on every page; a client polling later keeps the cursor.
     link = next_page_link(

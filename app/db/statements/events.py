@@ -532,22 +532,89 @@ def _feed_statement(dialect: str) -> Statement:
     )
 
 
+# How many events of the log a feed read looks at in order, per event it may return, before it
+# walks the caller's projects one by one instead (`feed`).
+SCAN_BUDGET_PER_ITEM: Final = 4
+
+
+@cache
+def _scan_statement() -> Statement:
+    """The caller's first `limit` events among the next `budget` events of the whole log in
+    (after, upto], in feed order, each row also saying how many events were looked at and
+    the last one's position (a row of NULL events when none is the caller's).
+
+    One walk of the log's (xid, id) index, its visibility checked on the index's own
+    columns: for a member of the projects where most things happen, a page reads about a
+    page of the log, whatever the number of projects (the walks per membership read a page
+    from each)."""
+    scan = (
+        select(
+            Event.id,
+            Event.xid,
+            Event.project_id,
+            Event.from_project_id,
+            Event.entity,
+            Event.entity_id,
+        )
+        .where(*_in_range())
+        .order_by(Event.xid, Event.id)
+        .limit(bindparam("budget"))
+        .cte("scan")
+    )
+    projects = select(ProjectMember.project_id).where(ProjectMember.user_id == bindparam("user_id"))
+    mine = (
+        select(scan.c.id)
+        .where(
+            or_(
+                scan.c.project_id.in_(projects),
+                scan.c.from_project_id.in_(projects),
+                and_(
+                    scan.c.entity == literal_column("'member'"),
+                    scan.c.entity_id == bindparam("user_id"),
+                ),
+            )
+        )
+        .order_by(scan.c.xid, scan.c.id)
+        .limit(bindparam("limit"))
+    )
+    last = select(scan.c.xid, scan.c.id).order_by(scan.c.xid.desc(), scan.c.id.desc()).limit(1)
+    summary = select(
+        select(func.count()).select_from(scan).scalar_subquery().label("scanned"),
+        last.with_only_columns(scan.c.xid).scalar_subquery().label("last_xid"),
+        last.with_only_columns(scan.c.id).scalar_subquery().label("last_id"),
+    ).subquery("summary")
+    page = _events().where(Event.id.in_(mine), caller_is_current()).subquery("page")
+    return Statement(
+        select(summary.c.scanned, *page.c)
+        .select_from(summary.outerjoin(page, true()))
+        .order_by(page.c.xid, page.c.id)
+    )
+
+
 async def feed(
     db: Db, params: dict[str, Any], *, after: Position, upto: Position, limit: int
 ) -> list[EventRow]:
-    """The caller's events in (after, upto], at most `limit`, in feed order."""
-    rows = await db.rows(
-        _feed_statement(db.dialect.name),
-        {
-            **params,
-            "after_xid": after.xid,
-            "after_id": after.id,
-            "upto_xid": upto.xid,
-            "upto_id": upto.id,
-            "limit": limit,
-        },
-    )
-    return [_row(row) for row in rows]
+    """The caller's first `limit` events in (after, upto], in feed order.
+
+    First one scan of the log from the cursor (`_scan_statement`), which answers whenever the
+    caller's events are not rare in it; when a scan of `SCAN_BUDGET_PER_ITEM` x `limit` events
+    found fewer than `limit` of theirs and did not reach `upto`, the walks of the caller's
+    projects (`_feed_statement`) answer instead, each bounded by the page."""
+    values = {
+        **params,
+        "after_xid": after.xid,
+        "after_id": after.id,
+        "upto_xid": upto.xid,
+        "upto_id": upto.id,
+        "limit": limit,
+    }
+    budget = SCAN_BUDGET_PER_ITEM * limit
+    scanned = await db.rows(_scan_statement(), values | {"budget": budget})
+    rows = [_row(row[1:]) for row in scanned if row[1] is not None]
+    if len(rows) >= limit or int(scanned[0][0]) < budget:
+        return rows
+    walked = await db.rows(_feed_statement(db.dialect.name), values)
+    return [_row(row) for row in walked]
 
 
 # --- retention -----------------------------------------------------------------------------------

@@ -157,6 +157,27 @@ class TestWalking:
             rest, _ = await walk(racing, owner, start, limit=4)
             assert [item["id"] for item in rest] == seen[len(before) :]
 
+    async def test_the_same_walk_whether_the_callers_events_are_rare_or_not(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        # The feed first scans the log from the cursor, a few pages' worth, and walks the
+        # caller's projects one by one when their events are rare in it: a walk a page of
+        # one at a time (where the caller's events are rare in every scan) and one page of
+        # fifty (where a scan reaches the end) must say the same.
+        mine = await new_project(racing, owner, "Mine")
+        busy = await register(racing, "busy")
+        theirs = await new_project(racing, busy, "Theirs")
+        expected = []
+        for n in range(3):
+            expected.append((await new_task(racing, owner, mine, f"Mine {n}"))["id"])
+            for k in range(12):
+                await new_task(racing, busy, theirs, f"Theirs {n}.{k}")
+        one_by_one, _ = await walk(racing, owner, limit=1)
+        at_once, _ = await walk(racing, owner, limit=50)
+        assert [item["id"] for item in one_by_one] == [item["id"] for item in at_once]
+        assert [task_id for action, task_id in task_events(one_by_one)] == expected
+        assert all(item["project_id"] != theirs for item in one_by_one)
+
     async def test_an_outsider_sees_nothing_of_the_project(
         self, racing: httpx.AsyncClient, owner: Account
     ) -> None:
