@@ -61,7 +61,7 @@ class CommentRecord(NamedTuple):
 
 # The author under another name: `caller_is_current` reads `users` in a subquery, which
 # would otherwise correlate to the author's row instead of reading the caller's.
-_Author = aliased(User, name="author")
+CommentAuthor = aliased(User, name="author")
 
 
 def _task_id() -> Any:
@@ -104,11 +104,11 @@ def _own_and_may_comment() -> list[ColumnElement[bool]]:
     ]
 
 
-_READ_COLUMNS = (
+COMMENT_COLUMNS = (
     Comment.id,
     Comment.task_id,
     Comment.author_id,
-    _Author.full_name,
+    CommentAuthor.full_name,
     Comment.body,
     Comment.created_at,
     Comment.updated_at,
@@ -137,8 +137,8 @@ def _list_statement(after: bool) -> Statement:
     if after:
         conditions.append(Comment.id > bindparam("after_id", type_=BigInteger))
     statement = (
-        select(*_READ_COLUMNS)
-        .join_from(Comment, _Author, _Author.id == Comment.author_id)
+        select(*COMMENT_COLUMNS)
+        .join_from(Comment, CommentAuthor, CommentAuthor.id == Comment.author_id)
         .where(*conditions)
         .order_by(Comment.id)
         .limit(bindparam("limit", type_=Integer))
@@ -149,8 +149,8 @@ def _list_statement(after: bool) -> Statement:
 @cache
 def _select_statement() -> Statement:
     return Statement(
-        select(*_READ_COLUMNS)
-        .join_from(Comment, _Author, _Author.id == Comment.author_id)
+        select(*COMMENT_COLUMNS)
+        .join_from(Comment, CommentAuthor, CommentAuthor.id == Comment.author_id)
         .where(*_this_comment(), *_readable())
     )
 

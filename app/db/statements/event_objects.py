@@ -21,11 +21,10 @@ from sqlalchemy.ext.compiler import compiles
 from app.core.roles import Permission, least_role
 from app.db.access import Db, Statement
 from app.db.statements.callers import caller_is_current
-from app.db.statements.comments import _READ_COLUMNS as COMMENT_COLUMNS
-from app.db.statements.comments import CommentRecord, _Author
-from app.db.statements.invitations import InvitationRecord, _invitations
+from app.db.statements.comments import COMMENT_COLUMNS, CommentAuthor, CommentRecord
+from app.db.statements.invitations import InvitationRecord, invitations_with_project
 from app.db.statements.labels import LABEL_COLUMNS, LabelRecord
-from app.db.statements.members import MemberRecord, _members
+from app.db.statements.members import MemberRecord, members_with_user
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.projects import PROJECT_COLUMNS, ProjectRecord
 from app.db.statements.tasks import DETAIL_COLUMNS, TaskDetail, detail
@@ -93,7 +92,7 @@ def _projects_statement() -> Statement:
 @cache
 def _members_statement() -> Statement:
     return Statement(
-        _members()
+        members_with_user()
         .add_columns(ProjectMember.project_id)
         .where(
             _AnyOf(ProjectMember.project_id, "project_ids"),
@@ -107,7 +106,7 @@ def _members_statement() -> Statement:
 @cache
 def _invitations_statement() -> Statement:
     return Statement(
-        _invitations().where(
+        invitations_with_project().where(
             _AnyOf(Invitation.id, "ids"),
             caller_may(Invitation.project_id, least_role(Permission.INVITATION_READ)),
             caller_is_current(),
@@ -130,7 +129,7 @@ def _labels_statement() -> Statement:
 def _comments_statement() -> Statement:
     return Statement(
         select(*COMMENT_COLUMNS)
-        .join(_Author, _Author.id == Comment.author_id)
+        .join(CommentAuthor, CommentAuthor.id == Comment.author_id)
         .join(Task, Task.id == Comment.task_id)
         .where(
             _AnyOf(Comment.id, "ids"),

@@ -72,7 +72,9 @@ def _audited(row: Row) -> dict[str, Any]:
     return {"email": row[2], "role": row[3], "expires_at": row[4]}
 
 
-def _invitations() -> Any:
+def invitations_with_project() -> Any:
+    """SELECT of `InvitationRecord`s: invitations with their project and inviter (reads
+    here, and the change feed's objects)."""
     return (
         select(
             Invitation.id,
@@ -196,7 +198,7 @@ def _invite_statement() -> Statement:
 
 @cache
 def _select_statement() -> Statement:
-    return Statement(_invitations().where(Invitation.id == bindparam("invitation")))
+    return Statement(invitations_with_project().where(Invitation.id == bindparam("invitation")))
 
 
 @cache
@@ -210,7 +212,7 @@ def _project_list_statement(after: bool) -> Statement:
     if after:
         conditions.append(Invitation.id > bindparam("after_id", type_=Invitation.id.type))
     return Statement(
-        _invitations()
+        invitations_with_project()
         .where(*conditions)
         .order_by(Invitation.id)
         .limit(bindparam("limit", type_=Integer))
@@ -355,7 +357,7 @@ def _callers_list_statement(after: bool) -> Statement:
     if after:
         conditions.append(Invitation.id > bindparam("after_id", type_=Invitation.id.type))
     return Statement(
-        _invitations()
+        invitations_with_project()
         .where(*conditions)
         .order_by(Invitation.id)
         .limit(bindparam("limit", type_=Integer))

@@ -81,7 +81,9 @@ def _target() -> list[ColumnElement[bool]]:
     return [_this_project(), ProjectMember.user_id == bindparam("target_id")]
 
 
-def _members() -> Any:
+def members_with_user() -> Any:
+    """SELECT of `MemberRecord`s: memberships with their users (reads here, and the change
+    feed's objects)."""
     return select(*_MEMBER_COLUMNS).join(User, User.id == ProjectMember.user_id)
 
 
@@ -91,7 +93,7 @@ def _members() -> Any:
 @cache
 def _select_statement() -> Statement:
     least = least_role(Permission.MEMBER_READ)
-    return Statement(_members().where(*_target(), _caller_may(least), caller_is_current()))
+    return Statement(members_with_user().where(*_target(), _caller_may(least), caller_is_current()))
 
 
 @cache
@@ -112,7 +114,7 @@ def _list_statement(after: bool) -> Statement:
             )
         )
     return Statement(
-        _members()
+        members_with_user()
         .where(*conditions)
         .order_by(ProjectMember.role.desc(), ProjectMember.user_id)
         .limit(bindparam("limit", type_=Integer))
