@@ -48,3 +48,15 @@ CURSOR_MAX_LENGTH = 1024
 # Headers.
 ENTITY_TAG_HEADER_MAX_LENGTH = 1024  # If-Match, If-None-Match
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+# v2: webhooks and notifications (spec api-v2 sections 8 and 9).
+WEBHOOK_URL_MAX_LENGTH = 2048
+WEBHOOK_DESCRIPTION_MAX_LENGTH = 500
+WEBHOOK_EVENTS_MAX = 70  # every "<entity>.<action>" name, or "*"
+WEBHOOKS_PER_PROJECT_MAX = 20
+# How much of a receiver's answer is read (the rest is never read) and kept in the log.
+WEBHOOK_RESPONSE_KEPT_BYTES = 1024
+# Secrets of our own making: "whsec_" and base64 of 24 random bytes.
+WEBHOOK_SECRET_BYTES = 24
+# For how long a rotated-out secret still signs, beside the new one.
+WEBHOOK_PREVIOUS_SECRET_HOURS = 24

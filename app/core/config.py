@@ -19,6 +19,22 @@ from sqlalchemy.engine import URL, make_url
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Placeholders that people copy from examples; a production key must not be one of them.
+# Seconds before each retry of a failed webhook delivery (spec api-v2 section 9: about three
+# days in all; jitter is added per attempt).
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (
+    5,
+    300,
+    1800,
+    7200,
+    18000,
+    36000,
+    36000,
+    36000,
+    36000,
+    36000,
+    36000,
+)
+
 _PLACEHOLDER_SECRETS = frozenset({"changethis", "change-me", "changeme", "secret", "secret-key"})
 
 
@@ -88,12 +104,42 @@ class Settings(BaseSettings):
     # deprecation on, v1 responses say so; from the sunset on, v1 answers 410.
     api_v1_deprecated_at: datetime | None = None
     api_v1_sunset_at: datetime | None = None
+    # Mail (spec api-v2 section 11): each notification is mailed when SMTP_URL is set
+    # (`smtp://user:pass@host:port`, `smtps://...`); PUBLIC_URL makes the links in it.
+    smtp_url: SecretStr | None = None
+    mail_from: str = "tasks@localhost"
+    public_url: str | None = None
+    # Webhooks (spec api-v2 section 9).
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_disable_after_days: int = Field(default=5, ge=1)
+    # CIDRs a webhook may reach although they are not global addresses (default: none).
+    webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Seconds before each retry of a failed delivery, comma-separated; then it is abandoned.
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [float(delay) for delay in DEFAULT_WEBHOOK_RETRY_SCHEDULE]
+    )
+    # Background work (spec api-v2 section 10). On SQLite the API process runs the jobs
+    # itself; on PostgreSQL `python -m app.cli worker` does, unless this says otherwise.
+    jobs_in_api: bool | None = None
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "cors_origins",
+        "trusted_proxies",
+        "webhook_allowed_networks",
+        "webhook_retry_schedule",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 <= delay <= 7 * 24 * 3600 for delay in value):
+            raise ValueError("must be one or more delays in seconds, each 0 to 604800")
         return value
 
     @field_validator(
@@ -113,7 +159,7 @@ class Settings(BaseSettings):
             raise ValueError("must allow at least one request; use RATE_LIMIT_ENABLED=false")
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "webhook_allowed_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         for network in value:
@@ -137,7 +183,14 @@ class Settings(BaseSettings):
         return self
 
     @field_validator(
-        "redis_url", "metrics_token", "api_v1_deprecated_at", "api_v1_sunset_at", mode="before"
+        "redis_url",
+        "metrics_token",
+        "api_v1_deprecated_at",
+        "api_v1_sunset_at",
+        "smtp_url",
+        "public_url",
+        "jobs_in_api",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -146,6 +199,17 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
+
+    @property
+    def runs_jobs_in_api(self) -> bool:
+        """Whether the API process runs the background jobs itself (SQLite: yes, by default;
+        PostgreSQL: workers do)."""
+        if self.jobs_in_api is not None:
+            return self.jobs_in_api
+        # Tests run the jobs themselves, when and where they choose.
+        if self.environment is Environment.TEST:
+            return False
+        return self.sqlalchemy_url.get_backend_name() == "sqlite"
 
     @cached_property
     def sqlalchemy_url(self) -> URL:

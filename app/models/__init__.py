@@ -3,11 +3,14 @@
 from app.models.comment import Comment
 from app.models.event import Event, EventRetention
 from app.models.idempotency_key import IdempotencyKey
+from app.models.job import OutboxCursor
 from app.models.label import Label, TaskLabel
+from app.models.notification import Notification, SentReminder
 from app.models.project import Invitation, Project, ProjectMember
 from app.models.refresh_token import RefreshToken
 from app.models.task import Task, TaskAssignee, TaskPriority, TaskStatus
 from app.models.user import Role, User
+from app.models.webhook import Webhook, WebhookDelivery
 
 __all__ = [
     "Comment",
@@ -16,9 +19,12 @@ __all__ = [
     "IdempotencyKey",
     "Invitation",
     "Label",
+    "Notification",
+    "OutboxCursor",
     "Project",
     "ProjectMember",
     "RefreshToken",
+    "SentReminder",
     "Role",
     "Task",
     "TaskAssignee",
@@ -26,4 +32,6 @@ __all__ = [
     "TaskPriority",
     "TaskStatus",
     "User",
+    "Webhook",
+    "WebhookDelivery",
 ]

@@ -175,3 +175,11 @@ for _column in (Task.title, Task.description):
         postgresql_using="gin",
         postgresql_ops={_column.key: "gin_trgm_ops"},
     ).ddl_if(dialect="postgresql")
+
+# The reminder job's walk: the live tasks whose `remind_at` has come (app.jobs.reminders).
+Index(
+    "ix_tasks_remind_at",
+    Task.remind_at,
+    postgresql_where=Task.remind_at.is_not(None) & Task.deleted_at.is_(None),
+    sqlite_where=Task.remind_at.is_not(None) & Task.deleted_at.is_(None),
+)

@@ -42,6 +42,11 @@ APP_TABLES = {
     "comments",
     "events",
     "event_retention",
+    "notifications",
+    "sent_reminders",
+    "webhooks",
+    "webhook_deliveries",
+    "outbox_cursors",
 }
 
 
@@ -111,7 +116,32 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0006_events"
+        assert version == "0007_background_work"
+
+    async def test_the_job_engine_has_its_own_schema_on_postgresql(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        """procrastinate's tables arrive with 0007, in the schema `procrastinate`, and leave
+        with its downgrade (nothing of them in `public`)."""
+        if engine.dialect.name != "postgresql":
+            pytest.skip("the job engine's tables exist on PostgreSQL only")
+        query = text(
+            "SELECT table_schema, count(*) FROM information_schema.tables "
+            "WHERE table_name LIKE 'procrastinate%' GROUP BY table_schema"
+        )
+        run_alembic(fresh_url)
+        async with engine.connect() as connection:
+            assert dict((await connection.execute(query)).all()) == {"procrastinate": 4}
+        run_alembic(fresh_url, "0006_events", down=True)
+        async with engine.connect() as connection:
+            assert dict((await connection.execute(query)).all()) == {}
+            schemas = await connection.scalar(
+                text("SELECT count(*) FROM pg_namespace WHERE nspname = 'procrastinate'")
+            )
+        assert schemas == 0
+        run_alembic(fresh_url)
+        async with engine.connect() as connection:
+            assert dict((await connection.execute(query)).all()) == {"procrastinate": 4}
 
     async def test_email_unique_without_regard_to_case(
         self, fresh_url: str, engine: AsyncEngine
@@ -302,6 +332,11 @@ _V2_TABLES = {
     "comments",
     "events",
     "event_retention",
+    "notifications",
+    "sent_reminders",
+    "webhooks",
+    "webhook_deliveries",
+    "outbox_cursors",
 }
 _TASK_FIELDS = (
     "id",
