@@ -1,12 +1,13 @@
-"""Comment request and response bodies (spec api-v2 section 6)."""
+"""Comment request and response bodies (spec api-v2 section 6), and a comment's v2 document."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, StringConstraints
 
 from app.core.bounds import COMMENT_BODY_MAX_LENGTH
+from app.db.statements.comments import CommentRecord
 from app.schemas.common import (
     VISIBLE_TEXT_PATTERN,
     JsonSchemaHints,
@@ -49,3 +50,16 @@ class CommentRead(ResponseModel):
     body: str
     created_at: UTCTimestamp
     updated_at: UTCTimestamp
+
+
+def comment_json(comment: CommentRecord) -> dict[str, Any]:
+    """The `CommentRead` document of a comment."""
+    read = CommentRead(
+        id=comment.id,
+        task_id=comment.task_id,
+        author=CommentAuthor(id=comment.author_id, full_name=comment.author_full_name),
+        body=comment.body,
+        created_at=comment.created_at,
+        updated_at=comment.updated_at,
+    )
+    return read.model_dump(mode="json")

@@ -1,5 +1,6 @@
 """Events as the API shows them (spec api-v2 section 7): the activity of a task or a project,
-and the items of the change feed.
+and the items of the change feed (an event with its entity's v2 document now, `object`), which
+webhook payloads carry too (section 9).
 
 `changes` is stored in the columns' form ({column: [old, new]}, `app.models.event`); here it
 takes the form of the entity's v2 object: a priority or a role by its name, timestamps as
@@ -8,7 +9,7 @@ every timestamp of the API (UTC, milliseconds, `Z`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +17,15 @@ import orjson
 from pydantic import BaseModel, Field
 
 from app.core.roles import ProjectRole
+from app.db.statements.event_objects import EntityObject
 from app.db.statements.events import Action, Entity, EventRow
+from app.db.statements.tasks import TaskDetail
 from app.models.task import TaskPriority
+from app.schemas.comment import comment_json
 from app.schemas.common import ResponseModel, UTCTimestamp
-from app.schemas.task import timestamp_text
+from app.schemas.label import label_json
+from app.schemas.project import invitation_json, member_json, project_json
+from app.schemas.task import project_task_json, timestamp_text
 
 
 class Actor(BaseModel):
@@ -111,3 +117,53 @@ def event_json(event: EventRow) -> dict[str, Any]:
         "action": event.action,
         "changes": shown_changes(event.entity, event.changes),
     }
+
+
+def _task_json(task: TaskDetail) -> dict[str, Any]:
+    return project_task_json(task.task, task.assignee_ids, task.label_ids)
+
+
+# Each entity's v2 document, as its own GET shows it.
+_OBJECT_JSON: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "task": _task_json,
+    "project": project_json,
+    "member": member_json,
+    "invitation": invitation_json,
+    "label": label_json,
+    "comment": comment_json,
+}
+
+
+def object_json(entity: str, found: EntityObject | None) -> dict[str, Any] | None:
+    """The v2 document of an `entity` as found now (`app.db.statements.event_objects`); None
+    when it was not found (gone, or not the reader's to see)."""
+    return None if found is None else _OBJECT_JSON[entity](found)
+
+
+def feed_item_json(
+    event: EventRow,
+    found: EntityObject | None,
+    *,
+    shown: dict[int, dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    """The `FeedItem` document of an event whose entity is `found` now (None: gone).
+
+    With `shown` (one dict per page), an entity found once for several events of the page is
+    rendered once and its document shared by their items."""
+    if shown is None:
+        document = object_json(event.entity, found)
+    else:
+        key = id(found)
+        if key not in shown:
+            shown[key] = object_json(event.entity, found)
+        document = shown[key]
+    item = event_json(event)
+    item["object"] = document
+    return item
+
+
+def feed_items_json(items: Iterable[tuple[EventRow, EntityObject | None]]) -> list[dict[str, Any]]:
+    """The `FeedItem` documents of a page of events with their entities (`feed_item_json`),
+    each entity rendered once for the page."""
+    shown: dict[int, dict[str, Any] | None] = {}
+    return [feed_item_json(event, found, shown=shown) for event, found in items]

@@ -1,15 +1,16 @@
-"""Label request and response bodies (spec api-v2 section 6)."""
+"""Label request and response bodies (spec api-v2 section 6), and a label's v2 document."""
 
 from __future__ import annotations
 
 import re
 import zlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.core.bounds import LABEL_NAME_MAX_LENGTH
+from app.db.statements.labels import LabelRecord
 from app.schemas.common import (
     JsonSchemaHints,
     RequestModel,
@@ -111,3 +112,13 @@ class LabelRead(ResponseModel):
     project_id: int
     name: str
     color: str = Field(pattern=r"^#[0-9a-f]{6}$", examples=["#0284c7"])
+
+
+def label_json(label: LabelRecord) -> dict[str, Any]:
+    """The `LabelRead` document of a label."""
+    return {
+        "id": label.id,
+        "project_id": label.project_id,
+        "name": label.name,
+        "color": label.color,
+    }

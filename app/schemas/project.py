@@ -1,14 +1,19 @@
-"""Project, member and invitation request and response bodies (spec api-v2 sections 3 and 4)."""
+"""Project, member and invitation request and response bodies (spec api-v2 sections 3 and 4),
+and their v2 documents (`project_json`, `member_json`, `invitation_json`): what a GET, the
+change feed's `object` and a webhook's payload show."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.core.bounds import PROJECT_DESCRIPTION_MAX_LENGTH, PROJECT_NAME_MAX_LENGTH
 from app.core.roles import ProjectRole
+from app.db.statements.invitations import InvitationRecord
+from app.db.statements.members import MemberRecord
+from app.db.statements.projects import ProjectRecord
 from app.schemas.common import (
     TEXT_PATTERN,
     JsonSchemaHints,
@@ -128,3 +133,40 @@ class InvitationRead(ResponseModel):
     invited_by: Inviter
     created_at: UTCTimestamp
     expires_at: UTCTimestamp
+
+
+def project_json(project: ProjectRecord) -> dict[str, Any]:
+    """The `ProjectRead` document of a project (`my_role`: the role of the record's reader)."""
+    return ProjectRead(
+        id=project.id,
+        name=project.name,
+        description=project.description,
+        is_inbox=project.inbox_user_id is not None,
+        my_role=ProjectRole(project.role).label,
+        created_at=project.created_at,
+        updated_at=project.updated_at,
+        deleted_at=project.deleted_at,
+        version=project.version,
+    ).model_dump(mode="json")
+
+
+def member_json(member: MemberRecord) -> dict[str, Any]:
+    """The `MemberRead` document of a membership."""
+    return MemberRead(
+        user=MemberUser(id=member.user_id, email=member.email, full_name=member.full_name),
+        role=ProjectRole(member.role).label,
+        added_at=member.added_at,
+    ).model_dump(mode="json")
+
+
+def invitation_json(invitation: InvitationRecord) -> dict[str, Any]:
+    """The `InvitationRead` document of an invitation."""
+    return InvitationRead(
+        id=invitation.id,
+        project=ProjectRef(id=invitation.project_id, name=invitation.project_name),
+        email=invitation.email,
+        role=ProjectRole(invitation.role).label,
+        invited_by=Inviter(id=invitation.invited_by_id, full_name=invitation.invited_by_full_name),
+        created_at=invitation.created_at,
+        expires_at=invitation.expires_at,
+    ).model_dump(mode="json")

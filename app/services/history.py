@@ -10,12 +10,15 @@ and retention.
   exactly once (docs/decisions/0030). Its cursor is always given, so a client can poll from
   it; `has_more` says whether to read on at once. A cursor from before what retention has
   removed is a 410: the client may have missed events, and starts over.
+- A webhook's payload (section 9) is a feed item too, its entity as an admin of the event's
+  project sees it now (`event_documents`: no caller; the jobs build payloads from it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from app.core.errors import Gone
 from app.core.pagination import (
@@ -33,6 +36,7 @@ from app.db.statements import tasks as task_statements
 from app.db.statements.event_objects import EntityObject, object_key
 from app.db.statements.events import EventRow, Position
 from app.db.statements.tasks import caller_params
+from app.schemas.event import feed_items_json
 from app.services.project import explain_miss
 from app.services.task import TaskNotFound, token_revoked
 
@@ -155,6 +159,27 @@ async def changes(
         (row, found.get(object_key(row.entity, row.project_id, row.entity_id))) for row in rows
     ]
     return FeedPage(items, _feed_cursor(reached, caller, key), has_more)
+
+
+async def event_documents(
+    db: Db, rows: list[EventRow], *, seen_from: int | None = None
+) -> list[dict[str, Any]]:
+    """Each event of `rows`, in their order, as the change feed shows it now to an admin of
+    the project `seen_from` (by default, of each event's own project): the event with its
+    entity's v2 document (None once gone, or moved out of that project), each entity
+    rendered once. No caller: the jobs' view, for the `data` of a webhook's payload (spec
+    api-v2 section 9; a webhook of the project a task moved out of sees it from there)."""
+
+    def viewer(row: EventRow) -> int:
+        return row.project_id if seen_from is None else seen_from
+
+    wanted: dict[str, set[tuple[int, int]]] = {}
+    for row in rows:
+        wanted.setdefault(row.entity, set()).add((viewer(row), row.entity_id))
+    found = await event_objects.objects_for_project_admin(db, wanted)
+    return feed_items_json(
+        (row, found.get((row.entity, viewer(row), row.entity_id))) for row in rows
+    )
 
 
 async def remove_expired(db: Db, now: datetime, retention_days: int) -> int:

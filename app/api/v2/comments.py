@@ -18,25 +18,12 @@ from app.api.routing import api_router
 from app.api.v2 import API_V2_PREFIX
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.db.access import Db
-from app.schemas.comment import CommentAuthor, CommentCreate, CommentRead, CommentUpdate
+from app.schemas.comment import CommentCreate, CommentRead, CommentUpdate, comment_json
 from app.schemas.common import Page
 from app.services import comment as comment_service
 from app.services.comment import CommentRecord
 
 router = api_router(f"{API_V2_PREFIX}/tasks", "comments")
-
-
-def comment_json(comment: CommentRecord) -> dict[str, Any]:
-    """The `CommentRead` document of a comment."""
-    read = CommentRead(
-        id=comment.id,
-        task_id=comment.task_id,
-        author=CommentAuthor(id=comment.author_id, full_name=comment.author_full_name),
-        body=comment.body,
-        created_at=comment.created_at,
-        updated_at=comment.updated_at,
-    )
-    return read.model_dump(mode="json")
 
 
 def _author_only(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:

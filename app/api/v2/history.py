@@ -3,8 +3,7 @@ the history of a task and of a project, and the change feed (spec api-v2 section
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query, Request, Response
 
@@ -16,17 +15,9 @@ from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
 from app.api.v2 import API_V2_PREFIX
-from app.api.v2.comments import comment_json
-from app.api.v2.invitations import invitation_json
-from app.api.v2.labels import label_json
-from app.api.v2.members import member_json
-from app.api.v2.projects import project_json
 from app.core.bounds import FEED_PAGE_SIZE_DEFAULT, FEED_PAGE_SIZE_MAX, PAGE_SIZE_DEFAULT
-from app.db.statements.event_objects import EntityObject
-from app.db.statements.tasks import TaskDetail
 from app.schemas.common import Page
-from app.schemas.event import EventRead, FeedPage, event_json
-from app.schemas.task import project_task_json
+from app.schemas.event import EventRead, FeedPage, event_json, feed_items_json
 from app.services import history
 from app.services.history import EventPage
 
@@ -35,25 +26,6 @@ router = api_router(API_V2_PREFIX, "history")
 FeedLimit = Annotated[
     int, Query(ge=1, le=FEED_PAGE_SIZE_MAX, description="How many events at most.")
 ]
-
-
-def _task_json(task: TaskDetail) -> dict[str, Any]:
-    return project_task_json(task.task, task.assignee_ids, task.label_ids)
-
-
-# Each entity's v2 document, as its own GET shows it.
-_OBJECT_JSON: dict[str, Callable[[Any], dict[str, Any]]] = {
-    "task": _task_json,
-    "project": project_json,
-    "member": member_json,
-    "invitation": invitation_json,
-    "label": label_json,
-    "comment": comment_json,
-}
-
-
-def _object_json(entity: str, found: EntityObject | None) -> dict[str, Any] | None:
-    return None if found is None else _OBJECT_JSON[entity](found)
 
 
 def _activity_response(request: Request, page: EventPage) -> JsonResponse:
@@ -135,16 +107,8 @@ async def changes(
         cursor=cursor,
         key=cursor_key(request.app.state.settings, "changes"),
     )
-    items = []
     # An entity changed several times on the page is shown (as it is now) once, and shared.
-    shown: dict[int, dict[str, Any] | None] = {}
-    for event, found in page.items:
-        item = event_json(event)
-        key = id(found)
-        if key not in shown:
-            shown[key] = _object_json(event.entity, found)
-        item["object"] = shown[key]
-        items.append(item)
+    items = feed_items_json(page.items)
     # `Link` to read on at once, as on every page; a client polling later keeps the cursor.
     link = next_page_link(
         request_path(request.scope),

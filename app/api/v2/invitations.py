@@ -4,8 +4,6 @@ accept or decline."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller, SettingsDep, TransactionDb
@@ -17,35 +15,21 @@ from app.api.problems import request_path
 from app.api.responses import JsonResponse
 from app.api.routing import api_router
 from app.api.v2 import API_V2_PREFIX
-from app.api.v2.members import member_json
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.core.roles import ProjectRole
 from app.db.access import Db
-from app.db.statements.invitations import InvitationRecord
 from app.schemas.common import Page
 from app.schemas.project import (
     InvitationCreate,
     InvitationRead,
-    Inviter,
     MemberRead,
-    ProjectRef,
+    invitation_json,
+    member_json,
 )
 from app.services import invitation as invitation_service
 from app.services.invitation import InvitationPage
 
 router = api_router(f"{API_V2_PREFIX}", "invitations")
-
-
-def invitation_json(invitation: InvitationRecord) -> dict[str, Any]:
-    return InvitationRead(
-        id=invitation.id,
-        project=ProjectRef(id=invitation.project_id, name=invitation.project_name),
-        email=invitation.email,
-        role=ProjectRole(invitation.role).label,
-        invited_by=Inviter(id=invitation.invited_by_id, full_name=invitation.invited_by_full_name),
-        created_at=invitation.created_at,
-        expires_at=invitation.expires_at,
-    ).model_dump(mode="json")
 
 
 def invitation_page_response(request: Request, page: InvitationPage) -> JsonResponse:

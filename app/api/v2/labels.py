@@ -3,8 +3,6 @@ recoloured and deleted (spec api-v2 section 6)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller, TransactionDb
@@ -19,21 +17,11 @@ from app.api.v2 import API_V2_PREFIX
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.db.access import Db
 from app.schemas.common import Page
-from app.schemas.label import LabelCreate, LabelRead, LabelUpdate
+from app.schemas.label import LabelCreate, LabelRead, LabelUpdate, label_json
 from app.services import label as label_service
 from app.services.label import LabelRecord
 
 router = api_router(f"{API_V2_PREFIX}/projects", "labels")
-
-
-def label_json(label: LabelRecord) -> dict[str, Any]:
-    """The `LabelRead` document of a label."""
-    return {
-        "id": label.id,
-        "project_id": label.project_id,
-        "name": label.name,
-        "color": label.color,
-    }
 
 
 def _label_url(label: LabelRecord) -> str:

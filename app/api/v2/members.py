@@ -3,8 +3,6 @@ departure (spec api-v2 sections 2 and 4)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import Request, Response, status
 
 from app.api.deps import AutocommitDb, Caller, TransactionDb
@@ -17,20 +15,11 @@ from app.api.routing import api_router
 from app.api.v2 import API_V2_PREFIX
 from app.core.bounds import PAGE_SIZE_DEFAULT
 from app.core.roles import ProjectRole
-from app.db.statements.members import MemberRecord
 from app.schemas.common import Page
-from app.schemas.project import MemberRead, MemberRoleUpdate, MemberUser
+from app.schemas.project import MemberRead, MemberRoleUpdate, member_json
 from app.services import member as member_service
 
 router = api_router(f"{API_V2_PREFIX}/projects", "members")
-
-
-def member_json(member: MemberRecord) -> dict[str, Any]:
-    return MemberRead(
-        user=MemberUser(id=member.user_id, email=member.email, full_name=member.full_name),
-        role=ProjectRole(member.role).label,
-        added_at=member.added_at,
-    ).model_dump(mode="json")
 
 
 @router.get(

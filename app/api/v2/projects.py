@@ -3,7 +3,7 @@ section 3)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query, Request, Response, status
 
@@ -18,28 +18,13 @@ from app.api.responses import JsonResponse
 from app.api.routing import api_router
 from app.api.v2 import API_V2_PREFIX
 from app.core.bounds import PAGE_SIZE_DEFAULT
-from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.statements.projects import ProjectRecord
 from app.schemas.common import Page
-from app.schemas.project import ProjectCreate, ProjectRead, ProjectUpdate
+from app.schemas.project import ProjectCreate, ProjectRead, ProjectUpdate, project_json
 from app.services import project as project_service
 
 router = api_router(f"{API_V2_PREFIX}/projects", "projects")
-
-
-def project_json(project: ProjectRecord) -> dict[str, Any]:
-    return ProjectRead(
-        id=project.id,
-        name=project.name,
-        description=project.description,
-        is_inbox=project.inbox_user_id is not None,
-        my_role=ProjectRole(project.role).label,
-        created_at=project.created_at,
-        updated_at=project.updated_at,
-        deleted_at=project.deleted_at,
-        version=project.version,
-    ).model_dump(mode="json")
 
 
 def project_response(project: ProjectRecord, status_code: int = 200) -> JsonResponse:

@@ -23,7 +23,7 @@ path (which would serialise a JSON type's value itself) pass the same thing.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any, Final, Literal, NamedTuple, get_args
@@ -317,6 +317,11 @@ def _events() -> Any:
     return select(*_event_columns()).outerjoin(User, User.id == Event.actor_id)
 
 
+def event_select() -> Any:
+    """A SELECT of `EventRow`'s columns (the actor's name joined), to add conditions to."""
+    return _events()
+
+
 def _row(row: Row) -> EventRow:
     return EventRow._make(row)
 
@@ -402,6 +407,29 @@ async def project_activity(
         _project_activity_statement(before_id is not None, db.dialect.name),
         {**params, "project_id": project_id, "before_id": before_id, "limit": limit},
     )
+    return [_row(row) for row in rows]
+
+
+# --- reading: by id (no caller) ------------------------------------------------------------------
+
+
+@cache
+def _by_ids_statement() -> Statement:
+    return Statement(
+        _events()
+        .where(Event.id.in_(bindparam("ids", expanding=True)))
+        .order_by(Event.xid, Event.id)
+    )
+
+
+async def events_by_ids(db: Db, ids: Collection[int]) -> list[EventRow]:
+    """The events of `ids` still kept (retention removes old ones), in log order, whoever
+    may see them (the jobs' reads: a webhook's retry of an event)."""
+    if not ids:
+        return []
+    # An expanding IN, which SQLAlchemy renders per call: through Core, in a transaction.
+    async with db.transaction():
+        rows = await db.rows(_by_ids_statement(), {"ids": sorted(set(ids))})
     return [_row(row) for row in rows]
 
 
@@ -703,6 +731,8 @@ __all__ = [
     "column_changes",
     "event_binds",
     "event_params",
+    "event_select",
+    "events_by_ids",
     "feed",
     "horizon",
     "logged",
