@@ -67,6 +67,12 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["true"]},
     },
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": _INTEGER},
+    "X-Unread-Count": {
+        "description": "How many of your notifications are unread now (on every page of "
+        "`GET /api/v2/notifications`, whatever `unread` asked for).",
+        "required": True,
+        "schema": _INTEGER,
+    },
     "RateLimit": {
         "description": "The state of each rate limit that counted this request "
         "(draft-ietf-httpapi-ratelimit-headers): remaining requests and seconds to reset.",

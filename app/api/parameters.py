@@ -45,6 +45,11 @@ InvitationId = Annotated[
     Path(ge=1, le=MAX_ID, description="The invitation's id."),
     BeforeValidator(_canonical_id),
 ]
+NotificationId = Annotated[
+    int,
+    Path(ge=1, le=MAX_ID, description="The notification's id."),
+    BeforeValidator(_canonical_id),
+]
 
 
 IfMatch = Annotated[

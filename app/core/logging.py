@@ -51,3 +51,5 @@ def configure_logging(level: str = "INFO") -> None:
     # line would repeat it without them (and would print query strings).
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # At DEBUG aiosqlite logs every statement's parameters: secrets and password hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

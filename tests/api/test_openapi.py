@@ -247,6 +247,25 @@ _T = f"/api/v2/tasks/{_ANY}"
 # (above viewer; a viewer is any member), the state rules (409) and expiry (410) it names,
 # and the headers its success carries besides those every response has.
 V2_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/api/v2/notifications"): {"success": ("200", {"X-Unread-Count"})},
+    ("post", f"/api/v2/notifications/{_ANY}/read"): {},
+    ("post", "/api/v2/notifications/read-all"): {},
+    ("post", f"{_P}/webhooks"): {
+        "role": "admin",
+        "problems": {409},
+        "success": ("201", {"Location"}),
+    },
+    ("get", f"{_P}/webhooks"): {"role": "admin"},
+    ("get", f"{_P}/webhooks/{_ANY}"): {"role": "admin"},
+    ("patch", f"{_P}/webhooks/{_ANY}"): {"role": "admin"},
+    ("delete", f"{_P}/webhooks/{_ANY}"): {"role": "admin"},
+    ("post", f"{_P}/webhooks/{_ANY}/rotate-secret"): {"role": "admin"},
+    ("post", f"{_P}/webhooks/{_ANY}/ping"): {"role": "admin"},
+    ("get", f"{_P}/webhooks/{_ANY}/deliveries"): {"role": "admin"},
+    ("post", f"{_P}/webhooks/{_ANY}/deliveries/{_ANY}/redeliver"): {
+        "role": "admin",
+        "problems": {409},
+    },
     ("post", "/api/v2/projects"): {"success": ("201", {"Location", "ETag"})},
     ("get", "/api/v2/projects"): {},
     ("get", _P): {"success": ("200", {"ETag"})},

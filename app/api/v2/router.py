@@ -11,10 +11,12 @@ from app.api.v2 import (
     invitations,
     labels,
     members,
+    notifications,
     projects,
     roles,
     task_listing,
     tasks,
+    webhooks,
 )
 
 # Tasks first: routes are matched in order, and task requests are most of the traffic. The
@@ -25,11 +27,13 @@ ROUTERS: tuple[APIRouter, ...] = (
     tasks.router,
     comments.router,
     history.router,
+    webhooks.router,
     members.router,
     labels.router,
     projects.router,
     invitations.router,
     roles.router,
+    notifications.router,
     users_router(API_V2_PREFIX, operation_prefix="v2"),
     auth_router(API_V2_PREFIX, operation_prefix="v2"),
 )
