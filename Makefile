@@ -32,7 +32,8 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy client
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not isolated_network"
+	scripts/run-isolated-tests.sh $(BIN)/python
 
 # `make test` fuzzes the API briefly (tests/fuzz, on PostgreSQL); this is the long run.
 # Any of these can be given: make fuzz FUZZ_MAX_EXAMPLES=5000 FUZZ_SEED=7

@@ -1,4 +1,5 @@
-"""Operator commands: `python -m app.cli create-admin --email E --password P`, `purge-trash`,
+"""Operator commands: `python -m app.cli worker` (runs the background jobs until SIGTERM),
+`jobs` (how the background work stands), `create-admin --email E --password P`, `purge-trash`,
 `expire-events`,
 `seed --users N --tasks-per-user M [--projects P --members-per-project K --tasks-per-project T
 --events-per-project E]`
@@ -16,19 +17,24 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+import psycopg
 from pydantic import ValidationError
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from app.core.config import ConfigurationError, Settings, get_settings
+from app.core.logging import configure_logging
 from app.core.security import hash_password_async
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
 from app.db.statements import tasks as task_statements
+from app.jobs.engine import run_worker
 from app.models.user import Role, User
 from app.schemas.user import UserCreate, check_password_policy, normalize_email
 from app.services import auth as auth_service
 from app.services import history as history_service
+from app.services import operations
 from app.services import seed as seed_service
 from app.services import user as user_service
 
@@ -141,9 +147,61 @@ def _seed(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(settings: Settings) -> int:
+    """Run a worker in the foreground until SIGTERM/SIGINT (it outlives a database restart:
+    app.jobs.engine.run_worker). Anything else that stops it exits non-zero, for its
+    supervisor to restart it; no job is lost, each being a sweep over durable tables."""
+    configure_logging(settings.log_level)
+    if settings.sqlalchemy_url.get_backend_name() != "postgresql":
+        print(
+            "note: on SQLite the API process runs the jobs itself; this worker runs them too "
+            "(each job is safe to run twice)",
+            file=sys.stderr,
+        )
+    try:
+        asyncio.run(run_worker(settings))
+    except (OSError, psycopg.OperationalError, DBAPIError) as exc:
+        print(f"error: the worker lost the database: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def jobs_report(settings: Settings) -> str:
+    """`python -m app.cli jobs`: the engine's queue by job and state, the workers seen, and
+    the backlogs of webhook attempts and mail."""
+    engine = create_engine_for(settings)
+    try:
+        async with Db.transaction_for(create_sessionmaker(engine)) as db:
+            report = await operations.job_report(db)
+    finally:
+        await engine.dispose()
+    lines = ["Jobs (job, state, count):"]
+    if settings.sqlalchemy_url.get_backend_name() != "postgresql":
+        lines.append("  none queued: on SQLite the API process runs the jobs as they come")
+    lines += [f"  {name:<24} {state:<10} {count:>8}" for name, state, count in report.queue]
+    failed = sum(count for _, state, count in report.queue if state == "failed")
+    lines.append(f"Failed jobs: {failed}")
+    now = utcnow()
+    lines.append(f"Workers seen: {len(report.workers)}")
+    lines += [
+        f"  worker {worker_id}: last heartbeat {(now - beat).total_seconds():.0f} s ago"
+        for worker_id, beat in report.workers
+    ]
+    for title, counts in (("Webhook attempts", report.deliveries), ("Mail", report.mail)):
+        shown = ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
+        lines.append(f"{title}: {shown or 'none'}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "worker",
+        help="run the background jobs (any number, on any number of hosts; SIGTERM lets "
+        "running jobs finish)",
+    )
+    commands.add_parser("jobs", help="queue depth, failures, workers seen, backlogs")
     admin = commands.add_parser("create-admin", help="create an admin or promote a user")
     admin.add_argument("--email", required=True)
     admin.add_argument("--password", required=True)
@@ -223,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "seed":
         return _seed(settings, args)
+    if args.command == "worker":
+        return _worker(settings)
+    if args.command == "jobs":
+        print(asyncio.run(jobs_report(settings)))
+        return 0
 
     if args.command == "create-admin":
         try:

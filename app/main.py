@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
@@ -43,6 +43,7 @@ from app.core.config import (
 )
 from app.core.logging import configure_logging
 from app.db.session import check_database_exists, create_engine_for, create_sessionmaker
+from app.jobs.engine import jobs_in_process
 
 log = structlog.get_logger("app")
 
@@ -113,7 +114,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         tune_garbage_collector()
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if settings.runs_jobs_in_api:
+                    # SQLite (one host): this process runs the background jobs itself
+                    # (app.jobs.engine; on PostgreSQL `python -m app.cli worker` does).
+                    app.state.job_runtime = await stack.enter_async_context(
+                        jobs_in_process(settings)
+                    )
+                yield
         finally:
             await engine.dispose()
 

@@ -295,3 +295,20 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT
+
+
+# Where tests marked `isolated_network` may live: scripts/run-isolated-tests.sh runs these
+# folders (in a network namespace), and the main run deselects the mark everywhere.
+ISOLATED_TEST_DIRS = ("tests/unit", "tests/e2e", "tests/jobs")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("isolated_network") is None:
+            continue
+        where = Path(str(item.path)).relative_to(PROJECT_ROOT).as_posix()
+        if not where.startswith(ISOLATED_TEST_DIRS):
+            raise pytest.UsageError(
+                f"{where}: isolated_network tests must live in {', '.join(ISOLATED_TEST_DIRS)} "
+                "(scripts/run-isolated-tests.sh runs only those)"
+            )

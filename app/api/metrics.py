@@ -1,4 +1,6 @@
-"""Prometheus metrics: requests and latency by route template, method and status; DB pool.
+"""Prometheus metrics: requests and latency by route template, method and status; DB pool;
+background work (jobs by kind and state, the age of the newest worker heartbeat, webhook
+attempts and mail by status), read from the database at scrape time.
 
 Each app has its own registry (tests build many apps in one process). `GET /metrics`
 serves it in the Prometheus text format, to anyone unless `METRICS_TOKEN` is set: then only
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -28,7 +31,9 @@ from starlette.types import Scope
 from app.api.deps import RateLimiterDep
 from app.api.openapi import documented
 from app.api.routing import api_router
-from app.core.errors import Unauthorized
+from app.core.errors import AppError, Unauthorized
+from app.db.access import Db
+from app.services.operations import JobReport, job_report
 
 # Unmatched paths share one label value, so a scan of random URLs cannot grow the series.
 UNMATCHED = "<unmatched>"
@@ -53,6 +58,7 @@ class RequestMetrics:
             registry=self.registry,
         )
         self.registry.register(_PoolCollector(app))
+        self.registry.register(_JobCollector(app))
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -102,6 +108,40 @@ class _PoolCollector(Collector):
                 yield GaugeMetricFamily(name, help_text, value=float(reader()))
 
 
+class _JobCollector(Collector):
+    """Background-work gauges, from the report the scrape read just before (`metrics`)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        report: JobReport | None = getattr(self.app.state, "job_report", None)
+        if report is None:
+            return
+        jobs = GaugeMetricFamily(
+            "jobs", "Jobs in the engine's queue, by job and state.", labels=["job", "state"]
+        )
+        for name, state, count in report.queue:
+            jobs.add_metric([name, state], float(count))
+        yield jobs
+        for metric, help_text, counts in (
+            ("webhook_deliveries", "Webhook attempts, by status.", report.deliveries),
+            ("notification_mail", "Mail owed for notifications, by status.", report.mail),
+        ):
+            family = GaugeMetricFamily(metric, help_text, labels=["status"])
+            for status, count in sorted(counts.items()):
+                family.add_metric([status], float(count))
+            yield family
+        runtime = getattr(self.app.state, "job_runtime", None)
+        newest = report.newest_heartbeat(getattr(runtime, "last_beat", None))
+        if newest is not None:
+            yield GaugeMetricFamily(
+                "job_worker_heartbeat_age_seconds",
+                "Seconds since the newest heartbeat of any job worker.",
+                value=max(0.0, (datetime.now(UTC) - newest).total_seconds()),
+            )
+
+
 router = api_router("", "operations")
 
 
@@ -122,6 +162,13 @@ async def metrics(request: Request, limiter: RateLimiterDep, response: Response)
         # A wrong guess is counted like any request without a valid credential.
         response.headers.update(await limiter.hit_anonymous(request))
         raise Unauthorized("The metrics token is missing or wrong.")
+    try:
+        async with Db.transaction_for(request.app.state.sessionmaker) as db:
+            request.app.state.job_report = await job_report(db)
+    except AppError:
+        # The database is away (a 503 for any request that needs it): the process's own
+        # metrics are still served, without the background work's.
+        request.app.state.job_report = None
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

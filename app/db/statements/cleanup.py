@@ -1,0 +1,113 @@
+"""What the cleanup jobs remove (inside a transaction): projects long in the trash, and the
+rows that have expired (idempotency keys, refresh tokens, invitations).
+
+Each is one conditional `DELETE ... RETURNING`, so running it twice, or on two workers at
+once, removes each row once: the second finds nothing. A restore that commits first wins: the
+purge's condition (`deleted_at` before the cutoff) is checked again on the row it locks.
+Removals a member could have seen (a project, an invitation) leave a `purged` event by the
+system, as a purged task does (`app.db.statements.tasks.purge_trashed`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+
+from sqlalchemy import bindparam, delete
+
+from app.db.access import Db, Statement
+from app.db.statements import events
+from app.models.idempotency_key import IdempotencyKey
+from app.models.project import Invitation, Project
+from app.models.refresh_token import RefreshToken
+
+
+@cache
+def _purge_projects_statement() -> Statement:
+    return Statement(
+        delete(Project)
+        .where(
+            Project.inbox_user_id.is_(None),
+            Project.deleted_at.is_not(None),
+            Project.deleted_at < bindparam("cutoff", type_=Project.deleted_at.type),
+        )
+        .returning(Project.id, Project.name)
+    )
+
+
+async def purge_trashed_projects(db: Db, cutoff: datetime, now: datetime) -> int:
+    """Delete for good the projects trashed before `cutoff` (their tasks, members, labels
+    and comments with them), each leaving a `purged` event; how many."""
+    purged = await db.rows(_purge_projects_statement(), {"cutoff": cutoff})
+    for project_id, name in purged:
+        await events.append(
+            db,
+            at=now,
+            actor_id=None,
+            project_id=project_id,
+            entity="project",
+            entity_id=project_id,
+            task_id=None,
+            action="purged",
+            changes={"name": (name, None)},
+        )
+    return len(purged)
+
+
+@cache
+def _expired_keys_statement() -> Statement:
+    return Statement(
+        delete(IdempotencyKey)
+        .where(IdempotencyKey.expires_at < bindparam("now", type_=IdempotencyKey.expires_at.type))
+        .returning(IdempotencyKey.id)
+    )
+
+
+async def remove_expired_idempotency_keys(db: Db, now: datetime) -> int:
+    return len(await db.rows(_expired_keys_statement(), {"now": now}))
+
+
+@cache
+def _expired_refresh_tokens_statement() -> Statement:
+    # A whole family at once, once its absolute lifetime is over: until then its used tokens
+    # are what reveals a stolen one being replayed (the family is then revoked).
+    return Statement(
+        delete(RefreshToken)
+        .where(
+            RefreshToken.family_expires_at
+            < bindparam("now", type_=RefreshToken.family_expires_at.type)
+        )
+        .returning(RefreshToken.id)
+    )
+
+
+async def remove_expired_refresh_tokens(db: Db, now: datetime) -> int:
+    return len(await db.rows(_expired_refresh_tokens_statement(), {"now": now}))
+
+
+@cache
+def _expired_invitations_statement() -> Statement:
+    return Statement(
+        delete(Invitation)
+        .where(Invitation.expires_at < bindparam("now", type_=Invitation.expires_at.type))
+        .returning(Invitation.id, Invitation.project_id, Invitation.email, Invitation.role)
+    )
+
+
+async def remove_expired_invitations(db: Db, now: datetime) -> int:
+    """Remove the invitations that can no longer be accepted, each leaving a `purged` event
+    (the project's admins saw it pending)."""
+    removed = await db.rows(_expired_invitations_statement(), {"now": now})
+    for invitation_id, project_id, email, role in removed:
+        await events.append(
+            db,
+            at=now,
+            actor_id=None,
+            project_id=project_id,
+            entity="invitation",
+            entity_id=invitation_id,
+            task_id=None,
+            action="purged",
+            changes={"email": (email, None), "role": (role, None)},
+        )
+    return len(removed)

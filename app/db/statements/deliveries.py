@@ -1,0 +1,154 @@
+"""The webhook delivery log as the delivery job works it (inside transactions).
+
+A due attempt is claimed by moving its `next_attempt_at` forward by a lease (PostgreSQL:
+`FOR UPDATE SKIP LOCKED`, so workers claim different ones), and is then sent outside any
+transaction. The outcome is written only while the attempt is still pending: a worker that
+died mid-attempt leaves it pending, due again when the lease ends (the receiver may see the
+message twice, with the same `webhook-id`); one that comes back late after that finds it
+done and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.core.roles import ProjectRole
+from app.db.access import Db
+from app.models.project import ProjectMember
+from app.models.webhook import Webhook, WebhookDelivery
+
+
+class DueAttempt(NamedTuple):
+    id: int
+    webhook_id: int
+    project_id: int
+    message_id: str
+    type: str
+    payload: str
+    attempt: int
+    event_id: int | None
+    url: str
+    secret: str
+    previous_secret: str | None
+    previous_secret_until: datetime | None
+
+
+async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) -> list[DueAttempt]:
+    """Claim up to `limit` pending attempts due by `now` (of active webhooks; a ping also of
+    an inactive one), leasing them until `lease_until`."""
+    due = (
+        select(WebhookDelivery.id)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now,
+            or_(Webhook.active, WebhookDelivery.type == "ping"),
+        )
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=WebhookDelivery)
+    )
+    claimed = (
+        (
+            await db.session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(due.scalar_subquery()))
+                .values(next_attempt_at=lease_until)
+                .returning(WebhookDelivery.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not claimed:
+        return []
+    rows = await db.session.execute(
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.webhook_id,
+            Webhook.project_id,
+            WebhookDelivery.message_id,
+            WebhookDelivery.type,
+            WebhookDelivery.payload,
+            WebhookDelivery.attempt,
+            WebhookDelivery.event_id,
+            Webhook.url,
+            Webhook.secret,
+            Webhook.previous_secret,
+            Webhook.previous_secret_until,
+        )
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.id.in_(claimed))
+        .order_by(WebhookDelivery.id)
+    )
+    return [DueAttempt._make(row) for row in rows.all()]
+
+
+async def record_outcome(db: Db, attempt_id: int, values: Mapping[str, Any]) -> bool:
+    """Write an attempt's outcome if it is still pending; whether it was."""
+    written = await db.session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == attempt_id, WebhookDelivery.status == "pending")
+        .values(**values)
+        .returning(WebhookDelivery.id)
+    )
+    return written.first() is not None
+
+
+async def add_attempt(db: Db, row: Mapping[str, Any]) -> None:
+    """The next attempt of a message (once: (message_id, attempt) is unique)."""
+    insert = postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert
+    await db.session.execute(
+        insert(WebhookDelivery)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["message_id", "attempt"])
+    )
+
+
+async def mark_webhook(
+    db: Db, webhook_id: int, *, succeeded: bool, now: datetime
+) -> datetime | None:
+    """Note a success (no longer failing) or a failure (failing since the first one); the
+    time it has been failing since (None: it is not)."""
+    values: dict[str, Any] = (
+        {"failing_since": None}
+        if succeeded
+        else {"failing_since": func.coalesce(Webhook.failing_since, now)}
+    )
+    result = await db.session.execute(
+        update(Webhook)
+        .where(Webhook.id == webhook_id)
+        .values(**values)
+        .returning(Webhook.failing_since)
+    )
+    found = result.first()
+    return None if found is None else found[0]
+
+
+async def disable_webhook(db: Db, webhook_id: int, reason: str, now: datetime) -> bool:
+    """Disable an active webhook; whether this call did."""
+    result = await db.session.execute(
+        update(Webhook)
+        .where(Webhook.id == webhook_id, Webhook.active)
+        .values(active=False, disabled_reason=reason, updated_at=now)
+        .returning(Webhook.id)
+    )
+    return result.first() is not None
+
+
+async def project_admins(db: Db, project_id: int) -> Sequence[int]:
+    result = await db.session.execute(
+        select(ProjectMember.user_id)
+        .where(
+            ProjectMember.project_id == project_id,
+            ProjectMember.role >= ProjectRole.ADMIN.value,
+        )
+        .order_by(ProjectMember.user_id)
+    )
+    return [int(user_id) for user_id in result.scalars().all()]

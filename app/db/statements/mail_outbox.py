@@ -1,0 +1,82 @@
+"""The mail notifications owe their users, as the mail job works it (inside transactions):
+claimed with a lease (as webhook attempts are, app.db.statements.deliveries), sent outside
+any transaction, the outcome written only while the mail is still pending."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import select, update
+
+from app.db.access import Db
+from app.models.notification import Notification
+from app.models.project import Project
+from app.models.task import Task
+from app.models.user import User
+
+
+class OwedMail(NamedTuple):
+    id: int
+    email: str
+    kind: str
+    message: str
+    attempts: int
+    project_id: int | None
+    project_name: str | None
+    task_id: int | None
+    task_title: str | None
+
+
+async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) -> list[OwedMail]:
+    due = (
+        select(Notification.id)
+        .where(Notification.mail_status == "pending", Notification.mail_next_attempt_at <= now)
+        .order_by(Notification.mail_next_attempt_at, Notification.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = (
+        (
+            await db.session.execute(
+                update(Notification)
+                .where(Notification.id.in_(due.scalar_subquery()))
+                .values(mail_next_attempt_at=lease_until)
+                .returning(Notification.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not claimed:
+        return []
+    rows = await db.session.execute(
+        select(
+            Notification.id,
+            User.email,
+            Notification.kind,
+            Notification.message,
+            Notification.mail_attempts,
+            Notification.project_id,
+            Project.name,
+            Notification.task_id,
+            Task.title,
+        )
+        .join(User, User.id == Notification.user_id)
+        .outerjoin(Project, Project.id == Notification.project_id)
+        .outerjoin(Task, Task.id == Notification.task_id)
+        .where(Notification.id.in_(claimed))
+        .order_by(Notification.id)
+    )
+    return [OwedMail._make(row) for row in rows.all()]
+
+
+async def record_outcome(db: Db, notification_id: int, values: Mapping[str, Any]) -> bool:
+    written = await db.session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.mail_status == "pending")
+        .values(**values)
+        .returning(Notification.id)
+    )
+    return written.first() is not None

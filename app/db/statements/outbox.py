@@ -1,0 +1,267 @@
+"""The event log read as the jobs' outbox, and what the jobs make from it (inside a
+transaction): notifications (each once per user and `dedupe_key`), the reminders claimed,
+and the first attempt of each webhook message (each once per webhook and event).
+
+Every insert here is `ON CONFLICT DO NOTHING` on the row's natural key, so a job run twice,
+or on two workers at once, makes each row once; the cursor moves in the same transaction as
+what was made from the events it passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from app.db.access import Db
+from app.db.statements import events
+from app.db.statements.events import EventRow, Position
+from app.models.event import Event
+from app.models.job import OutboxCursor
+from app.models.notification import Notification, SentReminder
+from app.models.project import Project, ProjectMember
+from app.models.task import Task, TaskAssignee, TaskStatus
+from app.models.user import User
+from app.models.webhook import Webhook, WebhookDelivery
+
+
+def _insert(db: Db, table: Any) -> Any:
+    return (postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+# --- the cursor ----------------------------------------------------------------------------
+
+
+async def lock_cursor(db: Db, name: str) -> Position:
+    """The outbox cursor `name`, locked until the transaction ends (made at the log's start
+    the first time): two runs of one job take turns."""
+    await db.session.execute(
+        _insert(db, OutboxCursor)
+        .values(name=name, xid=events.START.xid, id=events.START.id)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = (
+        await db.session.execute(
+            select(OutboxCursor.xid, OutboxCursor.id)
+            .where(OutboxCursor.name == name)
+            .with_for_update()
+        )
+    ).one()
+    return Position(int(row[0]), int(row[1]))
+
+
+async def move_cursor(db: Db, name: str, position: Position) -> None:
+    await db.session.execute(
+        update(OutboxCursor)
+        .where(OutboxCursor.name == name)
+        .values(xid=position.xid, id=position.id)
+    )
+
+
+async def log_after(db: Db, after: Position, upto: Position, limit: int) -> list[EventRow]:
+    """The first `limit` events of the whole log in (after, upto], in log order."""
+    position = tuple_(Event.xid, Event.id)
+    result = await db.session.execute(
+        events.event_select()
+        .where(
+            position > tuple_(literal(after.xid), literal(after.id)),
+            position <= tuple_(literal(upto.xid), literal(upto.id)),
+        )
+        .order_by(Event.xid, Event.id)
+        .limit(limit)
+    )
+    return [EventRow._make(row) for row in result.all()]
+
+
+# --- what the notifications name -------------------------------------------------------------
+
+
+async def user_names(db: Db, ids: Collection[int]) -> dict[int, str]:
+    """Each user's name as a message shows it: the full name, else the email."""
+    if not ids:
+        return {}
+    result = await db.session.execute(
+        select(User.id, func.coalesce(User.full_name, User.email)).where(User.id.in_(ids))
+    )
+    return {int(user_id): str(name) for user_id, name in result.all()}
+
+
+async def users_by_email(db: Db, emails: Collection[str]) -> dict[str, int]:
+    """Active accounts by (folded, as stored) email."""
+    if not emails:
+        return {}
+    result = await db.session.execute(
+        select(User.email, User.id).where(User.email.in_(emails), User.is_active)
+    )
+    return {str(email): int(user_id) for email, user_id in result.all()}
+
+
+async def project_names(db: Db, ids: Collection[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    result = await db.session.execute(select(Project.id, Project.name).where(Project.id.in_(ids)))
+    return {int(project_id): str(name) for project_id, name in result.all()}
+
+
+async def task_titles(db: Db, ids: Collection[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    result = await db.session.execute(select(Task.id, Task.title).where(Task.id.in_(ids)))
+    return {int(task_id): str(title) for task_id, title in result.all()}
+
+
+async def task_followers(db: Db, task_ids: Collection[int]) -> dict[int, set[int]]:
+    """Who follows each task for its comments: its assignees, and whoever created it (the
+    actor of its `created` event, while the log keeps it), if still a member."""
+    if not task_ids:
+        return {}
+    followers: dict[int, set[int]] = {task_id: set() for task_id in task_ids}
+    assigned = await db.session.execute(
+        select(TaskAssignee.task_id, TaskAssignee.user_id).where(TaskAssignee.task_id.in_(task_ids))
+    )
+    for task_id, user_id in assigned.all():
+        followers[int(task_id)].add(int(user_id))
+    for task_id, user_id in await task_creators(db, task_ids):
+        followers[task_id].add(user_id)
+    return followers
+
+
+async def task_creators(db: Db, task_ids: Collection[int]) -> list[tuple[int, int]]:
+    """(task, creator) for the tasks whose creator is known and still a member of the
+    task's project (the actor of the task's `created` event)."""
+    if not task_ids:
+        return []
+    result = await db.session.execute(
+        select(Event.task_id, Event.actor_id)
+        .join(Task, Task.id == Event.task_id)
+        .where(
+            Event.task_id.in_(task_ids),
+            Event.entity == "task",
+            Event.action == "created",
+            Event.actor_id.is_not(None),
+            exists().where(
+                ProjectMember.project_id == Task.project_id,
+                ProjectMember.user_id == Event.actor_id,
+            ),
+        )
+    )
+    return [(int(task), int(actor)) for task, actor in result.all() if task and actor]
+
+
+# --- making notifications ---------------------------------------------------------------------
+
+
+async def add_notifications(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert notifications (each a dict of Notification's columns), skipping any whose
+    (user_id, dedupe_key) exists already; how many were new."""
+    if not rows:
+        return 0
+    result = await db.session.execute(
+        _insert(db, Notification)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["user_id", "dedupe_key"])
+        .returning(Notification.id)
+    )
+    return len(result.all())
+
+
+# --- reminders --------------------------------------------------------------------------------
+
+
+async def due_reminders(
+    db: Db, now: datetime, not_before: datetime, limit: int
+) -> list[tuple[int, datetime, int, str]]:
+    """(task, remind_at, project, title) of live, unfinished tasks of live projects whose
+    `remind_at` is in [not_before, now] and not yet sent, oldest first."""
+    result = await db.session.execute(
+        select(Task.id, Task.remind_at, Task.project_id, Task.title)
+        .join(Project, Project.id == Task.project_id)
+        .where(
+            Task.remind_at.is_not(None),
+            Task.deleted_at.is_(None),
+            Task.remind_at <= now,
+            Task.remind_at >= not_before,
+            Task.status != TaskStatus.DONE.value,
+            Project.deleted_at.is_(None),
+            ~exists().where(
+                SentReminder.task_id == Task.id, SentReminder.remind_at == Task.remind_at
+            ),
+        )
+        .order_by(Task.remind_at, Task.id)
+        .limit(limit)
+    )
+    return [(int(a), b, int(c), str(d)) for a, b, c, d in result.all() if b is not None]
+
+
+async def claim_reminder(db: Db, task_id: int, remind_at: datetime, now: datetime) -> bool:
+    """Record that this (task, remind_at) is being sent; False if another run did (on
+    PostgreSQL a concurrent claim waits for the first to commit, then finds it)."""
+    result = await db.session.execute(
+        _insert(db, SentReminder)
+        .values(task_id=task_id, remind_at=remind_at, sent_at=now)
+        .on_conflict_do_nothing(index_elements=["task_id", "remind_at"])
+        .returning(SentReminder.task_id)
+    )
+    return result.first() is not None
+
+
+async def assignees_of(db: Db, task_ids: Collection[int]) -> dict[int, list[int]]:
+    if not task_ids:
+        return {}
+    found: dict[int, list[int]] = {}
+    result = await db.session.execute(
+        select(TaskAssignee.task_id, TaskAssignee.user_id)
+        .where(TaskAssignee.task_id.in_(task_ids))
+        .order_by(TaskAssignee.task_id, TaskAssignee.user_id)
+    )
+    for task_id, user_id in result.all():
+        found.setdefault(int(task_id), []).append(int(user_id))
+    return found
+
+
+async def inbox_owners(db: Db, project_ids: Collection[int]) -> dict[int, int]:
+    if not project_ids:
+        return {}
+    result = await db.session.execute(
+        select(Project.id, Project.inbox_user_id).where(
+            Project.id.in_(project_ids), Project.inbox_user_id.is_not(None)
+        )
+    )
+    return {int(project_id): int(user_id) for project_id, user_id in result.all() if user_id}
+
+
+# --- webhook messages -------------------------------------------------------------------------
+
+
+async def active_webhooks(
+    db: Db, project_ids: Collection[int]
+) -> list[tuple[int, int, list[str], datetime]]:
+    """(webhook, project, events, created_at) of the projects' active webhooks."""
+    if not project_ids:
+        return []
+    result = await db.session.execute(
+        select(Webhook.id, Webhook.project_id, Webhook.events, Webhook.created_at)
+        .where(Webhook.project_id.in_(project_ids), Webhook.active)
+        .order_by(Webhook.id)
+    )
+    return [(int(a), int(b), list(c), d) for a, b, c, d in result.all()]
+
+
+async def add_first_attempts(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert the first attempt of webhook messages, skipping those made already."""
+    if not rows:
+        return 0
+    result = await db.session.execute(
+        _insert(db, WebhookDelivery)
+        .values(list(rows))
+        .on_conflict_do_nothing(
+            index_elements=["webhook_id", "event_id"],
+            index_where=and_(WebhookDelivery.attempt == 1, WebhookDelivery.event_id.is_not(None)),
+        )
+        .returning(WebhookDelivery.id)
+    )
+    return len(result.all())

@@ -1,0 +1,48 @@
+"""The cleanup job: what has outlived its retention goes (spec api-v2 section 10).
+
+Tasks and projects in the trash longer than `TRASH_RETENTION_DAYS` (each leaving a `purged`
+event), events older than `ACTIVITY_RETENTION_DAYS`, and expired idempotency keys, refresh
+token families and invitations. Each removal is its own transaction of conditional deletes,
+so a run cut short (a worker killed) leaves every removal whole or not begun, and the next
+run finishes the work.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from app.db.base import utcnow
+from app.db.statements import cleanup
+from app.db.statements import tasks as task_statements
+from app.jobs.runtime import JobRuntime
+from app.services import history
+
+log = structlog.get_logger("app.jobs")
+
+
+async def purge_trash(runtime: JobRuntime) -> dict[str, int]:
+    now = utcnow()
+    cutoff = now - timedelta(days=runtime.settings.trash_retention_days)
+    async with runtime.transaction() as db:
+        tasks = await task_statements.purge_trashed(db, cutoff, now)
+    async with runtime.transaction() as db:
+        projects = await cleanup.purge_trashed_projects(db, cutoff, now)
+    return {"tasks": tasks, "projects": projects}
+
+
+async def expire_records(runtime: JobRuntime) -> dict[str, int]:
+    now = utcnow()
+    removed: dict[str, int] = {}
+    async with runtime.transaction() as db:
+        removed["idempotency_keys"] = await cleanup.remove_expired_idempotency_keys(db, now)
+    async with runtime.transaction() as db:
+        removed["refresh_tokens"] = await cleanup.remove_expired_refresh_tokens(db, now)
+    async with runtime.transaction() as db:
+        removed["invitations"] = await cleanup.remove_expired_invitations(db, now)
+    async with runtime.transaction() as db:
+        removed["events"] = await history.remove_expired(
+            db, now, runtime.settings.activity_retention_days
+        )
+    return removed

@@ -1,0 +1,181 @@
+"""The webhook delivery job (spec api-v2 section 9): send the attempts that are due, and
+write down how each went.
+
+At least once: an attempt is claimed with a lease, sent outside any transaction, and its
+outcome written only while it is still pending (app.db.statements.deliveries). A failure is
+retried after the next delay of `WEBHOOK_RETRY_SCHEDULE` (with jitter; `Retry-After` on a 429
+or 503 when it asks for longer), as a new attempt of the same message, so the log shows every
+attempt; after the last delay it is abandoned. A 410 disables the webhook; so does failing
+for `WEBHOOK_DISABLE_AFTER_DAYS` without a success, and the project's admins are notified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timedelta
+
+import structlog
+
+from app.core.bounds import WEBHOOK_RESPONSE_KEPT_BYTES
+from app.core.destinations import allowed_networks
+from app.core.webhook_signing import headers as signed_headers
+from app.db.access import Db
+from app.db.base import utcnow
+from app.db.statements import deliveries as statements
+from app.db.statements import outbox
+from app.db.statements.deliveries import DueAttempt
+from app.jobs.runtime import JobRuntime
+from app.jobs.webhook_http import AttemptResult, send
+
+log = structlog.get_logger("app.jobs")
+
+# Attempts one run claims, and sends at once.
+DELIVERY_BATCH = 20
+# A claimed attempt is due again this long after its timeout if its worker never reports
+# (killed mid-send): the attempt waits for no more than timeout + margin.
+LEASE_MARGIN = timedelta(seconds=5)
+# Each retry's delay varies by up to this fraction, so failures do not retry in lockstep.
+JITTER = 0.1
+# `Retry-After` is honoured up to this.
+RETRY_AFTER_MAX = timedelta(days=1)
+
+
+def retry_delay(schedule: list[float], attempt: int, retry_after: float | None) -> timedelta | None:
+    """The wait before the attempt after `attempt` (1-based), or None: no retry left."""
+    if attempt > len(schedule):
+        return None
+    delay = schedule[attempt - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_AFTER_MAX.total_seconds()))
+    return timedelta(seconds=delay)
+
+
+def _secrets(due: DueAttempt, now: datetime) -> list[str]:
+    if due.previous_secret and due.previous_secret_until and due.previous_secret_until > now:
+        return [due.secret, due.previous_secret]
+    return [due.secret]
+
+
+async def _attempt(runtime: JobRuntime, due: DueAttempt) -> tuple[DueAttempt, AttemptResult]:
+    settings = runtime.settings
+    now = utcnow()
+    result = await send(
+        due.url,
+        due.payload.encode(),
+        signed_headers(due.message_id, now, due.payload, _secrets(due, now)),
+        timeout=settings.webhook_timeout_seconds,
+        allowed=allowed_networks(settings.webhook_allowed_networks),
+        resolver=runtime.resolver,
+        max_response_bytes=WEBHOOK_RESPONSE_KEPT_BYTES,
+    )
+    return due, result
+
+
+async def _notify_disabled(db: Db, due: DueAttempt, reason: str, now: datetime) -> None:
+    admins = await statements.project_admins(db, due.project_id)
+    rows = [
+        {
+            "user_id": user_id,
+            "kind": "webhook_disabled",
+            "created_at": now,
+            "read_at": None,
+            "project_id": due.project_id,
+            "task_id": None,
+            "actor_id": None,
+            "message": f"A webhook of this project was disabled: {reason}",
+            "dedupe_key": f"webhook-disabled:{due.webhook_id}:{now.isoformat()}",
+            "mail_status": None,
+            "mail_attempts": 0,
+            "mail_next_attempt_at": None,
+            "mail_error": None,
+        }
+        for user_id in admins
+    ]
+    await outbox.add_notifications(db, rows)
+
+
+async def _record(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -> None:
+    settings = runtime.settings
+    now = utcnow()
+    async with runtime.transaction() as db:
+        delay = (
+            None
+            if result.succeeded
+            else retry_delay(
+                settings.webhook_retry_schedule, due.attempt, result.retry_after_seconds
+            )
+        )
+        if result.gone:
+            delay = None
+        status = (
+            "succeeded" if result.succeeded else ("failed" if delay is not None else "abandoned")
+        )
+        written = await statements.record_outcome(
+            db,
+            due.id,
+            {
+                "status": status,
+                "response_status": result.status_code,
+                "duration_ms": result.duration_ms,
+                "error": result.error,
+                "response_body": result.response_excerpt,
+                "attempted_at": now,
+                "next_attempt_at": None if delay is None else now + delay,
+            },
+        )
+        if not written:
+            return
+        if delay is not None:
+            await statements.add_attempt(
+                db,
+                {
+                    "webhook_id": due.webhook_id,
+                    "event_id": due.event_id,
+                    "message_id": due.message_id,
+                    "type": due.type,
+                    "payload": due.payload,
+                    "attempt": due.attempt + 1,
+                    "status": "pending",
+                    "created_at": now,
+                    "next_attempt_at": now + delay,
+                },
+            )
+        failing_since = await statements.mark_webhook(
+            db, due.webhook_id, succeeded=result.succeeded, now=now
+        )
+        reason = None
+        if result.gone:
+            reason = "the receiver answered 410 Gone"
+        elif failing_since is not None and now - failing_since >= timedelta(
+            days=settings.webhook_disable_after_days
+        ):
+            reason = f"deliveries failed for {settings.webhook_disable_after_days} days"
+        if reason and await statements.disable_webhook(db, due.webhook_id, reason, now):
+            await _notify_disabled(db, due, reason, now)
+
+
+async def deliver_due(runtime: JobRuntime) -> int:
+    """Send the attempts due now (a batch at a time until none is due); how many."""
+    sent = 0
+    lease = timedelta(seconds=runtime.settings.webhook_timeout_seconds) + LEASE_MARGIN
+    while True:
+        now = utcnow()
+        async with runtime.transaction() as db:
+            claimed = await statements.claim_due(db, now, now + lease, DELIVERY_BATCH)
+        if not claimed:
+            return sent
+        outcomes = await asyncio.gather(*(_attempt(runtime, due) for due in claimed))
+        for due, result in outcomes:
+            await _record(runtime, due, result)
+            if result.error:
+                log.info(
+                    "webhook_attempt_failed",
+                    webhook_id=due.webhook_id,
+                    delivery_id=due.id,
+                    attempt=due.attempt,
+                    error=result.error,
+                )
+        sent += len(claimed)
+        if len(claimed) < DELIVERY_BATCH:
+            return sent

@@ -1,0 +1,248 @@
+"""The outbox jobs: what the event log makes, read past a cursor of their own.
+
+`fan_out` reads the next events the feed's horizon allows (so it never passes an event whose
+transaction commits late: the change feed's guarantee, docs/decisions/0030) and, in one
+transaction with the cursor's move, makes:
+
+- the **notifications** of spec section 8: `assigned` (someone else assigned you),
+  `invited`, `commented` (on a task you created or are assigned to, by someone else),
+  `role_changed` and `removed` (by someone else), each keyed `event:<id>` so it is made once;
+- the first attempt of each **webhook message** (spec section 9): one per active webhook of
+  the event's project (and, for a move, of the project the task left) whose `events` name it.
+
+`send_reminders` makes the `reminder` notifications of the tasks whose `remind_at` has come:
+each (task, remind_at) is claimed in `sent_reminders` in the same transaction, so it is sent
+once whatever the number of workers; a new `remind_at` is a new claim.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import structlog
+
+from app.core.roles import ProjectRole
+from app.db.access import Db
+from app.db.base import utcnow
+from app.db.statements import events
+from app.db.statements import outbox as statements
+from app.db.statements.events import EventRow, Position
+from app.jobs.runtime import JobRuntime
+from app.schemas.webhook import subscribed
+from app.services.history import event_documents
+
+log = structlog.get_logger("app.jobs")
+
+OUTBOX = "outbox"
+# Events read per transaction: a long backlog is worked through in several.
+FAN_OUT_BATCH = 500
+REMINDER_BATCH = 200
+# A reminder missed while no worker ran is still sent when one starts, unless it is more
+# than this late (spec section 8).
+REMINDER_LATEST = timedelta(days=1)
+
+
+def _changes(row: EventRow) -> dict[str, list[Any]]:
+    loaded: dict[str, list[Any]] = orjson.loads(row.changes)
+    return loaded
+
+
+def _role(rank: Any) -> str:
+    try:
+        return ProjectRole(int(rank)).label
+    except (TypeError, ValueError):
+        return "member"
+
+
+class _Made:
+    """The notifications made from one batch, with what their messages name."""
+
+    def __init__(self, now: datetime, mail: bool) -> None:
+        self.now, self.mail = now, mail
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        user_id: int,
+        kind: str,
+        message: str,
+        dedupe_key: str,
+        *,
+        project_id: int | None,
+        task_id: int | None,
+        actor_id: int | None,
+    ) -> None:
+        self.rows.append(
+            {
+                "user_id": user_id,
+                "kind": kind,
+                "created_at": self.now,
+                "read_at": None,
+                "project_id": project_id,
+                "task_id": task_id,
+                "actor_id": actor_id,
+                "message": message,
+                "dedupe_key": dedupe_key,
+                "mail_status": "pending" if self.mail else None,
+                "mail_attempts": 0,
+                "mail_next_attempt_at": self.now if self.mail else None,
+                "mail_error": None,
+            }
+        )
+
+
+async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
+    """The notifications of spec section 8 that `rows` call for."""
+    actors = {row.actor_id for row in rows if row.actor_id is not None}
+    invited = {
+        str(_changes(row).get("email", [None, None])[1])
+        for row in rows
+        if row.entity == "invitation" and row.action == "created"
+    }
+    commented = {row.task_id for row in rows if row.entity == "comment" and row.action == "created"}
+    names = await statements.user_names(db, actors)
+    projects = await statements.project_names(db, {row.project_id for row in rows})
+    titles = await statements.task_titles(db, {row.task_id for row in rows if row.task_id})
+    accounts = await statements.users_by_email(db, invited)
+    followers = await statements.task_followers(db, {t for t in commented if t is not None})
+
+    for row in rows:
+        actor = names.get(row.actor_id or 0, "Someone")
+        project = projects.get(row.project_id, "a project")
+        title = titles.get(row.task_id or 0, "a task")
+        key = f"event:{row.id}"
+        about = {"project_id": row.project_id, "task_id": row.task_id, "actor_id": row.actor_id}
+        changes = _changes(row)
+        if row.entity == "task" and "assignee_ids" in changes:
+            old, new = changes["assignee_ids"]
+            for user_id in sorted(set(new or ()) - set(old or ()) - {row.actor_id}):
+                made.add(user_id, "assigned", f"{actor} assigned you to “{title}”", key, **about)
+        elif row.entity == "comment" and row.action == "created" and row.task_id is not None:
+            for user_id in sorted(followers.get(row.task_id, set()) - {row.actor_id}):
+                made.add(user_id, "commented", f"{actor} commented on “{title}”", key, **about)
+        elif row.entity == "invitation" and row.action == "created":
+            email, role = (
+                changes.get("email", [None, None])[1],
+                changes.get("role", [None, None])[1],
+            )
+            user_id = accounts.get(str(email))
+            if user_id is not None and user_id != row.actor_id:
+                message = f"{actor} invited you to {project} as {_role(role)}"
+                made.add(user_id, "invited", message, key, **about)
+        elif row.entity == "member" and row.entity_id != row.actor_id:
+            if row.action == "role_changed":
+                role = changes.get("role", [None, None])[1]
+                message = f"{actor} changed your role in {project} to {_role(role)}"
+                made.add(row.entity_id, "role_changed", message, key, **about)
+            elif row.action == "removed":
+                message = f"{actor} removed you from {project}"
+                made.add(row.entity_id, "removed", message, key, **about)
+
+
+async def _webhook_messages(db: Db, rows: list[EventRow], now: datetime) -> int:
+    projects = {row.project_id for row in rows} | {
+        row.from_project_id for row in rows if row.from_project_id is not None
+    }
+    hooks = await statements.active_webhooks(db, projects)
+    if not hooks:
+        return 0
+    # (event, webhook, the webhook's project): a move is sent to the webhooks of both
+    # projects, each showing the task as an admin of its own project sees it now.
+    wanted: list[tuple[EventRow, int, int]] = []
+    for row in rows:
+        event_type = f"{row.entity}.{row.action}"
+        for webhook_id, project_id, names, since in hooks:
+            # A webhook gets what happened from its creation on, not the project's past.
+            if (
+                project_id in (row.project_id, row.from_project_id)
+                and row.at >= since
+                and subscribed(names, event_type)
+            ):
+                wanted.append((row, webhook_id, project_id))
+    if not wanted:
+        return 0
+    documents: dict[tuple[int, int], dict[str, Any]] = {}
+    for seen_from in {project_id for _, _, project_id in wanted}:
+        needed = list({row.id: row for row, _, p in wanted if p == seen_from}.values())
+        made = await event_documents(db, needed, seen_from=seen_from)
+        documents.update(((seen_from, row.id), doc) for row, doc in zip(needed, made, strict=True))
+    attempts = []
+    for row, webhook_id, project_id in wanted:
+        document = documents[project_id, row.id]
+        body = {"type": f"{row.entity}.{row.action}", "timestamp": document["at"], "data": document}
+        attempts.append(
+            {
+                "webhook_id": webhook_id,
+                "event_id": row.id,
+                "message_id": f"msg_{row.id}_{webhook_id}",
+                "type": body["type"],
+                "payload": orjson.dumps(body).decode(),
+                "attempt": 1,
+                "status": "pending",
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+        )
+    return await statements.add_first_attempts(db, attempts)
+
+
+async def fan_out(runtime: JobRuntime) -> int:
+    """Make what the next events call for; how many events were passed. Runs batches until
+    it has caught up with the horizon."""
+    passed = 0
+    while True:
+        async with runtime.transaction() as db:
+            # The horizon first: read before this transaction holds a transaction id of its
+            # own (taking the cursor's lock gives it one).
+            upto = await events.horizon(db)
+            after = await statements.lock_cursor(db, OUTBOX)
+            if not after < upto:
+                return passed
+            rows = await statements.log_after(db, after, upto, FAN_OUT_BATCH)
+            now = utcnow()
+            made = _Made(now, mail=runtime.settings.smtp_url is not None)
+            if rows:
+                await _notifications(db, rows, made)
+                await statements.add_notifications(db, made.rows)
+                await _webhook_messages(db, rows, now)
+            reached = Position(rows[-1].xid, rows[-1].id) if len(rows) == FAN_OUT_BATCH else upto
+            await statements.move_cursor(db, OUTBOX, reached)
+            passed += len(rows)
+        if len(rows) < FAN_OUT_BATCH:
+            return passed
+
+
+async def send_reminders(runtime: JobRuntime) -> int:
+    """Make the reminders whose time has come; how many notifications."""
+    now = utcnow()
+    made_count = 0
+    async with runtime.transaction() as db:
+        due = await statements.due_reminders(db, now, now - REMINDER_LATEST, REMINDER_BATCH)
+        if not due:
+            return 0
+        task_ids = {task_id for task_id, _, _, _ in due}
+        assignees = await statements.assignees_of(db, task_ids)
+        creators = dict(await statements.task_creators(db, task_ids))
+        owners = await statements.inbox_owners(db, {project for _, _, project, _ in due})
+        made = _Made(now, mail=runtime.settings.smtp_url is not None)
+        for task_id, remind_at, project_id, title in due:
+            if not await statements.claim_reminder(db, task_id, remind_at, now):
+                continue
+            recipients = assignees.get(task_id) or [
+                user for user in (creators.get(task_id) or owners.get(project_id),) if user
+            ]
+            key = f"reminder:{task_id}:{remind_at.isoformat()}"
+            for user_id in recipients:
+                made.add(
+                    user_id,
+                    "reminder",
+                    f"Reminder: “{title}”",
+                    key,
+                    project_id=project_id,
+                    task_id=task_id,
+                    actor_id=None,
+                )
+        made_count = await statements.add_notifications(db, made.rows)
+    return made_count

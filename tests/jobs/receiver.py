@@ -1,0 +1,79 @@
+"""A webhook receiver for the tests: a real HTTP server on 127.0.0.1 that answers each
+request with the next of a script of answers (then 200), and keeps what it was sent."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"ok"
+    # Seconds to wait before answering (a slow receiver; a sender killed meanwhile).
+    delay: float = 0.0
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.script: list[Answer] = []
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        self.url = ""
+
+    def answer(self, *answers: Answer) -> None:
+        with self.lock:
+            self.script.extend(answers)
+
+    def _next(self) -> Answer:
+        with self.lock:
+            return self.script.pop(0) if self.script else Answer()
+
+
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            with receiver.lock:
+                receiver.received.append(
+                    Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
+            answer = receiver._next()
+            if answer.delay:
+                time.sleep(answer.delay)
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,122 @@
+"""The cleanup job: the trash emptied after TRASH_RETENTION_DAYS (a `purged` event each, a
+restore first wins), and what has expired removed. Safe to run twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from app.jobs import cleanup
+from tests.jobs.conftest import Deployment
+
+LONG_AGO = datetime.now(UTC) - timedelta(days=40)
+
+
+async def _age(deployment: Deployment, table: str, column: str, row_id: int) -> None:
+    async with deployment.runtime.transaction() as db:
+        await db.session.execute(
+            text(f"UPDATE {table} SET {column} = :when WHERE id = :id"),
+            {"when": LONG_AGO, "id": row_id},
+        )
+
+
+async def test_the_trash_is_emptied_after_the_retention(deployment: Deployment) -> None:
+    owner = await deployment.user("owner@example.com")
+    headers = owner["headers"]
+    project_id = await deployment.project_with(owner)
+    old, recent, restored = [
+        (await deployment.http.post("/api/v2/tasks", json={"title": t}, headers=headers)).json()
+        for t in ("old", "recent", "restored")
+    ]
+    for task in (old, recent, restored):
+        assert (
+            await deployment.http.delete(f"/api/v2/tasks/{task['id']}", headers=headers)
+        ).status_code == 204
+    await _age(deployment, "tasks", "deleted_at", old["id"])
+    await _age(deployment, "tasks", "deleted_at", restored["id"])
+    # Restored before the purge runs: the restore wins, the task stays.
+    back = await deployment.http.post(f"/api/v2/tasks/{restored['id']}/restore", headers=headers)
+    assert back.status_code == 200, back.text
+    gone = await deployment.http.delete(f"/api/v2/projects/{project_id}", headers=headers)
+    assert gone.status_code == 204, gone.text
+    await _age(deployment, "projects", "deleted_at", project_id)
+
+    assert await cleanup.purge_trash(deployment.runtime) == {"tasks": 1, "projects": 1}
+    assert await cleanup.purge_trash(deployment.runtime) == {"tasks": 0, "projects": 0}
+
+    remaining = {row[0] for row in await deployment.rows("SELECT title FROM tasks")}
+    assert remaining == {"recent", "restored"}
+    assert (
+        await deployment.scalar("SELECT count(*) FROM projects WHERE id = :id", id=project_id) == 0
+    )
+    purged = await deployment.rows(
+        "SELECT entity, entity_id, actor_id FROM events WHERE action = 'purged' ORDER BY id"
+    )
+    assert [(e, i, a) for e, i, a in purged] == [
+        ("task", old["id"], None),
+        ("project", project_id, None),
+    ]
+
+
+async def test_expired_records_are_removed(deployment: Deployment) -> None:
+    owner = await deployment.user("owner@example.com")
+    guest = await deployment.user("guest@example.com")
+    project_id = await deployment.project_with(owner)
+    invitation = await deployment.http.post(
+        f"/api/v2/projects/{project_id}/invitations",
+        json={"email": "someone@example.com", "role": "viewer"},
+        headers=owner["headers"],
+    )
+    assert invitation.status_code == 201, invitation.text
+    kept = await deployment.http.post(
+        f"/api/v2/projects/{project_id}/invitations",
+        json={"email": guest["email"], "role": "viewer"},
+        headers=owner["headers"],
+    )
+    created = await deployment.http.post(
+        "/api/v1/tasks",
+        json={"title": "once"},
+        headers={**owner["headers"], "Idempotency-Key": "k-1"},
+    )
+    assert created.status_code == 201, created.text
+    await _age(deployment, "invitations", "expires_at", invitation.json()["id"])
+    async with deployment.runtime.transaction() as db:
+        await db.session.execute(
+            text("UPDATE idempotency_keys SET expires_at = :when"), {"when": LONG_AGO}
+        )
+        await db.session.execute(
+            text(
+                "UPDATE refresh_tokens SET family_expires_at = :when, expires_at = :when "
+                "WHERE user_id = :user"
+            ),
+            {"when": LONG_AGO, "user": owner["id"]},
+        )
+
+    removed = await cleanup.expire_records(deployment.runtime)
+    assert removed["invitations"] == 1
+    assert removed["idempotency_keys"] == 1
+    assert removed["refresh_tokens"] >= 1
+    assert await cleanup.expire_records(deployment.runtime) == {
+        "idempotency_keys": 0,
+        "refresh_tokens": 0,
+        "invitations": 0,
+        "events": 0,
+    }
+    # The guest's invitation (not expired) and the guest's session are untouched.
+    pending = await deployment.http.get("/api/v2/invitations", headers=guest["headers"])
+    assert [item["id"] for item in pending.json()["items"]] == [kept.json()["id"]]
+    assert (
+        await deployment.scalar(
+            "SELECT count(*) FROM refresh_tokens WHERE user_id = :user", user=guest["id"]
+        )
+        == 1
+    )
+    # Removing an invitation is recorded like any change of one, by the system.
+    assert (
+        await deployment.scalar(
+            "SELECT count(*) FROM events WHERE entity = 'invitation' AND action = 'purged' "
+            "AND actor_id IS NULL"
+        )
+        == 1
+    )

@@ -1,0 +1,111 @@
+"""The mail job against a real SMTP server (aiosmtpd): each notification mailed once to its
+user, a server that is down retried later, a refusal for good not retried; no request waits
+for any of it."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from aiosmtpd.controller import Controller
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from app.jobs import mailing, outbox
+from tests.e2e.test_mail import Mailbox
+from tests.e2e.test_server import free_port
+from tests.jobs.conftest import Deployment
+
+
+@pytest.fixture
+def smtp(deployment: Deployment) -> Iterator[tuple[Mailbox, int]]:
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    deployment.runtime.settings.smtp_url = SecretStr(f"smtp://127.0.0.1:{port}")
+    deployment.runtime.settings.public_url = "https://tasks.example.com"
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()
+
+
+async def _invite(deployment: Deployment) -> tuple[dict[str, object], dict[str, object]]:
+    owner = await deployment.user("owner@example.com", "Olga")
+    guest = await deployment.user("guest@example.com", "Gus")
+    await deployment.project_with(owner, (guest, "viewer"))
+    return owner, guest
+
+
+async def _mail_state(deployment: Deployment) -> list[tuple[str, int]]:
+    rows = await deployment.rows("SELECT mail_status, mail_attempts FROM notifications")
+    return [(str(status), int(attempts)) for status, attempts in rows]
+
+
+async def test_each_notification_is_mailed_once(
+    deployment: Deployment, smtp: tuple[Mailbox, int]
+) -> None:
+    mailbox, _ = smtp
+    await _invite(deployment)
+    await outbox.fan_out(deployment.runtime)
+    assert await mailing.send_due(deployment.runtime) == 1
+    assert await mailing.send_due(deployment.runtime) == 0
+    assert len(mailbox.envelopes) == 1
+    message = email.message_from_bytes(mailbox.envelopes[0].content, policy=email.policy.default)
+    assert message["To"] == "guest@example.com"
+    body = message.get_content()
+    assert "Olga invited you to Team as viewer" in body
+    assert "https://tasks.example.com/?project=" in body
+    assert await _mail_state(deployment) == [("sent", 1)]
+
+
+async def test_a_server_that_is_down_is_retried_later(
+    deployment: Deployment, smtp: tuple[Mailbox, int]
+) -> None:
+    mailbox, _ = smtp
+    await _invite(deployment)
+    await outbox.fan_out(deployment.runtime)
+    deployment.runtime.settings.smtp_url = SecretStr(f"smtp://127.0.0.1:{free_port()}")
+    assert await mailing.send_due(deployment.runtime) == 1
+    [(status, attempts)] = await _mail_state(deployment)
+    assert (status, attempts) == ("pending", 1)
+    # Not due again at once: backoff.
+    assert await mailing.send_due(deployment.runtime) == 0
+    error = await deployment.scalar("SELECT mail_error FROM notifications")
+    assert error
+    assert "password" not in error
+    # The server is back and the retry is due.
+    deployment.runtime.settings.smtp_url = SecretStr(f"smtp://127.0.0.1:{smtp[1]}")
+    async with deployment.runtime.transaction() as db:
+        await db.session.execute(
+            text("UPDATE notifications SET mail_next_attempt_at = :now"), {"now": datetime.now(UTC)}
+        )
+    assert await mailing.send_due(deployment.runtime) == 1
+    assert len(mailbox.envelopes) == 1
+    assert await _mail_state(deployment) == [("sent", 2)]
+
+
+async def test_a_refusal_for_good_is_not_retried(
+    deployment: Deployment, smtp: tuple[Mailbox, int]
+) -> None:
+    mailbox, _ = smtp
+    mailbox.rcpt_reply = "550 No such user here"
+    await _invite(deployment)
+    await outbox.fan_out(deployment.runtime)
+    await mailing.send_due(deployment.runtime)
+    assert await _mail_state(deployment) == [("failed", 1)]
+    assert mailbox.envelopes == []
+
+
+async def test_without_smtp_nothing_is_owed(deployment: Deployment) -> None:
+    await _invite(deployment)
+    await outbox.fan_out(deployment.runtime)
+    assert await deployment.scalar("SELECT count(*) FROM notifications") == 1
+    assert (
+        await deployment.scalar("SELECT count(*) FROM notifications WHERE mail_status IS NOT NULL")
+        == 0
+    )
+    assert await mailing.send_due(deployment.runtime) == 0

@@ -1,0 +1,180 @@
+"""The jobs that read the event log (notifications) and `remind_at` (reminders), run as a
+worker runs them: each safe to run twice or at once, each notification made once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from app.jobs import outbox
+from tests.jobs.conftest import Deployment
+
+
+def _soon(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+async def _notifications(deployment: Deployment, user_id: int) -> list[tuple[str, str]]:
+    rows = await deployment.rows(
+        "SELECT kind, message FROM notifications WHERE user_id = :user ORDER BY id",
+        user=user_id,
+    )
+    return [(str(kind), str(message)) for kind, message in rows]
+
+
+async def test_events_make_each_notification_once(deployment: Deployment) -> None:
+    owner = await deployment.user("owner@example.com", "Olga")
+    editor = await deployment.user("editor@example.com", "Ed")
+    project_id = await deployment.project_with(owner, (editor, "editor"))
+    task = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Ship it", "project_id": project_id, "assignee_ids": [editor["id"]]},
+        headers=owner["headers"],
+    )
+    assert task.status_code == 201, task.text
+    # The editor comments on their own task (no notification to themselves); the owner too.
+    for who in (editor, owner):
+        comment = await deployment.http.post(
+            f"/api/v2/tasks/{task.json()['id']}/comments",
+            json={"body": "on it"},
+            headers=who["headers"],
+        )
+        assert comment.status_code == 201, comment.text
+    role = await deployment.http.patch(
+        f"/api/v2/projects/{project_id}/members/{editor['id']}",
+        json={"role": "commenter"},
+        headers=owner["headers"],
+    )
+    assert role.status_code == 200, role.text
+
+    # Twice, and twice at once: each notification is made once.
+    await outbox.fan_out(deployment.runtime)
+    await outbox.fan_out(deployment.runtime)
+    if deployment.backend == "postgresql":
+        await asyncio.gather(outbox.fan_out(deployment.runtime), outbox.fan_out(deployment.runtime))
+
+    assert await _notifications(deployment, editor["id"]) == [
+        ("invited", "Olga invited you to Team as editor"),
+        ("assigned", "Olga assigned you to “Ship it”"),
+        ("commented", "Olga commented on “Ship it”"),
+        ("role_changed", "Olga changed your role in Team to commenter"),
+    ]
+    # The owner created the task: the editor's comment notifies them, their own does not.
+    assert await _notifications(deployment, owner["id"]) == [
+        ("commented", "Ed commented on “Ship it”")
+    ]
+
+    removed = await deployment.http.delete(
+        f"/api/v2/projects/{project_id}/members/{editor['id']}", headers=owner["headers"]
+    )
+    assert removed.status_code == 204, removed.text
+    await outbox.fan_out(deployment.runtime)
+    assert (await _notifications(deployment, editor["id"]))[-1] == (
+        "removed",
+        "Olga removed you from Team",
+    )
+
+
+async def test_a_failed_fan_out_makes_nothing_and_the_next_run_does_it(
+    deployment: Deployment,
+) -> None:
+    owner = await deployment.user("owner@example.com")
+    editor = await deployment.user("editor@example.com")
+    await deployment.project_with(owner, (editor, "editor"))
+
+    async def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("the database went away mid-job")
+
+    real = outbox.statements.add_notifications
+    outbox.statements.add_notifications = broken  # type: ignore[assignment]
+    try:
+        try:
+            await outbox.fan_out(deployment.runtime)
+        except RuntimeError:
+            pass
+    finally:
+        outbox.statements.add_notifications = real  # type: ignore[assignment]
+    assert await _notifications(deployment, editor["id"]) == []
+    assert await deployment.scalar("SELECT count(*) FROM outbox_cursors WHERE id > 0") == 0
+
+    await outbox.fan_out(deployment.runtime)
+    assert [kind for kind, _ in await _notifications(deployment, editor["id"])] == ["invited"]
+
+
+async def test_a_reminder_goes_once_to_each_assignee_and_again_when_moved(
+    deployment: Deployment,
+) -> None:
+    owner = await deployment.user("owner@example.com")
+    first = await deployment.user("first@example.com")
+    second = await deployment.user("second@example.com")
+    project_id = await deployment.project_with(owner, (first, "editor"), (second, "editor"))
+    task = await deployment.http.post(
+        "/api/v2/tasks",
+        json={
+            "title": "Call back",
+            "project_id": project_id,
+            "assignee_ids": [first["id"], second["id"]],
+            "remind_at": _soon(0.2),
+        },
+        headers=owner["headers"],
+    )
+    assert task.status_code == 201, task.text
+    await asyncio.sleep(0.3)
+    runs = [outbox.send_reminders(deployment.runtime) for _ in range(3)]
+    if deployment.backend == "postgresql":
+        await asyncio.gather(*runs)
+    else:
+        for run in runs:
+            await run
+    for user in (first, second):
+        assert await _notifications(deployment, user["id"]) == [
+            ("reminder", "Reminder: “Call back”")
+        ]
+    assert await _notifications(deployment, owner["id"]) == []
+
+    # A new remind_at arms it again.
+    moved = await deployment.http.patch(
+        f"/api/v2/tasks/{task.json()['id']}",
+        json={"remind_at": _soon(0.1)},
+        headers={**owner["headers"], "If-Match": task.headers["ETag"]},
+    )
+    assert moved.status_code == 200, moved.text
+    await asyncio.sleep(0.2)
+    await outbox.send_reminders(deployment.runtime)
+    await outbox.send_reminders(deployment.runtime)
+    assert [kind for kind, _ in await _notifications(deployment, first["id"])] == [
+        "reminder",
+        "reminder",
+    ]
+
+
+async def test_no_reminder_for_done_trashed_or_day_late_tasks(deployment: Deployment) -> None:
+    owner = await deployment.user("owner@example.com")
+    headers = owner["headers"]
+    done = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Done", "status": "done", "remind_at": _soon(0.1)},
+        headers=headers,
+    )
+    trashed = await deployment.http.post(
+        "/api/v2/tasks", json={"title": "Trashed", "remind_at": _soon(0.1)}, headers=headers
+    )
+    late = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Late", "remind_at": (datetime.now(UTC) - timedelta(days=2)).isoformat()},
+        headers=headers,
+    )
+    yesterday = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Missed", "remind_at": (datetime.now(UTC) - timedelta(hours=3)).isoformat()},
+        headers=headers,
+    )
+    for created in (done, trashed, late, yesterday):
+        assert created.status_code == 201, created.text
+    deleted = await deployment.http.delete(f"/api/v2/tasks/{trashed.json()['id']}", headers=headers)
+    assert deleted.status_code == 204, deleted.text
+    await asyncio.sleep(0.2)
+    await outbox.send_reminders(deployment.runtime)
+    # The one missed by a few hours while no worker ran is still sent (in an Inbox, to its
+    # owner: nobody is assigned); the others are not.
+    assert await _notifications(deployment, owner["id"]) == [("reminder", "Reminder: “Missed”")]
