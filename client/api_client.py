@@ -399,3 +399,95 @@ class ApiSession:
 
     def project_activity(self, project_id: Any, most: int) -> tuple[list[dict[str, Any]], bool]:
         return self._activity(f"/projects/{project_id}/activity", most)
+
+    # Webhooks (section 9), a project's admins only. A secret is in the answer that made it
+    # (creation, rotation) and nowhere else.
+
+    def webhooks(self, project_id: Any, most: int = 100) -> list[dict[str, Any]]:
+        return self._all(f"/projects/{project_id}/webhooks", {}, most)
+
+    def create_webhook(
+        self, project_id: Any, body: Mapping[str, Any], idempotency_key: str
+    ) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key}
+        path = f"/projects/{project_id}/webhooks"
+        return self._json("POST", path, json=dict(body), headers=headers)
+
+    def update_webhook(
+        self, project_id: Any, webhook_id: Any, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/projects/{project_id}/webhooks/{webhook_id}"
+        return self._json("PATCH", path, json=dict(changes))
+
+    def delete_webhook(self, project_id: Any, webhook_id: Any) -> None:
+        self.call("DELETE", f"/projects/{project_id}/webhooks/{webhook_id}")
+
+    def rotate_webhook_secret(self, project_id: Any, webhook_id: Any) -> dict[str, Any]:
+        return self._json("POST", f"/projects/{project_id}/webhooks/{webhook_id}/rotate-secret")
+
+    def ping_webhook(self, project_id: Any, webhook_id: Any) -> dict[str, Any]:
+        return self._json("POST", f"/projects/{project_id}/webhooks/{webhook_id}/ping")
+
+    def webhook_deliveries(
+        self, project_id: Any, webhook_id: Any, *, cursor: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
+        """One page of the webhook's delivery log, newest attempt first."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._page(f"/projects/{project_id}/webhooks/{webhook_id}/deliveries", params)
+
+    def redeliver(self, project_id: Any, webhook_id: Any, delivery_id: Any) -> dict[str, Any]:
+        path = f"/projects/{project_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"
+        return self._json("POST", path)
+
+    # Notifications (section 8). Every page says how many are unread (`X-Unread-Count`).
+
+    @staticmethod
+    def _unread_count(response: httpx.Response) -> int:
+        value = response.headers.get("X-Unread-Count", "")
+        return int(value) if value.isdigit() else 0
+
+    def notifications(
+        self, most: int, *, unread_only: bool = False
+    ) -> tuple[list[dict[str, Any]], bool, int]:
+        """The newest `most` notifications (only the unread ones with `unread_only`), newest
+        first, up to 100 a request; whether older ones are left; how many are unread. Read
+        from the newest each time, as the activity is."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"limit": min(100, most), "unread": str(unread_only).lower()}
+        while True:
+            response = self.call("GET", "/notifications", params=query)
+            page = response.json()
+            items.extend(page["items"])
+            cursor = page.get("next_cursor")
+            if not cursor or len(items) >= most:
+                return items[:most], bool(cursor), self._unread_count(response)
+            query = {**query, "limit": min(100, most - len(items)), "cursor": cursor}
+
+    def unread_notifications(self) -> int:
+        """How many of the person's notifications are unread (one small request)."""
+        response = self.call("GET", "/notifications", params={"unread": "true", "limit": 1})
+        return self._unread_count(response)
+
+    def mark_notification_read(self, notification_id: Any) -> dict[str, Any]:
+        return self._json("POST", f"/notifications/{notification_id}/read")
+
+    def mark_all_notifications_read(self) -> None:
+        self.call("POST", "/notifications/read-all")
+
+    # A project's trash and editing one's own comment (sections 3 and 6).
+
+    def deleted_projects(self, most: int = 1000) -> list[dict[str, Any]]:
+        """The trashed projects the person owns (the only ones they may restore)."""
+        return self._all("/projects", {"deleted": "true"}, most)
+
+    def delete_project(self, project_id: Any) -> None:
+        self.call("DELETE", f"/projects/{project_id}")
+
+    def restore_project(self, project_id: Any) -> dict[str, Any]:
+        return self._json("POST", f"/projects/{project_id}/restore")
+
+    def update_comment(self, task_id: Any, comment_id: Any, body: str) -> dict[str, Any]:
+        path = f"/tasks/{task_id}/comments/{comment_id}"
+        return self._json("PATCH", path, json={"body": body})

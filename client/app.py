@@ -3,11 +3,12 @@
 It talks to the API (v2) only over HTTP (api_client.py), as any third-party client would. This
 file is the one place that reads the signed-in session: it registers the screens with
 st.navigation (each at its own URL: / for Tasks, /overview, /trash, /members, /activity,
-/projects, /invitations, /profile, /users for admins), reads the person's projects, draws the
-project switcher (Inbox first), hands the screen being shown its workspace (session, projects,
-the current project and the roles table), and catches whatever escaped a screen, so a person
-never sees a Python traceback. Settings for `streamlit run` (no developer toolbar,
-no error details, no usage statistics) are in .streamlit/config.toml next to this file.
+/projects, /invitations, /notifications, /profile, /users for admins), reads the person's
+projects, draws the project switcher (Inbox first) and the unread notifications' count, hands
+the screen being shown its workspace (session, projects, the current project and the roles
+table), and catches whatever escaped a screen, so a person never sees a Python traceback.
+Settings for `streamlit run` (no developer toolbar, no error details, no usage statistics) are
+in .streamlit/config.toml next to this file.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from screens import (
     admin,
     invitations,
     members,
+    notifications,
     overview,
     profile,
     projects,
     tasks,
     trash,
+    webhooks,
 )
 from task_fields import plain
 from ui import (
@@ -74,6 +77,8 @@ SCREENS = (
     Screen("Activity", "activity", activity.render),
     Screen("Projects", "projects", projects.render),
     Screen("Invitations", "invitations", invitations.render),
+    Screen("Webhooks", "webhooks", webhooks.render),
+    Screen("Notifications", "notifications", _session_only(notifications.render)),
     Screen("Profile", "profile", _session_only(profile.render)),
     Screen("Users", "users", _session_only(admin.render), admin_only=True),
 )
@@ -141,10 +146,26 @@ def _project_switcher(workspace: Workspace) -> None:
     st.divider()
 
 
+def _unread_badge(session: ApiSession) -> None:
+    """How many notifications are unread, read on every run (so marking one read shows at
+    once). A failed read shows nothing: the screen's own reads say what went wrong."""
+    try:
+        unread = session.unread_notifications()
+    except ApiError:
+        return
+    with st.container(key="unread_notifications"):
+        if unread:
+            noun = "notification" if unread == 1 else "notifications"
+            st.markdown(f":material/notifications_active: **{unread}** unread {noun}")
+        else:
+            st.caption(":material/notifications: No unread notifications")
+
+
 def _sidebar(session: ApiSession) -> None:
     # Drawn below the navigation menu, which Streamlit puts at the top of the sidebar.
     with st.sidebar:
         st.markdown(f"Signed in as **{plain(session.email)}**")
+        _unread_badge(session)
         st.button(
             "Log out", key="logout", on_click=_log_out, args=(session,), icon=":material/logout:"
         )

@@ -1,7 +1,9 @@
-"""How task fields look to a person, and back: labels, due dates, safe markdown.
+"""How task fields look to a person, and back: labels, due dates, reminders, safe markdown.
 
 Dates are calendar days in UTC: a task due on a day is due at the end of that day, and the
-"due until" filter includes its day (the API's `due_before` is exclusive).
+"due until" filter includes its day (the API's `due_before` is exclusive). A reminder
+(`remind_at`) is a day and a time of day in UTC, to the minute; a day without a time is
+reminded at REMIND_DEFAULT_TIME.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ SORT_LABELS = {
     "priority": "Least urgent",
 }
 PAGE_SIZES = (10, 20, 50, 100)
+REMIND_DEFAULT_TIME = time(9, 0)
 
 _MARKDOWN_SPECIAL = frozenset(string.punctuation)
 
@@ -58,6 +61,28 @@ def day_after(day: date) -> date:
     return day + timedelta(days=1)
 
 
+def remind_parts(task: dict[str, Any]) -> tuple[date | None, time | None]:
+    """The task's reminder as the form's day and time of day (UTC, to the minute)."""
+    moment = parse_timestamp(task.get("remind_at"))
+    if moment is None:
+        return None, None
+    return moment.date(), moment.time().replace(second=0, microsecond=0)
+
+
+def remind_at_for(day: date | None, at: time | None) -> str | None:
+    """The API timestamp (RFC 3339, UTC) of a reminder on `day` at `at`; None (no reminder,
+    or clear it) without a day."""
+    if day is None:
+        return None
+    moment = datetime.combine(day, at or REMIND_DEFAULT_TIME, tzinfo=UTC)
+    return moment.replace(second=0, microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def remind_at_minute(task: dict[str, Any]) -> str | None:
+    """The task's `remind_at` as the form would send it back unchanged (to the minute)."""
+    return remind_at_for(*remind_parts(task))
+
+
 def is_overdue(task: dict[str, Any], now: datetime) -> bool:
     moment = parse_timestamp(task.get("due_at"))
     return moment is not None and moment < now and task.get("status") != "done"
@@ -72,6 +97,9 @@ def summary_line(task: dict[str, Any], now: datetime) -> str:
     day = due_date(task)
     if day is not None:
         parts.append(f"due {day.isoformat()}")
+    remind = parse_timestamp(task.get("remind_at"))
+    if remind is not None:
+        parts.append(f"reminder {remind:%Y-%m-%d %H:%M} UTC")
     line = " · ".join(plain(part) for part in parts)
     if is_overdue(task, now):
         line += " · :red[**overdue**]"

@@ -1,6 +1,8 @@
 """Projects: the person's projects and their role in each, a new project, renaming the current
 one (admins, with If-Match: a rename made meanwhile elsewhere is a conflict, nothing is
-overwritten), and the current project's labels (editors manage them)."""
+overwritten), moving it to the trash (owners, after a confirmation; never the Inbox), the
+current project's labels (editors manage them), and the person's deleted projects, each with
+Restore (owners)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,14 @@ from typing import Any
 import streamlit as st
 
 from api_client import ApiError, ApiSession
-from task_fields import plain
+from task_fields import parse_timestamp, plain
 from ui import PROJECT, act, feedback, field_error, remember, show_feedback, show_read_error
 from workspace import Workspace
 
 _RENAMING = "_renaming"  # {"id": project id, "etag": the tag the rename is based on}
+_DELETING = "_deleting_project"  # the id of the project whose deletion awaits confirmation
+DELETE_SCOPE = "project_delete"
+RESTORE_SCOPE = "project_restore"
 
 
 def _create(session: ApiSession) -> None:
@@ -58,6 +63,36 @@ def _cancel_rename() -> None:
     st.session_state.pop(_RENAMING, None)
 
 
+def _start_delete(project_id: int) -> None:
+    st.session_state[_DELETING] = project_id
+
+
+def _cancel_delete() -> None:
+    st.session_state.pop(_DELETING, None)
+
+
+def _delete(session: ApiSession, project: dict[str, Any]) -> None:
+    # The confirmation is spent whatever the answer: a refusal is shown, not asked again.
+    st.session_state.pop(_DELETING, None)
+    session.delete_project(project["id"])
+    # The project is gone for every member: work in the Inbox (not the "no longer open to
+    # you" notice, which is for a project taken away by someone else).
+    st.session_state[PROJECT] = None
+    remember(
+        DELETE_SCOPE,
+        success=f"Moved “{project['name']}” and its tasks to the trash. "
+        "You can restore it under Deleted projects.",
+    )
+
+
+def _restore(session: ApiSession, project: dict[str, Any]) -> None:
+    restored = session.restore_project(project["id"])
+    remember(
+        RESTORE_SCOPE,
+        success=f"Restored “{restored.get('name', project['name'])}” with its members and tasks.",
+    )
+
+
 def _create_label(session: ApiSession, project_id: int) -> None:
     state = st.session_state
     body: dict[str, Any] = {"name": state.get("label_name", "")}
@@ -79,8 +114,11 @@ def render(workspace: Workspace) -> None:
     _new_project_form(workspace.session)
     st.divider()
     _this_project(workspace)
+    _delete_this_project(workspace)
     st.divider()
     _labels(workspace)
+    st.divider()
+    _deleted_projects(workspace)
 
 
 def _project_list(workspace: Workspace) -> None:
@@ -210,3 +248,71 @@ def _labels(workspace: Workspace) -> None:
             args=("labels", functools.partial(_create_label, session, project_id)),
         )
         show_feedback(error, success, shown_fields=("name", "color"))
+
+
+def _delete_this_project(workspace: Workspace) -> None:
+    """Delete for owners (never on the Inbox), after a confirmation. Its outcome is shown here
+    whatever project is current now: after a deletion that is the Inbox, and after a refusal
+    (a role lowered meanwhile) the button may be gone."""
+    session, project = workspace.session, workspace.project
+    error, success = feedback(DELETE_SCOPE)
+    if workspace.is_inbox:
+        st.caption("This is your Inbox: it cannot be deleted.")
+    elif not workspace.may("project.delete"):
+        least = workspace.roles.least("project.delete")
+        st.caption(
+            f"Your role here is {workspace.my_role}; it takes {least} or above to delete it."
+        )
+    elif st.session_state.get(_DELETING) != workspace.project_id:
+        st.button(
+            "Delete project…",
+            key="project_delete_start",
+            on_click=_start_delete,
+            args=(workspace.project_id,),
+            icon=":material/delete:",
+        )
+    else:
+        st.warning(
+            f"Move “{plain(str(project['name']))}” and all its tasks to the trash? No member "
+            "will see it any more until an owner restores it under Deleted projects.",
+            icon=":material/warning:",
+        )
+        confirm_col, cancel_col = st.columns(2)
+        confirm_col.button(
+            "Move to trash",
+            type="primary",
+            key="project_delete_confirm",
+            on_click=act,
+            args=(DELETE_SCOPE, functools.partial(_delete, session, project)),
+        )
+        cancel_col.button("Cancel", key="project_delete_cancel", on_click=_cancel_delete)
+    show_feedback(error, success)
+
+
+def _deleted_projects(workspace: Workspace) -> None:
+    """The trashed projects the person owns (the API lists no others), each with Restore."""
+    session = workspace.session
+    st.subheader("Deleted projects")
+    try:
+        deleted = session.deleted_projects()
+    except ApiError as exc:
+        show_read_error(exc, retry_key="deleted_projects_retry")
+        return
+    error, success = feedback(RESTORE_SCOPE)
+    if not deleted:
+        st.caption("No deleted projects.")
+    for project in deleted:
+        with st.container(key=f"deleted_project_{project['id']}"):
+            text_col, button_col = st.columns([8, 1.5], vertical_alignment="center")
+            moment = parse_timestamp(project.get("deleted_at"))
+            when = f" · deleted {moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+            text_col.markdown(f"**{plain(str(project['name']))}**{plain(when)}")
+            if workspace.roles.allows(str(project.get("my_role") or ""), "project.restore"):
+                button_col.button(
+                    "Restore",
+                    key=f"project_restore_{project['id']}",
+                    on_click=act,
+                    args=(RESTORE_SCOPE, functools.partial(_restore, session, project)),
+                    width="stretch",
+                )
+    show_feedback(error, success)

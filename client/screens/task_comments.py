@@ -1,5 +1,6 @@
-"""The comments of one task, drawn inside its row on the task list: oldest first, a form to
-add one (for commenters and above), and Delete on one's own (or on any, for an admin)."""
+"""The comments of one task, drawn inside its row on the task list: oldest first (an edited
+one says so), a form to add one (for commenters and above), Edit on one's own (its author,
+while still a commenter or above), and Delete on one's own (or on any, for an admin)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ui import act, feedback, field_error, remember, show_feedback, show_read_er
 from workspace import Workspace
 
 OPEN_COMMENTS = "_comments_open"  # the id of the task whose comments are shown (one at a time)
+EDITING = "_comment_editing"  # the id of the comment being edited (one at a time)
 
 
 def toggle_comments(task_id: Any) -> None:
@@ -32,6 +34,34 @@ def _add(session: ApiSession, task_id: Any) -> None:
 def _delete(session: ApiSession, task_id: Any, comment_id: Any) -> None:
     session.delete_comment(task_id, comment_id)
     remember(f"comments_{task_id}", success="Comment deleted.")
+
+
+def _start_edit(comment: dict[str, Any]) -> None:
+    state = st.session_state
+    state[EDITING] = comment["id"]
+    state[f"comment_edit_body_{comment['id']}"] = comment["body"]
+
+
+def _cancel_edit() -> None:
+    st.session_state.pop(EDITING, None)
+
+
+def _save_edit(session: ApiSession, task_id: Any, comment_id: Any) -> None:
+    state = st.session_state
+    key = f"comment_edit_body_{comment_id}"
+    # On a refusal the form stays open with the text as typed, the problem under it.
+    session.update_comment(task_id, comment_id, str(state.get(key, "")))
+    state.pop(EDITING, None)
+    state.pop(key, None)
+    remember(f"comment_edit_{task_id}", success="Comment saved.")
+
+
+def _edited(comment: dict[str, Any]) -> str:
+    """A mark for a comment whose body changed after it was written (only a change of the
+    body moves `updated_at`)."""
+    created = parse_timestamp(comment.get("created_at"))
+    updated = parse_timestamp(comment.get("updated_at"))
+    return " · edited" if created and updated and updated > created else ""
 
 
 def _author(comment: dict[str, Any], person: Callable[[Any], str]) -> str:
@@ -55,26 +85,46 @@ def comments_panel(workspace: Workspace, person: Callable[[Any], str], task_id: 
     st.markdown("**Comments**")
     if not comments:
         st.caption("No comments yet.")
+    edit_error, edit_success = feedback(f"comment_edit_{task_id}")
+    edit_shown = False  # whether the edit form drew its outcome (else it goes under the list)
+    may_edit_own = workspace.may("comment.update_own")
     may_delete_own = workspace.may("comment.delete_own")
     may_delete_any = workspace.may("comment.delete_any")
+    editing = st.session_state.get(EDITING)
     for comment in comments:
         comment_id = comment["id"]
+        is_mine = (comment.get("author") or {}).get("id") == workspace.me
+        moment = parse_timestamp(comment.get("created_at"))
+        when = f" · {moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+        heading = f"**{plain(_author(comment, person))}**{plain(when + _edited(comment))}"
         with st.container(key=f"comment_{comment_id}"):
-            text_col, button_col = st.columns([8, 1.5], vertical_alignment="center")
-            moment = parse_timestamp(comment.get("created_at"))
-            when = f" · {moment:%Y-%m-%d %H:%M} UTC" if moment else ""
-            text_col.markdown(
-                f"**{plain(_author(comment, person))}**{plain(when)}  \n{plain(comment['body'])}"
-            )
-            is_mine = (comment.get("author") or {}).get("id") == workspace.me
+            if is_mine and may_edit_own and editing == comment_id:
+                st.markdown(heading)
+                _edit_form(session, task_id, comment_id, edit_error)
+                edit_shown = True
+                continue
+            text_col, edit_col, delete_col = st.columns([7, 1.5, 1.5], vertical_alignment="center")
+            text_col.markdown(f"{heading}  \n{plain(comment['body'])}")
+            if is_mine and may_edit_own:
+                edit_col.button(
+                    "Edit",
+                    key=f"comment_edit_{comment_id}",
+                    on_click=_start_edit,
+                    args=(comment,),
+                    width="stretch",
+                )
             if may_delete_any or (is_mine and may_delete_own):
-                button_col.button(
+                delete_col.button(
                     "Delete",
                     key=f"comment_delete_{comment_id}",
                     on_click=act,
                     args=(scope, functools.partial(_delete, session, task_id, comment_id)),
                     width="stretch",
                 )
+    if not edit_shown:
+        # Saved (the form is closed), or refused after the form went away (the comment was
+        # deleted meanwhile, or the person's role was lowered).
+        show_feedback(edit_error, edit_success)
     if workspace.may("comment.create"):
         with st.form(f"comment_form_{task_id}"):
             st.text_area("Your comment", key=f"comment_body_{task_id}", height=80)
@@ -88,3 +138,26 @@ def comments_panel(workspace: Workspace, person: Callable[[Any], str], task_id: 
             show_feedback(error, success, shown_fields=("body",))
     else:
         show_feedback(error, success)
+
+
+def _edit_form(session: ApiSession, task_id: Any, comment_id: Any, error: ApiError | None) -> None:
+    """One's own comment as a text area, with Save and Cancel; the API's problem with the
+    text right under it, any other under the buttons."""
+    with st.form(f"comment_edit_form_{comment_id}"):
+        st.text_area("Edit your comment", key=f"comment_edit_body_{comment_id}", height=80)
+        field_error(error, "body")
+        save_col, cancel_col = st.columns(2)
+        save_col.form_submit_button(
+            "Save",
+            type="primary",
+            key=f"comment_save_{comment_id}",
+            on_click=act,
+            args=(
+                f"comment_edit_{task_id}",
+                functools.partial(_save_edit, session, task_id, comment_id),
+            ),
+        )
+        cancel_col.form_submit_button(
+            "Cancel", key=f"comment_cancel_{comment_id}", on_click=_cancel_edit
+        )
+    show_feedback(error, None, shown_fields=("body",))

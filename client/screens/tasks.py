@@ -1,6 +1,6 @@
 """The current project's task list: filters (assignee, "Assigned to me", label), sort, cursor
-pages, adding and editing with assignees and labels (If-Match), deleting, and a task's comments
-and history (under its Comments button).
+pages, adding and editing with assignees, labels and a reminder (If-Match), deleting, and a
+task's comments and history (under its Comments button).
 
 An edit starts from the task as it was when the person pressed Edit (its ETag is kept), and
 is sent with `If-Match`, so an edit made meanwhile elsewhere comes back as a conflict (412)
@@ -26,12 +26,16 @@ from screens.task_comments import OPEN_COMMENTS, comments_panel, toggle_comments
 from task_fields import (
     PAGE_SIZES,
     PRIORITY_LABELS,
+    REMIND_DEFAULT_TIME,
     SORT_LABELS,
     STATUS_LABELS,
     day_after,
     due_at_for,
     due_date,
     plain,
+    remind_at_for,
+    remind_at_minute,
+    remind_parts,
     start_of,
     summary_line,
 )
@@ -237,6 +241,9 @@ def _add_task(session: ApiSession, project_id: int) -> None:
     due = due_at_for(state.get("new_due"))
     if due is not None:
         body["due_at"] = due
+    remind = remind_at_for(state.get("new_remind_day"), state.get("new_remind_time"))
+    if remind is not None:
+        body["remind_at"] = remind
     try:
         # The key makes a double submit (or a retry after a lost answer) create one task.
         task = session.create_task(body, _new_task_key(project_id))
@@ -248,6 +255,8 @@ def _add_task(session: ApiSession, project_id: int) -> None:
     state["new_title"] = ""
     state["new_description"] = ""
     state["new_due"] = None
+    state["new_remind_day"] = None
+    state["new_remind_time"] = None
     state["new_priority"] = "medium"
     state["new_assignees"] = []
     state["new_labels"] = []
@@ -302,6 +311,7 @@ def _add_form(workspace: Workspace, directory: Directory) -> None:
         with due_col:
             st.date_input("Due date", value=None, key="new_due", format="YYYY-MM-DD")
             field_error(error, "due_at")
+        _reminder_fields("new_remind", error)
         _people_and_labels(workspace, directory, "new", error)
         st.form_submit_button(
             "Add task",
@@ -318,10 +328,32 @@ def _add_form(workspace: Workspace, directory: Directory) -> None:
                 "description",
                 "priority",
                 "due_at",
+                "remind_at",
                 "assignee_ids",
                 "label_ids",
             ),
         )
+
+
+def _reminder_fields(key_prefix: str, error: ApiError | None) -> None:
+    """A reminder's day and time of day (UTC); clearing the day removes the reminder."""
+    day_col, time_col = st.columns(2)
+    day_col.date_input(
+        "Reminder day (UTC)",
+        value=None,
+        key=f"{key_prefix}_day",
+        format="YYYY-MM-DD",
+        help="Clear it for no reminder. Each assignee (the creator when there is none) "
+        "is notified at that time.",
+    )
+    time_col.time_input(
+        "Reminder time (UTC)",
+        value=None,
+        key=f"{key_prefix}_time",
+        step=300,
+        help=f"{REMIND_DEFAULT_TIME:%H:%M} when left empty.",
+    )
+    field_error(error, "remind_at")
 
 
 # Listing, editing, deleting
@@ -410,6 +442,7 @@ def _open_editor(session: ApiSession, task_id: Any) -> None:
     state[f"edit_status_{task_id}"] = task["status"]
     state[f"edit_priority_{task_id}"] = task["priority"]
     state[f"edit_due_{task_id}"] = due_date(task)
+    state[f"edit_remind_{task_id}_day"], state[f"edit_remind_{task_id}_time"] = remind_parts(task)
     state[f"edit_{task_id}_assignees"] = list(task.get("assignee_ids") or [])
     state[f"edit_{task_id}_labels"] = list(task.get("label_ids") or [])
 
@@ -430,6 +463,12 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     new_due: date | None = state.get(f"edit_due_{task_id}")
     if new_due != due_date(original):
         changes["due_at"] = due_at_for(new_due)
+    # To the minute, as the form shows it: a reminder left as it was is not sent again.
+    new_remind = remind_at_for(
+        state.get(f"edit_remind_{task_id}_day"), state.get(f"edit_remind_{task_id}_time")
+    )
+    if new_remind != remind_at_minute(original):
+        changes["remind_at"] = new_remind
     for name, key in (("assignee_ids", "assignees"), ("label_ids", "labels")):
         chosen = state.get(f"edit_{task_id}_{key}")
         if chosen is not None and sorted(chosen) != sorted(original.get(name) or []):
@@ -472,6 +511,7 @@ def _editor(workspace: Workspace, directory: Directory, task_id: Any) -> None:
         )
         due_col.date_input("Due date", value=None, key=f"edit_due_{task_id}", format="YYYY-MM-DD")
         field_error(error, "due_at")
+        _reminder_fields(f"edit_remind_{task_id}", error)
         _people_and_labels(workspace, directory, f"edit_{task_id}", error)
         save_col, cancel_col = st.columns(2)
         save_col.form_submit_button(
@@ -499,7 +539,14 @@ def _editor(workspace: Workspace, directory: Directory, task_id: Any) -> None:
         show_feedback(
             error,
             None,
-            shown_fields=("title", "description", "due_at", "assignee_ids", "label_ids"),
+            shown_fields=(
+                "title",
+                "description",
+                "due_at",
+                "remind_at",
+                "assignee_ids",
+                "label_ids",
+            ),
         )
 
 

@@ -39,7 +39,17 @@ PASSWORD = "a client test passphrase"
 ADMIN_EMAIL = "client-admin@example.com"
 ADMIN_PASSWORD = "the client admin passphrase"
 # The signed-in screens every person has, in menu order (Profile follows, then Users for admins).
-TEAM_SCREENS = ("Tasks", "Overview", "Trash", "Members", "Activity", "Projects", "Invitations")
+TEAM_SCREENS = (
+    "Tasks",
+    "Overview",
+    "Trash",
+    "Members",
+    "Activity",
+    "Projects",
+    "Invitations",
+    "Webhooks",
+    "Notifications",
+)
 # The first run imports pandas and altair: seconds on a busy machine (AppTest's default is 3).
 APP_TIMEOUT_SECONDS = 60
 
