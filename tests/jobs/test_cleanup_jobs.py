@@ -3,10 +3,13 @@ restore first wins), and what has expired removed. Safe to run twice."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
+from app.db.statements import tasks as task_statements
 from app.jobs import cleanup
 from tests.jobs.conftest import Deployment
 
@@ -120,3 +123,55 @@ async def test_expired_records_are_removed(deployment: Deployment) -> None:
         )
         == 1
     )
+
+
+async def _trashed_long_ago(deployment: Deployment, owner: dict[str, object], title: str) -> int:
+    headers = owner["headers"]
+    assert isinstance(headers, dict)
+    task = await deployment.http.post("/api/v2/tasks", json={"title": title}, headers=headers)
+    task_id = int(task.json()["id"])
+    deleted = await deployment.http.delete(f"/api/v2/tasks/{task_id}", headers=headers)
+    assert deleted.status_code == 204
+    await _age(deployment, "tasks", "deleted_at", task_id)
+    return task_id
+
+
+async def test_a_restore_in_progress_wins_over_the_purge(deployment: Deployment) -> None:
+    if deployment.backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a restore and a purge cannot overlap")
+    owner = await deployment.user("owner@example.com")
+    task_id = await _trashed_long_ago(deployment, owner, "wanted back")
+    async with deployment.runtime.transaction() as db:
+        # The restore has its row and has not committed when the purge runs.
+        await db.session.execute(
+            text("UPDATE tasks SET deleted_at = NULL WHERE id = :id"), {"id": task_id}
+        )
+        purged = await asyncio.wait_for(cleanup.purge_trash(deployment.runtime), timeout=30)
+        assert purged["tasks"] == 0
+    assert (
+        await deployment.scalar("SELECT deleted_at FROM tasks WHERE id = :id", id=task_id) is None
+    )
+
+
+async def test_a_purge_cut_short_leaves_nothing_half_done(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await deployment.user("owner@example.com")
+    first = await _trashed_long_ago(deployment, owner, "first")
+    second = await _trashed_long_ago(deployment, owner, "second")
+
+    async def dies(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the worker died between the delete and its events")
+
+    monkeypatch.setattr(task_statements.events, "append", dies)
+    with pytest.raises(RuntimeError):
+        await cleanup.purge_trash(deployment.runtime)
+    monkeypatch.undo()
+    # Nothing was deleted without its `purged` event: both tasks are still in the trash.
+    assert await deployment.scalar("SELECT count(*) FROM tasks WHERE deleted_at IS NOT NULL") == 2
+    assert await deployment.scalar("SELECT count(*) FROM events WHERE action = 'purged'") == 0
+    assert (await cleanup.purge_trash(deployment.runtime))["tasks"] == 2
+    purged = await deployment.rows(
+        "SELECT entity_id FROM events WHERE action = 'purged' ORDER BY entity_id"
+    )
+    assert [row[0] for row in purged] == sorted([first, second])

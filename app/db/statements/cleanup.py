@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import bindparam, delete
+from sqlalchemy import bindparam, delete, select
 
 from app.db.access import Db, Statement
 from app.db.statements import events
@@ -24,13 +24,19 @@ from app.models.refresh_token import RefreshToken
 
 @cache
 def _purge_projects_statement() -> Statement:
-    return Statement(
-        delete(Project)
+    # As for tasks: a project being restored at this moment is skipped (the restore wins).
+    expired = (
+        select(Project.id)
         .where(
             Project.inbox_user_id.is_(None),
             Project.deleted_at.is_not(None),
             Project.deleted_at < bindparam("cutoff", type_=Project.deleted_at.type),
         )
+        .with_for_update(skip_locked=True)
+    )
+    return Statement(
+        delete(Project)
+        .where(Project.id.in_(expired.scalar_subquery()))
         .returning(Project.id, Project.name)
     )
 

@@ -448,12 +448,19 @@ def _update_statement(
 
 @cache
 def _purge_statement() -> Statement:
-    return Statement(
-        delete(Task)
+    # A task being restored at this moment (its row locked by the restore) is skipped, not
+    # waited for: a restore racing the purge wins (PostgreSQL; SQLite has one writer).
+    expired = (
+        select(Task.id)
         .where(
             Task.deleted_at.is_not(None),
             Task.deleted_at < bindparam("cutoff", type_=Task.deleted_at.type),
         )
+        .with_for_update(skip_locked=True)
+    )
+    return Statement(
+        delete(Task)
+        .where(Task.id.in_(expired.scalar_subquery()))
         .returning(Task.id, Task.project_id, Task.title)
     )
 
