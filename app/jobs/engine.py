@@ -31,13 +31,12 @@ from procrastinate.testing import InMemoryConnector
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
+from app.db.statements.job_status import JOB_SCHEMA
 from app.jobs.definitions import blueprint
 from app.jobs.runtime import JobRuntime, open_runtime
 
 log = structlog.get_logger("app.jobs")
 
-# The PostgreSQL schema of procrastinate's tables (migration 0007).
-JOB_SCHEMA = "procrastinate"
 # How many jobs a worker runs at once: deliveries and mail wait on the network, not the CPU.
 WORKER_CONCURRENCY = 8
 # A worker's heartbeat, and how long without one makes it (and its running jobs) stalled.

@@ -35,6 +35,7 @@ from app.services.history import event_documents
 
 log = structlog.get_logger("app.jobs")
 
+# The outbox cursor's name (migration 0007 starts it at the end of the log it found).
 OUTBOX = "outbox"
 # Events read per transaction: a long backlog is worked through in several.
 FAN_OUT_BATCH = 500

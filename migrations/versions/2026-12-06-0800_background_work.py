@@ -7,8 +7,12 @@ Create Date: 2026-12-06 08:00:00
 
 On PostgreSQL the job engine, procrastinate, keeps its queue in the database: its schema (the
 SQL the pinned procrastinate version ships) goes into a PostgreSQL schema of its own,
-`procrastinate`, which the workers put on their search path (docs/decisions/0031). The
-downgrade drops that schema (and any job in it) and the tables; notifications and the
+`procrastinate`, which the workers put on their search path (docs/decisions/0031).
+
+The outbox cursor starts at the end of the log as it is: the events written before this
+revision are history, not news (no notification or webhook message is made from them).
+
+The downgrade drops that schema (and any job in it) and the tables; notifications and the
 delivery log are lost.
 """
 
@@ -158,6 +162,13 @@ def upgrade() -> None:
         sa.Column("xid", sa.BigInteger(), nullable=False),
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_outbox_cursors"),
+    )
+    # The log's newest position now: the jobs read what is written after it.
+    bind.execute(
+        sa.text(
+            "INSERT INTO outbox_cursors (name, xid, id) "
+            "SELECT 'outbox', xid, id FROM events ORDER BY xid DESC, id DESC LIMIT 1"
+        )
     )
     if bind.dialect.name == "postgresql":
         install_job_schema(bind)

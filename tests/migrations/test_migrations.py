@@ -118,6 +118,32 @@ class TestMigrations:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
         assert version == "0007_background_work"
 
+    async def test_the_outbox_starts_after_the_events_already_there(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        """Events written before 0007 are history: the jobs' cursor starts after them."""
+        run_alembic(fresh_url, "0006_events")
+        async with engine.begin() as connection:
+            for entity_id in (1, 2):
+                await connection.execute(
+                    text(
+                        "INSERT INTO events (at, actor_id, project_id, entity, entity_id, "
+                        "action, changes) VALUES (:at, 1, 1, 'task', :id, 'created', '{}')"
+                    ),
+                    {"at": datetime.now(UTC), "id": entity_id},
+                )
+            newest = (
+                await connection.execute(
+                    text("SELECT xid, id FROM events ORDER BY xid DESC, id DESC LIMIT 1")
+                )
+            ).one()
+        run_alembic(fresh_url)
+        async with engine.connect() as connection:
+            cursor = (
+                await connection.execute(text("SELECT name, xid, id FROM outbox_cursors"))
+            ).all()
+        assert [tuple(row) for row in cursor] == [("outbox", newest[0], newest[1])]
+
     async def test_the_job_engine_has_its_own_schema_on_postgresql(
         self, fresh_url: str, engine: AsyncEngine
     ) -> None:

@@ -12,6 +12,7 @@ from app.db.access import Db
 from app.models.notification import Notification
 from app.models.webhook import WebhookDelivery
 
+# The PostgreSQL schema of the job engine's tables (migration 0007 creates it).
 JOB_SCHEMA = "procrastinate"
 
 
