@@ -72,25 +72,22 @@ async def _attempt(runtime: JobRuntime, due: DueAttempt) -> tuple[DueAttempt, At
     return due, result
 
 
-async def _notify_disabled(db: Db, due: DueAttempt, reason: str, now: datetime) -> None:
-    admins = await statements.project_admins(db, due.project_id)
+async def _notify_disabled(
+    runtime: JobRuntime, db: Db, due: DueAttempt, reason: str, now: datetime
+) -> None:
     rows = [
-        {
-            "user_id": user_id,
-            "kind": "webhook_disabled",
-            "created_at": now,
-            "read_at": None,
-            "project_id": due.project_id,
-            "task_id": None,
-            "actor_id": None,
-            "message": f"A webhook of this project was disabled: {reason}",
-            "dedupe_key": f"webhook-disabled:{due.webhook_id}:{now.isoformat()}",
-            "mail_status": None,
-            "mail_attempts": 0,
-            "mail_next_attempt_at": None,
-            "mail_error": None,
-        }
-        for user_id in admins
+        outbox.notification_row(
+            user_id=user_id,
+            kind="webhook_disabled",
+            message=f"A webhook of this project was disabled: {reason}",
+            dedupe_key=f"webhook-disabled:{due.webhook_id}:{now.isoformat()}",
+            now=now,
+            mail=runtime.settings.smtp_url is not None,
+            project_id=due.project_id,
+            task_id=None,
+            actor_id=None,
+        )
+        for user_id in await statements.project_admins(db, due.project_id)
     ]
     await outbox.add_notifications(db, rows)
 
@@ -152,7 +149,7 @@ async def _record(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -
         ):
             reason = f"deliveries failed for {settings.webhook_disable_after_days} days"
         if reason and await statements.disable_webhook(db, due.webhook_id, reason, now):
-            await _notify_disabled(db, due, reason, now)
+            await _notify_disabled(runtime, db, due, reason, now)
 
 
 async def deliver_due(runtime: JobRuntime) -> int:

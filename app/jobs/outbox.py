@@ -76,21 +76,17 @@ class _Made:
         actor_id: int | None,
     ) -> None:
         self.rows.append(
-            {
-                "user_id": user_id,
-                "kind": kind,
-                "created_at": self.now,
-                "read_at": None,
-                "project_id": project_id,
-                "task_id": task_id,
-                "actor_id": actor_id,
-                "message": message,
-                "dedupe_key": dedupe_key,
-                "mail_status": "pending" if self.mail else None,
-                "mail_attempts": 0,
-                "mail_next_attempt_at": self.now if self.mail else None,
-                "mail_error": None,
-            }
+            statements.notification_row(
+                user_id=user_id,
+                kind=kind,
+                message=message,
+                dedupe_key=dedupe_key,
+                now=self.now,
+                mail=self.mail,
+                project_id=project_id,
+                task_id=task_id,
+                actor_id=actor_id,
+            )
         )
 
 

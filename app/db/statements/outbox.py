@@ -155,6 +155,36 @@ async def task_creators(db: Db, task_ids: Collection[int]) -> list[tuple[int, in
 # --- making notifications ---------------------------------------------------------------------
 
 
+def notification_row(
+    *,
+    user_id: int,
+    kind: str,
+    message: str,
+    dedupe_key: str,
+    now: datetime,
+    mail: bool,
+    project_id: int | None,
+    task_id: int | None,
+    actor_id: int | None,
+) -> dict[str, Any]:
+    """A new notification's columns; `mail`: a mail is owed for it (SMTP_URL is set)."""
+    return {
+        "user_id": user_id,
+        "kind": kind,
+        "created_at": now,
+        "read_at": None,
+        "project_id": project_id,
+        "task_id": task_id,
+        "actor_id": actor_id,
+        "message": message,
+        "dedupe_key": dedupe_key,
+        "mail_status": "pending" if mail else None,
+        "mail_attempts": 0,
+        "mail_next_attempt_at": now if mail else None,
+        "mail_error": None,
+    }
+
+
 async def add_notifications(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert notifications (each a dict of Notification's columns), skipping any whose
     (user_id, dedupe_key) exists already; how many were new."""
