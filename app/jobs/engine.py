@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.db.statements.job_status import JOB_SCHEMA
-from app.jobs.definitions import blueprint
+from app.jobs.definitions import jobs_blueprint
 from app.jobs.runtime import JobRuntime, open_runtime
 
 log = structlog.get_logger("app.jobs")
@@ -67,7 +67,7 @@ def job_app(settings: Settings) -> procrastinate.App:
     else:
         connector = InMemoryConnector()
     app = procrastinate.App(connector=connector)
-    app.add_tasks_from(blueprint, namespace="jobs")
+    app.add_tasks_from(jobs_blueprint(), namespace="jobs")
     return app
 
 
