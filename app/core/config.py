@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # DATABASE_URL names a pooler in transaction mode (PgBouncer), not the server: a session
+    # lasts one transaction, so nothing may outlive one (decision 0034).
+    db_transaction_pooling: bool = False
     # Request bodies over this many bytes are a 413 (counted as they arrive).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Trash retention used by `python -m app.cli purge-trash`.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL
@@ -103,12 +104,32 @@ def _discard_closed_connections(_dbapi_connection: Any, record: Any, _proxy: Any
 
 
 def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
+    if settings.db_transaction_pooling:
+        # Behind a pooler in transaction mode each transaction may meet another server
+        # session (decision 0034): no statement is kept prepared across transactions, the
+        # names of those prepared within one are unique (two clients' sessions may share a
+        # server session), and `jit` is not sent: PgBouncer refuses unknown startup
+        # parameters, so the database itself is configured with jit off. A statement sent
+        # on its own needs nothing more: asyncpg parses the unnamed statement ending with a
+        # Flush, not a Sync, so the pooler keeps the session until its execution's Sync.
+        return {
+            "timeout": settings.db_connect_timeout_seconds,
+            "command_timeout": 30,
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unique_statement_name,
+            "server_settings": {"application_name": "tasks-api"},
+        }
     return {
         "timeout": settings.db_connect_timeout_seconds,
         "command_timeout": 30,
         # JIT compilation costs more than it saves for short OLTP queries.
         "server_settings": {"jit": "off", "application_name": "tasks-api"},
     }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid4().hex}__"
 
 
 def _sqlite_path(url: URL) -> Path | None:
