@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CLIENT_PORT ?= 8501
 
-.PHONY: install run test fuzz lint format migrate clean serve bench
+.PHONY: install run test fuzz lint format migrate clean serve bench cluster-test
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ test: install
 	$(BIN)/mypy client
 	$(BIN)/python -m pytest -m "not isolated_network"
 	scripts/run-isolated-tests.sh $(BIN)/python
+
+# The service on several hosts made on this machine (network namespaces, root only): a load
+# balancer, two API hosts, PgBouncer, Redis, two job workers; load and faults, then checks.
+# CLUSTER_SEED=N moves the faults' order and moments (tests/cluster/run.py).
+cluster-test: install
+	$(BIN)/python -m tests.cluster.run
 
 # `make test` fuzzes the API briefly (tests/fuzz, on PostgreSQL); this is the long run.
 # Any of these can be given: make fuzz FUZZ_MAX_EXAMPLES=5000 FUZZ_SEED=7

@@ -1,0 +1,1 @@
+"""The multi-host cluster test (make cluster-test)."""
