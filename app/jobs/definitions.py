@@ -34,12 +34,13 @@ def _runtime(context: procrastinate.JobContext) -> JobRuntime:
     return runtime
 
 
-async def _ran(context: procrastinate.JobContext, name: str, period: int, result: Any) -> None:
+async def _ran(context: procrastinate.JobContext, name: str, timestamp: int, result: Any) -> None:
     _runtime(context).beat()
-    # One line per completed run (at DEBUG: several a second): what the cluster test counts
-    # to show that each period's job ran once whatever the number of workers.
+    # One line per completed run, with its period's timestamp (at DEBUG: several a second):
+    # what the cluster test counts to show that each period's job ran once whatever the
+    # number of workers.
     job_id = context.job.id if context.job is not None else None
-    log.debug("job_ran", job=name, period=period, job_id=job_id)
+    log.debug("job_ran", job=name, defer_timestamp=timestamp, job_id=job_id)
     if any(result.values()) if isinstance(result, dict) else result:
         log.info("job_done", job=name, result=result)
 

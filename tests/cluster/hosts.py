@@ -82,6 +82,48 @@ def _kill_namespace_processes(netns: str) -> None:
         time.sleep(0.05)
 
 
+def remove_leftovers() -> list[str]:
+    """The namespaces and bridges of earlier runs whose process no longer exists (a run that
+    was SIGKILLed could not clean up): removed, processes inside first. Names are only ever
+    this test's (`tc<pid>-<role>`, `tcbr<pid>`), and only those of dead pids are touched."""
+    removed: list[str] = []
+    for line in run("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        pid = _owner_pid(name, prefix="tc", separator="-")
+        if pid is not None and not _alive(pid):
+            _kill_namespace_processes(name)
+            run("ip", "netns", "del", name, check=False)
+            removed.append(f"namespace {name}")
+    for line in run("ip", "-o", "link", "show", "type", "bridge", check=False).stdout.splitlines():
+        parts = line.split(":")
+        name = parts[1].strip() if len(parts) > 1 else ""
+        pid = _owner_pid(name, prefix="tcbr", separator=None)
+        if pid is not None and not _alive(pid):
+            run("ip", "link", "del", name, check=False)
+            removed.append(f"bridge {name}")
+    return removed
+
+
+def _owner_pid(name: str, *, prefix: str, separator: str | None) -> int | None:
+    if not name.startswith(prefix):
+        return None
+    rest = name[len(prefix) :]
+    digits = rest.split(separator, 1)[0] if separator else rest
+    if separator and separator not in rest:
+        return None
+    return int(digits) if digits.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def free_subnet() -> ipaddress.IPv4Network:
     """A /24 in 10.213.0.0/16 that no address or route of this namespace overlaps."""
     used: list[ipaddress.IPv4Network] = []

@@ -44,6 +44,7 @@ from tests.cluster.load_checks import (
     check_responses,
     check_webhooks,
 )
+from tests.cluster.services import LB_ERROR_HEADER
 
 PASSWORD = "cluster load passphrase, not a common one"
 TITLE_PREFIX = "load "
@@ -61,6 +62,8 @@ REMINDER_GRACE_SECONDS = 15.0
 # A description holds at most 10,000 characters; stop appending before that.
 DESCRIPTION_ROOM = 9_000
 PROGRESS_SECONDS = 10.0
+# The load runs until the orchestrator writes `stop-load`; this long without it, it stops.
+STOP_LOAD_GUARD_SECONDS = 600.0
 # How often the control directory is looked at for `stop-load`.
 POLL_SECONDS = 0.25
 
@@ -79,7 +82,6 @@ class Config:
     api_urls: list[str]
     receiver_host: str
     receiver_port: int
-    duration_seconds: float
     seed: int
     control_dir: Path
     login_account_limit: int
@@ -92,7 +94,6 @@ class Config:
             api_urls=[url.rstrip("/") for url in raw["api_urls"]],
             receiver_host=raw["receiver_host"],
             receiver_port=int(raw["receiver_port"]),
-            duration_seconds=float(raw["duration_seconds"]),
             seed=int(raw["seed"]),
             control_dir=Path(raw["control_dir"]),
             login_account_limit=int(raw["login_account_limit"]),
@@ -116,38 +117,74 @@ class Login:
 class Receiver:
     """The webhook receiver on the client host: keeps every request; answers 503 (with
     Retry-After) to the first attempt of about one message in four, chosen from the
-    webhook-id and the seed, so that retries happen; 200 otherwise."""
+    webhook-id and the seed, so that retries happen; 200 otherwise.
 
-    def __init__(self, host: str, port: int, seed: int) -> None:
+    On the orchestrator's request it holds one delivery open: while `control_dir/hold-from`
+    names a sender's address, the next request from it is held (`control_dir/holding` says
+    so) until that file is gone, so that the orchestrator can SIGKILL the sender in the
+    middle of a job (a delivery it has leased and not yet written down)."""
+
+    def __init__(self, host: str, port: int, seed: int, control_dir: Path) -> None:
         self.received: list[Received] = []
         self.forced = 0
+        self.held = 0
         self.secret: str | None = None  # known once the webhook is made
         self.lock = threading.Lock()
         self.seed = seed
+        self.hold_from = control_dir / "hold-from"
+        self.holding = control_dir / "holding"
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                receiver.hold(self.client_address[0])
                 status = receiver.answer(headers.get("webhook-id", ""))
+                try:
+                    self.send_response(status)
+                    if status == 503:
+                        self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                    self.wfile.flush()
+                except OSError:
+                    status = 0  # the sender is gone: it never saw an answer
                 message = Received(time.monotonic(), headers, body, status)
                 if receiver.secret is not None:
                     message.verify(receiver.secret)
                 with receiver.lock:
                     receiver.received.append(message)
-                self.send_response(status)
-                if status == 503:
-                    self.send_header("Retry-After", "1")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
 
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # a sender killed mid-request: nothing to report
+
+        self.server = Server((host, port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def hold(self, sender: str) -> None:
+        """Hold this request while the orchestrator asks for one from `sender` (at most one
+        at a time, at most 30 s)."""
+        try:
+            wanted = self.hold_from.read_text().strip()
+        except OSError:
+            return
+        if wanted != sender:
+            return
+        with self.lock:
+            if self.holding.exists():
+                return
+            self.holding.write_text(sender)
+            self.held += 1
+        deadline = time.monotonic() + 30
+        while self.hold_from.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.holding.unlink(missing_ok=True)
 
     def answer(self, webhook_id: str) -> int:
         digest = hashlib.sha256(f"{self.seed}:{webhook_id}".encode()).digest()
@@ -255,6 +292,7 @@ class Driver:
                 self.targets.get(base, base),
                 status,
                 response is not None and "retry-after" in response.headers,
+                response is not None and LB_ERROR_HEADER in response.headers,
             )
         )
         return response
@@ -737,12 +775,12 @@ class Driver:
 
 def _progress(driver: Driver, started: float) -> str:
     """One line for the orchestrator's log while the load runs."""
-    statuses = Counter(str(r.status) for r in driver.records)
-    failed = sum(n for status, n in statuses.items() if not status.isdigit() or status >= "500")
+    unavailable = sum(1 for r in driver.records if r.status == 503)
+    failed = sum(1 for r in driver.records if isinstance(r.status, str) or r.status >= 500)
     return (
         f"load: +{time.monotonic() - started:.0f}s {len(driver.records)} requests, "
-        f"{len(driver.state.created)} creates acknowledged, 503: {statuses['503']}, "
-        f"other failures: {failed - statuses['503']}"
+        f"{len(driver.state.created)} creates acknowledged, 503: {unavailable}, "
+        f"other failures: {failed - unavailable}"
     )
 
 
@@ -766,7 +804,9 @@ def _event_id(body: bytes) -> str:
 async def run(config: Config) -> tuple[list[Check], dict[str, Any]]:
     control = config.control_dir
     receiver_url = f"http://{config.receiver_host}:{config.receiver_port}/hook"
-    with Receiver(config.receiver_host, config.receiver_port, config.seed) as receiver:
+    with Receiver(
+        config.receiver_host, config.receiver_port, config.seed, config.control_dir
+    ) as receiver:
         driver = Driver(config)
         try:
             return await _run(driver, config, control, receiver, receiver_url)
@@ -817,7 +857,8 @@ async def _run(
         for n, session in enumerate(sessions)
     ]
     stop = control / "stop-load"
-    cap = started + config.duration_seconds * 3
+    # Only a guard against an orchestrator that died: it says when the load ends.
+    cap = started + STOP_LOAD_GUARD_SECONDS
     next_progress = started + PROGRESS_SECONDS
     while not stop.exists() and time.monotonic() < cap:
         await asyncio.sleep(POLL_SECONDS)
@@ -849,7 +890,7 @@ async def _run(
         reminded = await driver.reminders_sent(logins_by_user)
         if reminded is not None:
             sent, lateness = reminded
-        delivered = {_event_id(r.body) for r in receiver.snapshot()}
+        delivered = {_event_id(r.body) for r in receiver.snapshot() if 200 <= r.answered < 300}
         seen = {str(i["id"]) for i in feeds["owner"]} & {str(i["id"]) for i in feeds["a member"]}
         complete = (
             bool(activity)
@@ -948,6 +989,7 @@ async def _run(
         "virtual_users": VIRTUAL_USERS,
         "load_seconds": round(load_seconds, 1),
         "drain_seconds": round(drain_seconds, 1),
+        "deliveries_held_open_for_a_kill": receiver.held,
         "requests": len(driver.records),
         "requests_by_kind_and_status": {
             k: dict(sorted(v.items())) for k, v in sorted(by_kind.items())

@@ -28,6 +28,8 @@ class Record:
     target: str  # "lb", "api1", "api2"
     status: int | str  # the HTTP status, or CONNECTION_ERROR / TIMEOUT
     retry_after: bool
+    # Answered by the load balancer itself (no host could answer, or one died mid-request).
+    from_lb: bool = False
 
 
 @dataclass
@@ -122,6 +124,7 @@ def check_responses(records: list[Record], timeline: Timeline | None) -> list[Ch
             "requests": len(window),
             "by_status": _tally(window),
             "503_with_retry_after": sum(1 for r in window if r.status == 503 and r.retry_after),
+            "503_made_by_the_load_balancer": sum(1 for r in window if r.from_lb),
             "failed": len(bad),
         }
         detail = "; ".join(
@@ -322,32 +325,46 @@ def check_webhooks(
     ids_of_event: dict[str, set[str]] = {}
     per_webhook_id: Counter[str] = Counter()
     created_tasks: set[str] = set()
+    # Delivered means answered 2xx: the attempts the receiver refused (503) do not count,
+    # so a service that never retried would leave those events undelivered.
+    accepted: set[str] = set()
+    refused_ids: set[str] = set()
+    accepted_ids: set[str] = set()
     for message, payload in deliveries:
         if payload.get("type") == "ping":
             continue
         data = payload["data"]
         event_id = str(data["id"])
-        ids_of_event.setdefault(event_id, set()).add(message.headers["webhook-id"])
-        per_webhook_id[message.headers["webhook-id"]] += 1
-        if payload["type"] == "task.created":
-            created_tasks.add(str(data["entity_id"]))
+        webhook_id = message.headers["webhook-id"]
+        ids_of_event.setdefault(event_id, set()).add(webhook_id)
+        per_webhook_id[webhook_id] += 1
+        if 200 <= message.answered < 300:
+            accepted.add(event_id)
+            accepted_ids.add(webhook_id)
+            if payload["type"] == "task.created":
+                created_tasks.add(str(data["entity_id"]))
+        else:
+            refused_ids.add(webhook_id)
     events_of_id: dict[str, set[str]] = {}
     for event_id, webhook_ids in ids_of_event.items():
         for webhook_id in webhook_ids:
             events_of_id.setdefault(webhook_id, set()).add(event_id)
     shared_ids = sorted(w for w, events in events_of_id.items() if len(events) > 1)
-    undelivered = sorted(expected_events - ids_of_event.keys())
+    undelivered = sorted(expected_events - accepted)
+    never_retried = sorted(refused_ids - accepted_ids)
     creates_missing = sorted(acknowledged_task_ids - created_tasks)
     split = sorted(e for e, ids in ids_of_event.items() if len(ids) > 1)
     figures = {
         "events_expected": len(expected_events),
-        "events_delivered": len(ids_of_event),
+        "events_delivered": len(accepted),
         "requests_received": len(received),
         "signatures_refused": refused,
         "distinct_webhook_ids": len(per_webhook_id),
         "webhook_ids_delivered_more_than_once": sum(1 for n in per_webhook_id.values() if n > 1),
         "repeat_deliveries": sum(per_webhook_id.values()) - len(per_webhook_id),
         "first_attempts_answered_503": forced_failures,
+        "answered_503_then_accepted_under_the_same_id": len(refused_ids & accepted_ids),
+        "answered_503_never_retried": len(never_retried),
         "undelivered": len(undelivered),
         "acknowledged_creates_without_task_created": len(creates_missing),
         "events_under_several_webhook_ids": len(split),
@@ -358,6 +375,10 @@ def check_webhooks(
         problems.append(f"{refused} signatures refused")
     if undelivered:
         problems.append(f"never delivered: {undelivered[:10]}")
+    if never_retried:
+        problems.append(f"refused once and never sent again: {never_retried[:10]}")
+    if not forced_failures:
+        problems.append("the receiver refused no first attempt: retries went untested")
     if creates_missing:
         problems.append(f"no task.created for acknowledged tasks {creates_missing[:10]}")
     if split:

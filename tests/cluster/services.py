@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ DATABASE = "tasks"
 # The limit the cross-host check counts to; the others are raised out of the load's way (the
 # load comes from one client address).
 LOGIN_ACCOUNT_LIMIT = 5
+# The header on HAProxy's own error answers.
+LB_ERROR_HEADER = "X-Load-Balancer-Error"
 
 
 def postgres_bin() -> Path:
@@ -109,14 +112,14 @@ def _base_env() -> dict[str, str]:
     return {name: os.environ[name] for name in keep if name in os.environ}
 
 
-def wait_until(what: str, check: object, timeout: float) -> None:
+def wait_until(what: str, check: Callable[[], bool], timeout: float, *, every: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        if callable(check) and check():
+        if check():
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def http_status(host: Host, url: str) -> int | None:
@@ -171,19 +174,14 @@ class Cluster:
         return f"http://{self.host('lb').address}:{LB_PORT}"
 
     def _service_env(self) -> dict[str, str]:
+        """What API hosts and workers are both given (docs/deploying.md, "Settings per
+        host")."""
         return {
             "ENVIRONMENT": "production",
             "SECRET_KEY": self.secret_key,
-            "REDIS_URL": f"redis://{self.host('cache').address}:6379/0",
-            "TRUSTED_PROXIES": self.host("lb").address,
             # The cluster signs up and logs in many users: cost 4 keeps bcrypt out of the way
             # of what is being tested (2 cores run every host).
             "BCRYPT_ROUNDS": "4",
-            "RATE_LIMIT_LOGIN_ACCOUNT": f"{LOGIN_ACCOUNT_LIMIT}/minute",
-            "RATE_LIMIT_LOGIN_IP": "100000/minute",
-            "RATE_LIMIT_REGISTER_IP": "100000/hour",
-            "RATE_LIMIT_USER": "100000/minute",
-            "RATE_LIMIT_ANONYMOUS_IP": "100000/minute",
             "WEBHOOK_ALLOWED_NETWORKS": str(self.network.subnet),
             "WEBHOOK_RETRY_SCHEDULE": "1,2,4,8",
             "WEBHOOK_TIMEOUT_SECONDS": "5",
@@ -198,6 +196,15 @@ class Cluster:
             "DB_POOL_SIZE": "5",
             "DB_MAX_OVERFLOW": "5",
             "DB_POOL_TIMEOUT_SECONDS": "5",
+            "REDIS_URL": f"redis://{self.host('cache').address}:6379/0",
+            "TRUSTED_PROXIES": self.host("lb").address,
+            # The limit the cross-host check counts to; the others are raised out of the
+            # load's way (the load comes from one client address).
+            "RATE_LIMIT_LOGIN_ACCOUNT": f"{LOGIN_ACCOUNT_LIMIT}/minute",
+            "RATE_LIMIT_LOGIN_IP": "100000/minute",
+            "RATE_LIMIT_REGISTER_IP": "100000/hour",
+            "RATE_LIMIT_USER": "100000/minute",
+            "RATE_LIMIT_ANONYMOUS_IP": "100000/minute",
         }
 
     def worker_env(self) -> dict[str, str]:
@@ -286,6 +293,25 @@ class Cluster:
             statement,
         )
         return [line.split("\t") for line in done.stdout.splitlines() if line]
+
+    def pool_stats(self) -> list[str]:
+        """PgBouncer's SHOW STATS for the database, through its admin console."""
+        pool = self.host("pool")
+        done = pool.run(
+            "psql",
+            "-h",
+            pool.address,
+            "-p",
+            str(POOL_PORT),
+            "-U",
+            "postgres",
+            "-d",
+            "pgbouncer",
+            "-c",
+            "SHOW STATS",
+            check=False,
+        )
+        return done.stdout.splitlines() if done.returncode == 0 else [done.stderr.strip()]
 
     def migrate(self) -> None:
         done = subprocess.run(
@@ -403,7 +429,13 @@ class Cluster:
 
     def wait_api_ready(self, role: str, timeout: float = 60) -> None:
         url = f"{self.api_url(role)}/readyz"
-        wait_until(f"{role} ready", lambda: http_status(self.host("lb"), url) == 200, timeout)
+        # Each probe starts a Python in the host: every 0.3 s is enough.
+        wait_until(
+            f"{role} ready",
+            lambda: http_status(self.host("lb"), url) == 200,
+            timeout,
+            every=0.3,
+        )
 
     def start_worker(self, role: str) -> None:
         process = self.processes.get(role) or self.worker_process(role)
@@ -429,14 +461,16 @@ class Cluster:
             "Content-Type: application/problem+json\r\n"
             "Retry-After: 1\r\n"
             "Cache-Control: no-store\r\n"
+            # Which 503s the load balancer made (a host died or timed out mid-request: the
+            # outcome of a request that was not retried is unknown), for the figures.
+            f"{LB_ERROR_HEADER}: 1\r\n"
             f"Content-Length: {len(body)}\r\n"
             "Connection: close\r\n"
             "\r\n"
             f"{body}"
         )
         servers = "\n".join(
-            f"    server {role} {self.host(role).address}:{API_PORT} check"
-            for role in ("api1", "api2")
+            f"    server {role} {self.host(role).address}:{API_PORT}" for role in ("api1", "api2")
         )
         config = HAPROXY_CONFIG.format(
             socket=self.haproxy_socket,
@@ -511,7 +545,10 @@ class Cluster:
 
     def stop_all(self) -> None:
         for process in reversed(list(self.processes.values())):
-            process.stop(timeout=10)
+            try:
+                process.stop(timeout=10)
+            except (OSError, subprocess.SubprocessError):
+                pass  # the namespace's removal kills whatever is left
         if (self.pg_data / "postmaster.pid").exists():
             try:
                 self.pg_ctl("stop", "-m", "immediate")
@@ -538,16 +575,15 @@ defaults
     option httplog
     timeout connect 2s
     timeout client 60s
-    timeout server 15s
-    timeout check 2s
+    timeout server 35s
+    timeout check 4s
     timeout http-request 10s
-    # A failed attempt is tried again on the other host (redispatch), up to 3 times:
-    # when the connection failed (nothing was sent), and for requests that may be sent
-    # twice (below) also when the host died mid-request, timed out, or answered 502-504.
     retries 3
     option redispatch 1
     option http-buffer-request
-    retry-on conn-failure empty-response response-timeout 502 503 504
+    # No idle connection to a host stays attached to a client's session: one that dies
+    # would take the client's idle connection with it (docs/deploying.md).
+    option http-server-close
     errorfile 502 {errorfile}
     errorfile 503 {errorfile}
     errorfile 504 {errorfile}
@@ -555,17 +591,18 @@ defaults
 frontend fe_api
     bind {bind}
     option forwardfor
-    # Only what is safe to send twice is retried once it may have reached a host:
-    # idempotent methods, and POSTs that carry an Idempotency-Key.
-    acl idempotent_method method GET HEAD PUT DELETE OPTIONS
-    acl has_idempotency_key req.hdr(idempotency-key) -m found
-    http-request disable-l7-retry if !idempotent_method !has_idempotency_key
+    http-request deny deny_status 404 if {{ path /metrics }}
     default_backend be_api
 
 backend be_api
     balance roundrobin
-    option httpchk GET /readyz
+    option httpchk
+    http-check send meth GET uri /readyz
     http-check expect status 200
-    default-server inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2
+    default-server check inter 500ms fall 3 rise 2
+    retry-on conn-failure empty-response response-timeout 502 503 504
+    acl replayable method GET HEAD PUT DELETE OPTIONS
+    acl keyed req.hdr(Idempotency-Key) -m found
+    http-request disable-l7-retry unless replayable || keyed
 {servers}
 """

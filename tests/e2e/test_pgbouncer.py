@@ -185,3 +185,5 @@ async def test_without_the_setting_the_api_cannot_use_the_pooler(
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             ready = await http.get("/readyz")
     assert ready.status_code == 503
+    # The pooler, not some other trouble, refused it.
+    assert "unsupported startup parameter: jit" in (tmp_path / "pgbouncer.log").read_text()
