@@ -90,7 +90,7 @@ def remove_leftovers() -> list[str]:
     for line in run("ip", "netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         pid = _owner_pid(name, prefix="tc", separator="-")
-        if pid is not None and not _alive(pid):
+        if pid is not None and not is_alive(pid):
             _kill_namespace_processes(name)
             run("ip", "netns", "del", name, check=False)
             removed.append(f"namespace {name}")
@@ -98,7 +98,7 @@ def remove_leftovers() -> list[str]:
         parts = line.split(":")
         name = parts[1].strip() if len(parts) > 1 else ""
         pid = _owner_pid(name, prefix="tcbr", separator=None)
-        if pid is not None and not _alive(pid):
+        if pid is not None and not is_alive(pid):
             run("ip", "link", "del", name, check=False)
             removed.append(f"bridge {name}")
     return removed
@@ -114,7 +114,7 @@ def _owner_pid(name: str, *, prefix: str, separator: str | None) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

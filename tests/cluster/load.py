@@ -31,6 +31,7 @@ import httpx
 
 from tests.cluster.hosts import say
 from tests.cluster.load_checks import (
+    CLOSED_WITHOUT_ANSWER,
     CONNECTION_ERROR,
     TIMEOUT,
     Check,
@@ -278,6 +279,19 @@ class Driver:
             status = response.status_code
         except httpx.TimeoutException:
             status = TIMEOUT
+        except httpx.RemoteProtocolError as error:
+            # A kept-alive connection closed before any byte of an answer: HAProxy's way of
+            # saying that the host of a request that was not the first on its connection
+            # died (module CLOSED_WITHOUT_ANSWER). On a new connection it answers 503.
+            status = (
+                CLOSED_WITHOUT_ANSWER
+                if "without sending a response" in str(error)
+                else CONNECTION_ERROR
+            )
+            say(
+                f"load: {kind} {method} {path} via {self.targets.get(base, base)}: "
+                f"{type(error).__name__}: {error}"
+            )
         except httpx.TransportError as error:
             status = CONNECTION_ERROR
             say(

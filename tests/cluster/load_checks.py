@@ -16,6 +16,12 @@ from standardwebhooks import Webhook as StandardWebhook
 # A request that got no HTTP answer is recorded with one of these instead of a status.
 CONNECTION_ERROR = "connection-error"
 TIMEOUT = "timeout"
+# A kept-alive connection that HAProxy closed without an answer: what it does, by design,
+# when the host of a request that was not the first on its connection dies mid-request
+# ("the client is required to retry", HTTP/1.1's rule for persistent connections). The
+# client retries what may be sent twice; anything else has an unknown outcome, as with the
+# load balancer's 503 for a request that was not the first.
+CLOSED_WITHOUT_ANSWER = "closed-without-answer"
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class Record:
     end: float  # time.monotonic() when its answer (or its failure) came
     kind: str
     target: str  # "lb", "api1", "api2"
-    status: int | str  # the HTTP status, or CONNECTION_ERROR / TIMEOUT
+    status: int | str  # the HTTP status, or CONNECTION_ERROR / TIMEOUT / CLOSED_WITHOUT_ANSWER
     retry_after: bool
     # Answered by the load balancer itself (no host could answer, or one died mid-request).
     from_lb: bool = False
@@ -88,6 +94,10 @@ class Received:
 
 
 def _failed(record: Record, *, allow_503: bool) -> bool:
+    """`allow_503`: during the faults, a 503 with Retry-After, or a kept-alive connection
+    closed without an answer because its host died, is what a client is told to retry."""
+    if record.status == CLOSED_WITHOUT_ANSWER:
+        return not allow_503
     if isinstance(record.status, str):
         return True
     if record.status == 503 and allow_503:
@@ -125,6 +135,9 @@ def check_responses(records: list[Record], timeline: Timeline | None) -> list[Ch
             "by_status": _tally(window),
             "503_with_retry_after": sum(1 for r in window if r.status == 503 and r.retry_after),
             "503_made_by_the_load_balancer": sum(1 for r in window if r.from_lb),
+            "kept_alive_connections_closed_without_answer": sum(
+                1 for r in window if r.status == CLOSED_WITHOUT_ANSWER
+            ),
             "failed": len(bad),
         }
         detail = "; ".join(

@@ -60,6 +60,8 @@ FREQUENT_JOBS = {
     "send_mail": 2,
 }
 LOAD_SETUP_SECONDS = 180
+# The run's folder in the temporary directory: this prefix, then the run's pid.
+WORKDIR_PREFIX = "cluster-test-"
 # How long the orchestrator waits for work1 to be in the middle of a delivery.
 MID_JOB_WAIT_SECONDS = 30
 # The faults are over once everything has answered this long without a break.
@@ -101,9 +103,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)
     signal.signal(signal.SIGHUP, interrupted)
 
-    for leftover in hosts.remove_leftovers():
+    for leftover in [*hosts.remove_leftovers(), *_remove_leftover_folders()]:
         say(f"cluster-test: removed {leftover}, left by a run that was killed")
-    workdir = Path(tempfile.mkdtemp(prefix="cluster-test-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
     workdir.chmod(0o755)
     network: hosts.Network | None = None
     cluster: Cluster | None = None
@@ -145,6 +147,17 @@ def main() -> int:
         _cleanup(driver, cluster, network, workdir, show_logs=not ok)
     say("cluster-test: PASSED" if ok else "cluster-test: FAILED")
     return 0 if ok else 1
+
+
+def _remove_leftover_folders() -> list[str]:
+    """The work folders of earlier runs whose process no longer exists (named with it)."""
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        pid = folder.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not hosts.is_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"folder {folder}")
+    return removed
 
 
 def _cleanup(
@@ -271,8 +284,8 @@ def _inject_faults(
 
     def restart_db() -> str:
         down = rng.uniform(1, 3)
-        cluster.restart_database(down)
-        return f"fast shutdown, down {down:.1f} s, started"
+        how = cluster.restart_database(down)
+        return f"{how}, down {down:.1f} s, started"
 
     plan: list[tuple[str, Callable[[], str]]] = [
         ("kill api1", kill_api1),
