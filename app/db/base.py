@@ -21,6 +21,10 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+# The table option of every table whose ids outlive their rows (events, notifications and
+# webhook payloads name them): SQLite then never hands a deleted row's id out again, as
+# PostgreSQL's identities never do (migration 0008, docs/decisions/0035).
+IDS_NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class UTCDateTime(TypeDecorator[datetime]):

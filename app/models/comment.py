@@ -7,13 +7,13 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, BigIntPK, UTCDateTime, utcnow
+from app.db.base import IDS_NEVER_REUSED, Base, BigIntPK, UTCDateTime, utcnow
 
 
 class Comment(Base):
     __tablename__ = "comments"
     # A task's comments, oldest first (ids grow with time).
-    __table_args__ = (Index("ix_comments_task_id", "task_id", "id"),)
+    __table_args__ = (Index("ix_comments_task_id", "task_id", "id"), IDS_NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     task_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"))

@@ -22,7 +22,7 @@ from sqlalchemy import JSON, BigInteger, FetchedValue, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.base import Base, BigIntPK, UTCDateTime
+from app.db.base import IDS_NEVER_REUSED, Base, BigIntPK, UTCDateTime
 
 # The feed's and the activity's walks; the migration (0006) creates the same.
 EVENT_INDEXES = (
@@ -58,7 +58,7 @@ class Event(Base):
             )
             for name, columns, where in EVENT_INDEXES
         ),
-        {"sqlite_autoincrement": True},
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

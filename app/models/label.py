@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.bounds import LABEL_NAME_MAX_LENGTH
-from app.db.base import Base, BigIntPK, UTCDateTime, utcnow
+from app.db.base import IDS_NEVER_REUSED, Base, BigIntPK, UTCDateTime, utcnow
 
 
 class Label(Base):
@@ -16,6 +16,7 @@ class Label(Base):
     __table_args__ = (
         # Unique in its project without regard to case, enforced by the database.
         Index("uq_labels_project_name", "project_id", func.lower(text("name")), unique=True),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.bounds import EMAIL_MAX_LENGTH, PROJECT_NAME_MAX_LENGTH
-from app.db.base import Base, BigIntPK, UTCDateTime, utcnow
+from app.db.base import IDS_NEVER_REUSED, Base, BigIntPK, UTCDateTime, utcnow
 
 # The name an Inbox is given (it may be renamed).
 INBOX_NAME = "Inbox"
@@ -30,7 +30,10 @@ INBOX_NAME = "Inbox"
 
 class Project(Base):
     __tablename__ = "projects"
-    __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
+    __table_args__ = (
+        CheckConstraint("version >= 1", name="version_positive"),
+        IDS_NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(PROJECT_NAME_MAX_LENGTH))
@@ -72,6 +75,7 @@ class Invitation(Base):
         # One pending invitation per address and project: inviting again replaces it.
         Index("uq_invitations_project_email", "project_id", "email", unique=True),
         Index("ix_invitations_email", "email"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

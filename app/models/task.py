@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.bounds import TITLE_MAX_LENGTH
-from app.db.base import Base, BigIntPK, UTCDateTime, utcnow
+from app.db.base import IDS_NEVER_REUSED, Base, BigIntPK, UTCDateTime, utcnow
 
 
 class TaskStatus(enum.StrEnum):
@@ -55,6 +55,7 @@ class Task(Base):
         CheckConstraint("status IN ('todo', 'in_progress', 'done')", name="status_valid"),
         CheckConstraint("priority BETWEEN 1 AND 4", name="priority_valid"),
         CheckConstraint("version >= 1", name="version_positive"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

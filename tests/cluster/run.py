@@ -110,6 +110,8 @@ def main() -> int:
     network: hosts.Network | None = None
     cluster: Cluster | None = None
     driver: subprocess.Popen[bytes] | None = None
+    # What failed, said again as the run's last lines (the log tails come before them).
+    failures: list[str] = []
     ok = False
     try:
         network = hosts.build(ROLES)
@@ -128,15 +130,13 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             driver.kill()
             say("cluster-test: the load driver did not finish its checks in time")
-        load_ok = driver.returncode == 0 and _load_result_ok(control)
-        jobs_ok = _check_periodic_jobs(cluster, faults)
+            failures.append("the load driver did not finish its checks in time")
+        failures += _load_failures(control, driver.returncode)
+        failures += _check_periodic_jobs(cluster, faults)
         _print_pool_figures(cluster)
-        ok = load_ok and jobs_ok
-        say(
-            f"cluster-test: load checks {'passed' if load_ok else 'FAILED'}, "
-            f"periodic jobs {'passed' if jobs_ok else 'FAILED'}"
-        )
+        ok = not failures
     except BaseException as error:
+        failures.append(f"{type(error).__name__}: {error}")
         say(f"cluster-test: FAILED: {type(error).__name__}: {error}")
         raise
     finally:
@@ -145,7 +145,12 @@ def main() -> int:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
         _cleanup(driver, cluster, network, workdir, show_logs=not ok)
-    say("cluster-test: PASSED" if ok else "cluster-test: FAILED")
+        if failures:
+            say(f"cluster-test: FAILED (CLUSTER_SEED={seed}):")
+            for failure in failures:
+                say(f"  - {failure}")
+    if ok:
+        say(f"cluster-test: PASSED (CLUSTER_SEED={seed})")
     return 0 if ok else 1
 
 
@@ -367,16 +372,23 @@ def _write_timeline(control: Path, faults: list[Fault], faults_over: float, roll
     written.rename(control / "timeline.json")
 
 
-def _load_result_ok(control: Path) -> bool:
+def _load_failures(control: Path, returncode: int | None) -> list[str]:
+    """The load checks that failed, each with its reason, from the driver's result."""
     path = control / "load-result.json"
     if not path.exists():
-        say("cluster-test: the load driver wrote no result")
-        return False
+        return [f"the load driver wrote no result (exit code {returncode})"]
     result: dict[str, Any] = json.loads(path.read_text())
-    return bool(result.get("ok"))
+    failed = [
+        f"load check: {check['name']}" + (f" -> {check['detail']}" if check["detail"] else "")
+        for check in result.get("checks", [])
+        if not check["ok"]
+    ]
+    if not failed and (returncode != 0 or not result.get("ok")):
+        failed.append(f"the load driver exited with {returncode}")
+    return failed
 
 
-def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> bool:
+def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> list[str]:
     """Each frequent periodic job ran at most once per period across both workers (and
     work1's restarts), and kept running: periods may go without a run of their own (one
     job waiting already absorbs the next, by its queueing lock) for at most
@@ -397,13 +409,13 @@ def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> bool:
         for f in faults
         if f.name == "restart postgresql"
     ]
-    ok = True
+    failures: list[str] = []
     say("cluster-test: periodic jobs (from the workers' job_ran lines)")
     for job, period in FREQUENT_JOBS.items():
         counts = runs.get(job, {})
         if not counts:
             say(f"  {job}: never ran: FAILED")
-            ok = False
+            failures.append(f"periodic job {job} never ran")
             continue
         periods = sorted(counts)
         twice = [p for p in periods if counts[p] > 1]
@@ -417,14 +429,18 @@ def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> bool:
         ]
         longest = max((b - a for a, b in gaps), default=0)
         job_ok = not twice and not unexplained
-        ok = ok and job_ok
+        if not job_ok:
+            failures.append(
+                f"periodic job {job}: ran twice in periods {twice[:5]}, "
+                f"gaps outside the restart {unexplained[:5]}"
+            )
         say(
             f"  {job}: every {period} s, {len(periods)} periods ran of {span} in the run, "
             f"{len(twice)} ran twice, longest gap {longest} s, "
             f"{len(unexplained)} gaps over {MAX_GAP_PERIODS} periods outside the database's "
             f"restart: {'ok' if job_ok else 'FAILED'}"
         )
-    return ok
+    return failures
 
 
 def _print_pool_figures(cluster: Cluster) -> None:
@@ -445,8 +461,13 @@ def _print_pool_figures(cluster: Cluster) -> None:
 
 def _print_log_tails(cluster: Cluster) -> None:
     for path in sorted(cluster.logs.iterdir()):
-        text = path.read_text(errors="replace")
-        tail = "\n".join(line for line in text.splitlines()[-40:] if '"job_ran"' not in line)
+        # The workers log at DEBUG for their job_ran lines; the tail skips that chatter.
+        lines = [
+            line
+            for line in path.read_text(errors="replace").splitlines()
+            if '"level": "debug"' not in line
+        ]
+        tail = "\n".join(lines[-40:])
         say(f"----- {path.name} (last lines)\n{tail}")
 
 

@@ -6,6 +6,7 @@ import re
 import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +27,7 @@ from app.db.session import create_engine_for
 from app.main import create_app
 from app.models.user import User
 from app.schemas.user import normalize_email
-from tests.conftest import make_settings, run_alembic
+from tests.conftest import create_database, make_settings, run_alembic
 
 APP_TABLES = {
     "users",
@@ -551,3 +552,144 @@ class TestProjectsOnV1Data:
             assert {field: after[task_id][field] for field in _TASK_FIELDS} == {
                 field: task[field] for field in _TASK_FIELDS
             }
+
+
+# --- revision 0008: ids outlive their rows ------------------------------------------------
+
+
+class TestIdsNeverReused:
+    """Events, notifications and webhook payloads go on naming a project, task, comment,
+    label or invitation after its row is deleted: a new row must never get that id again,
+    on SQLite (revision 0008's AUTOINCREMENT) as on PostgreSQL (identities)."""
+
+    TABLES = ("projects", "invitations", "tasks", "labels", "comments")
+
+    async def insert(self, engine: AsyncEngine, table_name: str, **values: Any) -> int:
+        table_ = Base.metadata.tables[table_name]
+        async with engine.connect() as connection:
+            inserted = await connection.execute(insert(table_).values(**values))
+            await connection.commit()
+        assert inserted.inserted_primary_key is not None
+        return int(inserted.inserted_primary_key[0])
+
+    async def delete(self, engine: AsyncEngine, table_name: str, row_id: int) -> None:
+        async with engine.connect() as connection:
+            await connection.execute(text(f"DELETE FROM {table_name} WHERE id = {row_id}"))
+            await connection.commit()
+
+    async def one_of_each(self, engine: AsyncEngine, user_id: int) -> dict[str, int]:
+        """A new row of each table (a project, and the rest in it), by table."""
+        now = utcnow()
+        project = await self.insert(
+            engine, "projects", name="p", created_at=now, updated_at=now, version=1
+        )
+        task = await self.insert(
+            engine,
+            "tasks",
+            project_id=project,
+            title="t",
+            status="todo",
+            priority=2,
+            created_at=now,
+            updated_at=now,
+            version=1,
+        )
+        return {
+            "projects": project,
+            "tasks": task,
+            "comments": await self.insert(
+                engine, "comments", task_id=task, author_id=user_id, body="c"
+            ),
+            "labels": await self.insert(
+                engine, "labels", project_id=project, name=f"l{task}", color="#112233"
+            ),
+            "invitations": await self.insert(
+                engine,
+                "invitations",
+                project_id=project,
+                email=f"i{task}@example.com",
+                role=ProjectRole.EDITOR.value,
+                invited_by_id=user_id,
+                expires_at=now + timedelta(days=1),
+            ),
+        }
+
+    async def delete_all(self, engine: AsyncEngine, rows: dict[str, int]) -> None:
+        for table_name in reversed(self.TABLES):  # children first
+            await self.delete(engine, table_name, rows[table_name])
+
+    async def test_a_deleted_rows_id_is_not_handed_out_again(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        run_alembic(fresh_url, "0007_background_work")
+        user_id = await self.insert(engine, "users", **user_row("owner@example.com"))
+        kept = await self.one_of_each(engine, user_id)
+        newest = await self.one_of_each(engine, user_id)
+
+        run_alembic(fresh_url)
+
+        # The newest rows of each table, made before the revision, then the next ones.
+        await self.delete_all(engine, newest)
+        after = await self.one_of_each(engine, user_id)
+        await self.delete_all(engine, after)
+        again = await self.one_of_each(engine, user_id)
+        for table_name in self.TABLES:
+            assert kept[table_name] < newest[table_name] < after[table_name], table_name
+            assert after[table_name] < again[table_name], table_name
+
+    async def test_ids_named_only_by_events_are_not_handed_out_again(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        """A task purged before the revision, leaving only its events: the next task's id is
+        above the one they name."""
+        run_alembic(fresh_url, "0007_background_work")
+        user_id = await self.insert(engine, "users", **user_row("owner@example.com"))
+        rows = await self.one_of_each(engine, user_id)
+        gone = await self.one_of_each(engine, user_id)
+        for entity, table_name in (("task", "tasks"), ("comment", "comments")):
+            await self.insert(
+                engine,
+                "events",
+                at=utcnow(),
+                actor_id=user_id,
+                project_id=rows["projects"],
+                entity=entity,
+                entity_id=gone[table_name],
+                task_id=gone["tasks"],
+                action="purged" if entity == "task" else "deleted",
+                changes={},
+            )
+        await self.delete_all(engine, gone)
+
+        run_alembic(fresh_url)
+
+        after = await self.one_of_each(engine, user_id)
+        assert after["tasks"] > gone["tasks"]
+        assert after["comments"] > gone["comments"]
+
+    async def test_the_tables_keep_autoincrement_on_sqlite(self, tmp_path: Path) -> None:
+        """Every table the models declare IDS_NEVER_REUSED has it in the migrated SQLite
+        schema (a later batch migration that rebuilt one without it would fail here; Alembic
+        does not carry the option over by itself). PostgreSQL's identities need nothing."""
+        url = await create_database("sqlite", tmp_path)
+        run_alembic(url)
+        engine = create_engine_for(make_settings(url))
+        declared = {
+            name
+            for name, table_ in Base.metadata.tables.items()
+            if table_.dialect_options["sqlite"]["autoincrement"]
+        }
+        assert declared == {*self.TABLES, "events"}
+        try:
+            async with engine.connect() as connection:
+                definitions: dict[str, str] = dict(
+                    (
+                        await connection.execute(
+                            text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                        )
+                    ).all()
+                )
+        finally:
+            await engine.dispose()
+        for name in declared:
+            assert "AUTOINCREMENT" in definitions[name], definitions[name]

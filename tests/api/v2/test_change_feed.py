@@ -121,6 +121,41 @@ class TestWalking:
         assert updated["changes"] == {"title": ["Kept", "Kept, renamed"]}
         assert updated["actor"]["id"] == owner.id
 
+    async def test_a_deleted_comments_events_stay_tombstones_after_the_next_comment(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        """The next comment (label) never takes a deleted one's id, so the old one's events
+        do not show it (SQLite reuses the highest id of a table without AUTOINCREMENT)."""
+        project_id = await new_project(racing, owner)
+        task = await new_task(racing, owner, project_id)
+        comments = f"{V2}/tasks/{task['id']}/comments"
+        labels = f"{V2}/projects/{project_id}/labels"
+        first = await racing.post(comments, json={"body": "first"}, headers=owner.headers)
+        label = await racing.post(labels, json={"name": "old"}, headers=owner.headers)
+        assert (first.status_code, label.status_code) == (201, 201), label.text
+        old = {"comment": first.json()["id"], "label": label.json()["id"]}
+        for url, entity in ((comments, "comment"), (labels, "label")):
+            gone = await racing.delete(f"{url}/{old[entity]}", headers=owner.headers)
+            assert gone.status_code == 204, gone.text
+        second = await racing.post(comments, json={"body": "second"}, headers=owner.headers)
+        label = await racing.post(labels, json={"name": "new"}, headers=owner.headers)
+        assert (second.status_code, label.status_code) == (201, 201), label.text
+        new = {"comment": second.json(), "label": label.json()}
+
+        items, _ = await walk(racing, owner, limit=50)
+        for entity in ("comment", "label"):
+            assert new[entity]["id"] != old[entity]
+            seen = [
+                (item["action"], item["entity_id"], item["object"])
+                for item in items
+                if item["entity"] == entity
+            ]
+            assert seen == [
+                ("created", old[entity], None),
+                ("deleted", old[entity], None),
+                ("created", new[entity]["id"], new[entity]),
+            ]
+
     async def test_polling_from_the_cursor_gives_only_what_is_new(
         self, racing: httpx.AsyncClient, owner: Account
     ) -> None:
