@@ -3,11 +3,13 @@
 Each is periodic and each is a sweep over durable tables (`app.jobs.outbox`, `.deliveries`,
 `.mailing`, `.cleanup`): safe to run twice, and a run that is lost only delays its work to
 the next period. procrastinate defers one job per period across all workers; the queueing
-lock keeps at most one of each waiting, so a slow period never piles jobs up.
+lock keeps at most one of each waiting, so a slow period never piles jobs up; and a stalled
+run handed out again after its next period began is skipped (`superseded`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,70 +36,69 @@ def _runtime(context: procrastinate.JobContext) -> JobRuntime:
     return runtime
 
 
-async def _ran(context: procrastinate.JobContext, name: str, timestamp: int, result: Any) -> None:
-    _runtime(context).beat()
-    # One line per completed run, with its period's timestamp (at DEBUG: several a second):
-    # what the cluster test counts to show that each period's job ran once whatever the
-    # number of workers.
-    job_id = context.job.id if context.job is not None else None
-    log.debug("job_ran", job=name, defer_timestamp=timestamp, job_id=job_id)
-    if any(result.values()) if isinstance(result, dict) else result:
-        log.info("job_done", job=name, result=result)
+def _sweep(
+    sweep: Callable[[JobRuntime], Awaitable[Any]],
+) -> Callable[[procrastinate.JobContext], Awaitable[Any]]:
+    async def work(context: procrastinate.JobContext) -> Any:
+        return await sweep(_runtime(context))
+
+    return work
 
 
-async def fan_out_events(context: procrastinate.JobContext, timestamp: int) -> None:
-    await _ran(context, "fan_out_events", timestamp, await outbox.fan_out(_runtime(context)))
-
-
-async def send_reminders(context: procrastinate.JobContext, timestamp: int) -> None:
-    await _ran(context, "send_reminders", timestamp, await outbox.send_reminders(_runtime(context)))
-
-
-async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) -> None:
-    await _ran(
-        context, "deliver_webhooks", timestamp, await deliveries.deliver_due(_runtime(context))
-    )
-
-
-async def send_mail(context: procrastinate.JobContext, timestamp: int) -> None:
-    await _ran(context, "send_mail", timestamp, await mailing.send_due(_runtime(context)))
-
-
-async def purge_trash(context: procrastinate.JobContext, timestamp: int) -> None:
-    await _ran(context, "purge_trash", timestamp, await cleanup.purge_trash(_runtime(context)))
-
-
-async def expire_records(context: procrastinate.JobContext, timestamp: int) -> None:
-    await _ran(
-        context, "expire_records", timestamp, await cleanup.expire_records(_runtime(context))
-    )
-
-
-async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+async def retry_stalled_jobs(context: procrastinate.JobContext) -> Any:
     """A job whose worker stopped sending heartbeats (killed, or cut off) runs again."""
     manager = context.app.job_manager
     stalled = list(await manager.get_stalled_jobs())
     for job in stalled:
         await manager.retry_job(job)
-    await _ran(context, "retry_stalled_jobs", timestamp, len(stalled))
+    return len(stalled)
 
 
 @dataclass(frozen=True)
 class PeriodicJob:
     name: str
     cron: str
-    run: Callable[[procrastinate.JobContext, int], Awaitable[None]]
+    period_seconds: int
+    work: Callable[[procrastinate.JobContext], Awaitable[Any]]
 
 
 PERIODIC_JOBS = (
-    PeriodicJob("fan_out_events", EVERY_SECOND, fan_out_events),
-    PeriodicJob("send_reminders", EVERY_SECOND, send_reminders),
-    PeriodicJob("deliver_webhooks", EVERY_SECOND, deliver_webhooks),
-    PeriodicJob("send_mail", EVERY_TWO_SECONDS, send_mail),
-    PeriodicJob("purge_trash", EVERY_FIVE_MINUTES, purge_trash),
-    PeriodicJob("expire_records", EVERY_FIVE_MINUTES, expire_records),
-    PeriodicJob("retry_stalled_jobs", EVERY_MINUTE, retry_stalled_jobs),
+    PeriodicJob("fan_out_events", EVERY_SECOND, 1, _sweep(outbox.fan_out)),
+    PeriodicJob("send_reminders", EVERY_SECOND, 1, _sweep(outbox.send_reminders)),
+    PeriodicJob("deliver_webhooks", EVERY_SECOND, 1, _sweep(deliveries.deliver_due)),
+    PeriodicJob("send_mail", EVERY_TWO_SECONDS, 2, _sweep(mailing.send_due)),
+    PeriodicJob("purge_trash", EVERY_FIVE_MINUTES, 300, _sweep(cleanup.purge_trash)),
+    PeriodicJob("expire_records", EVERY_FIVE_MINUTES, 300, _sweep(cleanup.expire_records)),
+    PeriodicJob("retry_stalled_jobs", EVERY_MINUTE, 60, retry_stalled_jobs),
 )
+
+
+def superseded(job: PeriodicJob, attempts: int, period_start: int, now: float) -> bool:
+    """Whether a run is a stalled one run again (`retry_stalled_jobs`) after its next period
+    began: that period's own run sweeps what it would have, so it is skipped. Its worker may
+    have died after the work and before procrastinate recorded the end, and the period would
+    then have run twice. A first attempt always runs, however late (the queueing lock makes
+    one waiting job stand for the periods it held back)."""
+    return attempts > 0 and now >= period_start + job.period_seconds
+
+
+def periodic_run(job: PeriodicJob) -> Callable[[procrastinate.JobContext, int], Awaitable[None]]:
+    async def run(context: procrastinate.JobContext, timestamp: int) -> None:
+        job_id = context.job.id if context.job is not None else None
+        attempts = context.job.attempts if context.job is not None else 0
+        if superseded(job, attempts, timestamp, time.time()):
+            log.info("job_superseded", job=job.name, defer_timestamp=timestamp, job_id=job_id)
+            return
+        result = await job.work(context)
+        _runtime(context).beat()
+        # One line per completed run, with its period's timestamp (at DEBUG: several a
+        # second): what the cluster test counts to show that each period's job ran once
+        # whatever the number of workers.
+        log.debug("job_ran", job=job.name, defer_timestamp=timestamp, job_id=job_id)
+        if any(result.values()) if isinstance(result, dict) else result:
+            log.info("job_done", job=job.name, result=result)
+
+    return run
 
 
 def jobs_blueprint() -> procrastinate.Blueprint:
@@ -111,6 +112,8 @@ def jobs_blueprint() -> procrastinate.Blueprint:
     """
     blueprint = procrastinate.Blueprint()
     for job in PERIODIC_JOBS:
-        task = blueprint.task(name=job.name, queueing_lock=job.name, pass_context=True)(job.run)
+        task = blueprint.task(name=job.name, queueing_lock=job.name, pass_context=True)(
+            periodic_run(job)
+        )
         blueprint.periodic(cron=job.cron, periodic_id=job.name)(task)
     return blueprint

@@ -62,6 +62,8 @@ FREQUENT_JOBS = {
 LOAD_SETUP_SECONDS = 180
 # The run's folder in the temporary directory: this prefix, then the run's pid.
 WORKDIR_PREFIX = "cluster-test-"
+# A run's folder kept with CLUSTER_KEEP holds this file: later runs leave it alone.
+KEPT_MARK = "kept"
 # How long the orchestrator waits for work1 to be in the middle of a delivery.
 MID_JOB_WAIT_SECONDS = 30
 # The faults are over once everything has answered this long without a break.
@@ -154,11 +156,19 @@ def main() -> int:
     return 0 if ok else 1
 
 
+def _keep(workdir: Path) -> None:
+    (workdir / KEPT_MARK).touch()
+    say(f"cluster-test: files kept in {workdir}")
+
+
 def _remove_leftover_folders() -> list[str]:
-    """The work folders of earlier runs whose process no longer exists (named with it)."""
+    """The work folders of earlier runs whose process no longer exists (named with it), but
+    those kept on purpose (CLUSTER_KEEP)."""
     removed = []
     for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
         pid = folder.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+        if (folder / KEPT_MARK).exists():
+            continue
         if pid.isdigit() and not hosts.is_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(f"folder {folder}")
@@ -183,7 +193,7 @@ def _cleanup(
     if network is not None:
         steps.append(("remove the hosts and the bridge", network.remove))
     if os.environ.get("CLUSTER_KEEP"):
-        steps.append(("keep the files", lambda: say(f"cluster-test: files kept in {workdir}")))
+        steps.append(("keep the files", lambda: _keep(workdir)))
     else:
         steps.append(("remove the files", lambda: shutil.rmtree(workdir, ignore_errors=True)))
     for name, step in steps:
@@ -394,15 +404,21 @@ def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> list[str]:
     job waiting already absorbs the next, by its queueing lock) for at most
     MAX_GAP_PERIODS, except while PostgreSQL was away and its workers reconnected."""
     runs: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    # Stalled runs handed out again after their next period began, and skipped (a worker
+    # killed after a run's work and before its end was recorded).
+    superseded: dict[str, int] = defaultdict(int)
     for role in ("work1", "work2"):
         for line in (cluster.logs / f"{role}.log").read_text(errors="replace").splitlines():
-            if '"job_ran"' not in line:
+            if '"job_ran"' not in line and '"job_superseded"' not in line:
                 continue
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            runs[entry["job"]][int(entry["defer_timestamp"])] += 1
+            if entry["event"] == "job_superseded":
+                superseded[entry["job"]] += 1
+            else:
+                runs[entry["job"]][int(entry["defer_timestamp"])] += 1
     # The database's absence, and the workers' pause (up to 5 s) before they reconnect.
     outages = [
         (f.wall_start - 1, f.wall_end + WORKER_RECONNECT_SECONDS)
@@ -436,7 +452,8 @@ def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> list[str]:
             )
         say(
             f"  {job}: every {period} s, {len(periods)} periods ran of {span} in the run, "
-            f"{len(twice)} ran twice, longest gap {longest} s, "
+            f"{len(twice)} ran twice, {superseded[job]} stalled runs skipped as superseded, "
+            f"longest gap {longest} s, "
             f"{len(unexplained)} gaps over {MAX_GAP_PERIODS} periods outside the database's "
             f"restart: {'ok' if job_ok else 'FAILED'}"
         )
