@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -30,14 +31,26 @@ from app.services import auth as auth_service
 KEY_LIFETIME = timedelta(hours=24)
 # A claim this old without a response belongs to a request that died; it may be taken over.
 IN_FLIGHT_TIMEOUT = timedelta(seconds=60)
+# A claim younger than this is most likely a request still running (creates take milliseconds).
+IN_FLIGHT_RUNNING = timedelta(seconds=5)
 # Expired keys removed by each claim, at most (the index on expires_at makes this cheap).
 _CLEANUP_BATCH = 100
 
 
 class KeyInFlight(Conflict):
+    """A 409 with `Retry-After`: at once (1 s) while the claim is young enough to be a request
+    still running; otherwise the seconds until it may be taken over, its request most likely
+    dead with its host (decision 0014)."""
+
     slug = "idempotency-key-in-flight"
     title = "Request with this idempotency key in progress"
     default_detail = "A request with this Idempotency-Key is still being processed; retry later."
+
+    def __init__(self, claimed_at: datetime | None = None, now: datetime | None = None) -> None:
+        wait = 1
+        if claimed_at is not None and now is not None and now - claimed_at >= IN_FLIGHT_RUNNING:
+            wait = max(1, math.ceil((claimed_at + IN_FLIGHT_TIMEOUT - now).total_seconds()))
+        super().__init__(headers={"Retry-After": str(wait)})
 
 
 class KeyReused(ValidationFailed):
@@ -180,7 +193,7 @@ async def _claim(db: Db, user_id: int, key: str, request_fingerprint: str) -> Cl
             ),
         )
     if existing.claimed_at > now - IN_FLIGHT_TIMEOUT:
-        raise KeyInFlight()
+        raise KeyInFlight(existing.claimed_at, now)
     # Abandoned by a request that died: take it over, unless someone just did.
     taken = await session.scalar(
         update(IdempotencyKey)

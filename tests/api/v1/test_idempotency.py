@@ -124,6 +124,29 @@ class TestKeyLifecycle:
         await session.commit()
         response = await create(client, alice_h, "busy")
         assert_problem(response, 409)
+        # Young enough to be a request still running: retry at once.
+        assert response.headers["retry-after"] == "1"
+        assert await task_count(session, alice) == 0
+
+    async def test_a_claim_whose_request_likely_died_says_when_it_may_be_taken_over(
+        self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
+    ) -> None:
+        """A host that died after claiming the key: the retry learns when the claim may be
+        taken over (60 s after it was made) instead of polling blindly."""
+        claimed = utcnow() - timedelta(seconds=20)
+        session.add(
+            IdempotencyKey(
+                user_id=alice.id,
+                key="orphaned",
+                fingerprint=fingerprint("POST", TASKS, {"title": "Pay rent"}),
+                claimed_at=claimed,
+                expires_at=claimed + timedelta(hours=24),
+            )
+        )
+        await session.commit()
+        response = await create(client, alice_h, "orphaned")
+        assert_problem(response, 409)
+        assert 35 <= int(response.headers["retry-after"]) <= 40
         assert await task_count(session, alice) == 0
 
     async def test_abandoned_claim_is_taken_over(
