@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -107,21 +107,27 @@ class TestReplay:
         assert (await create(client, alice_h, "k3")).status_code == 201
 
 
+async def claim_key(session: AsyncSession, user: User, key: str, at: datetime) -> None:
+    """A claim of `key` made at `at` for the create of "Pay rent", without a response: its
+    request is still running, or died."""
+    session.add(
+        IdempotencyKey(
+            user_id=user.id,
+            key=key,
+            fingerprint=fingerprint("POST", TASKS, {"title": "Pay rent"}),
+            claimed_at=at,
+            expires_at=at + timedelta(hours=24),
+        )
+    )
+    await session.commit()
+
+
 class TestKeyLifecycle:
     async def test_in_flight_key_is_409(
         self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
     ) -> None:
         now = utcnow()
-        session.add(
-            IdempotencyKey(
-                user_id=alice.id,
-                key="busy",
-                fingerprint=fingerprint("POST", TASKS, {"title": "Pay rent"}),
-                claimed_at=now,
-                expires_at=now + timedelta(hours=24),
-            )
-        )
-        await session.commit()
+        await claim_key(session, alice, "busy", now)
         response = await create(client, alice_h, "busy")
         assert_problem(response, 409)
         # Young enough to be a request still running: retry at once.
@@ -134,16 +140,7 @@ class TestKeyLifecycle:
         """A host that died after claiming the key: the retry learns when the claim may be
         taken over (60 s after it was made) instead of polling blindly."""
         claimed = utcnow() - timedelta(seconds=20)
-        session.add(
-            IdempotencyKey(
-                user_id=alice.id,
-                key="orphaned",
-                fingerprint=fingerprint("POST", TASKS, {"title": "Pay rent"}),
-                claimed_at=claimed,
-                expires_at=claimed + timedelta(hours=24),
-            )
-        )
-        await session.commit()
+        await claim_key(session, alice, "orphaned", claimed)
         response = await create(client, alice_h, "orphaned")
         assert_problem(response, 409)
         assert 35 <= int(response.headers["retry-after"]) <= 40
@@ -153,16 +150,7 @@ class TestKeyLifecycle:
         self, client: httpx.AsyncClient, session: AsyncSession, alice: User, alice_h: Headers
     ) -> None:
         long_ago = utcnow() - timedelta(minutes=5)
-        session.add(
-            IdempotencyKey(
-                user_id=alice.id,
-                key="crashed",
-                fingerprint=fingerprint("POST", TASKS, {"title": "Pay rent"}),
-                claimed_at=long_ago,
-                expires_at=long_ago + timedelta(hours=24),
-            )
-        )
-        await session.commit()
+        await claim_key(session, alice, "crashed", long_ago)
         assert (await create(client, alice_h, "crashed")).status_code == 201
         assert (await create(client, alice_h, "crashed")).headers["idempotent-replayed"]
         assert await task_count(session, alice) == 1
