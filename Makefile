@@ -32,7 +32,7 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy client
-	$(BIN)/python -m pytest -m "not isolated_network"
+	$(BIN)/python -m pytest -m "not isolated_network" --durations=25
 	scripts/run-isolated-tests.sh $(BIN)/python
 
 # The service on several hosts made on this machine (network namespaces, root only): a load
