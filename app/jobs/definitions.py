@@ -4,7 +4,7 @@ Each is periodic and each is a sweep over durable tables (`app.jobs.outbox`, `.d
 `.mailing`, `.cleanup`): safe to run twice, and a run that is lost only delays its work to
 the next period. procrastinate defers one job per period across all workers; the queueing
 lock keeps at most one of each waiting, so a slow period never piles jobs up; and a stalled
-run handed out again after its next period began is skipped (`superseded`).
+job whose next period has begun is not run again (`superseded`).
 """
 
 from __future__ import annotations
@@ -46,11 +46,22 @@ def _sweep(
 
 
 async def retry_stalled_jobs(context: procrastinate.JobContext) -> Any:
-    """A job whose worker stopped sending heartbeats (killed, or cut off) runs again."""
+    """A job whose worker stopped sending heartbeats (killed, or cut off) runs again, unless
+    its next period has begun (`superseded`): then it ends as aborted."""
     manager = context.app.job_manager
     stalled = list(await manager.get_stalled_jobs())
+    now = time.time()
     for job in stalled:
-        await manager.retry_job(job)
+        if superseded(job, now):
+            await manager.finish_job(job, procrastinate.jobs.Status.ABORTED, delete_job=False)
+            log.info(
+                "job_superseded",
+                job=_task_name(job),
+                defer_timestamp=job.task_kwargs.get("timestamp"),
+                job_id=job.id,
+            )
+        else:
+            await manager.retry_job(job)
     return len(stalled)
 
 
@@ -73,27 +84,35 @@ PERIODIC_JOBS = (
 )
 
 
-def superseded(job: PeriodicJob, attempts: int, period_start: int, now: float) -> bool:
-    """Whether a run is a stalled one run again (`retry_stalled_jobs`) after its next period
-    began: that period's own run sweeps what it would have, so it is skipped. Its worker may
-    have died after the work and before procrastinate recorded the end, and the period would
-    then have run twice. A first attempt always runs, however late (the queueing lock makes
-    one waiting job stand for the periods it held back)."""
-    return attempts > 0 and now >= period_start + job.period_seconds
+def superseded(job: procrastinate.jobs.Job, now: float) -> bool:
+    """Whether a stalled periodic job's next period has begun, so that handing it out again
+    would only repeat that period's own run, which sweeps the same tables. Its worker may
+    have died (or lost the database) after the work and before procrastinate recorded the
+    end: run again, the period would have run twice. A job stalled within its own period
+    (the 5-minute ones, mostly) runs again."""
+    periodic = _PERIODIC_BY_TASK.get(_task_name(job))
+    timestamp = job.task_kwargs.get("timestamp")
+    if periodic is None or not isinstance(timestamp, int):
+        return False
+    return now >= timestamp + periodic.period_seconds
+
+
+_PERIODIC_BY_TASK = {job.name: job for job in PERIODIC_JOBS}
+
+
+def _task_name(job: procrastinate.jobs.Job) -> str:
+    """The job's task as PERIODIC_JOBS names it (procrastinate prefixes its namespace)."""
+    return job.task_name.rpartition(":")[2]
 
 
 def periodic_run(job: PeriodicJob) -> Callable[[procrastinate.JobContext, int], Awaitable[None]]:
     async def run(context: procrastinate.JobContext, timestamp: int) -> None:
-        job_id = context.job.id if context.job is not None else None
-        attempts = context.job.attempts if context.job is not None else 0
-        if superseded(job, attempts, timestamp, time.time()):
-            log.info("job_superseded", job=job.name, defer_timestamp=timestamp, job_id=job_id)
-            return
         result = await job.work(context)
         _runtime(context).beat()
         # One line per completed run, with its period's timestamp (at DEBUG: several a
         # second): what the cluster test counts to show that each period's job ran once
         # whatever the number of workers.
+        job_id = context.job.id
         log.debug("job_ran", job=job.name, defer_timestamp=timestamp, job_id=job_id)
         if any(result.values()) if isinstance(result, dict) else result:
             log.info("job_done", job=job.name, result=result)

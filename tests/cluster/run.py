@@ -404,7 +404,7 @@ def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> list[str]:
     job waiting already absorbs the next, by its queueing lock) for at most
     MAX_GAP_PERIODS, except while PostgreSQL was away and its workers reconnected."""
     runs: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    # Stalled runs handed out again after their next period began, and skipped (a worker
+    # Stalled jobs not handed out again because their next period had begun (a worker
     # killed after a run's work and before its end was recorded).
     superseded: dict[str, int] = defaultdict(int)
     for role in ("work1", "work2"):
@@ -452,7 +452,7 @@ def _check_periodic_jobs(cluster: Cluster, faults: list[Fault]) -> list[str]:
             )
         say(
             f"  {job}: every {period} s, {len(periods)} periods ran of {span} in the run, "
-            f"{len(twice)} ran twice, {superseded[job]} stalled runs skipped as superseded, "
+            f"{len(twice)} ran twice, {superseded[job]} stalled jobs superseded (not run again), "
             f"longest gap {longest} s, "
             f"{len(unexplained)} gaps over {MAX_GAP_PERIODS} periods outside the database's "
             f"restart: {'ok' if job_ok else 'FAILED'}"

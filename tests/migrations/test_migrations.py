@@ -637,35 +637,71 @@ class TestIdsNeverReused:
             assert kept[table_name] < newest[table_name] < after[table_name], table_name
             assert after[table_name] < again[table_name], table_name
 
-    async def test_ids_named_only_by_events_are_not_handed_out_again(
-        self, fresh_url: str, engine: AsyncEngine
+    # Each place where a deleted row's id lives on, as (table, where, entity): the migration
+    # must start the table's counter above the id named there.
+    NAMED_BY = (
+        ("projects", "events.entity_id", "project"),
+        ("projects", "events.project_id", "task"),
+        ("projects", "events.from_project_id", "task"),
+        ("projects", "notifications.project_id", None),
+        ("tasks", "events.entity_id", "task"),
+        ("tasks", "events.task_id", "comment"),
+        ("tasks", "notifications.task_id", None),
+        ("comments", "events.entity_id", "comment"),
+        ("labels", "events.entity_id", "label"),
+        ("invitations", "events.entity_id", "invitation"),
+    )
+
+    @pytest.mark.parametrize(("table_name", "where", "entity"), NAMED_BY)
+    async def test_an_id_named_only_after_its_row_is_gone_is_not_handed_out_again(
+        self, tmp_path: Path, table_name: str, where: str, entity: str | None
     ) -> None:
-        """A task purged before the revision, leaving only its events: the next task's id is
-        above the one they name."""
-        run_alembic(fresh_url, "0007_background_work")
-        user_id = await self.insert(engine, "users", **user_row("owner@example.com"))
-        rows = await self.one_of_each(engine, user_id)
-        gone = await self.one_of_each(engine, user_id)
-        for entity, table_name in (("task", "tasks"), ("comment", "comments")):
-            await self.insert(
-                engine,
-                "events",
-                at=utcnow(),
-                actor_id=user_id,
-                project_id=rows["projects"],
-                entity=entity,
-                entity_id=gone[table_name],
-                task_id=gone["tasks"],
-                action="purged" if entity == "task" else "deleted",
-                changes={},
-            )
-        await self.delete_all(engine, gone)
+        """Rows deleted before the revision, each newest of its table, whose id only one
+        place still names (SQLite: PostgreSQL's identities never hand a value out twice)."""
+        url = await create_database("sqlite", tmp_path)
+        run_alembic(url, "0007_background_work")
+        engine = create_engine_for(make_settings(url))
+        try:
+            user_id = await self.insert(engine, "users", **user_row("owner@example.com"))
+            kept = await self.one_of_each(engine, user_id)
+            gone = await self.one_of_each(engine, user_id)
+            named = gone[table_name]
+            if where.startswith("notifications."):
+                await self.insert(
+                    engine,
+                    "notifications",
+                    user_id=user_id,
+                    kind="assigned",
+                    message="m",
+                    dedupe_key="named",
+                    **{where.split(".")[1]: named},
+                )
+            else:
+                column = where.split(".")[1]
+                event = {
+                    "project_id": kept["projects"],
+                    "entity_id": kept[f"{entity}s"],
+                    "task_id": kept["tasks"],
+                    column: named,
+                }
+                await self.insert(
+                    engine,
+                    "events",
+                    at=utcnow(),
+                    actor_id=user_id,
+                    entity=entity,
+                    action="deleted",
+                    changes={},
+                    **event,
+                )
+            await self.delete_all(engine, gone)
 
-        run_alembic(fresh_url)
+            run_alembic(url)
 
-        after = await self.one_of_each(engine, user_id)
-        assert after["tasks"] > gone["tasks"]
-        assert after["comments"] > gone["comments"]
+            after = await self.one_of_each(engine, user_id)
+        finally:
+            await engine.dispose()
+        assert after[table_name] > named
 
     async def test_the_tables_keep_autoincrement_on_sqlite(self, tmp_path: Path) -> None:
         """Every table the models declare IDS_NEVER_REUSED has it in the migrated SQLite

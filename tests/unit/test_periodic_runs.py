@@ -1,88 +1,103 @@
-"""A periodic job's run that the stalled-job retry hands out again after its next period
-began is skipped: its worker may have died after the work and before procrastinate recorded
-the end, and the period would run twice (the cluster test saw it when work1 was killed just
-after a run). A first attempt runs however late, and a retry within its period runs."""
+"""A periodic job whose worker stopped sending heartbeats is not handed out again once its
+next period has begun: it ends as aborted (`job_superseded`), since that period's own run
+sweeps the same tables. Its worker may have died after the work and before procrastinate
+recorded the end (the cluster test saw it when work1 was killed just after a run, and when
+PostgreSQL restarted under one): run again, the period ran twice. A job stalled within its
+own period runs again.
+
+The jobs run through procrastinate's in-memory connector, as its own tests do: the same
+job manager calls, no database."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import procrastinate
 import pytest
 import structlog
-from procrastinate.jobs import Job
+from procrastinate.testing import InMemoryConnector
 
-from app.core.config import Settings
-from app.jobs.definitions import PERIODIC_JOBS, PeriodicJob, periodic_run, superseded
-from app.jobs.engine import job_app
-from app.jobs.runtime import JobRuntime, open_runtime
+from app.jobs.definitions import PERIODIC_JOBS, jobs_blueprint, retry_stalled_jobs
 
-PERIOD_START = 1_796_562_921
+# A worker that never sent a heartbeat: its jobs are stalled at once.
+DEAD_WORKER = 999
 
 
-def _context(job: PeriodicJob, attempts: int, runtime: JobRuntime) -> procrastinate.JobContext:
-    app = job_app(Settings(database_url="postgresql://postgres@127.0.0.1/never_connected"))
-    return procrastinate.JobContext(
+@pytest.fixture
+async def job_app() -> AsyncIterator[tuple[procrastinate.App, InMemoryConnector]]:
+    connector = InMemoryConnector()
+    app = procrastinate.App(connector=connector)
+    app.add_tasks_from(jobs_blueprint(), namespace="jobs")
+    async with app.open_async():
+        yield app, connector
+
+
+async def stalled_job(
+    app: procrastinate.App, connector: InMemoryConnector, name: str, period_start: int
+) -> int:
+    """A job of `name` for the period starting at `period_start`, taken by a dead worker."""
+    job_id = await app.configure_task(f"jobs:{name}").defer_async(timestamp=period_start)
+    connector.jobs[job_id].update(status="doing", worker_id=DEAD_WORKER)
+    return job_id
+
+
+async def sweep_stalled(app: procrastinate.App) -> list[dict[str, Any]]:
+    """Run `retry_stalled_jobs` as a worker would; what it logged."""
+    context = procrastinate.JobContext(
         app=app,
-        job=Job(
-            id=122,
-            queue="default",
-            lock=None,
-            queueing_lock=job.name,
-            task_name=f"jobs:{job.name}",
-            attempts=attempts,
+        job=procrastinate.jobs.Job(
+            id=1, queue="default", lock=None, queueing_lock=None, task_name="jobs:retry"
         ),
         start_timestamp=time.time(),
-        additional_context={"runtime": runtime},
         abort_reason=lambda: None,
     )
+    with structlog.testing.capture_logs() as logged:
+        await retry_stalled_jobs(context)
+    return [dict(entry) for entry in logged]
 
 
-async def _run(
-    tmp_path: Path, attempts: int, late_by: float
-) -> tuple[list[str], list[MutableMapping[str, Any]]]:
-    """Runs a one-second job of `attempts` earlier attempts, `late_by` seconds after its
-    period began; what its work saw, and what it logged."""
-    worked: list[str] = []
+@pytest.mark.parametrize("job", PERIODIC_JOBS, ids=lambda job: job.name)
+async def test_a_stalled_job_whose_next_period_began_ends_aborted(
+    job_app: tuple[procrastinate.App, InMemoryConnector], job: Any
+) -> None:
+    app, connector = job_app
+    job_id = await stalled_job(app, connector, job.name, int(time.time()) - job.period_seconds)
 
-    async def work(_context: procrastinate.JobContext) -> int:
-        worked.append("ran")
-        return 1
+    logged = await sweep_stalled(app)
 
-    job = PeriodicJob("send_reminders", "* * * * * *", 1, work)
-    run = periodic_run(job)
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}")
-    async with open_runtime(settings) as runtime:
-        with structlog.testing.capture_logs() as logged:
-            await run(_context(job, attempts, runtime), int(time.time() - late_by))
-    return worked, logged
-
-
-async def test_a_retry_after_the_next_period_began_is_skipped(tmp_path: Path) -> None:
-    worked, logged = await _run(tmp_path, attempts=1, late_by=40)
-    assert worked == []
-    assert [entry["event"] for entry in logged] == ["job_superseded"]
-    assert logged[0]["job"] == "send_reminders"
-    assert logged[0]["job_id"] == 122
+    assert connector.jobs[job_id]["status"] == "aborted"
+    assert [(entry["event"], entry["job"], entry["job_id"]) for entry in logged] == [
+        ("job_superseded", job.name, job_id)
+    ]
+    # Its queueing lock is free: the next period's job is deferred.
+    assert await app.configure_task(f"jobs:{job.name}").defer_async(timestamp=int(time.time()))
 
 
 @pytest.mark.parametrize(
-    ("attempts", "late_by"),
-    [(0, 0), (0, 40), (1, 0)],
-    ids=["first attempt on time", "first attempt late", "retry within its period"],
+    "job", [job for job in PERIODIC_JOBS if job.period_seconds >= 60], ids=lambda job: job.name
 )
-async def test_other_runs_do_their_work(tmp_path: Path, attempts: int, late_by: float) -> None:
-    worked, logged = await _run(tmp_path, attempts=attempts, late_by=late_by)
-    assert worked == ["ran"]
-    assert [entry["event"] for entry in logged] == ["job_ran", "job_done"]
+async def test_a_job_stalled_within_its_period_runs_again(
+    job_app: tuple[procrastinate.App, InMemoryConnector], job: Any
+) -> None:
+    app, connector = job_app
+    job_id = await stalled_job(app, connector, job.name, int(time.time()) - 1)
+
+    logged = await sweep_stalled(app)
+
+    assert connector.jobs[job_id]["status"] == "todo"
+    assert connector.jobs[job_id]["attempts"] == 1
+    assert logged == []
 
 
-def test_each_job_is_superseded_only_once_its_next_period_began() -> None:
-    for job in PERIODIC_JOBS:
-        start = PERIOD_START
-        assert not superseded(job, 1, start, start + job.period_seconds - 0.001)
-        assert superseded(job, 1, start, start + job.period_seconds)
-        assert not superseded(job, 0, start, start + 100 * job.period_seconds)
+async def test_a_job_of_no_known_period_runs_again(
+    job_app: tuple[procrastinate.App, InMemoryConnector],
+) -> None:
+    app, connector = job_app
+    job_id = await stalled_job(app, connector, "send_mail", int(time.time()) - 600)
+    connector.jobs[job_id]["args"] = {}  # deferred by hand, without its period
+
+    await sweep_stalled(app)
+
+    assert connector.jobs[job_id]["status"] == "todo"
