@@ -22,12 +22,21 @@ from app.jobs.runtime import JobRuntime
 
 log = structlog.get_logger("app.jobs")
 
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a periodic job is deferred: its cron line, and the length of its periods."""
+
+    cron: str
+    period_seconds: int
+
+
 # Every second: notifications from events and webhook messages, reminders, deliveries (spec
 # section 8: a reminder within 10 seconds of its time while a worker runs).
-EVERY_SECOND = "* * * * * *"
-EVERY_TWO_SECONDS = "* * * * * */2"
-EVERY_FIVE_MINUTES = "*/5 * * * *"
-EVERY_MINUTE = "* * * * *"
+EVERY_SECOND = Schedule("* * * * * *", 1)
+EVERY_TWO_SECONDS = Schedule("* * * * * */2", 2)
+EVERY_FIVE_MINUTES = Schedule("*/5 * * * *", 300)
+EVERY_MINUTE = Schedule("* * * * *", 60)
 
 
 def _runtime(context: procrastinate.JobContext) -> JobRuntime:
@@ -68,19 +77,18 @@ async def retry_stalled_jobs(context: procrastinate.JobContext) -> Any:
 @dataclass(frozen=True)
 class PeriodicJob:
     name: str
-    cron: str
-    period_seconds: int
+    schedule: Schedule
     work: Callable[[procrastinate.JobContext], Awaitable[Any]]
 
 
 PERIODIC_JOBS = (
-    PeriodicJob("fan_out_events", EVERY_SECOND, 1, _sweep(outbox.fan_out)),
-    PeriodicJob("send_reminders", EVERY_SECOND, 1, _sweep(outbox.send_reminders)),
-    PeriodicJob("deliver_webhooks", EVERY_SECOND, 1, _sweep(deliveries.deliver_due)),
-    PeriodicJob("send_mail", EVERY_TWO_SECONDS, 2, _sweep(mailing.send_due)),
-    PeriodicJob("purge_trash", EVERY_FIVE_MINUTES, 300, _sweep(cleanup.purge_trash)),
-    PeriodicJob("expire_records", EVERY_FIVE_MINUTES, 300, _sweep(cleanup.expire_records)),
-    PeriodicJob("retry_stalled_jobs", EVERY_MINUTE, 60, retry_stalled_jobs),
+    PeriodicJob("fan_out_events", EVERY_SECOND, _sweep(outbox.fan_out)),
+    PeriodicJob("send_reminders", EVERY_SECOND, _sweep(outbox.send_reminders)),
+    PeriodicJob("deliver_webhooks", EVERY_SECOND, _sweep(deliveries.deliver_due)),
+    PeriodicJob("send_mail", EVERY_TWO_SECONDS, _sweep(mailing.send_due)),
+    PeriodicJob("purge_trash", EVERY_FIVE_MINUTES, _sweep(cleanup.purge_trash)),
+    PeriodicJob("expire_records", EVERY_FIVE_MINUTES, _sweep(cleanup.expire_records)),
+    PeriodicJob("retry_stalled_jobs", EVERY_MINUTE, retry_stalled_jobs),
 )
 
 
@@ -94,7 +102,7 @@ def superseded(job: procrastinate.jobs.Job, now: float) -> bool:
     timestamp = job.task_kwargs.get("timestamp")
     if periodic is None or not isinstance(timestamp, int):
         return False
-    return now >= timestamp + periodic.period_seconds
+    return now >= timestamp + periodic.schedule.period_seconds
 
 
 _PERIODIC_BY_TASK = {job.name: job for job in PERIODIC_JOBS}
@@ -134,5 +142,5 @@ def jobs_blueprint() -> procrastinate.Blueprint:
         task = blueprint.task(name=job.name, queueing_lock=job.name, pass_context=True)(
             periodic_run(job)
         )
-        blueprint.periodic(cron=job.cron, periodic_id=job.name)(task)
+        blueprint.periodic(cron=job.schedule.cron, periodic_id=job.name)(task)
     return blueprint

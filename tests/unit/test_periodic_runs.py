@@ -63,7 +63,9 @@ async def test_a_stalled_job_whose_next_period_began_ends_aborted(
     job_app: tuple[procrastinate.App, InMemoryConnector], job: Any
 ) -> None:
     app, connector = job_app
-    job_id = await stalled_job(app, connector, job.name, int(time.time()) - job.period_seconds)
+    job_id = await stalled_job(
+        app, connector, job.name, int(time.time()) - job.schedule.period_seconds
+    )
 
     logged = await sweep_stalled(app)
 
@@ -76,7 +78,9 @@ async def test_a_stalled_job_whose_next_period_began_ends_aborted(
 
 
 @pytest.mark.parametrize(
-    "job", [job for job in PERIODIC_JOBS if job.period_seconds >= 60], ids=lambda job: job.name
+    "job",
+    [job for job in PERIODIC_JOBS if job.schedule.period_seconds >= 60],
+    ids=lambda job: job.name,
 )
 async def test_a_job_stalled_within_its_period_runs_again(
     job_app: tuple[procrastinate.App, InMemoryConnector], job: Any
