@@ -10,15 +10,16 @@ job manager calls, no database."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import procrastinate
 import pytest
-import structlog
 from procrastinate.testing import InMemoryConnector
 
+from app.core.logging import configure_logging
 from app.jobs.definitions import PERIODIC_JOBS, jobs_blueprint, retry_stalled_jobs
 
 # A worker that never sent a heartbeat: its jobs are stalled at once.
@@ -27,6 +28,7 @@ DEAD_WORKER = 999
 
 @pytest.fixture
 async def job_app() -> AsyncIterator[tuple[procrastinate.App, InMemoryConnector]]:
+    configure_logging()  # as a worker does: its lines go through the standard logging
     connector = InMemoryConnector()
     app = procrastinate.App(connector=connector)
     app.add_tasks_from(jobs_blueprint(), namespace="jobs")
@@ -43,7 +45,9 @@ async def stalled_job(
     return job_id
 
 
-async def sweep_stalled(app: procrastinate.App) -> list[dict[str, Any]]:
+async def sweep_stalled(
+    app: procrastinate.App, caplog: pytest.LogCaptureFixture
+) -> list[dict[str, Any]]:
     """Run `retry_stalled_jobs` as a worker would; what it logged."""
     context = procrastinate.JobContext(
         app=app,
@@ -53,21 +57,24 @@ async def sweep_stalled(app: procrastinate.App) -> list[dict[str, Any]]:
         start_timestamp=time.time(),
         abort_reason=lambda: None,
     )
-    with structlog.testing.capture_logs() as logged:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="app.jobs"):
         await retry_stalled_jobs(context)
-    return [dict(entry) for entry in logged]
+    return [record.msg for record in caplog.records if isinstance(record.msg, dict)]
 
 
 @pytest.mark.parametrize("job", PERIODIC_JOBS, ids=lambda job: job.name)
 async def test_a_stalled_job_whose_next_period_began_ends_aborted(
-    job_app: tuple[procrastinate.App, InMemoryConnector], job: Any
+    job_app: tuple[procrastinate.App, InMemoryConnector],
+    job: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app, connector = job_app
     job_id = await stalled_job(
         app, connector, job.name, int(time.time()) - job.schedule.period_seconds
     )
 
-    logged = await sweep_stalled(app)
+    logged = await sweep_stalled(app, caplog)
 
     assert connector.jobs[job_id]["status"] == "aborted"
     assert [(entry["event"], entry["job"], entry["job_id"]) for entry in logged] == [
@@ -83,12 +90,14 @@ async def test_a_stalled_job_whose_next_period_began_ends_aborted(
     ids=lambda job: job.name,
 )
 async def test_a_job_stalled_within_its_period_runs_again(
-    job_app: tuple[procrastinate.App, InMemoryConnector], job: Any
+    job_app: tuple[procrastinate.App, InMemoryConnector],
+    job: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app, connector = job_app
     job_id = await stalled_job(app, connector, job.name, int(time.time()) - 1)
 
-    logged = await sweep_stalled(app)
+    logged = await sweep_stalled(app, caplog)
 
     assert connector.jobs[job_id]["status"] == "todo"
     assert connector.jobs[job_id]["attempts"] == 1
@@ -96,12 +105,12 @@ async def test_a_job_stalled_within_its_period_runs_again(
 
 
 async def test_a_job_of_no_known_period_runs_again(
-    job_app: tuple[procrastinate.App, InMemoryConnector],
+    job_app: tuple[procrastinate.App, InMemoryConnector], caplog: pytest.LogCaptureFixture
 ) -> None:
     app, connector = job_app
     job_id = await stalled_job(app, connector, "send_mail", int(time.time()) - 600)
     connector.jobs[job_id]["args"] = {}  # deferred by hand, without its period
 
-    await sweep_stalled(app)
+    await sweep_stalled(app, caplog)
 
     assert connector.jobs[job_id]["status"] == "todo"
