@@ -1,7 +1,8 @@
 """Renders every error as an RFC 9457 problem: the one place that knows the error body.
 
 Handlers are registered for the app's own errors, request validation, Starlette's routing
-errors, integrity errors and an unreachable database. Anything else is caught by
+errors, integrity errors, an unreachable database and a transaction the database rolled back
+for a concurrent one (a 409: send it again). Anything else is caught by
 `LastResortMiddleware`, which renders a bare 500 through `problem_response`.
 """
 
@@ -25,6 +26,7 @@ from starlette.types import Scope
 from app.api.messages import plain_message
 from app.core import errors
 from app.core.errors import error_item
+from app.db.errors import DatabaseErrorKind, classify, sqlstate_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -202,20 +204,22 @@ async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> ProblemResponse:
+    if classify(exc) is DatabaseErrorKind.CONCURRENT:
+        return _concurrent_update(request, exc)
     log.warning("database_unavailable", error_class=type(exc).__name__)
     return render(request, errors.ServiceUnavailable("The database is unavailable; retry later."))
 
 
-# SQLSTATEs of a server that cannot take the work now: class 08 (connection exceptions),
-# admin/crash shutdown and "cannot connect now" (starting up, shutting down), too many
-# connections. asyncpg reports these as plain DBAPIErrors.
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+def _concurrent_update(request: Request, exc: Exception) -> ProblemResponse:
+    log.warning("concurrent_update_refused", sqlstate=sqlstate_of(exc))
+    return render(request, errors.ConcurrentUpdate())
 
 
 async def _dbapi_error(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, sa_exc.DBAPIError)
-    sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
-    if exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+    kind = classify(exc)
+    if kind is DatabaseErrorKind.CONCURRENT:
+        return _concurrent_update(request, exc)
+    if kind is DatabaseErrorKind.UNAVAILABLE:
         return await _database_unavailable(request, exc)
     raise exc
 

@@ -160,6 +160,21 @@ class Conflict(AppError):
     default_detail = "The request conflicts with the current state of the resource."
 
 
+class ConcurrentUpdate(Conflict):
+    """The database rolled the request's transaction back for a concurrent one (a deadlock):
+    nothing was written, and sending it again most likely goes through."""
+
+    slug = "concurrent-update"
+    title = "Concurrent update"
+    default_detail = (
+        "Another request changed the same data at the same moment and this one was rolled "
+        "back: nothing was written. Send it again."
+    )
+
+    def __init__(self, detail: str | None = None, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_seconds)})
+
+
 class EmailTaken(Conflict):
     slug = "email-taken"
     title = "Email already registered"

@@ -43,8 +43,8 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.util import await_only as await_
 from sqlalchemy.util import greenlet_spawn
 
-from app.core.errors import AppError, ServiceUnavailable
-from app.db.errors import DatabaseErrorKind, classify
+from app.core.errors import AppError, ConcurrentUpdate, ServiceUnavailable
+from app.db.errors import DatabaseErrorKind, classify, sqlstate_of
 
 log = structlog.get_logger("app.db")
 
@@ -295,6 +295,9 @@ def _driver_error(error: Exception) -> tuple[Exception, bool]:
     kind = classify(error)
     if kind is DatabaseErrorKind.INTEGRITY:
         return sa_exc.IntegrityError(None, None, error), False
+    if kind is DatabaseErrorKind.CONCURRENT:
+        log.warning("concurrent_update_refused", sqlstate=sqlstate_of(error))
+        return ConcurrentUpdate(), False  # the transaction is over; the connection is fine
     if kind is not DatabaseErrorKind.UNAVAILABLE or isinstance(error, ValueError):
         return error, False  # a bug (a bad argument, a statement the server refused): a 500
     log.warning("database_unavailable", error_class=type(error).__name__)

@@ -3,7 +3,8 @@
 Both ways to the database end here: errors SQLAlchemy raised (the ORM, Core) and errors the
 driver raised on a statement sent straight to it (`app.db.access`). `app.api.problems` turns
 the classes into answers: unavailable is a 503 with `Retry-After`, an integrity violation a
-409, anything else a bug (500).
+409, a transaction the server rolled back for a concurrent one a 409 with `Retry-After`,
+anything else a bug (500).
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ from sqlalchemy import exc as sa_exc
 # connections, and a statement cancelled (statement_timeout, or an operator cancelling it).
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "57014")
 INTEGRITY_SQLSTATE_CLASS = "23"
+# SQLSTATEs of a transaction the server rolled back because of a concurrent one: a deadlock
+# (two writers each waiting for a row the other holds; one of them is chosen) and a
+# serialization failure. Nothing of it was written, and the same request sent again most
+# likely goes through (docs/decisions/0036).
+CONCURRENCY_SQLSTATES = ("40P01", "40001")
 
 
 class DatabaseErrorKind(enum.Enum):
     UNAVAILABLE = "unavailable"  # retry later: lost, refused, overloaded, timed out
     INTEGRITY = "integrity"  # a constraint refused the write
+    CONCURRENT = "concurrent"  # rolled back for a concurrent transaction: send it again
     OTHER = "other"  # a bug: a statement the database could not run
 
 
@@ -56,6 +63,8 @@ def classify(error: BaseException) -> DatabaseErrorKind | None:
     sqlstate = sqlstate_of(error)
     if sqlstate.startswith(INTEGRITY_SQLSTATE_CLASS):
         return DatabaseErrorKind.INTEGRITY
+    if sqlstate in CONCURRENCY_SQLSTATES:
+        return DatabaseErrorKind.CONCURRENT
     if sqlstate.startswith(UNAVAILABLE_SQLSTATES):
         return DatabaseErrorKind.UNAVAILABLE
     if sqlstate:

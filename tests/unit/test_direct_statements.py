@@ -13,7 +13,8 @@ from sqlalchemy import Float, bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.core.config import Settings
-from app.db.access import Db, Statement
+from app.core.errors import ConcurrentUpdate
+from app.db.access import Db, Statement, _driver_error
 from app.db.session import create_engine_for
 from tests.conftest import make_settings
 
@@ -65,3 +66,22 @@ async def test_a_failed_statement_leaves_its_connection_usable(
         await db_on(engine).rows(broken, {"zero": 0.0})
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert [tuple(row) for row in await db_on(engine).rows(ONE, {})] == [(1,)]
+
+
+@pytest.mark.parametrize(
+    "error_class",
+    ["DeadlockDetectedError", "SerializationError"],
+)
+def test_a_transaction_rolled_back_for_a_concurrent_one_is_a_409_to_send_again(
+    error_class: str,
+) -> None:
+    """A deadlock or a serialization failure raised by the driver on a direct statement is
+    the client's 409 with `Retry-After` (as through SQLAlchemy: tests/api/v2/
+    test_task_races.py::TestDeadlock), and its connection stays in the pool: it is fine."""
+    import asyncpg
+
+    answer, drop_connection = _driver_error(getattr(asyncpg.exceptions, error_class)("rolled back"))
+    assert isinstance(answer, ConcurrentUpdate)
+    assert answer.status == 409
+    assert answer.headers == {"Retry-After": "1"}
+    assert not drop_connection

@@ -28,12 +28,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
+from app.models.event import Event
 from app.models.label import Label
 from app.models.project import Project, ProjectMember
 from app.models.task import Task, TaskAssignee
@@ -41,6 +42,7 @@ from app.models.user import User
 from app.schemas.user import UserCreate
 from app.services import user as user_service
 from tests.api.conftest import Headers
+from tests.api.v2.test_members import member_url, members_url
 from tests.api.v2.test_tasks import TASKS, task_url
 from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD
 from tests.support import assert_problem
@@ -129,6 +131,11 @@ async def tasks_in(engine: AsyncEngine, project_id: int) -> int:
             select(func.count()).select_from(Task).where(Task.project_id == project_id)
         )
     return int(found or 0)
+
+
+async def events_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int(await connection.scalar(select(func.count()).select_from(Event)) or 0)
 
 
 async def assignees_of(engine: AsyncEngine, task_id: int) -> list[int]:
@@ -466,3 +473,67 @@ class TestWritersWithoutTags:
         assert final["version"] == task["version"] + len(bodies)
         assert max(response.json()["version"] for response in responses) == final["version"]
         assert final["assignee_ids"] == await assignees_of(engine, task["id"])
+
+
+# --- a deadlock: one of the two is refused, nothing half-written -----------------------------
+
+
+async def _until_a_request_waits_for_a_lock(engine: AsyncEngine) -> None:
+    """Until a backend of this database (the request's) waits for a row lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    )
+    async with engine.connect() as connection:
+        for _ in range(200):
+            if await connection.scalar(query):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the request never waited for the lock held by the test")
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestDeadlock:
+    async def test_the_request_chosen_is_a_409_to_send_again_with_nothing_written(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """A removal of the viewer deletes their membership, then waits for a task they are
+        assigned to, which another transaction holds; that one then waits for the membership
+        row: a deadlock, and PostgreSQL rolls the request back (it waited first, so its
+        deadlock_timeout runs out first). The client gets a 409 with `Retry-After`, not a
+        500; the membership, the assignment and the log are as they were; sent again, the
+        removal goes through."""
+        task = await new_task(committing_client, crew, assignee_ids=[crew.ids["viewer"]])
+        removal = member_url(crew.project_id, crew.ids["viewer"])
+        events_before = await events_count(engine)
+        async with engine.connect() as connection:
+            transaction = await connection.begin()
+            # This side is never the one chosen: it detects the deadlock last.
+            await connection.execute(text("SET LOCAL deadlock_timeout = '20s'"))
+            await connection.execute(select(Task.id).where(Task.id == task["id"]).with_for_update())
+            sent = asyncio.ensure_future(
+                committing_client.delete(removal, headers=crew.headers["owner"])
+            )
+            await _until_a_request_waits_for_a_lock(engine)
+            await connection.execute(
+                select(ProjectMember.role)
+                .where(
+                    ProjectMember.project_id == crew.project_id,
+                    ProjectMember.user_id == crew.ids["viewer"],
+                )
+                .with_for_update(key_share=True)
+            )
+            response = await asyncio.wait_for(sent, 30)
+            await transaction.rollback()
+        assert_problem(response, 409)
+        assert response.json()["type"].endswith(":concurrent-update")
+        assert response.headers["Retry-After"] == "1"
+        assert await assignees_of(engine, task["id"]) == [crew.ids["viewer"]]
+        assert await events_count(engine) == events_before
+        roles = await committing_client.get(
+            members_url(crew.project_id), headers=crew.headers["owner"]
+        )
+        assert crew.ids["viewer"] in {item["user"]["id"] for item in roles.json()["items"]}
+        again = await committing_client.delete(removal, headers=crew.headers["owner"])
+        assert again.status_code == 204, again.text
+        assert await assignees_of(engine, task["id"]) == []
