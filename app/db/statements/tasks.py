@@ -203,6 +203,45 @@ def _in_view(view: View) -> list[ColumnElement[bool]]:
     return [Task.deleted_at.is_not(None) if view == "trash" else Task.deleted_at.is_(None)]
 
 
+class _WriteTurn(ColumnElement[bool]):
+    """PostgreSQL: the task's turn among the writes that lock its row (a transaction-level
+    advisory lock on its id, waited for in the scan, before the row lock); SQLite: true
+    (one writer at a time).
+
+    Why: the feed orders transactions by xid (docs/decisions/0030), and a write must get its
+    xid after the writer it waits for. Waiting for the row lock alone does not ensure it:
+    when several writers queue for one row, the one woken by a commit follows the row's
+    update chain under an xid it takes then, and may then wait for another waiter that got
+    there first (PostgreSQL's heap_lock_tuple), committing after a writer with a higher
+    xid. Waiting for an advisory lock takes no xid, and once it is granted the row's last
+    writer has committed: the row lock is taken at once, and the xid with it."""
+
+    __visit_name__ = "task_write_turn"
+    inherit_cache = True
+    type = Boolean()
+
+    _traverse_internals: Any = []
+
+
+# The advisory locks' first key for the turns of task writes ("task"); the second is the
+# task id modulo 2^31 - 1 (two tasks sharing it only ever wait for each other's turn).
+_WRITE_TURN_CLASS: Final = 0x7461736B
+
+
+@compiles(_WriteTurn, "postgresql")
+def _write_turn_postgresql(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:  # noqa: ARG001
+    task_id = compiler.process(Task.__table__.c.id, **kw)
+    # The function returns void: compared as text, so that it can stand in a WHERE clause.
+    return (
+        f"pg_advisory_xact_lock({_WRITE_TURN_CLASS}, ({task_id} % 2147483647)::integer)::text = ''"
+    )
+
+
+@compiles(_WriteTurn)
+def _write_turn(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:  # noqa: ARG001
+    return "1 = 1"
+
+
 def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bool]]:
     return [
         Task.id == bindparam("task_id"),
@@ -227,7 +266,7 @@ def _lock_statement(scope: ProjectRole) -> Statement:
     row would take: rows that only reference the task (a comment) are not held up."""
     return Statement(
         select(Task.id)
-        .where(*_this_task(in_trash=False, scope=scope), caller_is_current())
+        .where(*_this_task(in_trash=False, scope=scope), caller_is_current(), _WriteTurn())
         .with_for_update(key_share=True, of=Task)
     )
 
@@ -413,7 +452,7 @@ def _update_statement(
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
         select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
-        .where(*conditions)
+        .where(*conditions, _WriteTurn())
         .with_for_update(key_share=True, of=Task)
         .cte("before")
     )

@@ -327,6 +327,35 @@ class TestCommitOrder:
         ]
         assert items[1]["entity_id"] == early["id"]
 
+    async def test_writers_of_one_task_come_in_the_order_they_committed(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        """Several writers change one task's title at once, round after round: in the feed
+        each change's old title is the new title of the change before it, as in the task's
+        history and its versions. (On PostgreSQL a writer woken from a queue of writers
+        for the row used to take its xid before waiting again for another that got there
+        first, and came before it in the feed: the write turn, app/db/statements/tasks.py.)"""
+        project_id = await new_project(racing, owner)
+        for round_ in range(6):
+            task = await new_task(racing, owner, project_id, "start")
+            _, cursor = await walk(racing, owner, limit=100)
+            patched = await asyncio.gather(
+                *(
+                    racing.patch(
+                        f"{V2}/tasks/{task['id']}",
+                        json={"title": f"by-{writer}"},
+                        headers=owner.headers,
+                    )
+                    for writer in range(6)
+                )
+            )
+            assert all(response.status_code == 200 for response in patched)
+            items, _ = await walk(racing, owner, cursor, limit=100)
+            titles = [item["changes"]["title"] for item in items if item["entity"] == "task"]
+            assert len(titles) == 6
+            chain = ["start"] + [new for _old, new in titles]
+            assert [old for old, _new in titles] == chain[:-1], f"round {round_}: {titles}"
+
     async def test_concurrent_writers_and_a_reader_see_every_write_once(
         self, racing: httpx.AsyncClient, owner: Account
     ) -> None:
