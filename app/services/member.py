@@ -125,6 +125,8 @@ async def change_role(
 async def remove_member(db: Db, caller: AccessClaims, project_id: int, user_id: int) -> None:
     """Remove a member, or leave (`user_id` the caller's own); they leave the assignees of
     the project's tasks too."""
+    # Before anything is locked or written (see `take_assigned_tasks_turns`).
+    await statements.take_assigned_tasks_turns(db, caller, project_id, user_id)
     found, role = await _locked_state(db, caller, project_id, user_id)
     required = required_to_remove(user_id == caller.user_id, role)
     assert found.caller_role is not None

@@ -41,7 +41,7 @@ from app.db.access import Db, Row, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
-from app.db.statements.tasks import caller_params
+from app.db.statements.tasks import caller_params, write_turn
 from app.models.label import Label, TaskLabel
 from app.models.task import Task
 
@@ -141,6 +141,25 @@ def _carrying() -> Any:
     )
 
 
+def _carrying_tasks_to_delete() -> list[ColumnElement[bool]]:
+    """The tasks that carry the label, if the caller may delete it."""
+    return [
+        Task.id.in_(_carrying()),
+        exists().where(*_this_label()),
+        *_allowed(Permission.LABEL_DELETE),
+    ]
+
+
+@cache
+def _tasks_turns_statement() -> Statement:
+    """The turns of the tasks that carry the label (`write_turn`), in id order: taken before
+    the deletion locks or writes anything, so a write of one of them under way is waited
+    for before the deletion takes its xid, and comes before it in the feed."""
+    return Statement(
+        select(write_turn(Task.id)).where(*_carrying_tasks_to_delete()).order_by(Task.id)
+    )
+
+
 @cache
 def _lock_tasks_statement() -> Statement:
     """The tasks that carry the label, locked in id order (so that two deletions sharing
@@ -148,11 +167,7 @@ def _lock_tasks_statement() -> Statement:
     caller may delete it."""
     return Statement(
         select(Task.id)
-        .where(
-            Task.id.in_(_carrying()),
-            exists().where(*_this_label()),
-            *_allowed(Permission.LABEL_DELETE),
-        )
+        .where(*_carrying_tasks_to_delete())
         .order_by(Task.id)
         .with_for_update(key_share=True)
     )
@@ -314,12 +329,15 @@ async def delete_label(
     tasks, or None when the caller may not delete it (nothing written). The statements must
     share the request's transaction (the route's `TransactionDb`).
 
-    Locks are taken tasks first, then the label: the order a task write that labels a task
-    takes them in (its task row, then its link's foreign key on the label). A task labelled
+    Locks are taken tasks first (their turns, then their rows), then the label: the order a
+    task write that labels a task takes them in (its turn and its task row, then its link's
+    foreign key on the label). A task labelled
     between the first two statements is found by the bump, which runs once the label is
     locked.
     """
     params = caller_params(claims, in_project=project_id, label_id=label_id)
+    if db.dialect.name == "postgresql":
+        await db.rows(_tasks_turns_statement(), params)
     await db.rows(_lock_tasks_statement(), params)
     found = await db.first(_lock_statement(), params)
     if found is None:

@@ -43,7 +43,7 @@ from app.db.access import Db, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
-from app.db.statements.tasks import caller_params
+from app.db.statements.tasks import caller_params, write_turn
 from app.models.project import Project, ProjectMember
 from app.models.task import Task, TaskAssignee
 from app.models.user import User
@@ -224,6 +224,36 @@ def _delete_statement() -> Statement:
         .where(*_write_conditions(), not_inbox)
         .returning(ProjectMember.user_id)
     )
+
+
+@cache
+def _assigned_tasks_turns_statement() -> Statement:
+    """The turns of the project's tasks `:target_id` is assigned to (`write_turn`), in id
+    order, for a caller who is a member of the project."""
+    return Statement(
+        select(write_turn(Task.id))
+        .join(TaskAssignee, TaskAssignee.task_id == Task.id)
+        .where(
+            Task.project_id == bindparam("project_id"),
+            TaskAssignee.user_id == bindparam("target_id"),
+            caller_may(Task.project_id, ProjectRole.VIEWER),
+        )
+        .order_by(Task.id)
+    )
+
+
+async def take_assigned_tasks_turns(
+    db: Db, claims: AccessClaims, project_id: int, user_id: int
+) -> None:
+    """Before a member's removal writes or locks anything (PostgreSQL): the turns of the
+    tasks they are assigned to, which the removal takes them off. So a task write under way
+    is waited for before the removal takes its xid (the removal comes after it in the feed),
+    and an assignment of the member that holds a task and then reads the membership cannot
+    wait in a circle with a removal that deleted the membership and then waits for that
+    task (a deadlock: decision 0036)."""
+    if db.dialect.name == "postgresql":
+        params = caller_params(claims, project_id=project_id, target_id=user_id)
+        await db.rows(_assigned_tasks_turns_statement(), params)
 
 
 @cache

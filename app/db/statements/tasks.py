@@ -45,7 +45,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType
@@ -204,23 +204,18 @@ def _in_view(view: View) -> list[ColumnElement[bool]]:
 
 
 class _WriteTurn(ColumnElement[bool]):
-    """PostgreSQL: the task's turn among the writes that lock its row (a transaction-level
-    advisory lock on its id, waited for in the scan, before the row lock); SQLite: true
-    (one writer at a time).
-
-    Why: the feed orders transactions by xid (docs/decisions/0030), and a write must get its
-    xid after the writer it waits for. Waiting for the row lock alone does not ensure it:
-    when several writers queue for one row, the one woken by a commit follows the row's
-    update chain under an xid it takes then, and may then wait for another waiter that got
-    there first (PostgreSQL's heap_lock_tuple), committing after a writer with a higher
-    xid. Waiting for an advisory lock takes no xid, and once it is granted the row's last
-    writer has committed: the row lock is taken at once, and the xid with it."""
+    """PostgreSQL: the turn of the task `column` among the writes of it (a transaction-level
+    advisory lock on its id, waited for where the expression is evaluated: in a scan, before
+    the row lock); SQLite: true (one writer at a time). See `write_turn`."""
 
     __visit_name__ = "task_write_turn"
     inherit_cache = True
     type = Boolean()
 
-    _traverse_internals: Any = []
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        self.column = column
 
 
 # The advisory locks' first key for the turns of task writes ("task"); the second is the
@@ -229,8 +224,8 @@ _WRITE_TURN_CLASS: Final = 0x7461736B
 
 
 @compiles(_WriteTurn, "postgresql")
-def _write_turn_postgresql(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:  # noqa: ARG001
-    task_id = compiler.process(Task.__table__.c.id, **kw)
+def _write_turn_postgresql(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:
+    task_id = compiler.process(element.column, **kw)
     # The function returns void: compared as text, so that it can stand in a WHERE clause.
     return (
         f"pg_advisory_xact_lock({_WRITE_TURN_CLASS}, ({task_id} % 2147483647)::integer)::text = ''"
@@ -240,6 +235,23 @@ def _write_turn_postgresql(element: _WriteTurn, compiler: SQLCompiler, **kw: Any
 @compiles(_WriteTurn)
 def _write_turn(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:  # noqa: ARG001
     return "1 = 1"
+
+
+def write_turn(task_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[bool]:
+    """The turn of the task `task_id` among its writers, taken before any of them locks its
+    row or writes anything (true once taken; held until the transaction ends).
+
+    Why: the feed orders transactions by xid (docs/decisions/0030), and a write must get its
+    xid after the writer it waits for. Waiting for the row lock alone does not ensure it:
+    when several writers queue for one row, the one woken by a commit follows the row's
+    update chain under an xid it takes then, and may then wait for another waiter that got
+    there first (PostgreSQL's heap_lock_tuple), committing after a writer with a higher
+    xid. Waiting for an advisory lock takes no xid, and once it is granted the task's last
+    writer has committed: its row lock is taken at once, and the xid with it. A write of
+    several tasks takes all their turns first, in id order (in a SELECT list, after its
+    ORDER BY: PostgreSQL evaluates a volatile expression there after sorting), so that two
+    such writes never wait for each other in a circle."""
+    return _WriteTurn(task_id.expression if isinstance(task_id, InstrumentedAttribute) else task_id)
 
 
 def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bool]]:
@@ -266,7 +278,7 @@ def _lock_statement(scope: ProjectRole) -> Statement:
     row would take: rows that only reference the task (a comment) are not held up."""
     return Statement(
         select(Task.id)
-        .where(*_this_task(in_trash=False, scope=scope), caller_is_current(), _WriteTurn())
+        .where(*_this_task(in_trash=False, scope=scope), caller_is_current(), write_turn(Task.id))
         .with_for_update(key_share=True, of=Task)
     )
 
@@ -452,7 +464,7 @@ def _update_statement(
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
         select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
-        .where(*conditions, _WriteTurn())
+        .where(*conditions, write_turn(Task.id))
         .with_for_update(key_share=True, of=Task)
         .cte("before")
     )

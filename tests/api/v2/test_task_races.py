@@ -19,6 +19,7 @@ What a user would notice:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,7 @@ from app.models.user import User
 from app.schemas.user import UserCreate
 from app.services import user as user_service
 from tests.api.conftest import Headers
+from tests.api.v2.conftest import V2
 from tests.api.v2.test_members import member_url, members_url
 from tests.api.v2.test_tasks import TASKS, task_url
 from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD
@@ -537,3 +539,80 @@ class TestDeadlock:
         again = await committing_client.delete(removal, headers=crew.headers["owner"])
         assert again.status_code == 204, again.text
         assert await assignees_of(engine, task["id"]) == []
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestRemovalWhileAssigning:
+    async def test_neither_waits_in_a_circle_and_the_feed_follows_the_commits(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """Round after round, the viewer is removed while the editor makes them the task's
+        only assignee. The removal takes the turns of the viewer's tasks before it writes
+        anything, so the two never deadlock (each used to hold what the other waited for:
+        a 409 for one of them, most rounds) and the one that commits second comes second in
+        the feed: each `assignee_ids` change starts from the one before it."""
+        editor, viewer = crew.ids["editor"], crew.ids["viewer"]
+        for round_ in range(8):
+            if round_:  # the viewer back, for the next round
+                async with engine.begin() as connection:
+                    await connection.execute(
+                        insert(ProjectMember).values(
+                            project_id=crew.project_id,
+                            user_id=viewer,
+                            role=ProjectRole.VIEWER.value,
+                            added_at=utcnow(),
+                        )
+                    )
+            task = await new_task(committing_client, crew, assignee_ids=[editor, viewer])
+            cursor = await feed_end(committing_client, crew)
+            assigned, removed = await asyncio.gather(
+                committing_client.patch(
+                    task_url(task["id"]),
+                    json={"assignee_ids": [viewer]},
+                    headers=crew.headers["editor"],
+                ),
+                committing_client.delete(
+                    member_url(crew.project_id, viewer), headers=crew.headers["owner"]
+                ),
+            )
+            assert removed.status_code == 204, removed.text
+            # First: assigned, then taken off by the removal; second: no longer a member.
+            assert assigned.status_code in {200, 422}, assigned.text
+            changes = [
+                item["changes"]["assignee_ids"]
+                for item in await feed_after(committing_client, crew, cursor)
+                if item["entity"] == "task" and item["entity_id"] == task["id"]
+            ]
+            assert changes, f"round {round_}: no change of the task's assignees"
+            assert changes[0][0] == sorted([editor, viewer]), f"round {round_}: {changes}"
+            for before, after in itertools.pairwise(changes):
+                assert after[0] == before[1], f"round {round_}: {changes}"
+            assert changes[-1][1] == await assignees_of(engine, task["id"])
+            assert viewer not in changes[-1][1]
+
+
+async def feed_end(client: httpx.AsyncClient, crew: Crew) -> str:
+    """The owner's feed cursor after everything so far."""
+    cursor: str | None = None
+    while True:
+        query: dict[str, Any] = {"limit": 1000} if cursor is None else {"cursor": cursor}
+        page = await client.get(f"{V2}/changes", params=query, headers=crew.headers["owner"])
+        assert page.status_code == 200, page.text
+        cursor = page.json()["next_cursor"]
+        assert cursor is not None
+        if not page.json()["has_more"]:
+            return cursor
+
+
+async def feed_after(client: httpx.AsyncClient, crew: Crew, cursor: str) -> list[dict[str, Any]]:
+    """The owner's events after `cursor`, in feed order."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = await client.get(
+            f"{V2}/changes", params={"cursor": cursor}, headers=crew.headers["owner"]
+        )
+        assert page.status_code == 200, page.text
+        items += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if not page.json()["has_more"]:
+            return items
