@@ -254,6 +254,14 @@ def write_turn(task_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> Colu
     return _WriteTurn(task_id.expression if isinstance(task_id, InstrumentedAttribute) else task_id)
 
 
+def _this_tasks_turn() -> ColumnElement[bool]:
+    """The turn of the task `:task_id` (`write_turn`), in the WHERE clause of a statement that
+    locks it. Of the bind parameter, not the row's column: whichever plan the statement
+    gets, and in whatever order it tests its conditions, the one turn taken is that task's
+    (a scan that tested it before `id = :task_id` takes it again for each row it reads)."""
+    return write_turn(bindparam("task_id", type_=BigInteger))
+
+
 def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bool]]:
     return [
         Task.id == bindparam("task_id"),
@@ -278,7 +286,7 @@ def _lock_statement(scope: ProjectRole) -> Statement:
     row would take: rows that only reference the task (a comment) are not held up."""
     return Statement(
         select(Task.id)
-        .where(*_this_task(in_trash=False, scope=scope), caller_is_current(), write_turn(Task.id))
+        .where(*_this_task(in_trash=False, scope=scope), caller_is_current(), _this_tasks_turn())
         .with_for_update(key_share=True, of=Task)
     )
 
@@ -464,7 +472,7 @@ def _update_statement(
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
         select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
-        .where(*conditions, write_turn(Task.id))
+        .where(*conditions, _this_tasks_turn())
         .with_for_update(key_share=True, of=Task)
         .cte("before")
     )
