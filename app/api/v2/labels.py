@@ -119,7 +119,8 @@ async def update_label(
 @router.delete(
     "/{project_id}/labels/{label_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=documented(401, 404, 429, 503, role_required=True),
+    # 409: rolled back for a concurrent write of the same rows (decision 0036).
+    responses=documented(401, 404, 409, 429, 503, role_required=True),
     summary="Delete a label and take it off its tasks (editors)",
 )
 async def delete_label(

@@ -93,8 +93,9 @@ async def read_task(
 @router.patch(
     "/{task_id}",
     response_model=ProjectTaskRead,
+    # 409: rolled back for a concurrent write of the same rows (decision 0036).
     responses=documented(
-        401, 404, 412, 413, 415, 429, 503, success={200: ("ETag",)}, role_required=True
+        401, 404, 409, 412, 413, 415, 429, 503, success={200: ("ETag",)}, role_required=True
     ),
     summary="Change some fields of a task, its assignees or labels, or move it",
 )

@@ -41,7 +41,7 @@ from app.db.access import Db, Row, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
-from app.db.statements.tasks import caller_params, write_turn
+from app.db.statements.tasks import caller_params, turns_of
 from app.models.label import Label, TaskLabel
 from app.models.task import Task
 
@@ -152,12 +152,10 @@ def _carrying_tasks_to_delete() -> list[ColumnElement[bool]]:
 
 @cache
 def _tasks_turns_statement() -> Statement:
-    """The turns of the tasks that carry the label (`write_turn`), in id order: taken before
-    the deletion locks or writes anything, so a write of one of them under way is waited
-    for before the deletion takes its xid, and comes before it in the feed."""
-    return Statement(
-        select(write_turn(Task.id)).where(*_carrying_tasks_to_delete()).order_by(Task.id)
-    )
+    """The turns of the tasks that carry the label (`turns_of`): taken before the deletion
+    locks or writes anything, so a write of one of them under way is waited for before the
+    deletion takes its xid, and comes before it in the feed."""
+    return turns_of(select(Task.id).where(*_carrying_tasks_to_delete()))
 
 
 @cache
@@ -331,9 +329,8 @@ async def delete_label(
 
     Locks are taken tasks first (their turns, then their rows), then the label: the order a
     task write that labels a task takes them in (its turn and its task row, then its link's
-    foreign key on the label). A task labelled
-    between the first two statements is found by the bump, which runs once the label is
-    locked.
+    foreign key on the label). A task labelled after the tasks were found is found by the
+    bump, which runs once the label is locked.
     """
     params = caller_params(claims, in_project=project_id, label_id=label_id)
     if db.dialect.name == "postgresql":

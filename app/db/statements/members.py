@@ -43,7 +43,7 @@ from app.db.access import Db, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
-from app.db.statements.tasks import caller_params, write_turn
+from app.db.statements.tasks import caller_params, turns_of
 from app.models.project import Project, ProjectMember
 from app.models.task import Task, TaskAssignee
 from app.models.user import User
@@ -228,17 +228,16 @@ def _delete_statement() -> Statement:
 
 @cache
 def _assigned_tasks_turns_statement() -> Statement:
-    """The turns of the project's tasks `:target_id` is assigned to (`write_turn`), in id
-    order, for a caller who is a member of the project."""
-    return Statement(
-        select(write_turn(Task.id))
+    """The turns of the project's tasks `:target_id` is assigned to (`turns_of`), for a
+    caller who is a member of the project."""
+    return turns_of(
+        select(Task.id)
         .join(TaskAssignee, TaskAssignee.task_id == Task.id)
         .where(
             Task.project_id == bindparam("project_id"),
             TaskAssignee.user_id == bindparam("target_id"),
             caller_may(Task.project_id, ProjectRole.VIEWER),
         )
-        .order_by(Task.id)
     )
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Integer,
+    Select,
     bindparam,
     case,
     cast,
@@ -219,7 +220,8 @@ class _WriteTurn(ColumnElement[bool]):
 
 
 # The advisory locks' first key for the turns of task writes ("task"); the second is the
-# task id modulo 2^31 - 1 (two tasks sharing it only ever wait for each other's turn).
+# task id modulo 2^31 - 1 (past 2^31 ids, two tasks may share a turn: more waiting, and two
+# writes of several tasks, taking turns in id order, may then deadlock: a 409, decision 0036).
 _WRITE_TURN_CLASS: Final = 0x7461736B
 
 
@@ -252,6 +254,23 @@ def write_turn(task_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> Colu
     ORDER BY: PostgreSQL evaluates a volatile expression there after sorting), so that two
     such writes never wait for each other in a circle."""
     return _WriteTurn(task_id.expression if isinstance(task_id, InstrumentedAttribute) else task_id)
+
+
+# At most this many turns in one transaction. Each is an entry in PostgreSQL's shared lock
+# table (about max_locks_per_transaction × max_connections entries for all sessions): a write
+# of more tasks (a label on thousands) takes none, rather than fill it.
+TURNS_MAX: Final = 32
+
+
+def turns_of(tasks: Select[Any]) -> Statement:
+    """The turns (`write_turn`) of the tasks whose ids `tasks` selects, in id order (the
+    expression is volatile: PostgreSQL evaluates it after the ORDER BY), when there are at
+    most `TURNS_MAX` of them; none otherwise. For a write of several tasks, before it locks
+    or writes anything."""
+    found = tasks.add_columns(func.count().over().label("found")).subquery("turns_of")
+    return Statement(
+        select(write_turn(found.c.id)).where(found.c.found <= TURNS_MAX).order_by(found.c.id)
+    )
 
 
 def _this_tasks_turn() -> ColumnElement[bool]:

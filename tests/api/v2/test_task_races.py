@@ -35,8 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import labels as label_statements
+from app.db.statements.tasks import TURNS_MAX
 from app.models.event import Event
-from app.models.label import Label
+from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
 from app.models.task import Task, TaskAssignee
 from app.models.user import User
@@ -44,6 +46,7 @@ from app.schemas.user import UserCreate
 from app.services import user as user_service
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2
+from tests.api.v2.test_labels import label_url
 from tests.api.v2.test_members import member_url, members_url
 from tests.api.v2.test_tasks import TASKS, task_url
 from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD
@@ -616,3 +619,61 @@ async def feed_after(client: httpx.AsyncClient, crew: Crew, cursor: str) -> list
         cursor = page.json()["next_cursor"]
         if not page.json()["has_more"]:
             return items
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestTurnsOfManyTasks:
+    @pytest.mark.parametrize(("carrying", "turns"), [(TURNS_MAX, TURNS_MAX), (TURNS_MAX + 1, 0)])
+    async def test_a_write_of_more_tasks_than_the_bound_takes_no_turn(
+        self,
+        engine: AsyncEngine,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        carrying: int,
+        turns: int,
+    ) -> None:
+        """Each turn is an entry of PostgreSQL's shared lock table, which all sessions share
+        (about 6,400 entries by default): deleting a label on thousands of tasks would fill
+        it, and fail every session that needs a lock meanwhile. A deletion takes one turn per
+        task up to `TURNS_MAX` tasks, and none beyond; either way the label goes."""
+        label_id = crew.label_ids[0]
+        now = utcnow()
+        async with engine.begin() as connection:
+            created = await connection.scalars(
+                insert(Task)
+                .values(
+                    [
+                        {"project_id": crew.project_id, "title": f"Many {n}", "status": "todo"}
+                        | {"priority": 1, "created_at": now, "updated_at": now, "version": 1}
+                        for n in range(carrying)
+                    ]
+                )
+                .returning(Task.id)
+            )
+            await connection.execute(
+                insert(TaskLabel).values(
+                    [{"task_id": task_id, "label_id": label_id} for task_id in created]
+                )
+            )
+            token_version = await connection.scalar(
+                select(User.token_version).where(User.id == crew.ids["owner"])
+            )
+        params = {
+            "user_id": crew.ids["owner"],
+            "token_version": token_version,
+            "in_project": crew.project_id,
+            "label_id": label_id,
+        }
+        async with engine.connect() as connection, connection.begin():
+            await connection.execute(label_statements._tasks_turns_statement().statement, params)
+            held = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                )
+            )
+        assert held == turns
+        deleted = await committing_client.delete(
+            label_url(crew.project_id, label_id), headers=crew.headers["owner"]
+        )
+        assert deleted.status_code == 204, deleted.text
