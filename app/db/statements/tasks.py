@@ -46,7 +46,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import NullType
@@ -239,7 +239,7 @@ def _write_turn(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:  
     return "1 = 1"
 
 
-def write_turn(task_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> ColumnElement[bool]:
+def write_turn(task_id: ColumnElement[Any]) -> ColumnElement[bool]:
     """The turn of the task `task_id` among its writers, taken before any of them locks its
     row or writes anything (true once taken; held until the transaction ends).
 
@@ -253,7 +253,7 @@ def write_turn(task_id: ColumnElement[Any] | InstrumentedAttribute[Any]) -> Colu
     several tasks takes all their turns first, in id order (in a SELECT list, after its
     ORDER BY: PostgreSQL evaluates a volatile expression there after sorting), so that two
     such writes never wait for each other in a circle."""
-    return _WriteTurn(task_id.expression if isinstance(task_id, InstrumentedAttribute) else task_id)
+    return _WriteTurn(task_id)
 
 
 # At most this many turns in one transaction. Each is an entry in PostgreSQL's shared lock
