@@ -56,7 +56,7 @@ from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
-from app.db.statements.memberships import caller_may, caller_role, in_callers_inbox, inbox_of
+from app.db.statements.memberships import caller_role, in_callers_inbox, inbox_of
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
 from app.models.task import INSERT_COLUMNS, TASK_COLUMNS, Task, TaskAssignee, TaskRecord
@@ -190,7 +190,14 @@ def detail(row: Row) -> TaskDetail:
 
 def _in_scope(scope: Scope) -> ColumnElement[bool]:
     if isinstance(scope, ProjectRole):
-        return caller_may(Task.project_id, scope)
+        # The role in the task's project as a scalar subquery, not `caller_may`'s EXISTS:
+        # PostgreSQL turns an EXISTS into a semi-join, and when a write waited for a writer
+        # that moved the task, it re-checks the moved row against the membership row the
+        # join had found in the old project (READ COMMITTED's EvalPlanQual does not search
+        # the other tables again): a task moved meanwhile was "not found". A subquery is run
+        # again on the row as the lock finds it.
+        in_scope: ColumnElement[bool] = caller_role(Task.project_id) >= scope
+        return in_scope
     return in_callers_inbox(Task.project_id)
 
 

@@ -677,3 +677,31 @@ class TestTurnsOfManyTasks:
             label_url(crew.project_id, label_id), headers=crew.headers["owner"]
         )
         assert deleted.status_code == 204, deleted.text
+
+
+class TestMovesAmongWriters:
+    @pytest.mark.parametrize("trial", range(TRIALS))
+    async def test_a_task_moved_meanwhile_is_found(
+        self, committing_client: httpx.AsyncClient, crew: Crew, trial: int
+    ) -> None:
+        """An editor of two projects moves a task back and forth while others change its
+        title: the task is visible to each of them all along, so every write applies (200),
+        none answers that it does not exist."""
+        client = committing_client
+        editor = crew.headers["editor"]
+        other = await client.post(f"{V2}/projects", json={"name": "Other"}, headers=editor)
+        assert other.status_code == 201, other.text
+        projects = [crew.project_id, other.json()["id"]]
+        task = await new_task(client, crew, title=f"Moving {trial}")
+        bodies: list[dict[str, Any]] = [
+            {"project_id": projects[(writer // 2 + 1) % 2]}
+            if writer % 2
+            else {"title": f"Title {writer}"}
+            for writer in range(WRITERS)
+        ]
+
+        responses = await asyncio.gather(
+            *(client.patch(task_url(task["id"]), json=body, headers=editor) for body in bodies)
+        )
+
+        assert statuses(list(responses)) == {200: len(bodies)}, [r.text for r in responses]
