@@ -44,6 +44,7 @@ from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.tasks import caller_params
+from app.db.statements.turns import take_task_turns
 from app.models.comment import Comment
 from app.models.task import Task
 from app.models.user import User
@@ -283,6 +284,7 @@ async def insert_comment(
     (nothing written)."""
     params = caller_params(claims, on_task=task_id, new_body=body, now=now)
     async with db.transaction():
+        await take_task_turns(db, task_id)
         found = await db.first(_insert_statement(), params)
         if found is None:
             return None
@@ -299,6 +301,7 @@ async def update_comment(
     the caller may not change it (nothing written)."""
     params = caller_params(claims, on_task=task_id, comment_id=comment_id, new_body=body, now=now)
     async with db.transaction():
+        await take_task_turns(db, task_id)
         locked = await db.first(_locked_statement(), params)
         if locked is None:
             return None
@@ -319,6 +322,7 @@ async def delete_comment(
     when the caller may not delete it (nothing written)."""
     params = caller_params(claims, on_task=task_id, comment_id=comment_id)
     async with db.transaction():
+        await take_task_turns(db, task_id)
         found = await db.first(_delete_statement(), params)
         if found is None:
             return False

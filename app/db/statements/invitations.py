@@ -41,6 +41,7 @@ from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may
 from app.db.statements.tasks import caller_params
+from app.db.statements.turns import project_turn, take_project_turn
 from app.models.project import Invitation, Project, ProjectMember
 from app.models.user import User
 
@@ -302,6 +303,7 @@ async def invite(
     )
     created = False
     async with db.transaction():
+        await take_project_turn(db, project_id)
         found = await _invite_again(db, claims, params)
         if found is None:
             found = await db.first(_invite_statement(), params)
@@ -336,6 +338,7 @@ async def revoke(
     """Delete the project's invitation (an admin) and record it, in one transaction."""
     params = caller_params(claims, project=project_id, invitation=invitation_id)
     async with db.transaction():
+        await take_project_turn(db, project_id)
         revoked = await db.first(_revoke_statement(), params)
         if revoked is None:
             return False
@@ -362,6 +365,22 @@ def _callers_list_statement(after: bool) -> Statement:
         .order_by(Invitation.id)
         .limit(bindparam("limit", type_=Integer))
     )
+
+
+@cache
+def _project_turn_statement() -> Statement:
+    """The turn of the invitation's project (`take_project_turn`), before the
+    invitee takes it."""
+    return Statement(
+        select(project_turn(Invitation.project_id.expression)).where(
+            Invitation.id == bindparam("invitation", type_=Invitation.id.type)
+        )
+    )
+
+
+async def _take_projects_turn(db: Db, invitation_id: int) -> None:
+    if db.dialect.name == "postgresql":
+        await db.rows(_project_turn_statement(), {"invitation": invitation_id})
 
 
 @cache
@@ -409,6 +428,7 @@ async def accept(db: Db, claims: AccessClaims, invitation_id: int, *, now: datet
     """Take the unexpired invitation and make the caller a member at its role, and record
     both (call in a transaction); the project's id, or None when nothing was taken."""
     params = caller_params(claims, invitation=invitation_id, now=now)
+    await _take_projects_turn(db, invitation_id)
     taken = await db.first(_take_statement(True), params)
     if taken is None:
         return None
@@ -437,6 +457,7 @@ async def decline(db: Db, claims: AccessClaims, invitation_id: int, *, now: date
     """Delete the invitation to the caller and record it, in one transaction."""
     params = caller_params(claims, invitation=invitation_id)
     async with db.transaction():
+        await _take_projects_turn(db, invitation_id)
         declined = await db.first(_take_statement(False), params)
         if declined is None:
             return False

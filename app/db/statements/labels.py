@@ -41,7 +41,8 @@ from app.db.access import Db, Row, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
-from app.db.statements.tasks import caller_params, turns_of
+from app.db.statements.tasks import caller_params
+from app.db.statements.turns import take_project_turn, turns_of
 from app.models.label import Label, TaskLabel
 from app.models.task import Task
 
@@ -307,6 +308,7 @@ async def update_label(
         **{f"new_{field}": value for field, value in changes.items()},
     )
     async with db.transaction():
+        await take_project_turn(db, project_id)
         found = await db.first(_locked_statement(), params)
         if found is None:
             return None
@@ -335,6 +337,7 @@ async def delete_label(
     params = caller_params(claims, in_project=project_id, label_id=label_id)
     if db.dialect.name == "postgresql":
         await db.rows(_tasks_turns_statement(), params)
+    await take_project_turn(db, project_id)
     await db.rows(_lock_tasks_statement(), params)
     found = await db.first(_lock_statement(), params)
     if found is None:

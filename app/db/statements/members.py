@@ -43,7 +43,8 @@ from app.db.access import Db, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
-from app.db.statements.tasks import caller_params, turns_of
+from app.db.statements.tasks import caller_params
+from app.db.statements.turns import turns_of
 from app.models.project import Project, ProjectMember
 from app.models.task import Task, TaskAssignee
 from app.models.user import User

@@ -44,6 +44,7 @@ from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_may, caller_role
 from app.db.statements.tasks import caller_params
+from app.db.statements.turns import take_project_turn
 from app.models.project import Project, ProjectMember
 
 
@@ -328,6 +329,7 @@ async def _logged_write(
     version, its event, in one transaction; the written row, or None when it matched
     nothing (no event then)."""
     async with db.transaction():
+        await take_project_turn(db, project_id)
         before = await db.first(_locked_statement(), caller_params(claims, project_id=project_id))
         if before is None:  # not a member, or not current: the write cannot match
             return None
@@ -405,8 +407,9 @@ async def restore_project(
 
 
 async def lock(db: Db, claims: AccessClaims, project_id: int) -> bool:
-    """Lock the live project's row for a membership change (in a transaction); False when
-    the caller may not see it or is not current (nothing is locked then)."""
+    """Lock the live project's row for a membership change (in a transaction), after its
+    turn; False when the caller may not see it or is not current (nothing is locked then)."""
+    await take_project_turn(db, project_id)
     return bool(await db.rows(_lock_statement(), caller_params(claims, project_id=project_id)))
 
 

@@ -33,7 +33,6 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Integer,
-    Select,
     bindparam,
     case,
     cast,
@@ -57,6 +56,7 @@ from app.db.access import Db, Row, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import caller_role, in_callers_inbox, inbox_of
+from app.db.statements.turns import new_task_turn, task_write_turns, write_turn
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
 from app.models.task import INSERT_COLUMNS, TASK_COLUMNS, Task, TaskAssignee, TaskRecord
@@ -211,81 +211,17 @@ def _in_view(view: View) -> list[ColumnElement[bool]]:
     return [Task.deleted_at.is_not(None) if view == "trash" else Task.deleted_at.is_(None)]
 
 
-class _WriteTurn(ColumnElement[bool]):
-    """PostgreSQL: the turn of the task `column` among the writes of it (a transaction-level
-    advisory lock on its id, waited for where the expression is evaluated: in a scan, before
-    the row lock); SQLite: true (one writer at a time). See `write_turn`."""
-
-    __visit_name__ = "task_write_turn"
-    inherit_cache = True
-    type = Boolean()
-
-    _traverse_internals = [("column", InternalTraversal.dp_clauseelement)]
-
-    def __init__(self, column: ColumnElement[Any]) -> None:
-        self.column = column
-
-
-# The advisory locks' first key for the turns of task writes ("task"); the second is the
-# task id modulo 2^31 - 1 (past 2^31 ids, two tasks may share a turn: more waiting, and two
-# writes of several tasks, taking turns in id order, may then deadlock: a 409, decision 0036).
-_WRITE_TURN_CLASS: Final = 0x7461736B
-
-
-@compiles(_WriteTurn, "postgresql")
-def _write_turn_postgresql(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:
-    task_id = compiler.process(element.column, **kw)
-    # The function returns void: compared as text, so that it can stand in a WHERE clause.
-    return (
-        f"pg_advisory_xact_lock({_WRITE_TURN_CLASS}, ({task_id} % 2147483647)::integer)::text = ''"
-    )
-
-
-@compiles(_WriteTurn)
-def _write_turn(element: _WriteTurn, compiler: SQLCompiler, **kw: Any) -> str:  # noqa: ARG001
-    return "1 = 1"
-
-
-def write_turn(task_id: ColumnElement[Any]) -> ColumnElement[bool]:
-    """The turn of the task `task_id` among its writers, taken before any of them locks its
-    row or writes anything (true once taken; held until the transaction ends).
-
-    Why: the feed orders transactions by xid (docs/decisions/0030), and a write must get its
-    xid after the writer it waits for. Waiting for the row lock alone does not ensure it:
-    when several writers queue for one row, the one woken by a commit follows the row's
-    update chain under an xid it takes then, and may then wait for another waiter that got
-    there first (PostgreSQL's heap_lock_tuple), committing after a writer with a higher
-    xid. Waiting for an advisory lock takes no xid, and once it is granted the task's last
-    writer has committed: its row lock is taken at once, and the xid with it. A write of
-    several tasks takes all their turns first, in id order (in a SELECT list, after its
-    ORDER BY: PostgreSQL evaluates a volatile expression there after sorting), so that two
-    such writes never wait for each other in a circle."""
-    return _WriteTurn(task_id)
-
-
-# At most this many turns in one transaction. Each is an entry in PostgreSQL's shared lock
-# table (about max_locks_per_transaction × max_connections entries for all sessions): a write
-# of more tasks (a label on thousands) takes none, rather than fill it.
-TURNS_MAX: Final = 32
-
-
-def turns_of(tasks: Select[Any]) -> Statement:
-    """The turns (`write_turn`) of the tasks whose ids `tasks` selects, in id order (the
-    expression is volatile: PostgreSQL evaluates it after the ORDER BY), when there are at
-    most `TURNS_MAX` of them; none otherwise. For a write of several tasks, before it locks
-    or writes anything."""
-    found = tasks.add_columns(func.count().over().label("found")).subquery("turns_of")
-    return Statement(
-        select(write_turn(found.c.id)).where(found.c.found <= TURNS_MAX).order_by(found.c.id)
-    )
-
-
-def _this_tasks_turn() -> ColumnElement[bool]:
+def _this_tasks_turns(scope: Scope) -> ColumnElement[bool]:
     """The turn of the task `:task_id` (`write_turn`), in the WHERE clause of a statement that
-    locks it. Of the bind parameter, not the row's column: whichever plan the statement
-    gets, and in whatever order it tests its conditions, the one turn taken is that task's
-    (a scan that tested it before `id = :task_id` takes it again for each row it reads)."""
-    return write_turn(bindparam("task_id", type_=BigInteger))
+    locks it, then (a project's task) the shared turn of its project (`task_write_turns`; an
+    Inbox has no members to change). Of the bind parameter, not the row's column: whichever
+    plan the statement gets, and in whatever order it tests its conditions, the one task
+    turn taken is that task's (a scan that tested it before `id = :task_id` would take it
+    again for each row it reads)."""
+    task_id = bindparam("task_id", type_=BigInteger)
+    if isinstance(scope, ProjectRole):
+        return task_write_turns(task_id, Task.project_id)
+    return write_turn(task_id)
 
 
 def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bool]]:
@@ -312,7 +248,11 @@ def _lock_statement(scope: ProjectRole) -> Statement:
     row would take: rows that only reference the task (a comment) are not held up."""
     return Statement(
         select(Task.id)
-        .where(*_this_task(in_trash=False, scope=scope), caller_is_current(), _this_tasks_turn())
+        .where(
+            *_this_task(in_trash=False, scope=scope),
+            caller_is_current(),
+            _this_tasks_turns(scope),
+        )
         .with_for_update(key_share=True, of=Task)
     )
 
@@ -416,6 +356,8 @@ def _insert_into_project_statement(
         .where(*_callers_membership(_project_id(in_inbox), least), caller_is_current())
         .with_for_update(read=True, of=ProjectMember)
     )
+    if not in_inbox:
+        row = row.where(new_task_turn(bindparam("project_id", BigInteger)))
     inserted = insert(Task).from_select(list(INSERT_COLUMNS), row)
     # A new task has no links yet (and SQLAlchemy would not correlate their subqueries to
     # the row an INSERT returns).
@@ -498,7 +440,7 @@ def _update_statement(
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
         select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
-        .where(*conditions, _this_tasks_turn())
+        .where(*conditions, _this_tasks_turns(scope))
         .with_for_update(key_share=True, of=Task)
         .cte("before")
     )

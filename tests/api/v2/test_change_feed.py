@@ -356,6 +356,69 @@ class TestCommitOrder:
             chain = ["start"] + [new for _old, new in titles]
             assert [old for old, _new in titles] == chain[:-1], f"round {round_}: {titles}"
 
+    @pytest.mark.parametrize("kind", ["project", "label", "comment", "invitation"])
+    async def test_writers_of_one_thing_come_in_the_order_they_committed(
+        self, racing: httpx.AsyncClient, owner: Account, kind: str
+    ) -> None:
+        """As for a task: several writers change one project's name, label's name,
+        comment's body or invitation's role at once, round after round, and in the feed each
+        change starts from the one before (on PostgreSQL, the project's turn, or the task's
+        for its comments: app/db/statements/turns.py)."""
+        project_id = await new_project(racing, owner)
+        task = await new_task(racing, owner, project_id)
+        field = {"project": "name", "label": "name", "comment": "body", "invitation": "role"}[kind]
+        roles = ["viewer", "commenter", "editor", "admin"]
+        for round_ in range(4):
+            if kind == "project":
+                path, start = f"{V2}/projects/{project_id}", f"project {round_}"
+                await racing.patch(path, json={"name": start}, headers=owner.headers)
+            elif kind == "label":
+                start = f"label {round_}"
+                created = await racing.post(
+                    f"{V2}/projects/{project_id}/labels",
+                    json={"name": start},
+                    headers=owner.headers,
+                )
+                assert created.status_code == 201, created.text
+                path = f"{V2}/projects/{project_id}/labels/{created.json()['id']}"
+            elif kind == "comment":
+                start = f"comment {round_}"
+                created = await racing.post(
+                    f"{V2}/tasks/{task['id']}/comments", json={"body": start}, headers=owner.headers
+                )
+                assert created.status_code == 201, created.text
+                path = f"{V2}/tasks/{task['id']}/comments/{created.json()['id']}"
+            else:
+                path, start = f"{V2}/projects/{project_id}/invitations", "viewer"
+                email = f"invitee-{round_}@example.com"
+                invited = await racing.post(
+                    path, json={"email": email, "role": start}, headers=owner.headers
+                )
+                assert invited.status_code == 201, invited.text
+            _, cursor = await walk(racing, owner, limit=100)
+            if kind == "invitation":
+                # Each writer a role other than the one before it, so each changes the role.
+                sent = [{"email": email, "role": roles[1 + writer % 3]} for writer in range(6)]
+                writes = [racing.post(path, json=body, headers=owner.headers) for body in sent]
+            else:
+                writes = [
+                    racing.patch(path, json={field: f"{round_}-by-{writer}"}, headers=owner.headers)
+                    for writer in range(6)
+                ]
+            answers = await asyncio.gather(*writes)
+            assert all(answer.status_code == 200 for answer in answers), [
+                answer.text for answer in answers
+            ]
+            items, _ = await walk(racing, owner, cursor, limit=100)
+            changed = [
+                item["changes"][field]
+                for item in items
+                if item["entity"] == kind and field in item["changes"]
+            ]
+            chain = [start] + [new for _old, new in changed]
+            assert [old for old, _new in changed] == chain[:-1], f"round {round_}: {changed}"
+            assert len(changed) >= (3 if kind == "invitation" else 6)
+
     async def test_concurrent_writers_and_a_reader_see_every_write_once(
         self, racing: httpx.AsyncClient, owner: Account
     ) -> None:

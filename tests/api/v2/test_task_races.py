@@ -36,7 +36,7 @@ from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import labels as label_statements
-from app.db.statements.tasks import TURNS_MAX
+from app.db.statements.turns import TURNS_MAX
 from app.models.event import Event
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
@@ -705,3 +705,51 @@ class TestMovesAmongWriters:
         )
 
         assert statuses(list(responses)) == {200: len(bodies)}, [r.text for r in responses]
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestProjectChangesWaitForTaskWrites:
+    @pytest.mark.parametrize("change", ["demotion", "removal", "trash"])
+    async def test_a_task_write_under_way_comes_first(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew, change: str
+    ) -> None:
+        """An editor's write of a task is under way (held up here by the test's lock on the
+        task's row) when an owner demotes or removes the editor, or trashes the project: the
+        change waits for the write, and in the feed the write comes before it, so nobody
+        sees the editor write after losing the right to (a project's turn, app/db/statements/
+        turns.py). Before, the change committed at once and the write after it."""
+        client = committing_client
+        task = await new_task(client, crew, title="Under way")
+        cursor = await feed_end(client, crew)
+        owner, editor = crew.headers["owner"], crew.headers["editor"]
+        async with engine.connect() as connection:
+            transaction = await connection.begin()
+            await connection.execute(
+                select(Task.id).where(Task.id == task["id"]).with_for_update(key_share=True)
+            )
+            write = asyncio.ensure_future(
+                client.patch(task_url(task["id"]), json={"title": "Written"}, headers=editor)
+            )
+            await _until_a_request_waits_for_a_lock(engine)
+            if change == "demotion":
+                url = member_url(crew.project_id, crew.ids["editor"])
+                sent = client.patch(url, json={"role": "viewer"}, headers=owner)
+            elif change == "removal":
+                sent = client.delete(member_url(crew.project_id, crew.ids["editor"]), headers=owner)
+            else:
+                sent = client.delete(f"{V2}/projects/{crew.project_id}", headers=owner)
+            changing = asyncio.ensure_future(sent)
+            await asyncio.sleep(SETTLE_SECONDS)
+            assert not changing.done(), "the project's change did not wait for the task write"
+            await transaction.rollback()
+        written, changed = await asyncio.wait_for(asyncio.gather(write, changing), 30)
+        assert written.status_code == 200, written.text
+        assert changed.status_code in (200, 204), changed.text
+
+        items = await feed_after(client, crew, cursor)
+        assert [(item["entity"], item["action"]) for item in items] == [
+            ("task", "updated"),
+            {"demotion": ("member", "role_changed"), "removal": ("member", "removed")}.get(
+                change, ("project", "deleted")
+            ),
+        ]
