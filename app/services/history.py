@@ -10,6 +10,9 @@ and retention.
   exactly once (docs/decisions/0030). Its cursor is always given, so a client can poll from
   it; `has_more` says whether to read on at once. A cursor from before what retention has
   removed is a 410: the client may have missed events, and starts over.
+- An invitation's address is shown only to those who may read the project's invitations
+  (admins, as `GET .../invitations`): other members get its events without `email` in
+  `changes`, as their `object` is null (docs/decisions/0030).
 - A webhook's payload (section 9) is a feed item too, its entity as an admin of the event's
   project sees it now (`event_documents`: no caller; the jobs build payloads from it).
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from app.core.errors import Gone
 from app.core.pagination import (
@@ -59,6 +64,32 @@ class FeedPage:
     items: list[tuple[EventRow, EntityObject | None]]
     next_cursor: str
     has_more: bool
+
+
+# The fields of an invitation's `changes` only those who may read the project's invitations
+# see: the address invited (a person who need not be a member, nor have an account).
+_INVITEE_FIELDS = ("email",)
+
+
+async def _invitees_hidden(db: Db, params: dict[str, Any], rows: list[EventRow]) -> list[EventRow]:
+    """`rows`, the invitation events of projects where the caller's role is below the one
+    that reads invitations without the invitee's address."""
+    projects = {row.project_id for row in rows if row.entity == "invitation"}
+    if not projects:
+        return rows
+    readable = await event_objects.projects_with_role(
+        db, params, least_role(Permission.INVITATION_READ), projects
+    )
+
+    def shown(row: EventRow) -> EventRow:
+        if row.entity != "invitation" or row.project_id in readable:
+            return row
+        changes = orjson.loads(row.changes)
+        for field in _INVITEE_FIELDS:
+            changes.pop(field, None)
+        return row._replace(changes=orjson.dumps(changes).decode())
+
+    return [shown(row) for row in rows]
 
 
 def _before_id(cursor: str | None, binding: str, key: bytes) -> int | None:
@@ -110,6 +141,7 @@ async def project_activity(
     )
     if not rows:
         await explain_miss(db, caller, project_id, least_role(Permission.ACTIVITY_READ))
+    rows = await _invitees_hidden(db, caller_params(caller), rows)
     return _page(rows, limit, binding, key)
 
 
@@ -149,7 +181,7 @@ async def changes(
     if not rows and not await task_statements.caller_is_still_current(db, caller):
         raise token_revoked()
     has_more = len(rows) > limit
-    rows = rows[:limit]
+    rows = await _invitees_hidden(db, params, rows[:limit])
     reached = Position(rows[-1].xid, rows[-1].id) if has_more else max(upto, after)
     wanted: dict[str, set[tuple[int, int]]] = {}
     for row in rows:

@@ -94,6 +94,26 @@ def _readable(project_id: Any, permission: Permission, caller: bool) -> list[Col
 
 
 @cache
+def _projects_with_role_statement(least: ProjectRole) -> Statement:
+    return Statement(
+        select(ProjectMember.project_id).where(
+            _AnyOf(ProjectMember.project_id, "ids"),
+            ProjectMember.user_id == bindparam("user_id"),
+            ProjectMember.role >= least,
+        )
+    )
+
+
+async def projects_with_role(
+    db: Db, params: dict[str, Any], least: ProjectRole, project_ids: Collection[int]
+) -> set[int]:
+    """Which of `project_ids` the caller is a member of at `least` or above (the project live
+    or in the trash: what their role let them read when the events were written)."""
+    values = {**params, "ids": _ids(db, project_ids)}
+    return {row[0] for row in await db.rows(_projects_with_role_statement(least), values)}
+
+
+@cache
 def _tasks_statement(caller: bool) -> Statement:
     return Statement(
         select(*DETAIL_COLUMNS).where(

@@ -296,6 +296,42 @@ class TestRefused:
         assert task_events(items) == [("created", later["id"])]
 
 
+class TestInviteesAddress:
+    async def test_a_viewer_gets_invitation_events_without_the_address(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        """The feed of a member who may not list the project's invitations carries their
+        events (a copy of the project stays complete) without the address invited."""
+        project_id = await new_project(racing, owner)
+        viewer = await register(racing, "viewer")
+        joined = await racing.post(
+            f"{V2}/projects/{project_id}/invitations",
+            json={"email": viewer.email, "role": "viewer"},
+            headers=owner.headers,
+        )
+        assert joined.status_code == 201, joined.text
+        accepted = await racing.post(
+            f"{V2}/invitations/{joined.json()['id']}/accept", headers=viewer.headers
+        )
+        assert accepted.status_code == 200, accepted.text
+        _, cursor = await walk(racing, viewer)
+        _, owners_cursor = await walk(racing, owner)
+        invited = await racing.post(
+            f"{V2}/projects/{project_id}/invitations",
+            json={"email": "someone@example.com", "role": "editor"},
+            headers=owner.headers,
+        )
+        assert invited.status_code == 201, invited.text
+
+        seen, _ = await walk(racing, viewer, cursor)
+        assert [(item["entity"], item["action"]) for item in seen] == [("invitation", "created")]
+        assert seen[0]["changes"]["role"] == [None, "editor"]
+        assert "email" not in seen[0]["changes"]
+        assert seen[0]["object"] is None
+        owners, _ = await walk(racing, owner, owners_cursor)
+        assert [item["changes"]["email"] for item in owners] == [[None, "someone@example.com"]]
+
+
 class TestCommitOrder:
     async def test_a_transaction_committed_after_a_read_comes_on_the_next_read(
         self, racing: httpx.AsyncClient, owner: Account, engine: AsyncEngine, backend: str

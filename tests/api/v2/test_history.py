@@ -288,3 +288,38 @@ def _viewer() -> Any:
     from app.core.roles import ProjectRole
 
     return ProjectRole.VIEWER
+
+
+class TestInviteesAddress:
+    async def test_only_those_who_may_read_invitations_see_it(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        """A project's activity shows an invitation's events to every member, but its
+        address only to those who may list the project's invitations (admins): the invited
+        person need not be a member, nor have an account."""
+        invited = await client.post(
+            f"{V2}/projects/{team.project_id}/invitations",
+            json={"email": "someone@example.com", "role": "editor"},
+            headers=team.headers["admin"],
+        )
+        assert invited.status_code == 201, invited.text
+        path = f"/projects/{team.project_id}"
+
+        for who, sees_address in (
+            ("owner", True),
+            ("admin", True),
+            ("editor", False),
+            ("viewer", False),
+        ):
+            response = await client.get(f"{V2}{path}/activity", headers=team.headers[who])
+            assert response.status_code == 200, response.text
+            created = next(
+                item for item in response.json()["items"] if item["entity"] == "invitation"
+            )
+            assert created["action"] == "created"
+            assert created["changes"]["role"] == [None, "editor"], who
+            if sees_address:
+                assert created["changes"]["email"] == [None, "someone@example.com"]
+            else:
+                assert "email" not in created["changes"], who
+                assert "someone@example.com" not in response.text, who
