@@ -28,7 +28,7 @@ from app.db.access import Db
 from app.db.base import utcnow
 from app.services import history
 from tests.api.v2.conftest import V2
-from tests.api.v2.test_project_races import Account, racing, register
+from tests.api.v2.test_project_races import Account, join, racing, register
 from tests.support import assert_problem
 
 __all__ = ["racing"]  # a fixture these tests use
@@ -230,16 +230,7 @@ class TestMembership:
         member = await register(racing, "member")
         project_id = await new_project(racing, owner)
         _, cursor = await walk(racing, member)
-        invited = await racing.post(
-            f"{V2}/projects/{project_id}/invitations",
-            json={"email": member.email, "role": "editor"},
-            headers=owner.headers,
-        )
-        assert invited.status_code == 201, invited.text
-        accepted = await racing.post(
-            f"{V2}/invitations/{invited.json()['id']}/accept", headers=member.headers
-        )
-        assert accepted.status_code == 200, accepted.text
+        await join(racing, owner, project_id, member, "editor")
         items, cursor = await walk(racing, member, cursor)
         joined = [item for item in items if item["entity"] == "member"]
         assert [(item["action"], item["entity_id"]) for item in joined] == [("joined", member.id)]
@@ -304,16 +295,7 @@ class TestInviteesAddress:
         events (a copy of the project stays complete) without the address invited."""
         project_id = await new_project(racing, owner)
         viewer = await register(racing, "viewer")
-        joined = await racing.post(
-            f"{V2}/projects/{project_id}/invitations",
-            json={"email": viewer.email, "role": "viewer"},
-            headers=owner.headers,
-        )
-        assert joined.status_code == 201, joined.text
-        accepted = await racing.post(
-            f"{V2}/invitations/{joined.json()['id']}/accept", headers=viewer.headers
-        )
-        assert accepted.status_code == 200, accepted.text
+        await join(racing, owner, project_id, viewer, "viewer")
         _, cursor = await walk(racing, viewer)
         _, owners_cursor = await walk(racing, owner)
         invited = await racing.post(

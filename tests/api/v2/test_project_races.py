@@ -67,22 +67,29 @@ async def racing(
             await conn.execute(text("DELETE FROM projects WHERE inbox_user_id IS NULL"))
 
 
+async def join(
+    client: httpx.AsyncClient, admin: Account, project_id: int, member: Account, role: str
+) -> None:
+    """`member` joins the project at `role`, invited by `admin`."""
+    invited = await client.post(
+        f"{V2}/projects/{project_id}/invitations",
+        json={"email": member.email, "role": role},
+        headers=admin.headers,
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = await client.post(
+        f"{V2}/invitations/{invited.json()['id']}/accept", headers=member.headers
+    )
+    assert accepted.status_code == 200, accepted.text
+
+
 async def shared_project(client: httpx.AsyncClient, owner: Account, *others: Account) -> int:
     """A project of `owner` with `others` as owners too, joined by invitation."""
     created = await client.post(f"{V2}/projects", json={"name": "Race"}, headers=owner.headers)
     assert created.status_code == 201, created.text
     project_id: int = created.json()["id"]
     for other in others:
-        invited = await client.post(
-            f"{V2}/projects/{project_id}/invitations",
-            json={"email": other.email, "role": "owner"},
-            headers=owner.headers,
-        )
-        assert invited.status_code == 201, invited.text
-        accepted = await client.post(
-            f"{V2}/invitations/{invited.json()['id']}/accept", headers=other.headers
-        )
-        assert accepted.status_code == 200, accepted.text
+        await join(client, owner, project_id, other, "owner")
     return project_id
 
 
