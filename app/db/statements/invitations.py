@@ -369,18 +369,16 @@ def _callers_list_statement(after: bool) -> Statement:
 
 @cache
 def _project_turn_statement() -> Statement:
-    """The turn of the invitation's project (`take_project_turn`), before the
-    invitee takes it."""
+    """The turn of the project of an invitation to the caller (`take_project_turn`), before
+    they take it: nobody else can make a project's writes wait by naming its invitations."""
     return Statement(
-        select(project_turn(Invitation.project_id.expression)).where(
-            Invitation.id == bindparam("invitation", type_=Invitation.id.type)
-        )
+        select(project_turn(Invitation.project_id.expression)).where(*_to_the_caller())
     )
 
 
-async def _take_projects_turn(db: Db, invitation_id: int) -> None:
+async def _take_projects_turn(db: Db, params: dict[str, Any]) -> None:
     if db.dialect.name == "postgresql":
-        await db.rows(_project_turn_statement(), {"invitation": invitation_id})
+        await db.rows(_project_turn_statement(), params)
 
 
 @cache
@@ -428,7 +426,7 @@ async def accept(db: Db, claims: AccessClaims, invitation_id: int, *, now: datet
     """Take the unexpired invitation and make the caller a member at its role, and record
     both (call in a transaction); the project's id, or None when nothing was taken."""
     params = caller_params(claims, invitation=invitation_id, now=now)
-    await _take_projects_turn(db, invitation_id)
+    await _take_projects_turn(db, params)
     taken = await db.first(_take_statement(True), params)
     if taken is None:
         return None
@@ -457,7 +455,7 @@ async def decline(db: Db, claims: AccessClaims, invitation_id: int, *, now: date
     """Delete the invitation to the caller and record it, in one transaction."""
     params = caller_params(claims, invitation=invitation_id)
     async with db.transaction():
-        await _take_projects_turn(db, invitation_id)
+        await _take_projects_turn(db, params)
         declined = await db.first(_take_statement(False), params)
         if declined is None:
             return False

@@ -211,6 +211,11 @@ def _in_view(view: View) -> list[ColumnElement[bool]]:
     return [Task.deleted_at.is_not(None) if view == "trash" else Task.deleted_at.is_(None)]
 
 
+# The task read for its project's turn, under a name of its own so that it never correlates to
+# the statement's own `tasks`.
+_TurnsTask = aliased(Task, name="turns_task")
+
+
 def _this_tasks_turns(scope: Scope) -> ColumnElement[bool]:
     """The turn of the task `:task_id` (`write_turn`), in the WHERE clause of a statement that
     locks it, then (a project's task) the shared turn of its project (`task_write_turns`; an
@@ -220,7 +225,13 @@ def _this_tasks_turns(scope: Scope) -> ColumnElement[bool]:
     again for each row it reads)."""
     task_id = bindparam("task_id", type_=BigInteger)
     if isinstance(scope, ProjectRole):
-        return task_write_turns(task_id, Task.project_id)
+        # The project read by an uncorrelated subquery, not the row's column: PostgreSQL runs
+        # it once, when the turn asks for it. A column would be read again when the row lock
+        # finds the task moved by the writer this one waited for, and the new project's turn
+        # then waited for with the row locked: a deadlock with a removal or label deletion of
+        # that project waiting for the row.
+        project_id = select(_TurnsTask.project_id).where(_TurnsTask.id == task_id)
+        return task_write_turns(task_id, project_id.scalar_subquery())
     return write_turn(task_id)
 
 

@@ -133,9 +133,14 @@ def _project_turn_statement() -> Statement:
 
 
 @cache
-def _task_turns_statement() -> Statement:
+def _task_turn_statement() -> Statement:
+    return Statement(select(write_turn(bindparam("task_id", type_=BigInteger))))
+
+
+@cache
+def _task_project_turn_statement() -> Statement:
     task_id = bindparam("task_id", type_=BigInteger)
-    return Statement(select(task_write_turns(task_id, Task.project_id)).where(Task.id == task_id))
+    return Statement(select(new_task_turn(Task.project_id)).where(Task.id == task_id))
 
 
 async def take_project_turn(db: Db, project_id: int) -> None:
@@ -147,6 +152,9 @@ async def take_project_turn(db: Db, project_id: int) -> None:
 
 async def take_task_turns(db: Db, task_id: int) -> None:
     """Wait for the task's turn, then its project's shared one (`task_write_turns`), as the
-    first statement of a write of its comments (on PostgreSQL; SQLite needs none)."""
+    first statements of a write of its comments (on PostgreSQL; SQLite needs none). Two
+    statements: the second reads the task's project after the turn, as the writer it may
+    have waited for (a move) left it."""
     if db.dialect.name == "postgresql":
-        await db.rows(_task_turns_statement(), {"task_id": task_id})
+        await db.rows(_task_turn_statement(), {"task_id": task_id})
+        await db.rows(_task_project_turn_statement(), {"task_id": task_id})

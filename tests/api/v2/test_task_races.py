@@ -36,7 +36,7 @@ from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import labels as label_statements
-from app.db.statements.turns import TURNS_MAX
+from app.db.statements.turns import TURNS_MAX, TurnOf
 from app.models.event import Event
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
@@ -753,3 +753,44 @@ class TestProjectChangesWaitForTaskWrites:
                 change, ("project", "deleted")
             ),
         ]
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAWriteBehindAMove:
+    async def test_does_not_wait_for_the_new_projects_turn_with_the_row_locked(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """A write of a task waits for its turn behind a move of the task to another project;
+        meanwhile a change of that project (here the test's transaction, as a label's deletion
+        would) holds the project's turn and then writes the task. The write takes the shared
+        turn of the project it read before the move, never the new one's once it holds the
+        row: both go through (before, they waited for each other: a deadlock, one refused)."""
+        client = committing_client
+        editor = crew.headers["editor"]
+        other = await client.post(f"{V2}/projects", json={"name": "Other"}, headers=editor)
+        assert other.status_code == 201, other.text
+        target = other.json()["id"]
+        task = await new_task(client, crew, title="Moved meanwhile")
+        turn = "SELECT pg_advisory_xact_lock(:kind, :id)"
+        async with engine.connect() as mover, engine.connect() as changer:
+            moving = await mover.begin()
+            await mover.execute(text(turn), {"kind": TurnOf.TASK, "id": task["id"]})
+            await mover.execute(
+                update(Task)
+                .where(Task.id == task["id"])
+                .values(project_id=target, version=Task.version + 1)
+            )
+            write = asyncio.ensure_future(
+                client.patch(task_url(task["id"]), json={"title": "Written"}, headers=editor)
+            )
+            await _until_a_request_waits_for_a_lock(engine)
+            changing = await changer.begin()
+            await changer.execute(text(turn), {"kind": TurnOf.PROJECT, "id": target})
+            await moving.commit()
+            written = await asyncio.wait_for(write, 30)
+            await changer.execute(
+                update(Task).where(Task.id == task["id"]).values(version=Task.version + 1)
+            )
+            await changing.rollback()
+        assert written.status_code == 200, written.text
+        assert written.json()["project_id"] == target
