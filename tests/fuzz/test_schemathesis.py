@@ -14,7 +14,7 @@ is skipped, loudly, except with CI=true, where that is a failure (as for every o
 
 Deterministic as far as Schemathesis allows: a fixed seed for every operation and stateful
 suite, and no example database (the stateful phase still draws some of its choices between
-links from true randomness). The run is sized for `make test` (about 40 s on two idle
+links from true randomness). The run is sized for `make test` (about 3 minutes on two idle
 cores); `make fuzz` runs it longer through the environment:
 
     FUZZ_MAX_EXAMPLES           examples per operation in the fuzzing phase (default 100)

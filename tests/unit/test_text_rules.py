@@ -16,6 +16,7 @@ from app.schemas.common import (
     LINE_PATTERN,
     TEXT_PATTERN,
     VISIBLE_LINE_PATTERN,
+    VISIBLE_TEXT_PATTERN,
     reject_controls_in_line,
     reject_controls_in_text,
     require_visible,
@@ -187,6 +188,14 @@ def _title_rule(value: str) -> None:
     TITLE.validate_python(value)
 
 
+def _visible_line_rule(value: str) -> str:
+    return require_visible(reject_controls_in_line(value))
+
+
+def _visible_text_rule(value: str) -> str:
+    return require_visible(reject_controls_in_text(value))
+
+
 class TestPatternsAgreeWithValidators:
     """OpenAPI documents what the validators enforce (schemathesis fuzzes against it): each
     pattern matches a value exactly when the validator accepts it, for every character."""
@@ -196,18 +205,19 @@ class TestPatternsAgreeWithValidators:
         [
             (LINE_PATTERN, reject_controls_in_line, "a{}b"),
             (TEXT_PATTERN, reject_controls_in_text, "a{}b"),
-            (
-                VISIBLE_LINE_PATTERN,
-                lambda value: require_visible(reject_controls_in_line(value)),
-                "{}",
-            ),
-            (
-                VISIBLE_LINE_PATTERN,
-                lambda value: require_visible(reject_controls_in_line(value)),
-                " {}\u200b",
-            ),
+            (VISIBLE_LINE_PATTERN, _visible_line_rule, "{}"),
+            (VISIBLE_LINE_PATTERN, _visible_line_rule, " {}\u200b"),
+            (VISIBLE_TEXT_PATTERN, _visible_text_rule, "{}"),
+            (VISIBLE_TEXT_PATTERN, _visible_text_rule, "\n {}\u200b\t"),
         ],
-        ids=["line", "text", "visible-line", "visible-line-among-invisible"],
+        ids=[
+            "line",
+            "text",
+            "visible-line",
+            "visible-line-among-invisible",
+            "visible-text",
+            "visible-text-among-invisible",
+        ],
     )
     def test_every_character(
         self, pattern: str, rule: Callable[[str], object], template: str
