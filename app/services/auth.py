@@ -42,6 +42,7 @@ from app.core.security import (
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements.callers import token_is_current
+from app.db.statements.turns import take_family_turn
 from app.db.statements.users import lock_account
 from app.models.refresh_token import RefreshToken
 from app.models.user import User
@@ -260,22 +261,39 @@ async def revoke_all_refresh_tokens(db: Db, user_id: int) -> None:
     )
 
 
-async def refresh(db: Db, token: str, settings: Settings) -> IssuedTokens:
-    """Spend a refresh token and issue the next pair of its family.
+async def _hold_family(db: Db, token: str) -> User | None:
+    """The locks every write of a refresh token's family takes first, in this order, and
+    the token's owner as locked (None: gone); a 401 for a token never issued.
 
-    The owner's row is read FOR SHARE first (PostgreSQL; SQLite transactions are already
-    serial): a password change or deactivation updates that row before revoking tokens, so
-    it either waits for this rotation to commit and then revokes the new token too, or has
-    committed and this rotation finds the token revoked. Never a token that outlives it.
+    - The owner's row FOR SHARE (PostgreSQL; SQLite transactions are already serial): a
+      password change or deactivation updates that row before revoking tokens, so it either
+      waits for this write to commit and then revokes what it issued too, or has committed
+      and this write finds the token revoked. Never a token that outlives it.
+    - The family's turn: its rotations, replays and logouts one at a time, each seeing what
+      the one before committed. Without it a replay that waited for a rotation revoked the
+      family as it was before (the token the rotation issued stayed live), and two replays
+      revoking the family together, each locking its rows in its own scan's order, could
+      deadlock (a 409 where the client is owed a 401).
     """
-    owner_id = await db.session.scalar(
-        select(RefreshToken.user_id).where(RefreshToken.token_hash == hash_refresh_token(token))
-    )
-    if owner_id is None:
+    found = (
+        await db.session.execute(
+            select(RefreshToken.user_id, RefreshToken.family_id).where(
+                RefreshToken.token_hash == hash_refresh_token(token)
+            )
+        )
+    ).one_or_none()
+    if found is None:
         raise InvalidRefreshToken()
-    user = await db.session.scalar(
-        select(User).where(User.id == owner_id).with_for_update(read=True)
+    owner = await db.session.scalar(
+        select(User).where(User.id == found.user_id).with_for_update(read=True)
     )
+    await take_family_turn(db, found.family_id)
+    return owner
+
+
+async def refresh(db: Db, token: str, settings: Settings) -> IssuedTokens:
+    """Spend a refresh token and issue the next pair of its family (`_hold_family` first)."""
+    user = await _hold_family(db, token)
     spent = await _spend_refresh_token(db, token)
     if user is None or not user.is_active:
         await revoke_family(db, spent.family_id)
@@ -284,7 +302,9 @@ async def refresh(db: Db, token: str, settings: Settings) -> IssuedTokens:
 
 
 async def logout(db: Db, token: str) -> None:
-    """End the login the refresh token belongs to: spend it and revoke its family."""
+    """End the login the refresh token belongs to: spend it and revoke its family
+    (`_hold_family` first)."""
+    await _hold_family(db, token)
     spent = await _spend_refresh_token(db, token)
     await revoke_family(db, spent.family_id)
 

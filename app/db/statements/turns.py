@@ -18,11 +18,16 @@ the task writes under way and comes after them. A transaction that takes both ki
 the tasks' turns first, in id order, then the project's, so that no two transactions wait
 for each other's turns in a circle. On SQLite one writer at a time commits in order: a turn
 is true there and nothing is taken.
+
+A third kind has nothing to do with the feed: a refresh-token family's (`take_family_turn`).
+Its rotations, replays and logouts come one at a time, each seeing what the one before it
+committed (app/services/auth.py).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 from functools import cache
 from typing import Any, Final
 
@@ -43,6 +48,7 @@ class TurnOf(enum.IntEnum):
 
     TASK = 0x7461736B  # "task"
     PROJECT = 0x70726F6A  # "proj"
+    TOKEN_FAMILY = 0x746F6B6E  # "tokn"; the id, a digest of the family's id
 
 
 class _Turns(ColumnElement[bool]):
@@ -128,6 +134,12 @@ def turns_of(tasks: Select[Any]) -> Statement:
 
 
 @cache
+def _family_turn_statement() -> Statement:
+    family = bindparam("family", type_=BigInteger)
+    return Statement(select(_Turns((TurnOf.TOKEN_FAMILY, False, family))))
+
+
+@cache
 def _project_turn_statement() -> Statement:
     return Statement(select(project_turn(bindparam("project_id", type_=BigInteger))))
 
@@ -158,3 +170,11 @@ async def take_task_turns(db: Db, task_id: int) -> None:
     if db.dialect.name == "postgresql":
         await db.rows(_task_turn_statement(), {"task_id": task_id})
         await db.rows(_task_project_turn_statement(), {"task_id": task_id})
+
+
+async def take_family_turn(db: Db, family_id: str) -> None:
+    """Wait for the turn of the refresh-token family `family_id` (PostgreSQL; SQLite needs
+    none), before the write of its tokens locks or reads anything more of it."""
+    if db.dialect.name == "postgresql":
+        digest = hashlib.blake2b(family_id.encode(), digest_size=7).digest()
+        await db.rows(_family_turn_statement(), {"family": int.from_bytes(digest, "big")})

@@ -404,6 +404,38 @@ class TestConcurrentUse:
         assert_refresh_rejected(await refresh(committing_client, r1))
         assert len(await live_tokens(engine, email)) <= 1
 
+    async def test_replays_of_one_token_are_401s_round_after_round(
+        self, committing_client: httpx.AsyncClient
+    ) -> None:
+        """The same token sent five times at once, over and over: one 200, the rest 401s,
+        every round. The replays revoke the family together; they once did it each in the
+        order of its own scan of the family's rows, and deadlocked (a 409)."""
+        for _ in range(12):
+            _, pair = await register_and_login(committing_client)
+            responses = await asyncio.gather(
+                *(refresh(committing_client, pair["refresh_token"]) for _ in range(5))
+            )
+            assert sorted(r.status_code for r in responses) == [200, 401, 401, 401, 401]
+
+    async def test_a_replay_racing_a_rotation_leaves_nothing_alive(
+        self, committing_client: httpx.AsyncClient, engine: AsyncEngine
+    ) -> None:
+        """An old token of the family comes back while the current one is being rotated:
+        the replay is a 401 and revokes the family, and whichever came first, no token of
+        the family works afterwards, including one the rotation issued (a replay that
+        waited for the rotation once revoked the family as it was before it)."""
+        for _ in range(30):
+            email, pair = await register_and_login(committing_client)
+            r1 = pair["refresh_token"]
+            r2 = (await rotate(committing_client, r1))["refresh_token"]
+            rotated, *replayed = await asyncio.gather(
+                refresh(committing_client, r2), *(refresh(committing_client, r1) for _ in range(3))
+            )
+            assert rotated.status_code in {200, 401}, rotated.text
+            for response in replayed:
+                assert_refresh_rejected(response)
+            assert await live_tokens(engine, email) == []
+
     async def test_refresh_racing_logout_leaves_nothing_alive(
         self, committing_client: httpx.AsyncClient, engine: AsyncEngine
     ) -> None:
