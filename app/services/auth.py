@@ -238,7 +238,9 @@ async def _spend_refresh_token(db: Db, token: str) -> RefreshToken:
     if spent is not None:
         return spent
     known = await db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest))
-    if known is not None and known.used_at is not None:
+    if known is not None and known.used_at is not None and known.family_expires_at > now:
+        # A family past its lifetime has nothing live left to revoke; its rows are the
+        # cleanup job's to delete (which takes no turn: it must not meet a revocation).
         await revoke_family(db, known.family_id)
         log.warning("refresh_token_reused", user_id=known.user_id, family_id=known.family_id)
         raise RefreshTokenReused()
@@ -265,15 +267,17 @@ async def _hold_family(db: Db, token: str) -> User | None:
     """The locks every write of a refresh token's family takes first, in this order, and
     the token's owner as locked (None: gone); a 401 for a token never issued.
 
-    - The owner's row FOR SHARE (PostgreSQL; SQLite transactions are already serial): a
-      password change or deactivation updates that row before revoking tokens, so it either
-      waits for this write to commit and then revokes what it issued too, or has committed
-      and this write finds the token revoked. Never a token that outlives it.
-    - The family's turn: its rotations, replays and logouts one at a time, each seeing what
-      the one before committed. Without it a replay that waited for a rotation revoked the
-      family as it was before (the token the rotation issued stayed live), and two replays
-      revoking the family together, each locking its rows in its own scan's order, could
-      deadlock (a 409 where the client is owed a 401).
+    - The family's turn (PostgreSQL; SQLite transactions are already serial): its
+      rotations, replays and logouts one at a time, each seeing what the one before
+      committed. Without it a replay that waited for a rotation revoked the family as it
+      was before (the token the rotation issued stayed live), and two replays revoking the
+      family together, each locking its rows in its own scan's order, could deadlock (a 409
+      where the client is owed a 401). Taken before any row lock, so a password change
+      (which takes no turn) never waits for a queue of the family's writers.
+    - The owner's row FOR SHARE: a password change or deactivation updates that row before
+      revoking tokens, so it either waits for this write to commit and then revokes what it
+      issued too, or has committed and this write finds the token revoked. Never a token
+      that outlives it.
     """
     found = (
         await db.session.execute(
@@ -284,11 +288,10 @@ async def _hold_family(db: Db, token: str) -> User | None:
     ).one_or_none()
     if found is None:
         raise InvalidRefreshToken()
-    owner = await db.session.scalar(
+    await take_family_turn(db, found.family_id)
+    return await db.session.scalar(
         select(User).where(User.id == found.user_id).with_for_update(read=True)
     )
-    await take_family_turn(db, found.family_id)
-    return owner
 
 
 async def refresh(db: Db, token: str, settings: Settings) -> IssuedTokens:

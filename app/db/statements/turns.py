@@ -9,19 +9,20 @@ write first waits for its *turn*, a transaction-level advisory lock: waiting for
 xid, and once it is granted the thing's last writer has committed, so the row locks (and the
 xid with them) are taken at once.
 
-Two kinds of turn. A task's: its writes (`task_write_turns` in the statement itself on the
-hot task routes) and its comments' (`take_task_turns`). A project's: the writes of the
-project, its members, invitations and labels take it (`take_project_turn`), and so come in
-the feed in the order they committed; every write of a task of the project takes it shared,
-after the task's (`task_write_turns`, `new_task_turn`), so a change of the project waits for
-the task writes under way and comes after them. A transaction that takes both kinds takes
-the tasks' turns first, in id order, then the project's, so that no two transactions wait
-for each other's turns in a circle. On SQLite one writer at a time commits in order: a turn
-is true there and nothing is taken.
+Two kinds of turn order the feed. A task's: its writes (`task_write_turns` in the statement
+itself on the hot task routes) and its comments' (`take_task_turns`). A project's: the
+writes of the project, its members, invitations and labels take it (`take_project_turn`),
+and so come in the feed in the order they committed; every write of a task of the project
+takes it shared, after the task's (`task_write_turns`, `new_task_turn`), so a change of the
+project waits for the task writes under way and comes after them. A transaction that takes
+both kinds takes the tasks' turns first, in id order, then the project's, so that no two
+transactions wait for each other's turns in a circle. On SQLite one writer at a time commits
+in order: a turn is true there and nothing is taken.
 
 A third kind has nothing to do with the feed: a refresh-token family's (`take_family_turn`).
 Its rotations, replays and logouts come one at a time, each seeing what the one before it
-committed (app/services/auth.py).
+committed (app/services/auth.py, decision 0011). It too is taken before any row lock, and a
+transaction takes one family's turn at most.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class TurnOf(enum.IntEnum):
     """Whose turn: the advisory lock's first key (the kind's name in ASCII); the second is the
     id modulo 2^31 - 1 (past 2^31 ids, two things may share a turn: more waiting, and two
     writes of several tasks, taking turns in id order, may then deadlock: a 409, decision
-    0036)."""
+    0036). A token family's id is a digest, so two families share a turn by chance at any
+    scale (even odds among some 55,000 live ones): they only wait for each other."""
 
     TASK = 0x7461736B  # "task"
     PROJECT = 0x70726F6A  # "proj"
