@@ -289,9 +289,7 @@ async def _hold_family(db: Db, token: str) -> User | None:
     if found is None:
         raise InvalidRefreshToken()
     await take_family_turn(db, found.family_id)
-    return await db.session.scalar(
-        select(User).where(User.id == found.user_id).with_for_update(read=True)
-    )
+    return await lock_account(db, found.user_id, for_write=False)
 
 
 async def refresh(db: Db, token: str, settings: Settings) -> IssuedTokens:
