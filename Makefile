@@ -27,12 +27,17 @@ migrate: install
 run: install
 	@BIN=$(BIN) HOST=$(HOST) PORT=$(PORT) CLIENT_PORT=$(CLIENT_PORT) scripts/run-local.sh
 
+# pytest in TEST_WORKERS processes (pytest-xdist; 0 runs it in this one). Each process makes
+# its own databases; more than two share PostgreSQL's 100 connections with the race and
+# server tests (docs/decisions/0037).
+TEST_WORKERS ?= 2
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy client
-	$(BIN)/python -m pytest -m "not isolated_network" --durations=25
+	$(BIN)/python -m pytest -m "not isolated_network" -n $(TEST_WORKERS) --dist worksteal --durations=25
 	scripts/run-isolated-tests.sh $(BIN)/python
 
 # The service on several hosts made on this machine (network namespaces, root only): a load

@@ -49,19 +49,33 @@ DEFAULT_PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_PASSWORD = "correct horse battery staple"
 BCRYPT_TEST_ROUNDS = 4
 
-_skipped_postgres: list[str] = []
+POSTGRES_UNREACHABLE = "PostgreSQL unreachable"
 
 
 def running_in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def _postgres_skip_reasons(terminalreporter: Any) -> list[str]:
+    """Why tests were skipped for want of PostgreSQL, read from the skip reports: under
+    pytest-xdist the skips happen in worker processes and only their reports reach this one."""
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        if POSTGRES_UNREACHABLE in str(reason):
+            reasons.append(str(reason))
+    return reasons
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _skipped_postgres:
+    reasons = _postgres_skip_reasons(terminalreporter)
+    if reasons:
         terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
         terminalreporter.write_line(
-            f"PostgreSQL was not reachable ({_skipped_postgres[0]}); only SQLite was tested. "
-            "Set TEST_DATABASE_URL or start PostgreSQL on 127.0.0.1:5432 to run both.",
+            f"{len(reasons)} tests did not run: {reasons[0].removeprefix('Skipped: ')}; only "
+            "SQLite was tested. Set TEST_DATABASE_URL or start PostgreSQL on 127.0.0.1:5432 "
+            "to run both.",
             red=True,
         )
 
@@ -108,8 +122,7 @@ async def create_database(backend: str, tmp_dir: Path) -> str:
         reason = f"{type(exc).__name__} at {make_url(postgres_server_url()).host}"
         if running_in_ci():
             pytest.fail(f"CI=true but PostgreSQL is unreachable: {reason}", pytrace=False)
-        _skipped_postgres.append(reason)
-        pytest.skip(f"PostgreSQL unreachable ({reason})")
+        pytest.skip(f"{POSTGRES_UNREACHABLE} ({reason})")
     return make_url(postgres_server_url()).set(database=name).render_as_string(False)
 
 
