@@ -282,6 +282,9 @@ async def insert_label(
     (nothing written); an IntegrityError when the project has the name already."""
     params = caller_params(claims, in_project=project_id, new_name=name, new_color=color, now=now)
     async with db.transaction():
+        # The project's turn, as for the label's other writes: a removal, demotion or trash
+        # under way commits first, and the insert (its own statement) then sees it.
+        await take_project_turn(db, project_id)
         found = await db.first(_insert_statement(), params)
         if found is None:
             return None

@@ -56,6 +56,22 @@ def caller_role(project_id: Any) -> ScalarSelect[int]:
     )
 
 
+def caller_role_now(project_id: Any) -> ScalarSelect[int]:
+    """`caller_role` for a write that may have waited for its turn in the same statement
+    (PostgreSQL): the membership and project rows are read `FOR SHARE`, and a locked read
+    finds a row as its last writer committed it, where a plain one would see the statement's
+    snapshot, taken before the wait. So a removal, a demotion or a trash of the project that
+    committed while the write waited is seen: the write is refused, never applied after it.
+    (A lock that only keys would take, `FOR KEY SHARE`, is granted on the old row: a demotion
+    or a trash would not be seen.) SQLite renders no lock; its writers come one at a time."""
+    return (
+        select(ProjectMember.role)
+        .where(*_membership(project_id, bindparam("user_id")))
+        .with_for_update(read=True, of=(ProjectMember, Project))
+        .scalar_subquery()
+    )
+
+
 def is_member(project_id: Any, user_id: Any) -> ColumnElement[bool]:
     """EXISTS a membership of `user_id` in `project_id` (live or not): for ids in a body."""
     return exists().where(

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Integer,
+    and_,
     bindparam,
     case,
     cast,
@@ -55,7 +56,12 @@ from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements import events
 from app.db.statements.callers import caller_is_current
-from app.db.statements.memberships import caller_role, in_callers_inbox, inbox_of
+from app.db.statements.memberships import (
+    caller_role,
+    caller_role_now,
+    in_callers_inbox,
+    inbox_of,
+)
 from app.db.statements.turns import new_task_turn, task_write_turns, write_turn
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
@@ -235,10 +241,34 @@ def _this_tasks_turns(scope: Scope) -> ColumnElement[bool]:
     return write_turn(task_id)
 
 
+def _in_scope_after_turns(scope: Scope) -> ColumnElement[bool]:
+    """The task's turns (`_this_tasks_turns`), then the scope, for a statement that writes or
+    locks the task. A project's scope is then read as whoever held the project's turn left
+    it (`caller_role_now`): the statement's snapshot was taken before it waited, and a
+    removal, demotion or trash that committed meanwhile must refuse the write, not follow
+    it. The CASE makes the order certain: the membership's rows are not locked before the
+    turn is granted (a removal holding the turn and then deleting the row would wait for
+    this statement, which waits for its turn: a deadlock)."""
+    turns = _this_tasks_turns(scope)
+    if isinstance(scope, ProjectRole):
+        in_scope: ColumnElement[bool] = case((turns, caller_role_now(Task.project_id))) >= scope
+        return in_scope
+    return and_(turns, in_callers_inbox(Task.project_id))
+
+
 def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bool]]:
     return [
         Task.id == bindparam("task_id"),
         _in_scope(scope),
+        *_in_view("trash" if in_trash else "live"),
+    ]
+
+
+def _this_task_to_write(*, in_trash: bool, scope: Scope) -> list[ColumnElement[bool]]:
+    """`_this_task`, with its turns taken first (`_in_scope_after_turns`)."""
+    return [
+        Task.id == bindparam("task_id"),
+        _in_scope_after_turns(scope),
         *_in_view("trash" if in_trash else "live"),
     ]
 
@@ -259,11 +289,7 @@ def _lock_statement(scope: ProjectRole) -> Statement:
     row would take: rows that only reference the task (a comment) are not held up."""
     return Statement(
         select(Task.id)
-        .where(
-            *_this_task(in_trash=False, scope=scope),
-            caller_is_current(),
-            _this_tasks_turns(scope),
-        )
+        .where(*_this_task_to_write(in_trash=False, scope=scope), caller_is_current())
         .with_for_update(key_share=True, of=Task)
     )
 
@@ -365,7 +391,9 @@ def _insert_into_project_statement(
         .select_from(ProjectMember)
         .join(Project, Project.id == ProjectMember.project_id)
         .where(*_callers_membership(_project_id(in_inbox), least), caller_is_current())
-        .with_for_update(read=True, of=ProjectMember)
+        # The project's row too (`caller_role_now`): a trash that committed while this
+        # insert waited for its turn is seen. An Inbox is never trashed, nor waited for.
+        .with_for_update(read=True, of=ProjectMember if in_inbox else (ProjectMember, Project))
     )
     if not in_inbox:
         row = row.where(new_task_turn(bindparam("project_id", BigInteger)))
@@ -435,7 +463,7 @@ def _update_statement(
         values["completed_at"] = case((changed, None), else_=Task.completed_at)
     values["version"] = Task.version + case((changed, 1), else_=0)
     values["updated_at"] = case((changed, now), else_=Task.updated_at)
-    conditions = [*_this_task(in_trash=in_trash, scope=scope), caller_is_current()]
+    conditions: list[ColumnElement[bool]] = [caller_is_current()]
     if expected > 0:
         conditions.append(Task.version.in_([bindparam(f"expected_{n}") for n in range(expected)]))
     returned = list(_columns(scope))
@@ -447,11 +475,14 @@ def _update_statement(
             select(seen.version).where(seen.id == Task.id).scalar_subquery().label("seen")
         )
     if not logged:
-        return Statement(update(Task).where(*conditions).values(values).returning(*returned))
+        this_task = _this_task(in_trash=in_trash, scope=scope)
+        return Statement(
+            update(Task).where(*this_task, *conditions).values(values).returning(*returned)
+        )
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
         select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
-        .where(*conditions, _this_tasks_turns(scope))
+        .where(*_this_task_to_write(in_trash=in_trash, scope=scope), *conditions)
         .with_for_update(key_share=True, of=Task)
         .cte("before")
     )

@@ -19,6 +19,12 @@ both kinds takes the tasks' turns first, in id order, then the project's, so tha
 transactions wait for each other's turns in a circle. On SQLite one writer at a time commits
 in order: a turn is true there and nothing is taken.
 
+A turn taken inside a statement is waited for after that statement's snapshot was taken
+(READ COMMITTED takes it when the statement starts): what the writer it waited for changed
+is seen only by a locked read, which finds a row as its last writer left it. So a task write
+checks the caller's membership after its turns with one (`memberships.caller_role_now`);
+a turn taken by a statement of its own needs none (the next statement's snapshot is newer).
+
 A third kind has nothing to do with the feed: a refresh-token family's (`take_family_turn`).
 Its rotations, replays and logouts come one at a time, each seeing what the one before it
 committed (app/services/auth.py, decision 0011). It too is taken before any row lock, and a

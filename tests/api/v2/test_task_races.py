@@ -8,6 +8,9 @@ What a user would notice:
   rolled back instead, the task is created. PostgreSQL only: SQLite runs one writer at a
   time, so nothing can interleave there;
 - the same for an assignee removed while someone assigns them;
+- an editor's change of a task, create or label sent while the owner removes or demotes
+  them, or trashes the project (holding the project's turn): it waits, and once the change
+  commits it is refused with nothing written (PostgreSQL only, as above);
 - two writers with the same `If-Match`: one 200, one 412, whatever they change (fields,
   assignees, labels), on SQLite and PostgreSQL;
 - writers without `If-Match`, each changing the assignees: every one applied, each exactly
@@ -794,3 +797,84 @@ class TestAWriteBehindAMove:
             await changing.rollback()
         assert written.status_code == 200, written.text
         assert written.json()["project_id"] == target
+
+
+# --- a change of the project under way: a write that waited for it is refused ----------------
+
+
+def project_change(crew: Crew, change: str) -> list[Any]:
+    """A change of the project's members or of the project itself, as its writer makes it:
+    the project's turn first (app/db/statements/turns.py), then its rows."""
+    turn = text("SELECT pg_advisory_xact_lock(:kind, :id)").bindparams(
+        kind=int(TurnOf.PROJECT), id=crew.project_id
+    )
+    if change == "removal":
+        return [turn, *removal_of(crew, "editor")]
+    if change == "demotion":
+        return [turn, *demotion_of(crew, "editor")]
+    trash = update(Project).where(Project.id == crew.project_id).values(deleted_at=utcnow())
+    return [turn, trash]
+
+
+# What the editor gets once the change has committed: a project they no longer see (404, or
+# 422 on the body's `project_id`), or the 403 of a viewer.
+REFUSED = {"removal": 404, "demotion": 403, "trash": 404}
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAWriteThatWaitedForAProjectChange:
+    """An editor's write arrives while an owner's removal or demotion of the editor, or trash
+    of the project, holds the project's turn: the write waits for it, and once it commits the
+    write is refused with nothing written. Before, the write's one statement checked the
+    membership in its snapshot, taken before the wait, and went through after the change (a
+    removed editor's change in the feed after their removal)."""
+
+    @pytest.mark.parametrize("change", ["removal", "demotion", "trash"])
+    @pytest.mark.parametrize("write", ["patch", "delete", "create", "label"])
+    async def test_is_refused_once_the_change_commits(
+        self,
+        engine: AsyncEngine,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        change: str,
+        write: str,
+    ) -> None:
+        client = committing_client
+        editor = crew.headers["editor"]
+        task = await new_task(client, crew, title="Before")
+        events_before = await events_count(engine)
+        if write == "patch":
+            sent = client.patch(task_url(task["id"]), json={"title": "After"}, headers=editor)
+        elif write == "delete":
+            sent = client.delete(task_url(task["id"]), headers=editor)
+        elif write == "create":
+            body = {"title": "After", "project_id": crew.project_id}
+            sent = client.post(TASKS, json=body, headers=editor)
+        else:
+            body = {"name": "after", "color": "#abcdef"}
+            sent = client.post(f"{V2}/projects/{crew.project_id}/labels", json=body, headers=editor)
+        async with engine.connect() as connection:
+            transaction = await connection.begin()
+            for statement in project_change(crew, change):
+                await connection.execute(statement)
+            writing = asyncio.ensure_future(sent)
+            await _until_a_request_waits_for_a_lock(engine)
+            await transaction.commit()
+        response = await asyncio.wait_for(writing, 30)
+
+        if change == "demotion":
+            body = assert_problem(response, 403)
+            assert (body["role"], body["required_role"]) == ("viewer", "editor")
+        elif write == "create":
+            assert_problem(response, 422, loc=["body", "project_id"])
+        else:
+            assert_problem(response, REFUSED[change])
+        assert await events_count(engine) == events_before, "a refused write left an event"
+        async with engine.connect() as connection:
+            row = (await connection.execute(select(Task).where(Task.id == task["id"]))).one()
+            labels = await connection.scalar(
+                select(func.count()).select_from(Label).where(Label.project_id == crew.project_id)
+            )
+        assert (row.title, row.deleted_at, row.version) == ("Before", None, task["version"])
+        assert await tasks_in(engine, crew.project_id) == 1
+        assert labels == len(crew.label_ids)
