@@ -467,17 +467,18 @@ def _update_statement(
     if expected > 0:
         conditions.append(Task.version.in_([bindparam(f"expected_{n}") for n in range(expected)]))
     returned = list(_columns(scope))
-    if isinstance(scope, ProjectRole):
-        # The version this statement's snapshot saw (its subqueries read that snapshot, not
-        # the row as a writer it waited for left it): see `update_detail`.
-        seen = aliased(Task)
-        returned.append(
-            select(seen.version).where(seen.id == Task.id).scalar_subquery().label("seen")
-        )
     if not logged:
         this_task = _this_task(in_trash=in_trash, scope=scope)
         return Statement(
             update(Task).where(*this_task, *conditions).values(values).returning(*returned)
+        )
+    if isinstance(scope, ProjectRole):
+        # The version this statement's snapshot saw (its subqueries read that snapshot, not
+        # the row as a writer it waited for left it): see `update_detail`. PostgreSQL only:
+        # on SQLite a write waits for no writer once its transaction has begun.
+        seen = aliased(Task)
+        returned.append(
+            select(seen.version).where(seen.id == Task.id).scalar_subquery().label("seen")
         )
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
@@ -894,6 +895,11 @@ async def update_detail(
     if updated is None:
         return None
     found = detail(updated)
+    if not _logs_in_statement(db):
+        # SQLite: the transaction held the only write lock from its first statement, so its
+        # RETURNING is the task as written. (A read after the commit could also wait for
+        # the lock and fail although the change was made.)
+        return found
     seen, version = updated[-1], found.task.version
     if seen == version or (seen == version - 1 and found.task.updated_at == now):
         return found

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.core.bounds import TASK_ASSIGNEES_MAX, TASK_LABELS_MAX
 from app.core.roles import ProjectRole
@@ -688,3 +688,48 @@ class TestOneStatementPerRequest:
             response = await call()
             assert response.status_code == status, response.text
             assert statements(sent) == {"statement": 1}, (name, dict(sent))
+
+
+class TestOneTransactionOnSqlite:
+    """On SQLite a change of a task is one transaction (the task as it was, the UPDATE, its
+    event), and the request sends nothing once it has committed. A statement after the
+    commit waits for the database's one write lock like any other (`BEGIN IMMEDIATE`), and
+    under many writers can time out: the client got a 503 for a change that was made, and a
+    retry made it twice. Before, every change of a task other than the first in the table
+    was read again after its commit (a subquery of its RETURNING compared the wrong row)."""
+
+    async def test_nothing_is_sent_after_the_commit(
+        self, backend: str, engine: AsyncEngine, committing_client: httpx.AsyncClient
+    ) -> None:
+        if backend != "sqlite":
+            pytest.skip("SQLite's transactions (PostgreSQL's statements: TestOneStatement...)")
+        client = committing_client
+        headers = await register(client)
+        first, task = [await create(client, headers, title=f"t{n}") for n in range(2)]
+        for version in range(2, 6):  # the first task's version far from the other's
+            patched = await client.patch(
+                task_url(first["id"]), json={"title": f"v{version}"}, headers=headers
+            )
+            assert patched.status_code == 200, patched.text
+        sent: list[str] = []
+
+        def on_statement(*args: Any) -> None:
+            sent.append(str(args[2]).split()[0].upper())
+
+        def on_commit(_connection: Any) -> None:
+            sent.append("COMMIT")
+
+        for body in ({"title": "changed"}, {"title": "changed"}, {"status": "done"}):
+            sent.clear()
+            event.listen(engine.sync_engine, "before_cursor_execute", on_statement)
+            event.listen(engine.sync_engine, "commit", on_commit)
+            try:
+                response = await client.patch(task_url(task["id"]), json=body, headers=headers)
+            finally:
+                event.remove(engine.sync_engine, "before_cursor_execute", on_statement)
+                event.remove(engine.sync_engine, "commit", on_commit)
+            assert response.status_code == 200, response.text
+            assert sent.count("COMMIT") == 1, sent
+            assert sent[-1] == "COMMIT", sent
+        assert response.json()["status"] == "done"
+        assert response.json()["version"] == task["version"] + 2
