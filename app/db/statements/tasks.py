@@ -231,14 +231,19 @@ def _this_tasks_turns(scope: Scope) -> ColumnElement[bool]:
     again for each row it reads)."""
     task_id = bindparam("task_id", type_=BigInteger)
     if isinstance(scope, ProjectRole):
-        # The project read by an uncorrelated subquery, not the row's column: PostgreSQL runs
-        # it once, when the turn asks for it. A column would be read again when the row lock
-        # finds the task moved by the writer this one waited for, and the new project's turn
-        # then waited for with the row locked: a deadlock with a removal or label deletion of
-        # that project waiting for the row.
-        project_id = select(_TurnsTask.project_id).where(_TurnsTask.id == task_id)
-        return task_write_turns(task_id, project_id.scalar_subquery())
+        return task_write_turns(task_id, _turns_project())
     return write_turn(task_id)
+
+
+def _turns_project() -> ColumnElement[Any]:
+    """The project whose shared turn a write of the task `:task_id` takes: read by an
+    uncorrelated subquery, not the row's column, so PostgreSQL runs it once, in the
+    statement's snapshot. A column would be read again when the row lock finds the task
+    moved by the writer this one waited for, and the new project's turn then waited for with
+    the row locked: a deadlock with a removal or label deletion of that project waiting for
+    the row."""
+    task_id = bindparam("task_id", type_=BigInteger)
+    return select(_TurnsTask.project_id).where(_TurnsTask.id == task_id).scalar_subquery()
 
 
 def _in_scope_after_turns(scope: Scope) -> ColumnElement[bool]:
@@ -248,10 +253,21 @@ def _in_scope_after_turns(scope: Scope) -> ColumnElement[bool]:
     removal, demotion or trash that committed meanwhile must refuse the write, not follow
     it. The CASE makes the order certain: the membership's rows are not locked before the
     turn is granted (a removal holding the turn and then deleting the row would wait for
-    this statement, which waits for its turn: a deadlock)."""
+    this statement, which waits for its turn: a deadlock).
+
+    Only the rows of the project whose turn the statement holds are locked. When the row
+    lock finds the task moved meanwhile (by the writer it waited for), its new project's
+    role is read as the snapshot saw it: locking that project's row without its turn, then
+    waiting for the turn in the transaction's next write of the task, would deadlock with a
+    change of that project (which holds the turn and waits for the row). A change of the
+    new project under way is then not seen: the limit of moves (decision 0030)."""
     turns = _this_tasks_turns(scope)
     if isinstance(scope, ProjectRole):
-        in_scope: ColumnElement[bool] = case((turns, caller_role_now(Task.project_id))) >= scope
+        role = case(
+            (Task.project_id == _turns_project(), caller_role_now(Task.project_id)),
+            else_=caller_role(Task.project_id),
+        )
+        in_scope: ColumnElement[bool] = case((turns, role)) >= scope
         return in_scope
     return and_(turns, in_callers_inbox(Task.project_id))
 

@@ -878,3 +878,66 @@ class TestAWriteThatWaitedForAProjectChange:
         assert (row.title, row.deleted_at, row.version) == ("Before", None, task["version"])
         assert await tasks_in(engine, crew.project_id) == 1
         assert labels == len(crew.label_ids)
+
+
+async def _until_a_turn_is_waited_for(engine: AsyncEngine, kind: TurnOf, entity_id: int) -> None:
+    """Until a backend waits for the turn (advisory lock) of `kind` and `entity_id`."""
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND classid = :kind AND objid = :id AND objsubid = 2"
+    )
+    async with engine.connect() as connection:
+        for _ in range(200):
+            if await connection.scalar(query, {"kind": int(kind), "id": entity_id}):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("nobody waited for the turn")
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAWriteThatFindsTheTaskMoved:
+    async def test_locks_nothing_of_the_new_project_before_its_turn(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """A write that changes links (one transaction: the task locked, then written) waits
+        for its turn behind a move of the task into another project, while a change of that
+        project holds the project's turn. The write's lock finds the task moved; it must not
+        lock the new project's row then (its turn is not the write's), or its next statement,
+        which waits for that project's turn, and the change, which waits for the row, wait
+        for each other: a deadlock, one of them refused (found by a black-box run,
+        2026-12-07). Both go through, the change first."""
+        client = committing_client
+        editor = crew.headers["editor"]
+        other = await client.post(f"{V2}/projects", json={"name": "Other"}, headers=editor)
+        assert other.status_code == 201, other.text
+        target = other.json()["id"]
+        task = await new_task(client, crew, title="Moved meanwhile")
+        turn = "SELECT pg_advisory_xact_lock(:kind, :id)"
+        async with engine.connect() as mover, engine.connect() as changer:
+            moving = await mover.begin()
+            await mover.execute(text(turn), {"kind": TurnOf.TASK, "id": task["id"]})
+            await mover.execute(
+                update(Task)
+                .where(Task.id == task["id"])
+                .values(project_id=target, version=Task.version + 1)
+            )
+            changing = await changer.begin()
+            await changer.execute(text(turn), {"kind": TurnOf.PROJECT, "id": target})
+            write = asyncio.ensure_future(
+                client.patch(
+                    task_url(task["id"]), json={"title": "Written", "label_ids": []}, headers=editor
+                )
+            )
+            await _until_a_turn_is_waited_for(engine, TurnOf.TASK, task["id"])
+            await moving.commit()
+            await _until_a_turn_is_waited_for(engine, TurnOf.PROJECT, target)
+            await changer.execute(
+                update(Project).where(Project.id == target).values(name="Renamed")
+            )
+            await changing.commit()
+            written = await asyncio.wait_for(write, 30)
+        assert written.status_code == 200, written.text
+        assert (written.json()["project_id"], written.json()["title"]) == (target, "Written")
+        async with engine.connect() as connection:
+            name = await connection.scalar(select(Project.name).where(Project.id == target))
+        assert name == "Renamed"
