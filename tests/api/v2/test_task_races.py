@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import TextClause, delete, func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from app.core.roles import ProjectRole
 from app.db.access import Db
@@ -492,12 +492,21 @@ async def _until_a_request_waits_for_a_lock(engine: AsyncEngine) -> None:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
     )
+    await _until_counted(
+        engine, query, {}, "the request never waited for the lock held by the test"
+    )
+
+
+async def _until_counted(
+    engine: AsyncEngine, query: TextClause, params: dict[str, Any], failure: str
+) -> None:
+    """Until `query` (a count) is not 0, polled for up to 10 s; else `failure`."""
     async with engine.connect() as connection:
         for _ in range(200):
-            if await connection.scalar(query):
+            if await connection.scalar(query, params):
                 return
             await asyncio.sleep(0.05)
-    raise AssertionError("the request never waited for the lock held by the test")
+    raise AssertionError(failure)
 
 
 @pytest.mark.usefixtures("postgresql_only")
@@ -758,6 +767,32 @@ class TestProjectChangesWaitForTaskWrites:
         ]
 
 
+async def _a_task_and_the_editors_other_project(
+    client: httpx.AsyncClient, crew: Crew
+) -> tuple[int, dict[str, Any]]:
+    """(a project of the editor's own, a new task of the crew's project)."""
+    other = await client.post(
+        f"{V2}/projects", json={"name": "Other"}, headers=crew.headers["editor"]
+    )
+    assert other.status_code == 201, other.text
+    return other.json()["id"], await new_task(client, crew, title="Moved meanwhile")
+
+
+async def _moved_in_a_transaction(
+    mover: AsyncConnection, task_id: int, target: int
+) -> AsyncTransaction:
+    """A transaction on `mover` that holds the task's turn and has moved it to `target`, as
+    a move does; the caller commits or rolls it back."""
+    moving = await mover.begin()
+    await mover.execute(
+        text("SELECT pg_advisory_xact_lock(:kind, :id)"), {"kind": TurnOf.TASK, "id": task_id}
+    )
+    await mover.execute(
+        update(Task).where(Task.id == task_id).values(project_id=target, version=Task.version + 1)
+    )
+    return moving
+
+
 @pytest.mark.usefixtures("postgresql_only")
 class TestAWriteBehindAMove:
     async def test_does_not_wait_for_the_new_projects_turn_with_the_row_locked(
@@ -770,19 +805,10 @@ class TestAWriteBehindAMove:
         row: both go through (before, they waited for each other: a deadlock, one refused)."""
         client = committing_client
         editor = crew.headers["editor"]
-        other = await client.post(f"{V2}/projects", json={"name": "Other"}, headers=editor)
-        assert other.status_code == 201, other.text
-        target = other.json()["id"]
-        task = await new_task(client, crew, title="Moved meanwhile")
+        target, task = await _a_task_and_the_editors_other_project(client, crew)
         turn = "SELECT pg_advisory_xact_lock(:kind, :id)"
         async with engine.connect() as mover, engine.connect() as changer:
-            moving = await mover.begin()
-            await mover.execute(text(turn), {"kind": TurnOf.TASK, "id": task["id"]})
-            await mover.execute(
-                update(Task)
-                .where(Task.id == task["id"])
-                .values(project_id=target, version=Task.version + 1)
-            )
+            moving = await _moved_in_a_transaction(mover, task["id"], target)
             write = asyncio.ensure_future(
                 client.patch(task_url(task["id"]), json={"title": "Written"}, headers=editor)
             )
@@ -886,12 +912,7 @@ async def _until_a_turn_is_waited_for(engine: AsyncEngine, kind: TurnOf, entity_
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
         "AND classid = :kind AND objid = :id AND objsubid = 2"
     )
-    async with engine.connect() as connection:
-        for _ in range(200):
-            if await connection.scalar(query, {"kind": int(kind), "id": entity_id}):
-                return
-            await asyncio.sleep(0.05)
-    raise AssertionError("nobody waited for the turn")
+    await _until_counted(engine, query, {"kind": int(kind), "id": entity_id}, "nobody waited")
 
 
 @pytest.mark.usefixtures("postgresql_only")
@@ -908,19 +929,10 @@ class TestAWriteThatFindsTheTaskMoved:
         2026-12-07). Both go through, the change first."""
         client = committing_client
         editor = crew.headers["editor"]
-        other = await client.post(f"{V2}/projects", json={"name": "Other"}, headers=editor)
-        assert other.status_code == 201, other.text
-        target = other.json()["id"]
-        task = await new_task(client, crew, title="Moved meanwhile")
+        target, task = await _a_task_and_the_editors_other_project(client, crew)
         turn = "SELECT pg_advisory_xact_lock(:kind, :id)"
         async with engine.connect() as mover, engine.connect() as changer:
-            moving = await mover.begin()
-            await mover.execute(text(turn), {"kind": TurnOf.TASK, "id": task["id"]})
-            await mover.execute(
-                update(Task)
-                .where(Task.id == task["id"])
-                .values(project_id=target, version=Task.version + 1)
-            )
+            moving = await _moved_in_a_transaction(mover, task["id"], target)
             changing = await changer.begin()
             await changer.execute(text(turn), {"kind": TurnOf.PROJECT, "id": target})
             write = asyncio.ensure_future(
