@@ -500,10 +500,14 @@ async def _until_a_request_waits_for_a_lock(engine: AsyncEngine) -> None:
 async def _until_counted(
     engine: AsyncEngine, query: TextClause, params: dict[str, Any], failure: str
 ) -> None:
-    """Until `query` (a count) is not 0, polled for up to 10 s; else `failure`."""
+    """Until `query` (a count) is not 0, polled for up to 10 s; else `failure`. Each poll in
+    a transaction of its own: PostgreSQL reads `pg_stat_activity` once per transaction, and
+    a later poll in the same one would see the first poll's activity again."""
     async with engine.connect() as connection:
         for _ in range(200):
-            if await connection.scalar(query, params):
+            found = await connection.scalar(query, params)
+            await connection.rollback()
+            if found:
                 return
             await asyncio.sleep(0.05)
     raise AssertionError(failure)
@@ -953,3 +957,28 @@ class TestAWriteThatFindsTheTaskMoved:
         async with engine.connect() as connection:
             name = await connection.scalar(select(Project.name).where(Project.id == target))
         assert name == "Renamed"
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAMoveIntoAProjectBeingTrashed:
+    async def test_waits_and_is_refused(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """The editor moves a task into a project of theirs whose trash is under way (written,
+        not yet committed): the move waits for it and is refused as for any project they
+        cannot use; the task stays where it was. Before, the move read the project as its
+        snapshot saw it, live, and the task landed in the trash with the project."""
+        client = committing_client
+        target, task = await _a_task_and_the_editors_other_project(client, crew)
+        waiting, response = await while_held(
+            engine,
+            [update(Project).where(Project.id == target).values(deleted_at=utcnow())],
+            client.patch(
+                task_url(task["id"]), json={"project_id": target}, headers=crew.headers["editor"]
+            ),
+            commit=True,
+        )
+        assert waiting, "the move did not wait for the trash under way"
+        assert_problem(response, 422, loc=["body", "project_id"])
+        assert await tasks_in(engine, target) == 0
+        assert await tasks_in(engine, crew.project_id) == 1
