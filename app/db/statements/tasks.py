@@ -428,15 +428,24 @@ def _project_role_statement(in_inbox: bool) -> Statement:
 
 
 @cache
+def _locked_project_statement() -> Statement:
+    """The live project `:project_id`, its row held `FOR SHARE`: first, as the writers of its
+    members lock it before their rows (`locked_role`)."""
+    return Statement(
+        select(Project.id)
+        .where(Project.id == bindparam("project_id", BigInteger), Project.deleted_at.is_(None))
+        .with_for_update(read=True)
+    )
+
+
+@cache
 def _locked_role_statement() -> Statement:
-    """The caller's role in a live project, its membership and project rows held `FOR SHARE`
-    (`caller_role_now`): a removal, demotion or trash under way is waited for and seen."""
     return Statement(
         select(ProjectMember.role)
         .select_from(ProjectMember)
         .join(Project, Project.id == ProjectMember.project_id)
         .where(*_callers_membership(bindparam("project_id", BigInteger), None))
-        .with_for_update(read=True, of=(ProjectMember, Project))
+        .with_for_update(read=True, of=ProjectMember)
     )
 
 
@@ -767,13 +776,21 @@ async def project_role(
 
 
 async def locked_role(db: Db, claims: AccessClaims, project_id: int) -> int | None:
-    """The caller's role in the live project `project_id` (None: they may not see it), their
-    membership row and the project's held `FOR SHARE` until the transaction ends (inside
-    `Db.transaction`): the target of a move, whose turn the move does not take. A change of
-    it that has written its rows is waited for, and a trash is seen (the task never lands in
-    a trashed project); one that holds the project's turn but has not written yet waits for
-    the move instead (its order in the feed: decision 0030's limits)."""
-    found = await db.first(_locked_role_statement(), caller_params(claims, project_id=project_id))
+    """The caller's role in the live project `project_id` (None: they may not see it), the
+    project's row and their membership row held `FOR SHARE` until the transaction ends
+    (inside `Db.transaction`): the target of a move, whose turn the move does not take. A
+    change of it that has written its rows is waited for, and a trash is seen (the task
+    never lands in a trashed project); one that holds the project's turn but has not written
+    yet waits for the move instead (its order in the feed: decision 0030's limits).
+
+    The project's row first, in a statement of its own: the writers of a project's members
+    lock that row, then the membership's (`projects.lock`). Locking both in one
+    statement took the membership's first, and a removal or demotion of the caller holding
+    the project's row waited for it in a circle (a deadlock, found by a black-box run)."""
+    params = caller_params(claims, project_id=project_id)
+    if await db.first(_locked_project_statement(), params) is None:
+        return None
+    found = await db.first(_locked_role_statement(), params)
     return found[0] if found is not None else None
 
 

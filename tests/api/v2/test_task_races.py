@@ -960,7 +960,7 @@ class TestAWriteThatFindsTheTaskMoved:
 
 
 @pytest.mark.usefixtures("postgresql_only")
-class TestAMoveIntoAProjectBeingTrashed:
+class TestAMoveIntoAProjectBeingChanged:
     async def test_waits_and_is_refused(
         self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
     ) -> None:
@@ -981,4 +981,42 @@ class TestAMoveIntoAProjectBeingTrashed:
         assert waiting, "the move did not wait for the trash under way"
         assert_problem(response, 422, loc=["body", "project_id"])
         assert await tasks_in(engine, target) == 0
+        assert await tasks_in(engine, crew.project_id) == 1
+
+    async def test_waits_for_a_removal_of_the_mover_holding_the_project(
+        self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
+    ) -> None:
+        """A removal of the mover from the target holds the project's row (as every change of
+        its members does: `projects.lock`), then deletes the membership. The move waits for
+        the project's row before it reads the membership, and is refused once the removal
+        commits. Before, the move locked the membership first and then waited for the
+        project's row, while the removal waited for the membership: a deadlock."""
+        client = committing_client
+        target, task = await _a_task_and_the_editors_other_project(client, crew)
+        async with engine.connect() as changer:
+            changing = await changer.begin()
+            await changer.execute(
+                text("SELECT pg_advisory_xact_lock(:kind, :id)"),
+                {"kind": TurnOf.PROJECT, "id": target},
+            )
+            await changer.execute(
+                select(Project.id).where(Project.id == target).with_for_update(key_share=True)
+            )
+            move = asyncio.ensure_future(
+                client.patch(
+                    task_url(task["id"]),
+                    json={"project_id": target},
+                    headers=crew.headers["editor"],
+                )
+            )
+            await _until_a_request_waits_for_a_lock(engine)
+            await changer.execute(
+                delete(ProjectMember).where(
+                    ProjectMember.project_id == target,
+                    ProjectMember.user_id == crew.ids["editor"],
+                )
+            )
+            await changing.commit()
+        response = await asyncio.wait_for(move, 30)
+        assert_problem(response, 422, loc=["body", "project_id"])
         assert await tasks_in(engine, crew.project_id) == 1
