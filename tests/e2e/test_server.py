@@ -356,9 +356,22 @@ class TestDeployment:
         assert register(http, email).status_code == 201
         token = login(http, email, USER_PASSWORD).json()
         http.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token['access_token']}"})
-        time.sleep(0.2)  # let the server flush its log lines
-        log = deployment.log_path.read_text()
-        assert "/api/v1/users/me" in log  # the requests were logged ...
+        # A refused request is always logged (production logs fast successes at DEBUG only):
+        # this one carries a secret where a token goes. The server writes the line after it
+        # answers: wait for it. (Before, the test found the path in lines earlier tests of the
+        # module had caused, which under pytest-xdist may run in another process.)
+        refused = http.get(
+            "/api/v1/users/me", headers={"Authorization": f"Bearer {token['refresh_token']}"}
+        )
+        assert refused.status_code == 401
+        request_id = refused.headers["X-Request-ID"]
+        deadline = time.monotonic() + 10
+        while request_id not in (log := deployment.log_path.read_text()):
+            assert time.monotonic() < deadline, "the refused request was not logged"
+            time.sleep(0.05)
+        [line] = [line for line in log.splitlines() if request_id in line]
+        assert "/api/v1/users/me" in line
+        assert '"status": 401' in line
         for secret in (USER_PASSWORD, token["access_token"], token["refresh_token"], SECRET_KEY):
             assert secret not in log  # ... without any secret
 
