@@ -373,7 +373,7 @@ class TestDeployment:
         assert "/api/v1/users/me" in line
         assert '"status": 401' in line
         for secret in (USER_PASSWORD, token["access_token"], token["refresh_token"], SECRET_KEY):
-            assert secret not in log  # ... without any secret
+            assert secret not in log  # no secret anywhere in the log
 
 
 class TestRefusesToStart:

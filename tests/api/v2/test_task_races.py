@@ -513,6 +513,11 @@ async def _until_counted(
     raise AssertionError(failure)
 
 
+def turn_of(kind: TurnOf, entity_id: int) -> TextClause:
+    """Taking a turn (app/db/statements/turns.py), as a writer of the thing does first."""
+    return text("SELECT pg_advisory_xact_lock(:kind, :id)").bindparams(kind=int(kind), id=entity_id)
+
+
 @pytest.mark.usefixtures("postgresql_only")
 class TestDeadlock:
     async def test_the_request_chosen_is_a_409_to_send_again_with_nothing_written(
@@ -788,9 +793,7 @@ async def _moved_in_a_transaction(
     """A transaction on `mover` that holds the task's turn and has moved it to `target`, as
     a move does; the caller commits or rolls it back."""
     moving = await mover.begin()
-    await mover.execute(
-        text("SELECT pg_advisory_xact_lock(:kind, :id)"), {"kind": TurnOf.TASK, "id": task_id}
-    )
+    await mover.execute(turn_of(TurnOf.TASK, task_id))
     await mover.execute(
         update(Task).where(Task.id == task_id).values(project_id=target, version=Task.version + 1)
     )
@@ -810,7 +813,6 @@ class TestAWriteBehindAMove:
         client = committing_client
         editor = crew.headers["editor"]
         target, task = await _a_task_and_the_editors_other_project(client, crew)
-        turn = "SELECT pg_advisory_xact_lock(:kind, :id)"
         async with engine.connect() as mover, engine.connect() as changer:
             moving = await _moved_in_a_transaction(mover, task["id"], target)
             write = asyncio.ensure_future(
@@ -818,7 +820,7 @@ class TestAWriteBehindAMove:
             )
             await _until_a_request_waits_for_a_lock(engine)
             changing = await changer.begin()
-            await changer.execute(text(turn), {"kind": TurnOf.PROJECT, "id": target})
+            await changer.execute(turn_of(TurnOf.PROJECT, target))
             await moving.commit()
             written = await asyncio.wait_for(write, 30)
             await changer.execute(
@@ -835,9 +837,7 @@ class TestAWriteBehindAMove:
 def project_change(crew: Crew, change: str) -> list[Any]:
     """A change of the project's members or of the project itself, as its writer makes it:
     the project's turn first (app/db/statements/turns.py), then its rows."""
-    turn = text("SELECT pg_advisory_xact_lock(:kind, :id)").bindparams(
-        kind=int(TurnOf.PROJECT), id=crew.project_id
-    )
+    turn = turn_of(TurnOf.PROJECT, crew.project_id)
     if change == "removal":
         return [turn, *removal_of(crew, "editor")]
     if change == "demotion":
@@ -934,11 +934,10 @@ class TestAWriteThatFindsTheTaskMoved:
         client = committing_client
         editor = crew.headers["editor"]
         target, task = await _a_task_and_the_editors_other_project(client, crew)
-        turn = "SELECT pg_advisory_xact_lock(:kind, :id)"
         async with engine.connect() as mover, engine.connect() as changer:
             moving = await _moved_in_a_transaction(mover, task["id"], target)
             changing = await changer.begin()
-            await changer.execute(text(turn), {"kind": TurnOf.PROJECT, "id": target})
+            await changer.execute(turn_of(TurnOf.PROJECT, target))
             write = asyncio.ensure_future(
                 client.patch(
                     task_url(task["id"]), json={"title": "Written", "label_ids": []}, headers=editor
@@ -995,10 +994,7 @@ class TestAMoveIntoAProjectBeingChanged:
         target, task = await _a_task_and_the_editors_other_project(client, crew)
         async with engine.connect() as changer:
             changing = await changer.begin()
-            await changer.execute(
-                text("SELECT pg_advisory_xact_lock(:kind, :id)"),
-                {"kind": TurnOf.PROJECT, "id": target},
-            )
+            await changer.execute(turn_of(TurnOf.PROJECT, target))
             await changer.execute(
                 select(Project.id).where(Project.id == target).with_for_update(key_share=True)
             )
