@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from app.core.errors import (
     AppError,
+    ConcurrentUpdate,
     Conflict,
     NotFound,
     PreconditionFailed,
@@ -55,6 +56,12 @@ __all__ = [
     "update_project_task",
     "update_task",
 ]
+
+
+# How many times a write of links starts its transaction again when its lock finds the task
+# moved meanwhile (`statements.MovedMeanwhile`); each time another move committed while it
+# waited, so past a few it is a 409 to send again, like any concurrent update.
+_ATTEMPTS_AFTER_MOVES: Final = 3
 
 
 class TaskNotFound(NotFound):
@@ -405,6 +412,41 @@ async def update_project_task(
         return await _versioned_detail_update(
             db, caller, task_id, changes, completion=completion, least=least, expected=expected
         )
+    for _ in range(_ATTEMPTS_AFTER_MOVES):
+        try:
+            return await _update_with_links(
+                db,
+                caller,
+                task_id,
+                dict(changes),
+                target=target,
+                assignee_ids=assignee_ids,
+                label_ids=label_ids,
+                least=least,
+                expected=expected,
+                completion=completion,
+            )
+        except statements.MovedMeanwhile:
+            continue  # rolled back, nothing written: again, in the task's new project
+    raise ConcurrentUpdate()
+
+
+async def _update_with_links(
+    db: Db,
+    caller: AccessClaims,
+    task_id: int,
+    changes: dict[str, Any],
+    *,
+    target: int | None,
+    assignee_ids: list[int] | None,
+    label_ids: list[int] | None,
+    least: ProjectRole,
+    expected: list[int] | None,
+    completion: Completion,
+) -> TaskDetail:
+    """`update_project_task` with a move or new links, in one transaction: the task locked,
+    the body's ids checked against its (target) project, then the links and the task
+    written."""
     async with db.transaction():
         current = await statements.lock_detail(db, caller, task_id, least)
         if current is None:

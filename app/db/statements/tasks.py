@@ -260,7 +260,8 @@ def _in_scope_after_turns(scope: Scope) -> ColumnElement[bool]:
     role is read as the snapshot saw it: locking that project's row without its turn, then
     waiting for the turn in the transaction's next write of the task, would deadlock with a
     change of that project (which holds the turn and waits for the row). A change of the
-    new project under way is then not seen: the limit of moves (decision 0030)."""
+    new project under way is then not seen: the limit of moves (decision 0030), for the
+    writes of one statement; a transaction's lock (`lock_detail`) starts again instead."""
     turns = _this_tasks_turns(scope)
     if isinstance(scope, ProjectRole):
         role = case(
@@ -302,9 +303,12 @@ def _select_statement(scope: Scope = INBOX) -> Statement:
 def _lock_statement(scope: ProjectRole) -> Statement:
     """The live task in scope, its row locked until the transaction ends (a write that
     depends on what it holds: assignees, labels). `FOR NO KEY UPDATE`, as an UPDATE of the
-    row would take: rows that only reference the task (a comment) are not held up."""
+    row would take: rows that only reference the task (a comment) are not held up. Its
+    second column: whether the locked row is in the project whose turn the statement took
+    (`MovedMeanwhile`)."""
+    in_turns_project = Task.project_id == _turns_project()
     return Statement(
-        select(Task.id)
+        select(Task.id, in_turns_project)
         .where(*_this_task_to_write(in_trash=False, scope=scope), caller_is_current())
         .with_for_update(key_share=True, of=Task)
     )
@@ -659,18 +663,32 @@ async def fetch_detail(
     return detail(found) if found is not None else None
 
 
+class MovedMeanwhile(Exception):  # noqa: N818 (a signal between layers, not a client's error)
+    """`lock_detail` found the task, once its row was locked, in another project than the
+    one whose turn its statement took: a move committed while the statement waited for the
+    task's turn. The transaction's next statements would wait for the new project's turn
+    while holding the task's row, and a change of that project holding the turn and waiting
+    for the row (a removal of a member assigned to the task) would then wait for them in a
+    circle: a deadlock (decision 0036). Nothing is written yet; the caller rolls the
+    transaction back and starts it again, which takes the new project's turn first."""
+
+
 async def lock_detail(
     db: Db, claims: AccessClaims, task_id: int, least: ProjectRole
 ) -> TaskDetail | None:
-    """`fetch_detail`, its row locked until the transaction ends (inside `Db.transaction`).
+    """`fetch_detail`, its row locked until the transaction ends (inside `Db.transaction`);
+    `MovedMeanwhile` when the lock found the task moved to another project meanwhile.
 
     The task is read again once locked, by a statement of its own: a lock that had to wait
     for another writer re-reads the locked row as that writer left it, but subqueries of the
     same statement (the links) would still show what was there before it committed; the
     next statement (READ COMMITTED) sees it all."""
     params = caller_params(claims, task_id=task_id)
-    if await db.first(_lock_statement(least), params) is None:
+    locked = await db.first(_lock_statement(least), params)
+    if locked is None:
         return None
+    if not locked[1]:
+        raise MovedMeanwhile
     return await fetch_detail(db, claims, task_id, least)
 
 
