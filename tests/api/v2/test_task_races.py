@@ -25,7 +25,7 @@ import asyncio
 import itertools
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -919,38 +919,58 @@ async def _until_a_turn_is_waited_for(engine: AsyncEngine, kind: TurnOf, entity_
     await _until_counted(engine, query, {"kind": int(kind), "id": entity_id}, "nobody waited")
 
 
+async def _a_links_write_behind_a_move(
+    engine: AsyncEngine,
+    client: httpx.AsyncClient,
+    crew: Crew,
+    change: Callable[[AsyncConnection, int, int], Awaitable[object]],
+) -> tuple[int, httpx.Response]:
+    """The editor's write of a task's title and labels (one transaction: the task locked, then
+    written) waits for its turn behind a move of the task into a project of theirs, while the
+    test holds that project's turn. Once the write waits for that turn too, `change`
+    (connection, task id, project id) runs in the transaction holding it, which then commits.
+    (the project, the write's answer)."""
+    target, task = await _a_task_and_the_editors_other_project(client, crew)
+    async with engine.connect() as mover, engine.connect() as changer:
+        moving = await _moved_in_a_transaction(mover, task["id"], target)
+        changing = await changer.begin()
+        # The change never detects a deadlock: the write, which waits first, does.
+        await changer.execute(text("SET LOCAL deadlock_timeout = '20s'"))
+        await changer.execute(turn_of(TurnOf.PROJECT, target))
+        write = asyncio.ensure_future(
+            client.patch(
+                task_url(task["id"]),
+                json={"title": "Written", "label_ids": []},
+                headers=crew.headers["editor"],
+            )
+        )
+        await _until_a_turn_is_waited_for(engine, TurnOf.TASK, task["id"])
+        await moving.commit()
+        await _until_a_turn_is_waited_for(engine, TurnOf.PROJECT, target)
+        await asyncio.wait_for(change(changer, task["id"], target), 30)
+        await changing.commit()
+        return target, await asyncio.wait_for(write, 30)
+
+
 @pytest.mark.usefixtures("postgresql_only")
 class TestAWriteThatFindsTheTaskMoved:
     async def test_locks_nothing_of_the_new_project_before_its_turn(
         self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
     ) -> None:
-        """A write that changes links (one transaction: the task locked, then written) waits
-        for its turn behind a move of the task into another project, while a change of that
-        project holds the project's turn. The write's lock finds the task moved; it must not
-        lock the new project's row then (its turn is not the write's), or its next statement,
-        which waits for that project's turn, and the change, which waits for the row, wait
-        for each other: a deadlock, one of them refused (found by a black-box run,
-        2026-12-07). Both go through, the change first."""
-        client = committing_client
-        editor = crew.headers["editor"]
-        target, task = await _a_task_and_the_editors_other_project(client, crew)
-        async with engine.connect() as mover, engine.connect() as changer:
-            moving = await _moved_in_a_transaction(mover, task["id"], target)
-            changing = await changer.begin()
-            await changer.execute(turn_of(TurnOf.PROJECT, target))
-            write = asyncio.ensure_future(
-                client.patch(
-                    task_url(task["id"]), json={"title": "Written", "label_ids": []}, headers=editor
-                )
-            )
-            await _until_a_turn_is_waited_for(engine, TurnOf.TASK, task["id"])
-            await moving.commit()
-            await _until_a_turn_is_waited_for(engine, TurnOf.PROJECT, target)
-            await changer.execute(
+        """The change of the new project renames it (its row). The write's lock finds the task
+        moved; it must not lock the new project's row then (its turn is not the write's), or
+        its next statement, which waits for that project's turn, and the change, which waits
+        for the row, wait for each other: a deadlock, one of them refused (found by a
+        black-box run, 2026-12-07). Both go through, the change first."""
+
+        async def rename(changer: AsyncConnection, _task_id: int, target: int) -> object:
+            return await changer.execute(
                 update(Project).where(Project.id == target).values(name="Renamed")
             )
-            await changing.commit()
-            written = await asyncio.wait_for(write, 30)
+
+        target, written = await _a_links_write_behind_a_move(
+            engine, committing_client, crew, rename
+        )
         assert written.status_code == 200, written.text
         assert (written.json()["project_id"], written.json()["title"]) == (target, "Written")
         async with engine.connect() as connection:
@@ -960,34 +980,22 @@ class TestAWriteThatFindsTheTaskMoved:
     async def test_holds_no_row_while_it_waits_for_the_new_projects_turn(
         self, engine: AsyncEngine, committing_client: httpx.AsyncClient, crew: Crew
     ) -> None:
-        """As above, but the change of the new project, once the write waits for its turn,
-        locks the task's row (as a removal of a member assigned to the task does). The write
-        must not hold that row while it waits: it starts its transaction again in the task's
-        new project, so the change goes through first and the write after it. Before, the
-        write held the row and waited for the turn, the change waited for the row: a
-        deadlock, and the write, which waited first, was refused with a 409 (decision 0036;
-        seen once in 9,025 requests of a black-box load, 2026-12-07)."""
-        client = committing_client
-        editor = crew.headers["editor"]
-        target, task = await _a_task_and_the_editors_other_project(client, crew)
-        async with engine.connect() as mover, engine.connect() as changer:
-            moving = await _moved_in_a_transaction(mover, task["id"], target)
-            changing = await changer.begin()
-            # The change never detects the deadlock: the write, if it holds the row, does.
-            await changer.execute(text("SET LOCAL deadlock_timeout = '20s'"))
-            await changer.execute(turn_of(TurnOf.PROJECT, target))
-            write = asyncio.ensure_future(
-                client.patch(
-                    task_url(task["id"]), json={"title": "Written", "label_ids": []}, headers=editor
-                )
+        """The change of the new project locks the task's row (as a removal of a member
+        assigned to the task does). The write must not hold that row while it waits: it
+        starts its transaction again in the task's new project, so the change goes through
+        first and the write after it. Before, the write held the row and waited for the
+        turn, the change waited for the row: a deadlock, and the write, which waited first,
+        was refused with a 409 (decision 0036; seen once in 9,025 requests of a black-box
+        load, 2026-12-07)."""
+
+        async def lock_the_task(changer: AsyncConnection, task_id: int, _target: int) -> object:
+            return await changer.execute(
+                select(Task.id).where(Task.id == task_id).with_for_update()
             )
-            await _until_a_turn_is_waited_for(engine, TurnOf.TASK, task["id"])
-            await moving.commit()
-            await _until_a_turn_is_waited_for(engine, TurnOf.PROJECT, target)
-            locked = changer.execute(select(Task.id).where(Task.id == task["id"]).with_for_update())
-            assert await asyncio.wait_for(locked, 30) is not None
-            await changing.commit()
-            written = await asyncio.wait_for(write, 30)
+
+        target, written = await _a_links_write_behind_a_move(
+            engine, committing_client, crew, lock_the_task
+        )
         assert written.status_code == 200, written.text
         assert (written.json()["project_id"], written.json()["title"]) == (target, "Written")
 
