@@ -10,7 +10,7 @@ every timestamp of the API (UTC, milliseconds, `Z`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -61,8 +61,18 @@ class FeedPage(BaseModel):
     has_more: bool = Field(description="Whether more events are there to read at once.")
 
 
+# PostgreSQL's JSON of the infinities that asyncpg stores Python's first and last instants as
+# (a due date of 0001-01-01T00:00:00Z): shown as those instants, as the task itself shows them.
+_INFINITIES = {
+    "-infinity": timestamp_text(datetime.min.replace(tzinfo=UTC)),
+    "infinity": timestamp_text(datetime.max.replace(tzinfo=UTC)),
+}
+
+
 def _when(value: Any) -> Any:
-    return timestamp_text(datetime.fromisoformat(value)) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return _INFINITIES.get(value) or timestamp_text(datetime.fromisoformat(value))
 
 
 _PRIORITY_LABELS = {priority.value: priority.label for priority in TaskPriority}

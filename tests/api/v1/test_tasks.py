@@ -1125,8 +1125,9 @@ class TestMethods:
 @pytest.mark.parametrize(
     ("due_at", "shown"),
     [
-        # asyncpg stores Python's first and last instants as -infinity and infinity and reads
-        # them back without a time zone: every route must still show them as UTC instants.
+        # asyncpg stores Python's first instant as -infinity and reads it back without a time
+        # zone: every route must still show it as a UTC instant. Python's last instant is
+        # kept to the millisecond, as every stored timestamp (before, it became infinity).
         ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
         ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999Z"),
         ("0001-01-01T00:00:00.001Z", "0001-01-01T00:00:00.001Z"),

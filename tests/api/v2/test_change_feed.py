@@ -121,6 +121,31 @@ class TestWalking:
         assert updated["changes"] == {"title": ["Kept", "Kept, renamed"]}
         assert updated["actor"]["id"] == owner.id
 
+    async def test_the_first_instant_in_the_changes(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        """A due date of 0001-01-01T00:00:00Z, stored as -infinity on PostgreSQL: the feed
+        shows it as the task does. Before, every page holding its events answered 500, so a
+        client could never read past them (a black-box run, 2026-12-07)."""
+        project_id = await new_project(racing, owner)
+        created = await racing.post(
+            f"{V2}/tasks",
+            json={"title": "Long ago", "project_id": project_id, "due_at": "0001-01-01T00:00:00Z"},
+            headers=owner.headers,
+        )
+        assert created.status_code == 201, created.text
+        task_id = created.json()["id"]
+        cleared = await racing.patch(
+            f"{V2}/tasks/{task_id}", json={"due_at": None}, headers=owner.headers
+        )
+        assert cleared.status_code == 200, cleared.text
+        items, _ = await walk(racing, owner, limit=1)
+        first = "0001-01-01T00:00:00.000Z"
+        assert [item["changes"]["due_at"] for item in items if item["entity"] == "task"] == [
+            [None, first],
+            [first, None],
+        ]
+
     async def test_a_deleted_comments_events_stay_tombstones_after_the_next_comment(
         self, racing: httpx.AsyncClient, owner: Account
     ) -> None:

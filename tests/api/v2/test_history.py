@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,6 +91,48 @@ class TestTaskHistory:
         assert again.status_code == 200
         page = await activity(client, editor, f"/tasks/{task['id']}")
         assert [item["action"] for item in page["items"]] == ["created"]
+
+    async def test_a_timestamp_sent_back_as_shown_changes_nothing(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        """Responses show timestamps to the millisecond; sent back as shown, they are the same
+        values: no new version, no event. Before, the server kept the microseconds it was
+        sent, and the due date sent back was a change from a value to the same-looking one
+        (a black-box run, 2026-12-07)."""
+        editor = team.headers["editor"]
+        task = await create(
+            client,
+            editor,
+            project_id=team.project_id,
+            due_at="2027-01-01T10:00:00.123456Z",
+            remind_at="2027-01-01T09:00:00.654321+02:00",
+        )
+        shown = {"due_at": "2027-01-01T10:00:00.123Z", "remind_at": "2027-01-01T07:00:00.654Z"}
+        assert {field: task[field] for field in shown} == shown
+        again = await client.patch(task_url(task["id"]), json=shown, headers=editor)
+        assert again.status_code == 200, again.text
+        assert again.json()["version"] == task["version"]
+        page = await activity(client, editor, f"/tasks/{task['id']}")
+        assert [item["action"] for item in page["items"]] == ["created"]
+
+    @pytest.mark.parametrize("path", ["tasks", "projects"])
+    async def test_the_first_instant_in_a_history(
+        self, client: httpx.AsyncClient, team: Team, path: str
+    ) -> None:
+        """A due date of 0001-01-01T00:00:00Z is Python's first instant, which PostgreSQL's
+        driver stores as -infinity; the events' changes held that word, and every page with
+        them answered 500, the feed's too (a black-box run, 2026-12-07). They show the
+        instant as the task does."""
+        editor = team.headers["editor"]
+        task = await create(
+            client, editor, project_id=team.project_id, due_at="0001-01-01T00:00:00Z"
+        )
+        cleared = await client.patch(task_url(task["id"]), json={"due_at": None}, headers=editor)
+        assert cleared.status_code == 200, cleared.text
+        entity_id = task["id"] if path == "tasks" else team.project_id
+        items = (await activity(client, editor, f"/{path}/{entity_id}"))["items"]
+        first = "0001-01-01T00:00:00.000Z"
+        assert [item["changes"]["due_at"] for item in items[:2]] == [[first, None], [None, first]]
 
     async def test_assignees_and_labels_and_a_move(
         self, client: httpx.AsyncClient, team: Team, session: AsyncSession

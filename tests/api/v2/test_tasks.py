@@ -357,7 +357,8 @@ class TestCreate:
     async def test_the_edge_timestamps_round_trip(
         self, client: httpx.AsyncClient, team: Team
     ) -> None:
-        """The first and last instants are stored as -infinity and infinity on PostgreSQL."""
+        """The first instant is stored as -infinity on PostgreSQL; the last, sent to the
+        microsecond, is kept to the millisecond, as it is shown."""
         for value, shown in (
             ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
             ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999Z"),
