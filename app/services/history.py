@@ -172,14 +172,15 @@ async def changes(
     upto = await events.horizon(db)
     params = caller_params(caller)
     rows = await events.feed(db, params, after=after, upto=upto, limit=limit + 1)
+    # A page holds rows only for a current caller (the statement checks); an empty one asks.
+    if not rows and not await task_statements.caller_is_still_current(db, caller):
+        raise token_revoked()
     if cursor is not None:
         # Read after the page: retention removes events and moves its mark in one transaction,
         # so a page that missed removed events is followed by a mark past the cursor.
         removed = await events.removed_through(db)
         if removed is not None and after < removed:
             raise FeedCursorExpired()
-    if not rows and not await task_statements.caller_is_still_current(db, caller):
-        raise token_revoked()
     has_more = len(rows) > limit
     rows = await _invitees_hidden(db, params, rows[:limit])
     reached = Position(rows[-1].xid, rows[-1].id) if has_more else max(upto, after)

@@ -45,6 +45,7 @@ from sqlalchemy import (
     true,
     tuple_,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -473,8 +474,15 @@ def _horizon_other(element: _Horizon, compiler: Any, **kw: Any) -> str:  # noqa:
 @cache
 def _horizon_statement() -> Statement:
     """The last position a read may cover now (inclusive): PostgreSQL, every event of a
-    transaction older than the oldest running one; SQLite, every event so far."""
-    newest = select(func.coalesce(func.max(Event.id), 0)).scalar_subquery()
+    transaction older than the oldest running one; SQLite, every event so far, and at least
+    what retention removed through (when it removed every event, the position it hands out
+    must not be before its own mark: a 410 for a cursor just given; ids are never reused,
+    decision 0035, so the next event comes after it)."""
+    ids = union_all(
+        select(func.max(Event.id).label("id")),
+        select(EventRetention.removed_through_id.label("id")).where(EventRetention.id == 1),
+    ).subquery()
+    newest = select(func.coalesce(func.max(ids.c.id), 0)).scalar_subquery()
     return Statement(select((_Horizon() - 1).label("xid"), newest.label("id")))
 
 

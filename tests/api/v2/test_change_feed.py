@@ -21,11 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.access import Db
 from app.db.base import utcnow
+from app.models.user import User
 from app.services import history
 from tests.api.v2.conftest import V2
 from tests.api.v2.test_project_races import Account, join, racing, register
@@ -310,6 +311,43 @@ class TestRefused:
         later = await new_task(racing, owner, project_id, "After the purge")
         items, _ = await walk(racing, owner)
         assert task_events(items) == [("created", later["id"])]
+
+    async def test_a_start_after_everything_was_removed_gives_a_cursor_that_works(
+        self, racing: httpx.AsyncClient, owner: Account, app: Any
+    ) -> None:
+        """Retention removed every event: a read without a cursor hands out one that is not
+        before what was removed, and the next event comes after it. Before, SQLite handed
+        out the start of an empty log, and every poll with it was a 410 (a black-box run,
+        2026-12-07)."""
+        project_id = await new_project(racing, owner)
+        async with Db.transaction_for(app.state.sessionmaker) as db:
+            assert await history.remove_expired(db, utcnow() + timedelta(days=1), 0) >= 2
+        start = await read(racing, owner)
+        assert (start["items"], start["has_more"]) == ([], False)
+        polled = await read(racing, owner, cursor=start["next_cursor"])
+        assert polled["items"] == []
+        later = await new_task(racing, owner, project_id, "After the purge")
+        items, _ = await walk(racing, owner, start["next_cursor"])
+        assert task_events(items) == [("created", later["id"])]
+
+    async def test_a_revoked_token_is_401_before_its_cursor_is_410(
+        self, racing: httpx.AsyncClient, owner: Account, app: Any, engine: AsyncEngine
+    ) -> None:
+        """The spec's order: a token no longer current is a 401, whatever the cursor (before,
+        a cursor before what was removed was a 410 for it)."""
+        project_id = await new_project(racing, owner)
+        await new_task(racing, owner, project_id)
+        start = await read(racing, owner, limit=1)
+        async with Db.transaction_for(app.state.sessionmaker) as db:
+            await history.remove_expired(db, utcnow() + timedelta(days=1), 0)
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(User).where(User.id == owner.id).values(token_version=User.token_version + 1)
+            )
+        refused = await racing.get(
+            CHANGES, params={"cursor": start["next_cursor"]}, headers=owner.headers
+        )
+        assert_problem(refused, 401)
 
 
 class TestInviteesAddress:
