@@ -47,6 +47,10 @@ if not CHROMIUM.exists():
 
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
 
+# Assertions wait as long as actions (their own default is 5 s: on a loaded machine the
+# overview's charts took longer to draw, and a page that was right came too late).
+expect.set_options(timeout=TIMEOUT_MS)
+
 
 @contextmanager
 def streamlit_server(api_url: str, log_path: Path) -> Iterator[str]:

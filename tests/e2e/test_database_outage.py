@@ -367,14 +367,21 @@ class WriterLog:
 
 
 def _write_until_failure(
-    base_url: str, headers: dict[str, str], worker: int, stop_writing: threading.Event
+    base_url: str,
+    headers: dict[str, str],
+    worker: int,
+    stop_writing: threading.Event,
+    creates: threading.Semaphore,
 ) -> WriterLog:
-    """Create tasks and PATCH them (title, priority, status together) until a request fails."""
+    """Create tasks and PATCH them (title, priority, status together) until a request fails;
+    `creates` is released for each 201."""
     log = WriterLog()
 
     def record(response: httpx.Response | None) -> bool:
         status = None if response is None else response.status_code
         log.statuses.append(status)
+        if status == 201:
+            creates.release()
         if response is not None and status not in (200, 201, 503):
             log.bad.append(
                 f"{response.request.method} {response.request.url.path}: "
@@ -440,14 +447,21 @@ def test_kill_mid_write_keeps_nothing_half_done(live_server: Server, http: httpx
     assert probe.headers["etag"] == '"1"', "the test's If-Match assumes ETag = version"
 
     stop_writing = threading.Event()
+    creates = threading.Semaphore(0)
     workers = 12
     with ThreadPoolExecutor(workers) as pool:
         futures = [
-            pool.submit(_write_until_failure, live_server.base_url, headers, w, stop_writing)
+            pool.submit(
+                _write_until_failure, live_server.base_url, headers, w, stop_writing, creates
+            )
             for w in range(workers)
         ]
         try:
-            time.sleep(1.0)  # plenty of writes in flight
+            # Writes in flight: as many created as there are writers (not a fixed sleep, which
+            # on a loaded machine killed the database before most writers had written).
+            deadline = time.monotonic() + 30
+            for _ in range(workers):
+                creates.acquire(timeout=max(0.0, deadline - time.monotonic()))
             killed = time.monotonic()
             live_server.cluster.stop("immediate")
         finally:
