@@ -128,7 +128,9 @@ async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
             if user_id is not None and user_id != row.actor_id:
                 message = f"{actor} invited you to {project} as {_role(role)}"
                 made.add(user_id, "invited", message, key, **about)
-        elif row.entity == "member" and row.entity_id != row.actor_id:
+        # Not a member's own leaving, nor the system's removals when it purges a project:
+        # that project went to the trash a retention period before, and is not named now.
+        elif row.entity == "member" and row.actor_id not in (None, row.entity_id):
             if row.action == "role_changed":
                 role = changes.get("role", [None, None])[1]
                 message = f"{actor} changed your role in {project} to {_role(role)}"

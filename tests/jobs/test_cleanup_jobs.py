@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db.statements import tasks as task_statements
-from app.jobs import cleanup
+from app.jobs import cleanup, outbox
 from tests.jobs.conftest import Deployment
 
 LONG_AGO = datetime.now(UTC) - timedelta(days=40)
@@ -60,6 +60,41 @@ async def test_the_trash_is_emptied_after_the_retention(deployment: Deployment) 
         ("task", old["id"], None),
         ("project", project_id, None),
     ]
+
+
+async def test_the_members_of_a_purged_project_see_they_lost_it(deployment: Deployment) -> None:
+    """Purged, a project has no members left, so its `purged` event reaches no one's feed; each
+    member's own `removed` event does (by the system), and it is the last thing their feed
+    says of the project. Before, a client that read the feed kept the project for ever, and
+    one that started over saw only that it had joined it (a black-box run, 2026-12-07)."""
+    owner = await deployment.user("owner@example.com")
+    member = await deployment.user("member@example.com")
+    project_id = await deployment.project_with(owner, (member, "editor"))
+    gone = await deployment.http.delete(f"/api/v2/projects/{project_id}", headers=owner["headers"])
+    assert gone.status_code == 204, gone.text
+    await _age(deployment, "projects", "deleted_at", project_id)
+    assert await cleanup.purge_trash(deployment.runtime) == {"tasks": 0, "projects": 1}
+
+    for person, role in ((owner, "owner"), (member, "editor")):
+        feed = await deployment.http.get(
+            "/api/v2/changes", params={"limit": 1000}, headers=person["headers"]
+        )
+        assert feed.status_code == 200, feed.text
+        of_project = [item for item in feed.json()["items"] if item["project_id"] == project_id]
+        last = of_project[-1]
+        assert (last["entity"], last["entity_id"], last["action"]) == (
+            "member",
+            person["id"],
+            "removed",
+        )
+        assert (last["actor"], last["changes"], last["object"]) == (
+            None,
+            {"role": [role, None]},
+            None,
+        )
+    # Not news to notify: the project went to the trash a retention period before.
+    await outbox.fan_out(deployment.runtime)
+    assert await deployment.scalar("SELECT count(*) FROM notifications WHERE kind = 'removed'") == 0
 
 
 async def test_expired_records_are_removed(deployment: Deployment) -> None:

@@ -5,7 +5,8 @@ Each is one conditional `DELETE ... RETURNING`, so running it twice, or on two w
 once, removes each row once: the second finds nothing. A restore that commits first wins: the
 purge's condition (`deleted_at` before the cutoff) is checked again on the row it locks.
 Removals a member could have seen (a project, an invitation) leave a `purged` event by the
-system, as a purged task does (`app.db.statements.tasks.purge_trashed`).
+system, as a purged task does (`app.db.statements.tasks.purge_trashed`); a purged project's
+members each a `removed` event too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import bindparam, delete, select
 from app.db.access import Db, Statement
 from app.db.statements import events
 from app.models.idempotency_key import IdempotencyKey
-from app.models.project import Invitation, Project
+from app.models.project import Invitation, Project, ProjectMember
 from app.models.refresh_token import RefreshToken
 
 
@@ -41,10 +42,46 @@ def _purge_projects_statement() -> Statement:
     )
 
 
+@cache
+def _members_of_expired_statement() -> Statement:
+    """The members of the projects trashed before `cutoff` (read before the purge deletes
+    them with their projects; a trashed project's members do not change)."""
+    return Statement(
+        select(ProjectMember.project_id, ProjectMember.user_id, ProjectMember.role)
+        .join(Project, Project.id == ProjectMember.project_id)
+        .where(
+            Project.inbox_user_id.is_(None),
+            Project.deleted_at.is_not(None),
+            Project.deleted_at < bindparam("cutoff", type_=Project.deleted_at.type),
+        )
+        .order_by(ProjectMember.project_id, ProjectMember.user_id)
+    )
+
+
 async def purge_trashed_projects(db: Db, cutoff: datetime, now: datetime) -> int:
     """Delete for good the projects trashed before `cutoff` (their tasks, members, labels
-    and comments with them), each leaving a `purged` event; how many."""
+    and comments with them), each leaving a `removed` event for each member and a `purged`
+    event; how many.
+
+    The members' events are how they learn they lost the project (spec api-v2 section 7):
+    the feed shows a project's events to its members now, and a person's own membership
+    events always, so the project's `purged` event, with no member left, reaches no one."""
+    members = await db.rows(_members_of_expired_statement(), {"cutoff": cutoff})
     purged = await db.rows(_purge_projects_statement(), {"cutoff": cutoff})
+    purged_ids = {project_id for project_id, _ in purged}
+    for project_id, user_id, role in members:
+        if project_id in purged_ids:  # not one restored meanwhile
+            await events.append(
+                db,
+                at=now,
+                actor_id=None,
+                project_id=project_id,
+                entity="member",
+                entity_id=user_id,
+                task_id=None,
+                action="removed",
+                changes=events.column_changes("member", {"role": role}, {"role": None}),
+            )
     for project_id, name in purged:
         await events.append(
             db,
