@@ -204,8 +204,8 @@ def _require_offset(value: datetime) -> datetime:
 
 
 def _to_the_millisecond(value: datetime) -> datetime:
-    """A timestamp the server keeps, as it will show it: to the millisecond, so that a value
-    sent back as a response showed it is the same value, not a change."""
+    """A timestamp as the server keeps and shows it: to the millisecond, so that a value sent
+    back as a response showed it is the same value, not a change."""
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 
@@ -213,12 +213,15 @@ def _format_rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-# Request side: strict string parsing, offset required, normalised to UTC.
-Timestamp = Annotated[datetime, BeforeValidator(_parse_rfc3339), AfterValidator(_require_offset)]
-# A request's timestamp that the server stores (a task's due_at, remind_at): also cut to the
-# millisecond, the precision of responses. A filter's bound (`due_before`) is a `Timestamp`,
-# compared as sent.
-StoredTimestamp = Annotated[Timestamp, AfterValidator(_to_the_millisecond)]
+# Request side: strict string parsing, offset required, normalised to UTC, to the millisecond
+# (the precision of responses: a value stored is the value shown, and a filter's bound is
+# taken as it would be stored, so `due_after` a task's due date as sent finds it).
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_parse_rfc3339),
+    AfterValidator(_require_offset),
+    AfterValidator(_to_the_millisecond),
+]
 # Response side: always UTC with a `Z` and millisecond precision (a string to pydantic, a
 # date-time to clients reading the schema).
 UTCTimestamp = Annotated[

@@ -24,7 +24,7 @@ from app.schemas.common import (
     JsonSchemaHints,
     RequestModel,
     ResponseModel,
-    StoredTimestamp,
+    Timestamp,
     UTCTimestamp,
     optional_not_null,
     reject_controls_in_line,
@@ -73,7 +73,7 @@ class TaskCreate(RequestModel):
     description: Description | None = None
     status: StatusName = "todo"
     priority: PriorityName = "medium"
-    due_at: StoredTimestamp | None = None
+    due_at: Timestamp | None = None
 
 
 class TaskUpdate(RequestModel):
@@ -83,7 +83,7 @@ class TaskUpdate(RequestModel):
     description: Description | None = None
     status: StatusName | SkipJsonSchema[None] = optional_not_null()
     priority: PriorityName | SkipJsonSchema[None] = optional_not_null()
-    due_at: StoredTimestamp | None = None
+    due_at: Timestamp | None = None
 
     @field_validator("title", "status", "priority", mode="before")
     @classmethod
@@ -194,7 +194,7 @@ class ProjectTaskCreate(TaskCreate):
     )
     assignee_ids: AssigneeIds = []
     label_ids: LabelIds = []
-    remind_at: StoredTimestamp | None = None
+    remind_at: Timestamp | None = None
 
 
 class ProjectTaskUpdate(TaskUpdate):
@@ -206,7 +206,7 @@ class ProjectTaskUpdate(TaskUpdate):
     project_id: IdInBody | SkipJsonSchema[None] = optional_not_null()
     assignee_ids: AssigneeIds | SkipJsonSchema[None] = optional_not_null()
     label_ids: LabelIds | SkipJsonSchema[None] = optional_not_null()
-    remind_at: StoredTimestamp | None = None
+    remind_at: Timestamp | None = None
 
     @field_validator("project_id", "assignee_ids", "label_ids", mode="before")
     @classmethod

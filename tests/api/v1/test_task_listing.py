@@ -516,6 +516,17 @@ class TestDueFilters:
         ids = await listed_ids(client, alice_h, due_before="2030-06-01T07:00:00.250-05:00")
         assert ids == [rows["before"].id]
 
+    async def test_a_bound_to_the_microsecond_is_taken_to_the_millisecond(
+        self, client: httpx.AsyncClient, rows: dict[str, Row], alice_h: Headers
+    ) -> None:
+        """Timestamps are kept and shown to the millisecond: a task created with a due date
+        of .250900 has .250, and a bound of .250900 is taken as .250 too, so the due date as
+        sent finds the task with `due_after` and not with `due_before`."""
+        bound = "2030-06-01T12:00:00.250900Z"
+        ids = await listed_ids(client, alice_h, due_after=bound, sort="due_at")
+        assert ids == [rows["on"].id, rows["after"].id]
+        assert await listed_ids(client, alice_h, due_before=bound) == [rows["before"].id]
+
     @pytest.mark.parametrize("name", ["due_before", "due_after"])
     @pytest.mark.parametrize(
         "value",
