@@ -482,6 +482,38 @@ class TestWritersWithoutTags:
         assert max(response.json()["version"] for response in responses) == final["version"]
         assert final["assignee_ids"] == await assignees_of(engine, task["id"])
 
+    @pytest.mark.parametrize("trial", range(TRIALS))
+    async def test_each_answer_is_the_version_it_wrote(
+        self, committing_client: httpx.AsyncClient, crew: Crew, trial: int
+    ) -> None:
+        """Writers of a field at once: each answer is the task as that request wrote it, its
+        version and ETag its own (a client sends them back in `If-Match`). Before, a write
+        that had waited for another read the task again after its commit, and when a later
+        writer had committed meanwhile, answered with that writer's version (a black-box
+        run, 2026-12-07: 22 of 90 answers)."""
+        client = committing_client
+        task = await new_task(client, crew, title=f"Versions {trial}")
+        descriptions = [f"Written by {n}" for n in range(6)]
+
+        responses = await asyncio.gather(
+            *(
+                client.patch(
+                    task_url(task["id"]),
+                    json={"description": description},
+                    headers=crew.headers["editor"],
+                )
+                for description in descriptions
+            )
+        )
+
+        assert statuses(list(responses)) == {200: len(descriptions)}, [r.text for r in responses]
+        answers = [response.json() for response in responses]
+        assert [answer["description"] for answer in answers] == descriptions
+        versions = sorted(answer["version"] for answer in answers)
+        assert versions == [task["version"] + n for n in range(1, len(descriptions) + 1)]
+        for response, answer in zip(responses, answers, strict=True):
+            assert response.headers["etag"] == f'"{answer["version"]}"'
+
 
 # --- a deadlock: one of the two is refused, nothing half-written -----------------------------
 
