@@ -7,7 +7,8 @@ from __future__ import annotations
 # Ids are PostgreSQL BIGINTs: a larger number can name nothing (and must not reach the
 # driver, which would refuse it with an error rather than find nothing).
 MAX_ID = 2**63 - 1
-# Versions (and so entity tags) are PostgreSQL INTEGERs.
+# Versions (and so entity tags), and an account's token version (an access token's `tv`),
+# are PostgreSQL INTEGERs.
 MAX_VERSION = 2**31 - 1
 
 # Text of a task.

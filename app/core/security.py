@@ -31,7 +31,7 @@ from typing import TypeVar
 import bcrypt
 import jwt
 
-from app.core.bounds import MAX_ID
+from app.core.bounds import MAX_ID, MAX_VERSION
 
 # Domain separation for the pre-hash. It is deliberately not SECRET_KEY: rotating the JWT key
 # must not lock every user out. Its job is to make the bcrypt input fixed-length and NUL-free.
@@ -241,6 +241,8 @@ def _verified_claims(token: str, key: str) -> AccessClaims:
         user_id = int(claims["sub"])
         token_version = claims["tv"]
         if not isinstance(token_version, int) or isinstance(token_version, bool):
+            raise InvalidToken("bad token version")
+        if token_version < 1 or token_version > MAX_VERSION:  # no account has it
             raise InvalidToken("bad token version")
         if user_id < 1 or user_id > MAX_ID:
             raise InvalidToken("bad subject")

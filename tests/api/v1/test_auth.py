@@ -410,6 +410,10 @@ TAMPERED: dict[str, Callable[[Forger], str]] = {
     "sub-too-large": lambda f: f.token(sub=str(2**63)),
     "tv-older": lambda f: f.token(tv=f.user.token_version - 1),
     "tv-string": lambda f: f.token(tv=str(f.user.token_version)),
+    # Past the column's 32-bit range (a 500 on PostgreSQL before) and past SQLite's 64 bits.
+    "tv-too-large": lambda f: f.token(tv=2**31),
+    "tv-past-64-bits": lambda f: f.token(tv=2**63),
+    "tv-negative": lambda f: f.token(tv=-(2**31) - 1),
     "random-string": lambda _: "not-a-jwt",
     "three-garbage-parts": lambda _: "eyJhbGciOi.eyJzdWIiOi.c2ln",
     "16KB-garbage": lambda _: "A" * 16_384,
