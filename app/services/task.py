@@ -26,7 +26,6 @@ from typing import Any, Final, Literal
 from app.core.errors import (
     AppError,
     ConcurrentUpdate,
-    Conflict,
     NotFound,
     PreconditionFailed,
     Unauthorized,
@@ -372,8 +371,11 @@ async def _why_not_created(
         return _unusable_project()
     if role < least:
         return role_required(role, least)
-    # The membership changed between the insert and this read (removed, then added back).
-    return Conflict("The project's members changed meanwhile; retry.")
+    # The membership changed between the insert and this read (removed, then added back):
+    # nothing was written, and sent again the create most likely goes through.
+    return ConcurrentUpdate(
+        "The project's members changed at the same moment: nothing was written. Send it again."
+    )
 
 
 async def update_project_task(

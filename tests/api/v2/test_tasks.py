@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.core.bounds import TASK_ASSIGNEES_MAX, TASK_LABELS_MAX
 from app.core.roles import ProjectRole
 from app.db.base import utcnow
+from app.db.statements import tasks as statements_of_tasks
 from app.db.statements.tasks import TaskDetail
 from app.models.label import Label
 from app.models.project import Project, ProjectMember
@@ -366,6 +367,33 @@ class TestCreate:
             task = await create(client, team.headers["editor"], remind_at=value, due_at=value)
             assert (task["remind_at"], task["due_at"]) == (shown, shown)
             assert (await read(client, team.headers["editor"], task["id"]))["remind_at"] == shown
+
+    async def test_a_create_refused_by_a_membership_that_came_back_is_a_409_to_resend(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The insert found the caller no member (removed at that moment), and the read that
+        tells why finds them a member again (added back): nothing was written, and the
+        answer is the 409 of any write that met a concurrent one, with `Retry-After` (it was
+        a bare `conflict` without it). The insert's refusal is what the test makes."""
+
+        async def refused(*_args: Any, **_kwargs: Any) -> None:
+            return None
+
+        monkeypatch.setattr(statements_of_tasks, "insert_into_project", refused)
+        before = await count_tasks(session, team.project_id)
+        response = await client.post(
+            TASKS,
+            json={"title": "x", "project_id": team.project_id},
+            headers=team.headers["editor"],
+        )
+        problem = assert_problem(response, 409)
+        assert problem["type"].endswith(":concurrent-update")
+        assert response.headers["retry-after"] == "1"
+        assert await count_tasks(session, team.project_id) == before
 
     async def test_an_idempotency_key_creates_once(
         self, client: httpx.AsyncClient, team: Team, session: AsyncSession, label_id: int
