@@ -103,9 +103,10 @@ def render(request: Request, error: errors.AppError) -> ProblemResponse:
 
 
 # How pydantic names the branches of a union in `loc` ("function-after[...]", "literal[...]",
-# "int", "none"). Only looked for below a field's own name: at that depth our request bodies
-# (all flat) have no real keys, so a client's own key names are never dropped.
-_UNION_BRANCH = re.compile(r"[a-z-]+\[.*|str|int|float|bool|none|bytes")
+# "int", "constrained-str", "none"). Only looked for below a field's own name: at that depth
+# our request bodies (all flat) have no real keys, so a client's own key names are never
+# dropped.
+_UNION_BRANCH = re.compile(r"[a-z-]+\[.*|(constrained-)?(str|int|float|bool|bytes)|none")
 
 
 def _field_path(loc: Sequence[Any]) -> list[str | int]:
