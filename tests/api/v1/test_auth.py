@@ -443,6 +443,19 @@ class TestAccessTokenTampering:
         assert_unauthorized(response, invalid_token=True)
         assert token[:20] not in response.text
 
+    @pytest.mark.parametrize("url", [ME_URL, "/api/v1/tasks", "/api/v2/tasks"])
+    @pytest.mark.parametrize("second", ["same", "garbage"])
+    async def test_two_authorization_headers_are_refused(
+        self, client: httpx.AsyncClient, forger: Forger, url: str, second: str
+    ) -> None:
+        """One request, one reading (decision 0010): with two headers, the service read the
+        first and a proxy in front may read the other; it reads neither."""
+        token = forger.token()
+        other = token if second == "same" else "not-a-token"
+        headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {other}")]
+        response = await client.get(url, headers=headers)
+        assert_unauthorized(response, invalid_token=True)
+
     async def test_tampered_subject(
         self,
         client: httpx.AsyncClient,
