@@ -88,12 +88,12 @@ class BearerClaims(OAuth2PasswordBearer):
         app_state = request.app.state
         limiter: RateLimiter = app_state.rate_limiter
         try:
-            if not token:
-                raise Unauthorized("Authentication is required.")
             if len(request.headers.getlist("authorization")) > 1:
                 # One request, one reading (decision 0010): FastAPI reads the first header,
                 # a proxy in front may read the last.
                 raise Unauthorized("Send one Authorization header.", invalid_token=True)
+            if not token:
+                raise Unauthorized("Authentication is required.")
             claims = auth_service.access_claims(token, key=app_state.settings.signing_key)
         except Unauthorized:
             # No valid token: counted for the client's address (429 once that is spent),

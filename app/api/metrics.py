@@ -175,8 +175,12 @@ async def metrics(request: Request, limiter: RateLimiterDep, response: Response)
 
 def _bearer_matches(request: Request, expected: str) -> bool:
     """Whether the request's `Authorization: Bearer` token is `expected`, compared in
-    constant time (digests of equal length, so not even the length is told)."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    constant time (digests of equal length, so not even the length is told). Two
+    `Authorization` headers never match (one request, one reading: decision 0010)."""
+    headers = request.headers.getlist("authorization")
+    if len(headers) != 1:
+        return False
+    scheme, _, credentials = headers[0].partition(" ")
     if scheme.lower() != "bearer":
         return False
     given = hashlib.sha256(credentials.strip().encode("utf-8", "surrogatepass")).digest()

@@ -146,6 +146,13 @@ class TestMetricsToken:
         assert "http_requests_total" not in response.text
         assert METRICS_TOKEN not in response.text
 
+    async def test_the_token_twice_is_refused(self, protected: httpx.AsyncClient) -> None:
+        """One request, one reading (decision 0010), as on every other route."""
+        token = ("Authorization", f"Bearer {METRICS_TOKEN}")
+        response = await protected.get("/metrics", headers=[token, token])
+        assert_problem(response, 401)
+        assert "http_requests_total" not in response.text
+
     @pytest.mark.parametrize("scheme", ["Bearer", "bearer"])
     async def test_with_the_token_the_metrics(
         self, protected: httpx.AsyncClient, scheme: str

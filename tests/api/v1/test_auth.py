@@ -444,16 +444,21 @@ class TestAccessTokenTampering:
         assert token[:20] not in response.text
 
     @pytest.mark.parametrize("url", [ME_URL, "/api/v1/tasks", "/api/v2/tasks"])
-    @pytest.mark.parametrize("second", ["same", "garbage"])
+    @pytest.mark.parametrize("pair", ["same", "then-garbage", "basic-first"])
     async def test_two_authorization_headers_are_refused(
-        self, client: httpx.AsyncClient, forger: Forger, url: str, second: str
+        self, client: httpx.AsyncClient, forger: Forger, url: str, pair: str
     ) -> None:
         """One request, one reading (decision 0010): with two headers, the service read the
         first and a proxy in front may read the other; it reads neither."""
-        token = forger.token()
-        other = token if second == "same" else "not-a-token"
-        headers = [("Authorization", f"Bearer {token}"), ("Authorization", f"Bearer {other}")]
-        response = await client.get(url, headers=headers)
+        bearer = f"Bearer {forger.token()}"
+        first, second = {
+            "same": (bearer, bearer),
+            "then-garbage": (bearer, "Bearer not-a-token"),
+            "basic-first": ("Basic dXNlcjpwdw==", bearer),
+        }[pair]
+        response = await client.get(
+            url, headers=[("Authorization", first), ("Authorization", second)]
+        )
         assert_unauthorized(response, invalid_token=True)
 
     async def test_tampered_subject(
