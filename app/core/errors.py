@@ -161,8 +161,9 @@ class Conflict(AppError):
 
 
 class ConcurrentUpdate(Conflict):
-    """The database rolled the request's transaction back for a concurrent one (a deadlock):
-    nothing was written, and sending it again most likely goes through."""
+    """The request met a concurrent one and wrote nothing: the database rolled its
+    transaction back (a deadlock), or the service gave up on a change that kept moving
+    under it (decision 0036). Sending it again most likely goes through."""
 
     slug = "concurrent-update"
     title = "Concurrent update"

@@ -460,8 +460,11 @@ def test_kill_mid_write_keeps_nothing_half_done(live_server: Server, http: httpx
             # Writes in flight: as many created as there are writers (not a fixed sleep, which
             # on a loaded machine killed the database before most writers had written).
             deadline = time.monotonic() + 30
-            for _ in range(workers):
+            written = [
                 creates.acquire(timeout=max(0.0, deadline - time.monotonic()))
+                for _ in range(workers)
+            ]
+            assert all(written), "the writers created too little in 30 s to mean anything"
             killed = time.monotonic()
             live_server.cluster.stop("immediate")
         finally:

@@ -939,7 +939,8 @@ async def update_detail(
     RETURNING: a writer that came after it may have committed before the read again, and its
     version is not this request's to show (a client takes the ETag for its next `If-Match`;
     a black-box run, 2026-12-07, got other requests' versions in 22 of 90 answers). The links
-    are the read's then, which a later writer of links may have changed already."""
+    are the read's then, which a later writer of links may have changed already (or, when a
+    later writer took the task out of the caller's reach before that read, the snapshot's)."""
     updated = await _update_row(
         db,
         claims,

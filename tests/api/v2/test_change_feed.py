@@ -333,8 +333,8 @@ class TestRefused:
     async def test_a_revoked_token_is_401_before_its_cursor_is_410(
         self, racing: httpx.AsyncClient, owner: Account, app: Any, engine: AsyncEngine
     ) -> None:
-        """The spec's order: a token no longer current is a 401, whatever the cursor (before,
-        a cursor before what was removed was a 410 for it)."""
+        """The spec's order: a token no longer current is a 401 before a cursor from before
+        what retention removed is a 410 (it was the 410)."""
         project_id = await new_project(racing, owner)
         await new_task(racing, owner, project_id)
         start = await read(racing, owner, limit=1)

@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.roles import ProjectRole
+from app.db.statements import tasks as task_statements
 from app.models.project import ProjectMember
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import Team, add_project
@@ -352,6 +353,38 @@ class TestIdsInTheBody:
 
 
 # --- moving -------------------------------------------------------------------------------------
+
+
+class TestMovedWhileWaiting:
+    async def test_a_task_moved_at_every_start_is_a_409_to_send_again(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        task: dict[str, Any],
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A write of links starts its transaction again when its lock finds the task moved
+        meanwhile (tests/api/v2/test_task_races.py makes one such move); found moved at each
+        of its starts (here the test says so every time), it gives up: the 409 of a
+        concurrent update, with `Retry-After`, and nothing written."""
+        starts = 0
+
+        async def moved_meanwhile(*_args: Any, **_kwargs: Any) -> None:
+            nonlocal starts
+            starts += 1
+            raise task_statements.MovedMeanwhile
+
+        monkeypatch.setattr(task_statements, "lock_detail", moved_meanwhile)
+        before = await stored(session, task["id"])
+        response = await patch(
+            client, team.headers["editor"], task["id"], title="Never", label_ids=[]
+        )
+        problem = assert_problem(response, 409)
+        assert problem["type"].endswith(":concurrent-update")
+        assert response.headers["retry-after"] == "1"
+        assert starts == 3
+        assert await stored(session, task["id"]) == before
 
 
 class TestMove:
