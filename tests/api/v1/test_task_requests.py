@@ -106,7 +106,8 @@ READS: list[tuple[str, str, str | None, list[tuple[str, str]], int]] = [
     ("If-None-Match star", "{own}", "alice", [("If-None-Match", "*")], 304),
     ("If-None-Match unquoted", "{own}", "alice", [("If-None-Match", "1")], 200),
     ("If-None-Match too long", "{own}", "alice", [("If-None-Match", TOO_LONG_TAGS)], 422),
-    ("Authorization twice", "{own}", "alice", [("Authorization", "Bearer x")], 200),
+    # One request, one reading (decision 0010): neither header is read (the first was).
+    ("Authorization twice", "{own}", "alice", [("Authorization", "Bearer x")], 401),
     ("someone else's task", "{foreign}", "alice", [], 404),
     ("trashed task", "{trashed}", "alice", [], 404),
     ("no such task", "999999999", "alice", [], 404),
