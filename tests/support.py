@@ -10,13 +10,15 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.config import Settings
 from app.core.errors import RoleRequired, problem_type
 from app.core.security import AccessClaims
+from app.db.base import utcnow
 from app.models.project import Project
+from app.models.task import Task
 from app.models.user import User
 
 PROBLEM = "application/problem+json"
@@ -169,3 +171,44 @@ async def client_of_app(
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield app, http
+
+
+def refused_at_first(monkeypatch: Any, module: Any, name: str) -> list[str]:
+    """Make the write statement `module.name` match nothing at its first call, as when a
+    change that committed meanwhile refused it (a project in the trash, a membership gone),
+    then run as it is: the write is then made again (app/services/retries.py). The calls,
+    as they come ("refused", "made")."""
+    write = getattr(module, name)
+    calls: list[str] = []
+
+    async def refused_then_made(*args: Any, **kwargs: Any) -> Any:
+        if not calls:
+            calls.append("refused")
+            return None
+        calls.append("made")
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, refused_then_made)
+    return calls
+
+
+def trashed_before_first_call(
+    monkeypatch: Any, module: Any, name: str, session: Any, task_id: int
+) -> list[int]:
+    """Make the read `module.name` first trash the task as a delete writes it (its event
+    aside), in `session`, as when a delete commits just before that read; the rows trashed."""
+    read = getattr(module, name)
+    trashed: list[int] = []
+
+    async def after_a_delete(*args: Any, **kwargs: Any) -> Any:
+        if not trashed:
+            deleted = await session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(deleted_at=utcnow(), version=Task.version + 1)
+            )
+            trashed.append(deleted.rowcount)
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, after_a_delete)
+    return trashed

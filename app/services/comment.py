@@ -36,6 +36,7 @@ from app.db.base import utcnow
 from app.db.statements import comments as statements
 from app.db.statements.comments import CommentRecord
 from app.schemas.comment import CommentCreate, CommentUpdate
+from app.services import retries
 from app.services.task import TaskNotFound, token_revoked
 
 __all__ = [
@@ -73,8 +74,9 @@ async def _refusal(
     task_id: int,
     permission: Permission,
     comment_id: int | None = None,
-) -> AppError:
-    """Why a statement on the task's comments matched nothing, as the error to answer.
+) -> AppError | None:
+    """Why a statement on the task's comments matched nothing, as the error to answer (None:
+    nothing refuses a create now).
 
     `permission`: the action's (for a change or a deletion, the author's own one).
     """
@@ -93,8 +95,9 @@ async def _refusal(
     if role < least_role(permission):
         return role_required(role, least_role(permission))
     # Allowed now, though the statement found it not: a membership or the comment changed
-    # in between the two statements; as things stand, there is nothing left to act on.
-    return CommentNotFound() if comment_id is not None else TaskNotFound()
+    # in between the two statements. A create is made again (`retries`); for a comment,
+    # as things stand, there is nothing left to act on.
+    return CommentNotFound() if comment_id is not None else None
 
 
 def _binding(caller: AccessClaims, task_id: int) -> str:
@@ -139,16 +142,23 @@ async def get_comment(db: Db, caller: AccessClaims, task_id: int, comment_id: in
     found = await statements.fetch(db, caller, task_id, comment_id)
     if found is not None:
         return found
-    raise await _refusal(db, caller, task_id, Permission.COMMENT_READ, comment_id)
+    raise (
+        await _refusal(db, caller, task_id, Permission.COMMENT_READ, comment_id)
+        or CommentNotFound()
+    )
 
 
 async def create_comment(
     db: Db, caller: AccessClaims, task_id: int, data: CommentCreate
 ) -> CommentRecord:
-    created = await statements.insert_comment(db, caller, task_id, data.body, utcnow())
-    if created is not None:
-        return created
-    raise await _refusal(db, caller, task_id, Permission.COMMENT_CREATE)
+
+    async def insert() -> CommentRecord | None:
+        return await statements.insert_comment(db, caller, task_id, data.body, utcnow())
+
+    async def refusal() -> AppError | None:
+        return await _refusal(db, caller, task_id, Permission.COMMENT_CREATE)
+
+    return await retries.made_again_while_allowed(insert, refusal)
 
 
 async def update_comment(
@@ -158,10 +168,16 @@ async def update_comment(
     updated = await statements.update_comment(db, caller, task_id, comment_id, data.body, utcnow())
     if updated is not None:
         return updated
-    raise await _refusal(db, caller, task_id, Permission.COMMENT_UPDATE_OWN, comment_id)
+    raise (
+        await _refusal(db, caller, task_id, Permission.COMMENT_UPDATE_OWN, comment_id)
+        or CommentNotFound()
+    )
 
 
 async def delete_comment(db: Db, caller: AccessClaims, task_id: int, comment_id: int) -> None:
     if await statements.delete_comment(db, caller, task_id, comment_id, utcnow()):
         return
-    raise await _refusal(db, caller, task_id, Permission.COMMENT_DELETE_OWN, comment_id)
+    raise (
+        await _refusal(db, caller, task_id, Permission.COMMENT_DELETE_OWN, comment_id)
+        or CommentNotFound()
+    )

@@ -29,6 +29,7 @@ from app.db.base import utcnow
 from app.db.statements import labels as statements
 from app.db.statements.labels import LabelRecord
 from app.schemas.label import LabelCreate, LabelUpdate, default_color
+from app.services import retries
 from app.services.project import ProjectNotFound
 from app.services.task import token_revoked
 
@@ -55,10 +56,6 @@ class LabelNameTaken(Conflict):
     default_detail = "This project already has a label of that name (in any letter case)."
 
 
-class ChangedMeanwhile(Conflict):
-    default_detail = "The project changed while the request was processed; retry."
-
-
 @dataclass(frozen=True, slots=True)
 class LabelPage:
     items: list[LabelRecord]
@@ -71,8 +68,10 @@ async def _refusal(
     project_id: int,
     permission: Permission,
     label_id: int | None = None,
-) -> AppError:
-    """Why a statement on the project's labels matched nothing, as the error to answer."""
+) -> AppError | None:
+    """Why a statement on the project's labels matched nothing, as the error to answer;
+    None when nothing refuses it now (`retries`: a create whose project was restored, or
+    whose caller's membership came back, between the insert and this read)."""
     current, role, found = await statements.diagnose(db, caller, project_id, label_id)
     if not current:
         return token_revoked()
@@ -85,7 +84,7 @@ async def _refusal(
         return role_required(role, least)
     # Allowed now, though the statement found it not: a membership or the label changed in
     # between the two statements.
-    return LabelNotFound() if label_id is not None else ChangedMeanwhile()
+    return LabelNotFound() if label_id is not None else None
 
 
 def _binding(caller: AccessClaims, project_id: int) -> str:
@@ -131,23 +130,27 @@ async def get_label(db: Db, caller: AccessClaims, project_id: int, label_id: int
     found = await statements.fetch(db, caller, project_id, label_id)
     if found is not None:
         return found
-    raise await _refusal(db, caller, project_id, Permission.LABEL_READ, label_id)
+    raise await _refusal(db, caller, project_id, Permission.LABEL_READ, label_id) or LabelNotFound()
 
 
 async def create_label(
     db: Db, caller: AccessClaims, project_id: int, data: LabelCreate
 ) -> LabelRecord:
     color = data.color if data.color is not None else default_color(data.name)
-    try:
-        created = await statements.insert_label(db, caller, project_id, data.name, color, utcnow())
-    except IntegrityError as exc:
-        # Once the caller is allowed (the statement's WHERE), the one constraint the row can
-        # break is the name's unique index: the project exists, and its label names are
-        # unique without regard to case.
-        raise LabelNameTaken() from exc
-    if created is not None:
-        return created
-    raise await _refusal(db, caller, project_id, Permission.LABEL_CREATE)
+
+    async def insert() -> LabelRecord | None:
+        try:
+            return await statements.insert_label(db, caller, project_id, data.name, color, utcnow())
+        except IntegrityError as exc:
+            # Once the caller is allowed (the statement's WHERE), the one constraint the row
+            # can break is the name's unique index: the project exists, and its label names
+            # are unique without regard to case.
+            raise LabelNameTaken() from exc
+
+    async def refusal() -> AppError | None:
+        return await _refusal(db, caller, project_id, Permission.LABEL_CREATE)
+
+    return await retries.made_again_while_allowed(insert, refusal)
 
 
 async def update_label(
@@ -162,7 +165,9 @@ async def update_label(
         raise LabelNameTaken() from exc
     if updated is not None:
         return updated
-    raise await _refusal(db, caller, project_id, Permission.LABEL_UPDATE, label_id)
+    raise (
+        await _refusal(db, caller, project_id, Permission.LABEL_UPDATE, label_id) or LabelNotFound()
+    )
 
 
 async def delete_label(db: Db, caller: AccessClaims, project_id: int, label_id: int) -> list[int]:
@@ -171,4 +176,6 @@ async def delete_label(db: Db, caller: AccessClaims, project_id: int, label_id: 
     bumped = await statements.delete_label(db, caller, project_id, label_id, utcnow())
     if bumped is not None:
         return bumped
-    raise await _refusal(db, caller, project_id, Permission.LABEL_DELETE, label_id)
+    raise (
+        await _refusal(db, caller, project_id, Permission.LABEL_DELETE, label_id) or LabelNotFound()
+    )

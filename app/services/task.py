@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from app.core.errors import (
     AppError,
@@ -40,6 +40,7 @@ from app.db.statements import tasks as statements
 from app.db.statements.tasks import Completion, TaskDetail, View
 from app.models.task import TaskPriority, TaskRecord, TaskStatus
 from app.schemas.task import ProjectTaskCreate, ProjectTaskUpdate, TaskCreate, TaskUpdate
+from app.services import retries
 
 __all__ = [
     "TaskDetail",
@@ -55,12 +56,6 @@ __all__ = [
     "update_project_task",
     "update_task",
 ]
-
-
-# How many times a write of links starts its transaction again when its lock finds the task
-# moved meanwhile (`statements.MovedMeanwhile`); each time another move committed while it
-# waited, so past a few it is a 409 to send again, like any concurrent update.
-_ATTEMPTS_AFTER_MOVES: Final = 3
 
 
 class TaskNotFound(NotFound):
@@ -198,13 +193,30 @@ async def delete_task(
 
 
 async def restore_task(db: Db, caller: AccessClaims, task_id: int) -> TaskRecord:
-    """Take a task out of the trash; restoring a live task returns it unchanged."""
-    try:
-        return await _versioned_update(
-            db, caller, task_id, {"deleted_at": None}, in_trash=True, expected_versions=None
+    """Take a task out of the trash; restoring a live task returns it unchanged. A restore
+    that found the task live while a delete of it committed finds it in the trash at the
+    read that tells why, and is made again (`retries`): in either order the two give the
+    task restored or live, never a 404."""
+
+    async def restore() -> TaskRecord | None:
+        restored = await statements.update_task(
+            db,
+            caller,
+            task_id,
+            {"deleted_at": None},
+            now=utcnow(),
+            in_trash=True,
+            expected_versions=None,
         )
-    except TaskNotFound:
-        return await get_task(db, caller, task_id)
+        return restored if restored is not None else await statements.fetch(db, caller, task_id)
+
+    async def refusal() -> AppError | None:
+        current, in_trash = await statements.diagnose(db, caller, task_id, in_trash=True)
+        if not current:
+            return token_revoked()
+        return TaskNotFound() if in_trash is None else None
+
+    return await retries.made_again_while_allowed(restore, refusal)
 
 
 # --- v2: tasks in projects, at roles ----------------------------------------------------------
@@ -332,38 +344,47 @@ async def create_project_task(db: Db, caller: AccessClaims, data: ProjectTaskCre
     least = _least(*permissions)
     now = utcnow()
     values = _new_values(data, now) | {"remind_at": data.remind_at}
-    if not data.assignee_ids and not data.label_ids:
-        # One statement: the insert reads the caller's membership (held until it commits).
-        created = await statements.insert_into_project(
-            db, caller, data.project_id, values, now, least=least
-        )
-        if created is None:
-            raise await _why_not_created(db, caller, data.project_id, least)
-        return TaskDetail(created, (), ())
     links: dict[str, tuple[Any, Any]] = {
         field: ([], sorted(ids))
         for field, ids in (("assignee_ids", data.assignee_ids), ("label_ids", data.label_ids))
         if ids
     }
-    async with db.transaction():
-        created = await statements.insert_into_project(
-            db, caller, data.project_id, values, now, least=least, links=links
-        )
-        if created is None:
-            raise await _why_not_created(db, caller, data.project_id, least)
-        project_id = created.project_id
-        assignees = await _new_links(
-            db, "assignee_ids", project_id, data.assignee_ids, (), moving=False
-        )
-        labels = await _new_links(db, "label_ids", project_id, data.label_ids, (), moving=False)
-        await statements.relink(db, "assignees", created.id, project_id, add=assignees, remove=())
-        await statements.relink(db, "labels", created.id, project_id, add=labels, remove=())
-    return TaskDetail(created, tuple(sorted(assignees)), tuple(sorted(labels)))
+
+    async def insert() -> TaskDetail | None:
+        if not links:
+            # One statement: the insert reads the caller's membership (held until it commits).
+            created = await statements.insert_into_project(
+                db, caller, data.project_id, values, now, least=least
+            )
+            return None if created is None else TaskDetail(created, (), ())
+        async with db.transaction():
+            created = await statements.insert_into_project(
+                db, caller, data.project_id, values, now, least=least, links=links
+            )
+            if created is None:
+                return None
+            project_id = created.project_id
+            assignees = await _new_links(
+                db, "assignee_ids", project_id, data.assignee_ids, (), moving=False
+            )
+            labels = await _new_links(db, "label_ids", project_id, data.label_ids, (), moving=False)
+            await statements.relink(
+                db, "assignees", created.id, project_id, add=assignees, remove=()
+            )
+            await statements.relink(db, "labels", created.id, project_id, add=labels, remove=())
+        return TaskDetail(created, tuple(sorted(assignees)), tuple(sorted(labels)))
+
+    async def refusal() -> AppError | None:
+        return await _why_not_created(db, caller, data.project_id, least)
+
+    return await retries.made_again_while_allowed(insert, refusal)
 
 
 async def _why_not_created(
     db: Db, caller: AccessClaims, project_id: int | None, least: ProjectRole
-) -> AppError:
+) -> AppError | None:
+    """Why an insert into the project matched nothing; None when nothing refuses it now (the
+    project restored, or the membership back, between the insert and this read)."""
     current, role = await statements.project_role(db, caller, project_id)
     if not current:
         return token_revoked()
@@ -371,11 +392,7 @@ async def _why_not_created(
         return _unusable_project()
     if role < least:
         return role_required(role, least)
-    # The membership changed between the insert and this read (removed, then added back):
-    # nothing was written, and sent again the create most likely goes through.
-    return ConcurrentUpdate(
-        "The project's members changed at the same moment: nothing was written. Send it again."
-    )
+    return None
 
 
 async def update_project_task(
@@ -414,7 +431,7 @@ async def update_project_task(
         return await _versioned_detail_update(
             db, caller, task_id, changes, completion=completion, least=least, expected=expected
         )
-    for _ in range(_ATTEMPTS_AFTER_MOVES):
+    for _ in range(retries.ATTEMPTS):
         try:
             return await _update_with_links(
                 db,
@@ -559,23 +576,30 @@ async def restore_project_task(db: Db, caller: AccessClaims, task_id: int) -> Ta
     """Take a task out of the trash; restoring a live task returns it unchanged. Both need
     the least role of restoring (a viewer who may read the trash still gets a 403)."""
     least = least_role(Permission.TASK_RESTORE)
-    updated = await statements.update_detail(
-        db,
-        caller,
-        task_id,
-        {"deleted_at": None},
-        least=least,
-        now=utcnow(),
-        in_trash=True,
-        expected_versions=None,
-    )
-    if updated is not None:
-        return updated
-    # In the trash or not: 404 if the caller may not see it, 403 below the role.
-    error = await _why_missed(db, caller, task_id, least=least, view="any")
-    if not isinstance(error, TaskNotFound):
-        raise error
-    live = await statements.fetch_detail(db, caller, task_id, least)
-    if live is None:
-        raise error
-    return live
+
+    async def restore() -> TaskDetail | None:
+        restored = await statements.update_detail(
+            db,
+            caller,
+            task_id,
+            {"deleted_at": None},
+            least=least,
+            now=utcnow(),
+            in_trash=True,
+            expected_versions=None,
+        )
+        if restored is not None:
+            return restored
+        return await statements.fetch_detail(db, caller, task_id, least)
+
+    async def refusal() -> AppError | None:
+        # In the trash or not: 404 if the caller may not see it, 403 below the role; else a
+        # delete committed between the restore and the read of the live task (`retries`).
+        current, _, role = await statements.diagnose_role(db, caller, task_id, view="any")
+        if not current:
+            return token_revoked()
+        if role is None:
+            return TaskNotFound()
+        return role_required(role, least) if role < least else None
+
+    return await retries.made_again_while_allowed(restore, refusal)

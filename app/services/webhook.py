@@ -40,7 +40,7 @@ from app.core.destinations import (
     UnresolvableDestination,
     resolve_destination,
 )
-from app.core.errors import Conflict, NotFound, ValidationFailed, error_item
+from app.core.errors import AppError, Conflict, NotFound, ValidationFailed, error_item
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -56,6 +56,7 @@ from app.db.base import utcnow
 from app.db.statements import webhooks as statements
 from app.db.statements.webhooks import DeliveryRecord, WebhookRecord
 from app.schemas.webhook import WebhookCreate, WebhookUpdate
+from app.services import retries
 from app.services.project import explain_miss
 
 __all__ = [
@@ -110,10 +111,6 @@ class WebhookDisabled(Conflict):
         "The webhook is disabled: it is sent pings only. Enable it (PATCH `active: true`) "
         "to send it events again."
     )
-
-
-class ChangedMeanwhile(Conflict):
-    default_detail = "The project changed while the request was processed; retry."
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,15 +253,20 @@ async def create_webhook(
         "updated_at": now,
         "secret": secret,
     }
-    created = await statements.insert_webhook(
-        db, caller, project_id, values, most=WEBHOOKS_PER_PROJECT_MAX
-    )
-    if isinstance(created, WebhookRecord):
-        return created, secret
-    if isinstance(created, int):
-        raise WebhookLimitReached()
-    await _authorize(db, caller, project_id)
-    raise ChangedMeanwhile()
+
+    async def insert() -> WebhookRecord | None:
+        created = await statements.insert_webhook(
+            db, caller, project_id, values, most=WEBHOOKS_PER_PROJECT_MAX
+        )
+        if isinstance(created, int):
+            raise WebhookLimitReached()
+        return created
+
+    async def refusal() -> AppError | None:
+        await _authorize(db, caller, project_id)  # raises when the caller may not
+        return None  # allowed now: the project or the membership changed meanwhile
+
+    return await retries.made_again_while_allowed(insert, refusal), secret
 
 
 async def update_webhook(

@@ -24,13 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.bounds import COMMENT_BODY_MAX_LENGTH
 from app.core.roles import ProjectRole
 from app.db.base import utcnow
+from app.db.statements import comments as comment_statements
 from app.models.comment import Comment
 from app.models.project import Project, ProjectMember
 from app.models.task import Task
 from app.models.user import Role, User
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2, Team, add_project
-from tests.support import assert_problem
+from tests.support import assert_problem, refused_at_first
 
 COMMENT_FIELDS = {"id", "task_id", "author", "body", "created_at", "updated_at"}
 COMMENTERS = ("owner", "admin", "editor", "commenter")
@@ -113,6 +114,23 @@ async def task_id(session: AsyncSession, team: Team) -> int:
 
 
 class TestCreate:
+    async def test_a_create_refused_by_a_change_gone_at_once_is_made(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        task_id: int,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The insert met the task's project in the trash, restored by the read that tells
+        why: the comment is made again and answers 201 (it was a 404 for a task that is
+        there)."""
+        calls = refused_at_first(monkeypatch, comment_statements, "insert_comment")
+        response = await client.post(
+            comments_url(task_id), json={"body": "After"}, headers=team.headers["commenter"]
+        )
+        assert response.status_code == 201, response.text
+        assert calls == ["refused", "made"]
+
     @pytest.mark.parametrize("who", COMMENTERS)
     async def test_commenters_and_above_comment(
         self, client: httpx.AsyncClient, team: Team, task_id: int, who: str

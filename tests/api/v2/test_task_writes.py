@@ -28,7 +28,7 @@ from tests.api.v2.test_tasks import (
     stored,
     task_url,
 )
-from tests.support import assert_problem, inbox_id
+from tests.support import assert_problem, inbox_id, trashed_before_first_call
 
 
 async def patch(
@@ -545,6 +545,29 @@ class TestMove:
 
 
 class TestTrash:
+    async def test_a_restore_that_meets_a_delete_restores(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        task: dict[str, Any],
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A restore found the task live (nothing to restore), and a delete committed before
+        its read of the live task: in either order the two leave the task restored or live,
+        so the answer is the task, restored, never the 404 it was (a black-box run,
+        2026-12-07: 130 of 200 such pairs). The test makes the delete at that moment."""
+        deletes = trashed_before_first_call(
+            monkeypatch, task_statements, "fetch_detail", session, task["id"]
+        )
+        restored = await client.post(
+            f"{task_url(task['id'])}/restore", headers=team.headers["editor"]
+        )
+        assert restored.status_code == 200, restored.text
+        assert restored.json()["deleted_at"] is None
+        assert restored.json()["version"] == task["version"] + 2  # the delete, the restore
+        assert deletes == [1]
+
     async def test_delete_then_restore(
         self,
         client: httpx.AsyncClient,

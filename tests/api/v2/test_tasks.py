@@ -30,7 +30,7 @@ from tests.api.conftest import Headers
 from tests.api.v1.test_round_trips import register, statements
 from tests.api.v1.test_round_trips import sent as sent  # noqa: F401 - a fixture
 from tests.api.v2.conftest import V2, Team, add_project
-from tests.support import TASK_FIELDS, assert_problem, inbox_id
+from tests.support import TASK_FIELDS, assert_problem, inbox_id, refused_at_first
 
 TASKS = f"{V2}/tasks"
 V1_TASKS = "/api/v1/tasks"
@@ -375,10 +375,11 @@ class TestCreate:
         session: AsyncSession,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """The insert found the caller no member (removed at that moment), and the read that
-        tells why finds them a member again (added back): nothing was written, and the
-        answer is the 409 of any write that met a concurrent one, with `Retry-After` (it was
-        a bare `conflict` without it). The insert's refusal is what the test makes."""
+        """The insert found the caller no member, and the read that tells why finds them a
+        member, at every start (removed and added back, again and again): nothing was
+        written, and after three starts the answer is the 409 of any write that met a
+        concurrent one, with `Retry-After` (it was a bare `conflict` without it, at once).
+        The insert's refusal is what the test makes."""
 
         async def refused(*_args: Any, **_kwargs: Any) -> None:
             return None
@@ -394,6 +395,28 @@ class TestCreate:
         assert problem["type"].endswith(":concurrent-update")
         assert response.headers["retry-after"] == "1"
         assert await count_tasks(session, team.project_id) == before
+
+    async def test_a_create_refused_by_a_change_gone_at_once_is_made(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The insert met the project in the trash (or the caller not yet a member), and by
+        the read that tells why it was restored (or they had joined): the create is made
+        again, and answers 201, as it would have after the change. It was a 409 (a
+        black-box run, 2026-12-07: 26 of 150 creates sent beside a restore)."""
+        calls = refused_at_first(monkeypatch, statements_of_tasks, "insert_into_project")
+        before = await count_tasks(session, team.project_id)
+        response = await client.post(
+            TASKS,
+            json={"title": "After the restore", "project_id": team.project_id},
+            headers=team.headers["editor"],
+        )
+        assert response.status_code == 201, response.text
+        assert calls == ["refused", "made"]
+        assert await count_tasks(session, team.project_id) == before + 1
 
     async def test_an_idempotency_key_creates_once(
         self, client: httpx.AsyncClient, team: Team, session: AsyncSession, label_id: int

@@ -31,6 +31,7 @@ from app.core.errors import problem_type
 from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import webhooks as webhook_statements
 from app.models.event import Event
 from app.models.project import Project, ProjectMember
 from app.models.user import User
@@ -41,7 +42,7 @@ from app.services import user as user_service
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2, Team, add_project
 from tests.conftest import BCRYPT_TEST_ROUNDS, TEST_PASSWORD
-from tests.support import assert_problem
+from tests.support import assert_problem, refused_at_first
 
 WEBHOOK_FIELDS = {"id", "url", "events", "active", "description", "created_at", "disabled_reason"}
 DELIVERY_FIELDS = {
@@ -212,6 +213,22 @@ def near(text: str, moment: datetime, seconds: float = 60) -> bool:
 
 
 class TestCreate:
+    @pytest.mark.usefixtures("dns")
+    async def test_a_create_refused_by_a_change_gone_at_once_is_made(
+        self,
+        client: httpx.AsyncClient,
+        team: Team,
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The insert met the project in the trash (or the caller not yet an admin), changed
+        by the read that tells why: the webhook is made again and answers 201 (it was a bare
+        409 `conflict`)."""
+        calls = refused_at_first(monkeypatch, webhook_statements, "insert_webhook")
+        created = await create(client, team.project_id, team.headers["admin"])
+        assert calls == ["refused", "made"]
+        assert await stored(session, created["id"]) is not None
+
     @pytest.mark.parametrize("who", MANAGERS)
     async def test_admins_create_and_see_the_secret_once(
         self,
