@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from app.core.errors import Conflict, NotFound, PreconditionFailed
+from app.core.errors import AppError, Conflict, NotFound, PreconditionFailed
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -26,8 +26,9 @@ from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import projects as statements
 from app.db.statements import tasks as task_statements
-from app.db.statements.projects import ProjectRecord
+from app.db.statements.projects import Diagnosis, ProjectRecord
 from app.schemas.project import ProjectCreate, ProjectUpdate
+from app.services import retries
 from app.services.task import token_revoked
 
 
@@ -50,7 +51,22 @@ async def explain_miss(
 ) -> None:
     """Raise why a statement on a project needing `required` matched nothing; return only
     when nothing explains it (the caller may act, and the project is as expected)."""
-    found = await statements.diagnose(db, caller, project_id)
+    _explain(
+        await statements.diagnose(db, caller, project_id),
+        required,
+        inbox_conflicts=inbox_conflicts,
+        expected_versions=expected_versions,
+    )
+
+
+def _explain(
+    found: Diagnosis,
+    required: ProjectRole,
+    *,
+    inbox_conflicts: bool = False,
+    expected_versions: list[int] | None = None,
+) -> None:
+    """`explain_miss` of a diagnosis already read."""
     if not found.current:
         raise token_revoked()
     if found.role is None:
@@ -130,11 +146,23 @@ async def delete_project(
 async def restore_project(db: Db, caller: AccessClaims, project_id: int) -> ProjectRecord:
     """Out of the trash with its members, roles and tasks (an owner); restoring a live
     project returns it unchanged. A trashed project is a 404 to anyone but its owners."""
-    restored = await statements.restore_project(db, caller, project_id, now=utcnow())
-    if restored is not None:
-        return restored
-    await explain_miss(db, caller, project_id, least_role(Permission.PROJECT_RESTORE))
-    return await get_project(db, caller, project_id)
+    required = least_role(Permission.PROJECT_RESTORE)
+
+    async def restore() -> ProjectRecord | None:
+        restored = await statements.restore_project(db, caller, project_id, now=utcnow())
+        if restored is not None:
+            return restored
+        found = await statements.diagnose(db, caller, project_id)
+        if found.owned_in_trash:
+            return None  # live when the restore looked, trashed since: made again
+        _explain(found, required)  # 401, 404, 403
+        # Live: returned unchanged (None: trashed since the diagnosis, made again too).
+        return await statements.fetch(db, caller, project_id)
+
+    async def refusal() -> AppError | None:
+        return None  # `restore` raised what refuses it; what is left is a delete meanwhile
+
+    return await retries.made_again_while_allowed(restore, refusal)
 
 
 def _pack_name(name: str) -> str:

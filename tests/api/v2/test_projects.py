@@ -7,10 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.base import utcnow
+from app.db.statements import projects as project_statements
+from app.models.project import Project
 from app.models.task import Task
 from app.models.user import User
 from tests.api.conftest import Headers
@@ -415,6 +417,38 @@ class TestDeleteAndRestore:
         # Restoring a live project returns it unchanged.
         again = await client.post(f"{url(team.project_id)}/restore", headers=owner)
         assert again.json()["version"] == 3
+
+    async def test_a_restore_that_meets_a_delete_restores(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        team: Team,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The restore found the project live (nothing to restore), and a delete committed
+        before the read that tells why: the restore is made again and the project comes
+        back (it was a 404; a black-box run, 2026-12-07, 1 of 100 such pairs). The test
+        makes the delete at that moment."""
+        diagnose = project_statements.diagnose
+        trashed: list[int] = []
+
+        async def after_a_delete(*args: Any, **kwargs: Any) -> Any:
+            if not trashed:  # as a delete writes it (its event aside)
+                deleted = await session.execute(
+                    update(Project)
+                    .where(Project.id == team.project_id)
+                    .values(deleted_at=utcnow(), version=Project.version + 1)
+                )
+                trashed.append(deleted.rowcount)
+            return await diagnose(*args, **kwargs)
+
+        monkeypatch.setattr(project_statements, "diagnose", after_a_delete)
+        restored = await client.post(
+            f"{url(team.project_id)}/restore", headers=team.headers["owner"]
+        )
+        assert restored.status_code == 200, restored.text
+        assert (restored.json()["deleted_at"], restored.json()["version"]) == (None, 3)
+        assert trashed == [1]
 
     @pytest.mark.parametrize("who", ["admin", "editor", "commenter", "viewer"])
     async def test_below_owner_is_403(
