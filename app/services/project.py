@@ -153,7 +153,7 @@ async def restore_project(db: Db, caller: AccessClaims, project_id: int) -> Proj
         if restored is not None:
             return restored
         found = await statements.diagnose(db, caller, project_id)
-        if found.owned_in_trash:
+        if found.current and found.owned_in_trash:
             return None  # live when the restore looked, trashed since: made again
         _explain(found, required)  # 401, 404, 403
         # Live: returned unchanged (None: trashed since the diagnosis, made again too).

@@ -418,6 +418,22 @@ class TestDeleteAndRestore:
         again = await client.post(f"{url(team.project_id)}/restore", headers=owner)
         assert again.json()["version"] == 3
 
+    async def test_a_revoked_owner_restoring_gets_a_401(
+        self, client: httpx.AsyncClient, session: AsyncSession, team: Team
+    ) -> None:
+        """A token no longer current is a 401, also for the owner of a trashed project (whom
+        the restore, made again when the project is theirs and in the trash, must not take
+        for one who may)."""
+        owner = team.headers["owner"]
+        assert (await client.delete(url(team.project_id), headers=owner)).status_code == 204
+        await session.execute(
+            update(User)
+            .where(User.id == team.user("owner").id)
+            .values(token_version=User.token_version + 1)
+        )
+        refused = await client.post(f"{url(team.project_id)}/restore", headers=owner)
+        assert_problem(refused, 401)
+
     async def test_a_restore_that_meets_a_delete_restores(
         self,
         client: httpx.AsyncClient,
