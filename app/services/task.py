@@ -211,10 +211,15 @@ async def restore_task(db: Db, caller: AccessClaims, task_id: int) -> TaskRecord
         return restored if restored is not None else await statements.fetch(db, caller, task_id)
 
     async def refusal() -> AppError | None:
+        # Neither restored nor read live, but there in the trash or live now (a delete, or
+        # another restore, committed in between): made again; else not there for the caller.
         current, in_trash = await statements.diagnose(db, caller, task_id, in_trash=True)
         if not current:
             return token_revoked()
-        return TaskNotFound() if in_trash is None else None
+        if in_trash is not None:
+            return None
+        _, live = await statements.diagnose(db, caller, task_id, in_trash=False)
+        return TaskNotFound() if live is None else None
 
     return await retries.made_again_while_allowed(restore, refusal)
 

@@ -906,6 +906,39 @@ class TestRestore:
         assert (response.json()["deleted_at"], response.json()["version"]) == (None, 3)
         assert deletes == [1]
 
+    async def test_a_restore_between_a_delete_and_another_restore_restores(
+        self,
+        client: httpx.AsyncClient,
+        alice_h: Headers,
+        task: dict[str, Any],
+        session: AsyncSession,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """The restore found the task live; a delete committed before its read of the live
+        task, and another restore before the read that tells why, which found it live again
+        (not in the trash): still the caller's task, so the restore is made again and answers
+        it. It was a 404 (a black-box run of deletes and restores at once, 2026-12-07: 12 of
+        1,661 v1 restores)."""
+        trashed_before_first_call(monkeypatch, task_statements, "fetch", session, task["id"])
+        diagnose = task_statements.diagnose
+        restores: list[int] = []
+
+        async def after_another_restore(*args: Any, **kwargs: Any) -> Any:
+            if not restores:
+                restored = await session.execute(
+                    update(Task)
+                    .where(Task.id == task["id"])
+                    .values(deleted_at=None, version=Task.version + 1)
+                )
+                restores.append(restored.rowcount)
+            return await diagnose(*args, **kwargs)
+
+        monkeypatch.setattr(task_statements, "diagnose", after_another_restore)
+        response = await client.post(task_url(task["id"]) + "/restore", headers=alice_h)
+        assert response.status_code == 200, response.text
+        assert (response.json()["deleted_at"], response.json()["version"]) == (None, 3)
+        assert restores == [1]
+
     async def test_restore_live_task_returns_it_unchanged(
         self, client: httpx.AsyncClient, alice_h: Headers, task: dict[str, Any]
     ) -> None:
