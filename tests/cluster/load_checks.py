@@ -80,6 +80,8 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered: int
+    # The body ended before its Content-Length: its sender died mid-request (not a delivery).
+    cut: bool = False
     # Verified when it arrived (the library refuses timestamps older than five minutes,
     # and a run can take longer): the payload, or None if the signature was refused.
     verified: bool = False
@@ -311,10 +313,12 @@ def verified_deliveries(
     received: list[Received], secret: str
 ) -> tuple[list[tuple[Received, dict[str, Any]]], int]:
     """The deliveries whose signature the standardwebhooks library accepts, and how many it
-    refused."""
+    refused (requests cut short by a sender that died are neither)."""
     good: list[tuple[Received, dict[str, Any]]] = []
     refused = 0
     for message in received:
+        if message.cut:
+            continue
         if not message.verified:
             message.verify(secret)
         if message.payload is None:
@@ -372,6 +376,7 @@ def check_webhooks(
         "events_delivered": len(accepted),
         "requests_received": len(received),
         "signatures_refused": refused,
+        "requests_cut_by_a_sender_that_died": sum(1 for message in received if message.cut),
         "distinct_webhook_ids": len(per_webhook_id),
         "webhook_ids_delivered_more_than_once": sum(1 for n in per_webhook_id.values() if n > 1),
         "repeat_deliveries": sum(per_webhook_id.values()) - len(per_webhook_id),
