@@ -192,23 +192,26 @@ def refused_at_first(monkeypatch: Any, module: Any, name: str) -> list[str]:
     return calls
 
 
-def trashed_before_first_call(
-    monkeypatch: Any, module: Any, name: str, session: Any, task_id: int
+def written_before_first_call(
+    monkeypatch: Any, module: Any, name: str, session: Any, write: Any
 ) -> list[int]:
-    """Make the read `module.name` first trash the task as a delete writes it (its event
-    aside), in `session`, as when a delete commits just before that read; the rows trashed."""
+    """Make the read `module.name` first run `write` (an UPDATE as another request writes
+    it, its event aside) in `session`, as when that request commits just before the read;
+    the rows it wrote."""
     read = getattr(module, name)
-    trashed: list[int] = []
+    written: list[int] = []
 
-    async def after_a_delete(*args: Any, **kwargs: Any) -> Any:
-        if not trashed:
-            deleted = await session.execute(
-                update(Task)
-                .where(Task.id == task_id)
-                .values(deleted_at=utcnow(), version=Task.version + 1)
-            )
-            trashed.append(deleted.rowcount)
+    async def after_the_write(*args: Any, **kwargs: Any) -> Any:
+        if not written:
+            written.append((await session.execute(write)).rowcount)
         return await read(*args, **kwargs)
 
-    monkeypatch.setattr(module, name, after_a_delete)
-    return trashed
+    monkeypatch.setattr(module, name, after_the_write)
+    return written
+
+
+def trash(task_id: int) -> Any:
+    """A task to the trash, as a delete writes it."""
+    return (
+        update(Task).where(Task.id == task_id).values(deleted_at=utcnow(), version=Task.version + 1)
+    )

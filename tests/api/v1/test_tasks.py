@@ -20,7 +20,7 @@ from app.models.task import Task
 from app.models.user import Role, User
 from tests.api.conftest import Headers
 from tests.conftest import UserFactory
-from tests.support import TASK_FIELDS, assert_problem, trashed_before_first_call
+from tests.support import TASK_FIELDS, assert_problem, trash, written_before_first_call
 
 TASKS = "/api/v1/tasks"
 EMOJI = "\U0001f600"  # one code point, four UTF-8 bytes
@@ -898,8 +898,8 @@ class TestRestore:
         """A restore found the task live, and a delete committed before its read of the live
         task: the answer is the task restored, not the 404 it was (either order of the two
         leaves it restored or live; a black-box run, 2026-12-07: 86 of 200 such pairs)."""
-        deletes = trashed_before_first_call(
-            monkeypatch, task_statements, "fetch", session, task["id"]
+        deletes = written_before_first_call(
+            monkeypatch, task_statements, "fetch", session, trash(task["id"])
         )
         response = await client.post(task_url(task["id"]) + "/restore", headers=alice_h)
         assert response.status_code == 200, response.text
@@ -919,21 +919,15 @@ class TestRestore:
         (not in the trash): still the caller's task, so the restore is made again and answers
         it. It was a 404 (a black-box run of deletes and restores at once, 2026-12-07: 12 of
         1,661 v1 restores)."""
-        trashed_before_first_call(monkeypatch, task_statements, "fetch", session, task["id"])
-        diagnose = task_statements.diagnose
-        restores: list[int] = []
-
-        async def after_another_restore(*args: Any, **kwargs: Any) -> Any:
-            if not restores:
-                restored = await session.execute(
-                    update(Task)
-                    .where(Task.id == task["id"])
-                    .values(deleted_at=None, version=Task.version + 1)
-                )
-                restores.append(restored.rowcount)
-            return await diagnose(*args, **kwargs)
-
-        monkeypatch.setattr(task_statements, "diagnose", after_another_restore)
+        written_before_first_call(monkeypatch, task_statements, "fetch", session, trash(task["id"]))
+        another_restore = (
+            update(Task)
+            .where(Task.id == task["id"])
+            .values(deleted_at=None, version=Task.version + 1)
+        )
+        restores = written_before_first_call(
+            monkeypatch, task_statements, "diagnose", session, another_restore
+        )
         response = await client.post(task_url(task["id"]) + "/restore", headers=alice_h)
         assert response.status_code == 200, response.text
         assert (response.json()["deleted_at"], response.json()["version"]) == (None, 3)

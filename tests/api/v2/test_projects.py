@@ -17,7 +17,7 @@ from app.models.task import Task
 from app.models.user import User
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2, Team, add_project
-from tests.support import assert_problem, inbox_id
+from tests.support import assert_problem, inbox_id, written_before_first_call
 
 PROJECTS = f"{V2}/projects"
 PROJECT_FIELDS = {
@@ -445,20 +445,14 @@ class TestDeleteAndRestore:
         before the read that tells why: the restore is made again and the project comes
         back (it was a 404; a black-box run, 2026-12-07, 1 of 100 such pairs). The test
         makes the delete at that moment."""
-        diagnose = project_statements.diagnose
-        trashed: list[int] = []
-
-        async def after_a_delete(*args: Any, **kwargs: Any) -> Any:
-            if not trashed:  # as a delete writes it (its event aside)
-                deleted = await session.execute(
-                    update(Project)
-                    .where(Project.id == team.project_id)
-                    .values(deleted_at=utcnow(), version=Project.version + 1)
-                )
-                trashed.append(deleted.rowcount)
-            return await diagnose(*args, **kwargs)
-
-        monkeypatch.setattr(project_statements, "diagnose", after_a_delete)
+        delete = (
+            update(Project)
+            .where(Project.id == team.project_id)
+            .values(deleted_at=utcnow(), version=Project.version + 1)
+        )
+        trashed = written_before_first_call(
+            monkeypatch, project_statements, "diagnose", session, delete
+        )
         restored = await client.post(
             f"{url(team.project_id)}/restore", headers=team.headers["owner"]
         )

@@ -28,7 +28,7 @@ from tests.api.v2.test_tasks import (
     stored,
     task_url,
 )
-from tests.support import assert_problem, inbox_id, trashed_before_first_call
+from tests.support import assert_problem, inbox_id, trash, written_before_first_call
 
 
 async def patch(
@@ -557,8 +557,8 @@ class TestTrash:
         its read of the live task: in either order the two leave the task restored or live,
         so the answer is the task, restored, never the 404 it was (a black-box run,
         2026-12-07: 130 of 200 such pairs). The test makes the delete at that moment."""
-        deletes = trashed_before_first_call(
-            monkeypatch, task_statements, "fetch_detail", session, task["id"]
+        deletes = written_before_first_call(
+            monkeypatch, task_statements, "fetch_detail", session, trash(task["id"])
         )
         restored = await client.post(
             f"{task_url(task['id'])}/restore", headers=team.headers["editor"]
