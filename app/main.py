@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     # SQLite (one host): this process runs the background jobs itself
                     # (app.jobs.engine; on PostgreSQL `python -m app.cli worker` does).
                     app.state.job_runtime = await stack.enter_async_context(
-                        jobs_in_process(settings)
+                        jobs_in_process(settings, app.state.sessionmaker)
                     )
                 yield
         finally:

@@ -4,8 +4,10 @@ The engine is built by `create_engine_for` (called from the app's lifespan, the 
 migrations), never at import. SQLite is tuned for a server: WAL, foreign keys, a busy timeout,
 and every transaction (reads too) starts with `BEGIN IMMEDIATE`: a deferred transaction that
 reads and then writes fails at once with "database is locked" when another writer committed
-in between, while immediate ones queue on the lock for up to the busy timeout. The price is
-that requests on SQLite are serialised; PostgreSQL is the database for concurrency.
+in between, while immediate ones wait for the lock for up to the busy timeout. A file's
+engine has one connection, handed out in turn, so that a process's transactions queue in
+order rather than poll for the lock (decision 0038). The price is that requests on SQLite are
+serialised; PostgreSQL is the database for concurrency.
 Statement parameters are never rendered into error messages (`hide_parameters`), so an
 unexpected database error cannot log an email, a hash or a task's text.
 
@@ -144,10 +146,27 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    # A file takes one writer at a time, and every transaction here writes or may (BEGIN
+    # IMMEDIATE). With several connections each waiting for the file's lock in SQLite's busy
+    # handler, which sleeps and polls, a transaction could lose the lock to newcomers for
+    # seconds under a steady stream of them, and its request ended as a 503 with nothing
+    # done. One connection, handed out first come first served (`FairAsyncQueuePool`), makes
+    # the process's transactions queue in order instead (docs/decisions/0038).
+    one_at_a_time: dict[str, Any] = (
+        {}
+        if path is None  # in memory: SQLAlchemy's own pool for it keeps its one database
+        else {
+            "poolclass": FairAsyncQueuePool,
+            "pool_size": 1,
+            "max_overflow": 0,
+            "pool_timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+        }
+    )
     engine = create_async_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         hide_parameters=True,
+        **one_at_a_time,
     )
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -31,6 +31,7 @@ from procrastinate.testing import InMemoryConnector
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
+from app.db.access import Sessions
 from app.db.statements.job_status import JOB_SCHEMA
 from app.jobs.definitions import jobs_blueprint
 from app.jobs.runtime import JobRuntime, open_runtime
@@ -138,26 +139,29 @@ async def run_worker(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def jobs_in_process(settings: Settings) -> AsyncIterator[JobRuntime]:
-    """Run the jobs in this process (the API on SQLite) while the context is open."""
+async def jobs_in_process(settings: Settings, sessions: Sessions) -> AsyncIterator[JobRuntime]:
+    """Run the jobs in this process (the API on SQLite) while the context is open, on the
+    API's own connections (`sessions`): the jobs' transactions queue for SQLite's one writer
+    with the requests', in order, instead of polling for its lock beside them
+    (app/db/session.py)."""
     _quiet_engine_logs()
-    async with open_runtime(settings) as runtime:
-        app = job_app(settings)
-        async with app.open_async():
-            task = asyncio.create_task(
-                app.run_worker_async(
-                    name=f"api:{worker_name()}",
-                    concurrency=WORKER_CONCURRENCY,
-                    additional_context={"runtime": runtime},
-                    install_signal_handlers=False,
-                    delete_jobs="successful",
-                    fetch_job_polling_interval=0.5,
-                ),
-                name="jobs-in-process",
-            )
-            try:
-                yield runtime
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    runtime = JobRuntime(settings, sessions)
+    app = job_app(settings)
+    async with app.open_async():
+        task = asyncio.create_task(
+            app.run_worker_async(
+                name=f"api:{worker_name()}",
+                concurrency=WORKER_CONCURRENCY,
+                additional_context={"runtime": runtime},
+                install_signal_handlers=False,
+                delete_jobs="successful",
+                fetch_job_polling_interval=0.5,
+            ),
+            name="jobs-in-process",
+        )
+        try:
+            yield runtime
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

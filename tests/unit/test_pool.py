@@ -25,7 +25,9 @@ from tests.conftest import make_settings
 @pytest.fixture
 async def one_connection(settings: Settings) -> AsyncIterator[AsyncEngine]:
     if settings.sqlalchemy_url.get_backend_name() != "postgresql":
-        pytest.skip("the fair pool is PostgreSQL's (SQLite serializes its writers itself)")
+        pytest.skip(
+            "PostgreSQL's pool settings (a SQLite file's one connection: test_sqlite_turns.py)"
+        )
     engine = create_engine_for(
         make_settings(
             str(settings.database_url),

@@ -1,0 +1,92 @@
+"""On a SQLite file, a process's transactions take the one writer's lock in the order they
+asked for it (app/db/session.py, decision 0038).
+
+Every SQLite transaction here begins with `BEGIN IMMEDIATE`. When each waited on a connection
+of its own in SQLite's busy handler (sleep, then try again), a transaction that had waited a
+while slept in longer steps, and newcomers arriving as the lock came free took it first: under
+a steady stream of them one could wait out the whole busy timeout and its request was a 503.
+These tests hold the lock, queue a transaction, free the lock with newcomers arriving at that
+very moment, and look at who went first. They use a file of their own, whatever database the
+run is configured for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.errors import DatabaseErrorKind, classify
+from app.db.session import create_engine_for
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+async def sqlite_file(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine_for(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}"))
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE written (id INTEGER PRIMARY KEY, by TEXT)"))
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _write(engine: AsyncEngine, name: str, order: list[str]) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text("INSERT INTO written (by) VALUES (:by)"), {"by": name})
+        order.append(name)
+
+
+async def test_a_waiting_transaction_goes_before_newcomers(sqlite_file: AsyncEngine) -> None:
+    engine = sqlite_file
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO written (by) VALUES ('holder')"))
+            await release.wait()
+
+    holding = asyncio.create_task(holder())
+    await asyncio.sleep(0.05)
+    waiters = [asyncio.create_task(_write(engine, f"waiter {n}", order)) for n in range(3)]
+    await asyncio.sleep(0.3)  # the three wait for the lock, in order
+    release.set()
+    newcomers = [asyncio.create_task(_write(engine, f"newcomer {n}", order)) for n in range(5)]
+    await asyncio.gather(holding, *waiters, *newcomers)
+
+    assert order == [*(f"waiter {n}" for n in range(3)), *(f"newcomer {n}" for n in range(5))]
+    async with engine.connect() as connection:
+        written = (await connection.execute(text("SELECT count(*) FROM written"))).scalar()
+    assert written == 9
+
+
+async def test_a_transaction_that_waits_out_the_timeout_is_unavailable_and_writes_nothing(
+    sqlite_file: AsyncEngine,
+) -> None:
+    engine = sqlite_file
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO written (by) VALUES ('holder')"))
+            await release.wait()
+
+    holding = asyncio.create_task(holder())
+    await asyncio.sleep(0.05)
+    with pytest.raises(sa_exc.SQLAlchemyError) as waited:
+        await _write(engine, "too late", [])
+    assert classify(waited.value) is DatabaseErrorKind.UNAVAILABLE  # a 503, with Retry-After
+    release.set()
+    await holding
+    order: list[str] = []
+    await _write(engine, "after", order)  # the connection came back: the next one writes
+    async with engine.connect() as connection:
+        written = (await connection.execute(text("SELECT by FROM written ORDER BY id"))).all()
+    assert [row.by for row in written] == ["holder", "after"]
