@@ -13,12 +13,15 @@ and retention.
 - An invitation's address is shown only to those who may read the project's invitations
   (admins, as `GET .../invitations`): other members get its events without `email` in
   `changes`, as their `object` is null (docs/decisions/0030).
+- A move seen from the project the task left, by someone who may not read the project it
+  entered, shows only `project_id` in `changes`: the rest is what the task became there.
 - A webhook's payload (section 9) is a feed item too, its entity as an admin of the event's
   project sees it now (`event_documents`: no caller; the jobs build payloads from it).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,25 +72,53 @@ class FeedPage:
 # The fields of an invitation's `changes` only those who may read the project's invitations
 # see: the address invited (a person who need not be a member, nor have an account).
 _INVITEE_FIELDS = ("email",)
+# What a move shows from the project the task left to those who may not read the project it
+# entered: that it went, and where. Its other changes (a title, assignees or labels changed
+# by the same request, or dropped by the move) are what it became there.
+_MOVED_OUT_FIELDS = ("project_id",)
 
 
-async def _invitees_hidden(db: Db, params: dict[str, Any], rows: list[EventRow]) -> list[EventRow]:
-    """`rows`, the invitation events of projects where the caller's role is below the one
-    that reads invitations without the invitee's address."""
-    projects = {row.project_id for row in rows if row.entity == "invitation"}
-    if not projects:
+def _changes_kept(row: EventRow, keep: Callable[[str], bool]) -> EventRow:
+    changes = orjson.loads(row.changes)
+    kept = {field: change for field, change in changes.items() if keep(field)}
+    return row._replace(changes=orjson.dumps(kept).decode())
+
+
+def _seen_from_the_project_left(row: EventRow) -> EventRow:
+    return _changes_kept(row, lambda field: field in _MOVED_OUT_FIELDS)
+
+
+async def _as_the_caller_may_read(
+    db: Db, params: dict[str, Any], rows: list[EventRow]
+) -> list[EventRow]:
+    """`rows`, their `changes` without what the caller may not read: an invitation's address
+    below the role that reads invitations, and a move's changes but its project to those who
+    see it only from the project the task left."""
+    invited_in = {row.project_id for row in rows if row.entity == "invitation"}
+    moved_to = {row.project_id for row in rows if row.from_project_id is not None}
+    if not invited_in and not moved_to:
         return rows
-    readable = await event_objects.projects_with_role(
-        db, params, least_role(Permission.INVITATION_READ), projects
+    reads_invitations = (
+        await event_objects.projects_with_role(
+            db, params, least_role(Permission.INVITATION_READ), invited_in
+        )
+        if invited_in
+        else set()
+    )
+    reads_destination = (
+        await event_objects.projects_with_role(
+            db, params, least_role(Permission.ACTIVITY_READ), moved_to
+        )
+        if moved_to
+        else set()
     )
 
     def shown(row: EventRow) -> EventRow:
-        if row.entity != "invitation" or row.project_id in readable:
-            return row
-        changes = orjson.loads(row.changes)
-        for field in _INVITEE_FIELDS:
-            changes.pop(field, None)
-        return row._replace(changes=orjson.dumps(changes).decode())
+        if row.entity == "invitation" and row.project_id not in reads_invitations:
+            return _changes_kept(row, lambda field: field not in _INVITEE_FIELDS)
+        if row.from_project_id is not None and row.project_id not in reads_destination:
+            return _seen_from_the_project_left(row)
+        return row
 
     return [shown(row) for row in rows]
 
@@ -141,7 +172,7 @@ async def project_activity(
     )
     if not rows:
         await explain_miss(db, caller, project_id, least_role(Permission.ACTIVITY_READ))
-    rows = await _invitees_hidden(db, caller_params(caller), rows)
+    rows = await _as_the_caller_may_read(db, caller_params(caller), rows)
     return _page(rows, limit, binding, key)
 
 
@@ -182,7 +213,7 @@ async def changes(
         if removed is not None and after < removed:
             raise FeedCursorExpired()
     has_more = len(rows) > limit
-    rows = await _invitees_hidden(db, params, rows[:limit])
+    rows = await _as_the_caller_may_read(db, params, rows[:limit])
     reached = Position(rows[-1].xid, rows[-1].id) if has_more else max(upto, after)
     wanted: dict[str, set[tuple[int, int]]] = {}
     for row in rows:
@@ -211,7 +242,11 @@ async def event_documents(
         wanted.setdefault(row.entity, set()).add((viewer(row), row.entity_id))
     found = await event_objects.objects_for_project_admin(db, wanted)
     return feed_items_json(
-        (row, found.get((row.entity, viewer(row), row.entity_id))) for row in rows
+        (
+            row if viewer(row) == row.project_id else _seen_from_the_project_left(row),
+            found.get((row.entity, viewer(row), row.entity_id)),
+        )
+        for row in rows
     )
 
 

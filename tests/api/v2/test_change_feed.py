@@ -377,6 +377,61 @@ class TestInviteesAddress:
         assert [item["changes"]["email"] for item in owners] == [[None, "someone@example.com"]]
 
 
+class TestAMoveSeenFromTheProjectLeft:
+    async def test_shows_where_the_task_went_and_nothing_of_what_it_became_there(
+        self, racing: httpx.AsyncClient, owner: Account
+    ) -> None:
+        """A viewer of the project a task left learns that it went, and where, in the feed
+        and in the project's activity; not the title, assignees and labels it was given
+        there by the same request (a black-box run read them, while GET of the task and of
+        that project were 404 to the viewer). A member of both sees the whole change."""
+        left = await new_project(racing, owner, "Left")
+        entered = await new_project(racing, owner, "Entered")
+        viewer = await register(racing, "viewer")
+        insider = await register(racing, "insider")  # a member of the project entered only
+        await join(racing, owner, left, viewer, "viewer")
+        await join(racing, owner, entered, insider, "editor")
+        label = await racing.post(
+            f"{V2}/projects/{entered}/labels", json={"name": "Secret"}, headers=owner.headers
+        )
+        assert label.status_code == 201, label.text
+        task = await new_task(racing, owner, left, "Harmless")
+        _, cursor = await walk(racing, viewer)
+        _, owners_cursor = await walk(racing, owner)
+        moved = await racing.patch(
+            f"{V2}/tasks/{task['id']}",
+            json={
+                "project_id": entered,
+                "title": "Confidential terms",
+                "description": "Only for the project entered",
+                "assignee_ids": [insider.id],
+                "label_ids": [label.json()["id"]],
+            },
+            headers=owner.headers,
+        )
+        assert moved.status_code == 200, moved.text
+        assert (
+            await racing.get(f"{V2}/tasks/{task['id']}", headers=viewer.headers)
+        ).status_code == 404
+
+        seen, _ = await walk(racing, viewer, cursor)
+        assert [(item["entity"], item["action"]) for item in seen] == [("task", "moved")]
+        assert seen[0]["changes"] == {"project_id": [left, entered]}
+        assert seen[0]["object"] is None
+        activity = await racing.get(f"{V2}/projects/{left}/activity", headers=viewer.headers)
+        assert activity.status_code == 200, activity.text
+        assert activity.json()["items"][0]["changes"] == {"project_id": [left, entered]}
+
+        owners, _ = await walk(racing, owner, owners_cursor)
+        assert owners[0]["changes"] == {
+            "project_id": [left, entered],
+            "title": ["Harmless", "Confidential terms"],
+            "description": [None, "Only for the project entered"],
+            "assignee_ids": [[], [insider.id]],
+            "label_ids": [[], [label.json()["id"]]],
+        }
+
+
 class TestCommitOrder:
     async def test_a_transaction_committed_after_a_read_comes_on_the_next_read(
         self, racing: httpx.AsyncClient, owner: Account, engine: AsyncEngine, backend: str

@@ -124,7 +124,13 @@ async def test_each_event_as_the_feed_shows_it_to_an_admin_of_its_project(
         racing.post(f"{V2}/tasks", json={"title": "Moved", "project_id": main}, headers=headers),
         201,
     )
-    await ok(racing.patch(f"{V2}/tasks/{moved['id']}", json={"project_id": other}, headers=headers))
+    await ok(
+        racing.patch(
+            f"{V2}/tasks/{moved['id']}",
+            json={"project_id": other, "title": "Moved, renamed there"},
+            headers=headers,
+        )
+    )
 
     # Comments: one edited, one deleted.
     comments = f"{V2}/tasks/{task['id']}/comments"
@@ -200,6 +206,14 @@ async def test_each_event_as_the_feed_shows_it_to_an_admin_of_its_project(
         from_main = await event_documents(db, move, seen_from=main)
     assert from_main == [admin_feed[move[0].id]]
     assert from_main[0]["object"] is None
+    # Where it went, not what it became there (decision 0030); `other`'s webhooks see it all.
+    assert from_main[0]["changes"] == {"project_id": [main, other]}
+    async with Db.transaction_for(app.state.sessionmaker) as db:
+        from_other = await event_documents(db, move, seen_from=other)
+    assert from_other[0]["changes"] == {
+        "project_id": [main, other],
+        "title": ["Moved", "Moved, renamed there"],
+    }
     assert (
         objects("label", kept_label["id"])
         == [await ok(racing.get(f"{labels}/{kept_label['id']}", headers=admin.headers))] * 2
