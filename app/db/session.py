@@ -154,7 +154,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     # the process's transactions queue in order instead (docs/decisions/0038).
     one_at_a_time: dict[str, Any] = (
         {}
-        if path is None  # in memory: SQLAlchemy's own pool for it keeps its one database
+        # In memory (or a `file:` URI, which may be), SQLAlchemy's own pool, which keeps the
+        # one database.
+        if path is None
         else {
             "poolclass": FairAsyncQueuePool,
             "pool_size": 1,
