@@ -157,11 +157,19 @@ async def check_url(url: str, policy: DestinationPolicy) -> None:
             await resolve_destination(url, policy.allowed, policy.resolver)
     except InvalidWebhookUrl as exc:
         raise _url_refused(str(exc), "webhook_url_invalid") from None
-    except BlockedDestination as exc:
-        message = f"The webhook URL is refused: {exc}. Webhooks may only reach public addresses."
-        raise _url_refused(message, "webhook_url_blocked") from None
-    except UnresolvableDestination as exc:
-        raise _url_refused(f"The webhook URL's host {exc}.", "webhook_url_unresolvable") from None
+    # The refusals name neither the host nor what it resolves to: a problem never repeats what
+    # the client sent, and any user may own a project, so naming the address would tell anyone
+    # what the server's own resolver says of internal names (docs/decisions/0033).
+    except BlockedDestination:
+        raise _url_refused(
+            "The webhook URL's host is not a public address, nor in a network this server "
+            "lets webhooks reach.",
+            "webhook_url_blocked",
+        ) from None
+    except UnresolvableDestination:
+        raise _url_refused(
+            "The webhook URL's host could not be resolved.", "webhook_url_unresolvable"
+        ) from None
     except TimeoutError:
         raise _url_refused(
             "The webhook URL's host could not be resolved in time.", "webhook_url_unresolvable"

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -347,23 +348,23 @@ class TestCreate:
         assert_problem(response, 401)
 
     @pytest.mark.parametrize(
-        ("url", "says"),
+        ("url", "address"),
         [
-            ("http://10.0.0.1/hook", "10.0.0.1, a private address"),
-            ("http://169.254.169.254/latest/meta-data/", "metadata"),
-            ("http://[::1]/hook", "loopback"),
-            ("http://127.0.0.1:8080/hook", "loopback"),
+            ("http://10.0.0.1/hook", "10.0.0.1"),
+            ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+            ("http://[::1]/hook", "::1"),
+            ("http://127.0.0.1:8080/hook", "127.0.0.1"),
             ("http://2130706433/hook", "127.0.0.1"),  # decimal
             ("http://0x7f000001/hook", "127.0.0.1"),  # hex
             ("http://0177.0.0.1/hook", "127.0.0.1"),  # octal
             ("http://127.1/hook", "127.0.0.1"),  # short form
-            ("http://0xA9.0xFE.0xA9.0xFE/", "metadata"),
+            ("http://0xA9.0xFE.0xA9.0xFE/", "169.254.169.254"),
             ("http://[::ffff:127.0.0.1]/hook", "127.0.0.1"),  # IPv4-mapped IPv6
-            ("http://100.64.0.1/hook", "carrier-grade NAT"),
-            ("http://[fd00::1]/hook", "private"),  # IPv6 ULA
-            ("http://[fe80::1]/hook", "link-local"),
-            ("http://0.0.0.0/hook", "unspecified"),
-            ("https://internal.example.com/hook", "resolves to 10.0.0.1, a private address"),
+            ("http://100.64.0.1/hook", "100.64.0.1"),
+            ("http://[fd00::1]/hook", "fd00::1"),  # IPv6 ULA
+            ("http://[fe80::1]/hook", "fe80::1"),
+            ("http://0.0.0.0/hook", "0.0.0.0"),
+            ("https://internal.example.com/hook", "10.0.0.1"),
             ("https://mixed.example.com/hook", "192.168.1.20"),
             ("http://localhost:9000/hook", "127.0.0.1"),
             ("https://metadata.example.com/", "169.254.169.254"),
@@ -372,23 +373,28 @@ class TestCreate:
         ],
     )
     @pytest.mark.usefixtures("dns")
-    async def test_non_public_destinations_are_refused(
+    async def test_non_public_destinations_are_refused_without_naming_them(
         self,
         client: httpx.AsyncClient,
         team: Team,
         session: AsyncSession,
         url: str,
-        says: str,
+        address: str,
     ) -> None:
+        """Refused, and the problem names neither the host sent nor the address it is or
+        resolves to: it never repeats what the client sent, and any user may own a project,
+        so it must not tell what the server's resolver says of internal names."""
         response = await client.post(
             hooks_url(team.project_id),
             json={"url": url, "events": ["*"]},
             headers=team.headers["admin"],
         )
-        body = assert_problem(response, 422, loc=["body", "url"])
+        host = urlsplit(url).hostname
+        assert host is not None
+        body = assert_problem(response, 422, loc=["body", "url"], absent=[host, address])
         (item,) = body["errors"]
         assert item["type"] == "webhook_url_blocked"
-        assert says in item["msg"]
+        assert "not a public address" in item["msg"]
         assert await webhook_count(session, team.project_id) == 0
 
     @pytest.mark.parametrize(
@@ -418,7 +424,9 @@ class TestCreate:
             json={"url": url, "events": ["*"]},
             headers=team.headers["admin"],
         )
-        body = assert_problem(response, 422, loc=["body", "url"], absent=["pw"])
+        host = urlsplit(url).hostname
+        sent = ["pw", *([host] if host else [])]
+        body = assert_problem(response, 422, loc=["body", "url"], absent=sent)
         assert [item["type"] for item in body["errors"]] == [kind]
         assert await webhook_count(session, team.project_id) == 0
 
