@@ -100,15 +100,26 @@ async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
     }
     commented = {row.task_id for row in rows if row.entity == "comment" and row.action == "created"}
     names = await statements.user_names(db, actors)
-    projects = await statements.project_names(db, {row.project_id for row in rows})
-    titles = await statements.task_titles(db, {row.task_id for row in rows if row.task_id})
+    # Messages name a project and a task as they were when the event happened: a name given
+    # later (after the recipient was removed, say) is not theirs to learn.
+    first = min(row.id for row in rows)
+    project_ids = {row.project_id for row in rows}
+    task_ids = {row.task_id for row in rows if row.task_id}
+    projects = await statements.project_names(db, project_ids)
+    titles = await statements.task_titles(db, task_ids)
+    renamed = await statements.names_before(db, "project", "name", project_ids, first)
+    retitled = await statements.names_before(db, "task", "title", task_ids, first)
     accounts = await statements.users_by_email(db, invited)
     followers = await statements.task_followers(db, {t for t in commented if t is not None})
 
     for row in rows:
         actor = names.get(row.actor_id or 0, "Someone")
-        project = projects.get(row.project_id, "a project")
-        title = titles.get(row.task_id or 0, "a task")
+        project = statements.name_at(
+            row.id, projects.get(row.project_id, "a project"), renamed.get(row.project_id, ())
+        )
+        title = statements.name_at(
+            row.id, titles.get(row.task_id or 0, "a task"), retitled.get(row.task_id or 0, ())
+        )
         key = f"event:{row.id}"
         about = {"project_id": row.project_id, "task_id": row.task_id, "actor_id": row.actor_id}
         changes = _changes(row)

@@ -109,3 +109,51 @@ async def test_without_smtp_nothing_is_owed(deployment: Deployment) -> None:
         == 0
     )
     assert await mailing.send_due(deployment.runtime) == 0
+
+
+async def test_a_mail_sent_after_a_removal_names_nothing_given_since(
+    deployment: Deployment, smtp: tuple[Mailbox, int]
+) -> None:
+    """A mail owed to someone who is then removed from the project (sent late: the server
+    was down, or the job had not run yet) names neither the task nor the project as they
+    are now, as their notifications no longer do; it names only what the notification said
+    when it was made. A black-box run read the task's and the project's new names in it."""
+    mailbox, _ = smtp
+    owner = await deployment.user("owner@example.com", "Olga")
+    guest = await deployment.user("guest@example.com", "Gus")
+    project_id = await deployment.project_with(owner, (guest, "editor"))
+    http = deployment.http
+    task = await http.post(
+        "/api/v2/tasks",
+        json={"title": "Plain title", "project_id": project_id, "assignee_ids": [guest["id"]]},
+        headers=owner["headers"],
+    )
+    assert task.status_code == 201, task.text
+    await outbox.fan_out(deployment.runtime)  # the `assigned` notification, its mail owed
+    removed = await http.delete(
+        f"/api/v2/projects/{project_id}/members/{guest['id']}", headers=owner["headers"]
+    )
+    assert removed.status_code == 204, removed.text
+    for path, change in (
+        (f"/api/v2/tasks/{task.json()['id']}", {"title": "Renamed after"}),
+        (f"/api/v2/projects/{project_id}", {"name": "Renamed after too"}),
+    ):
+        renamed = await http.patch(path, json=change, headers=owner["headers"])
+        assert renamed.status_code == 200, renamed.text
+    await outbox.fan_out(deployment.runtime)  # and the `removed` one
+
+    while await mailing.send_due(deployment.runtime):
+        pass
+    texts = [
+        email.message_from_bytes(envelope.content, policy=email.policy.default)
+        for envelope in mailbox.envelopes
+        if envelope.rcpt_tos == ["guest@example.com"]
+    ]
+    assert {message["Subject"].split(":")[0] for message in texts} >= {
+        "[Tasks] Assigned to you",
+    }
+    for message in texts:
+        said = f"{message['Subject']}\n{message.get_content()}"
+        assert "Renamed after" not in said, said
+    assigned = next(m for m in texts if m["Subject"].startswith("[Tasks] Assigned to you"))
+    assert "Plain title" in assigned.get_content()  # what the notification said when made

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import select, update
 
 from app.db.access import Db
+from app.db.statements.notifications import with_subjects_seen_by
 from app.models.notification import Notification
 from app.models.project import Project
 from app.models.task import Task
@@ -51,21 +52,21 @@ async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) ->
     )
     if not claimed:
         return []
+    # The project and the task as the API shows them to the recipient now: a mail sent
+    # (or retried) after a removal names neither, as the notification no longer does.
+    owed = select(
+        Notification.id,
+        User.email,
+        Notification.kind,
+        Notification.message,
+        Notification.mail_attempts,
+        Notification.project_id,
+        Project.name,
+        Notification.task_id,
+        Task.title,
+    ).join(User, User.id == Notification.user_id)
     rows = await db.session.execute(
-        select(
-            Notification.id,
-            User.email,
-            Notification.kind,
-            Notification.message,
-            Notification.mail_attempts,
-            Notification.project_id,
-            Project.name,
-            Notification.task_id,
-            Task.title,
-        )
-        .join(User, User.id == Notification.user_id)
-        .outerjoin(Project, Project.id == Notification.project_id)
-        .outerjoin(Task, Task.id == Notification.task_id)
+        with_subjects_seen_by(owed, Notification.user_id)
         .where(Notification.id.in_(claimed))
         .order_by(Notification.id)
     )

@@ -41,9 +41,15 @@ def _membership(project_id: Any, user_id: Any) -> list[ColumnElement[bool]]:
 def caller_may(project_id: Any, least: ProjectRole | ColumnElement[Any]) -> ColumnElement[bool]:
     """EXISTS the caller's (bind parameter `user_id`) membership of the live project
     `project_id` with a role of at least `least` (a role, or a bind parameter of a rank)."""
-    return exists().where(
-        *_membership(project_id, bindparam("user_id")), ProjectMember.role >= least
-    )
+    return user_may(project_id, bindparam("user_id"), least)
+
+
+def user_may(
+    project_id: Any, user_id: Any, least: ProjectRole | ColumnElement[Any]
+) -> ColumnElement[bool]:
+    """`caller_may` for the user `user_id` (a column, where a statement reads for many users:
+    the mail job)."""
+    return exists().where(*_membership(project_id, user_id), ProjectMember.role >= least)
 
 
 def caller_role(project_id: Any) -> ScalarSelect[int]:

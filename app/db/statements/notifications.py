@@ -16,16 +16,26 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, Integer, and_, bindparam, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.orm import aliased
 
 from app.core.roles import Permission, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements.callers import caller_is_current
-from app.db.statements.memberships import caller_may
+from app.db.statements.memberships import user_may
 from app.db.statements.tasks import caller_params
 from app.models.notification import Notification
 from app.models.project import Project
@@ -35,6 +45,7 @@ from app.models.user import User
 # The actor under a name of its own: `caller_is_current` is an EXISTS on `users`, which would
 # otherwise be correlated with the joined actor's row instead of reading the caller's.
 _Actor = aliased(User, name="actor")
+_Select = TypeVar("_Select", bound=Select[*tuple[Any, ...]])
 
 
 class NotificationRow(NamedTuple):
@@ -75,29 +86,32 @@ def _mine() -> list[ColumnElement[bool]]:
     return [Notification.user_id == _user(), caller_is_current()]
 
 
-def _with_subjects(*extra: Any) -> Any:
-    """SELECT of a notification with its project, task and actor as they are now: the
-    project and the task only while the caller may still see them (someone removed from a
-    project does not learn its later names through old notifications)."""
-    return (
-        select(*_COLUMNS, *extra)
-        .select_from(Notification)
-        .outerjoin(
-            Project,
-            and_(
-                Project.id == Notification.project_id,
-                caller_may(Project.id, least_role(Permission.PROJECT_READ)),
-            ),
-        )
-        .outerjoin(
-            Task,
-            and_(
-                Task.id == Notification.task_id,
-                caller_may(Task.project_id, least_role(Permission.TASK_READ)),
-            ),
-        )
-        .outerjoin(_Actor, _Actor.id == Notification.actor_id)
+def with_subjects_seen_by(statement: _Select, user_id: Any) -> _Select:
+    """`statement` (FROM notifications) with the notification's project and task joined as
+    they are now, each only while `user_id` (a bind parameter, or the notification's own
+    user) may still see it: someone removed from a project does not learn its later names
+    through old notifications, in the API or in a mail sent after the removal."""
+    return statement.outerjoin(
+        Project,
+        and_(
+            Project.id == Notification.project_id,
+            user_may(Project.id, user_id, least_role(Permission.PROJECT_READ)),
+        ),
+    ).outerjoin(
+        Task,
+        and_(
+            Task.id == Notification.task_id,
+            user_may(Task.project_id, user_id, least_role(Permission.TASK_READ)),
+        ),
     )
+
+
+def _with_subjects(*extra: Any) -> Any:
+    """SELECT of a notification with its project, task and actor as they are now, the
+    project and the task only while the caller may still see them."""
+    return with_subjects_seen_by(
+        select(*_COLUMNS, *extra).select_from(Notification), bindparam("user_id")
+    ).outerjoin(_Actor, _Actor.id == Notification.actor_id)
 
 
 def _unread_count() -> Any:

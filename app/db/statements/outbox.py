@@ -114,6 +114,32 @@ async def task_titles(db: Db, ids: Collection[int]) -> dict[int, str]:
     return {int(task_id): str(title) for task_id, title in result.all()}
 
 
+async def names_before(
+    db: Db, entity: str, field: str, ids: Collection[int], after_id: int
+) -> dict[int, list[tuple[int, str]]]:
+    """For each entity of `ids` (`entity`: "project" or "task"), the changes of its `field`
+    (a name, a title) that the log holds after the event `after_id`: (the change's event id,
+    the value it replaced), oldest first. What a message names as it was when its event
+    happened: the value a later change replaced, else the current one."""
+    if not ids:
+        return {}
+    rows = await db.session.execute(
+        select(Event.entity_id, Event.id, Event.changes)
+        .where(Event.entity == entity, Event.entity_id.in_(ids), Event.id > after_id)
+        .order_by(Event.id)
+    )
+    before: dict[int, list[tuple[int, str]]] = {}
+    for entity_id, event_id, changes in rows.all():
+        if field in changes:
+            before.setdefault(int(entity_id), []).append((int(event_id), str(changes[field][0])))
+    return before
+
+
+def name_at(event_id: int, current: str, later: Sequence[tuple[int, str]]) -> str:
+    """The name as it was at event `event_id`: replaced by the first later change, or current."""
+    return next((old for changed_at, old in later if changed_at > event_id), current)
+
+
 async def task_followers(db: Db, task_ids: Collection[int]) -> dict[int, set[int]]:
     """Who follows each task for its comments: its assignees, and whoever created it (the
     actor of its `created` event, while the log keeps it), if still a member."""
