@@ -7,6 +7,10 @@ retried after the next delay of `WEBHOOK_RETRY_SCHEDULE` (with jitter; `Retry-Af
 or 503 when it asks for longer), as a new attempt of the same message, so the log shows every
 attempt; after the last delay it is abandoned. A 410 disables the webhook; so does failing
 for `WEBHOOK_DISABLE_AFTER_DAYS` without a success, and the project's admins are notified.
+
+A run keeps up to `DELIVERY_BATCH` attempts in flight. Each is written down as soon as it
+ends, and its place goes to the next attempt due: one project's slow receiver holds one place
+for up to `WEBHOOK_TIMEOUT_SECONDS`, and never delays another's attempts or retries.
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ from app.jobs.webhook_http import AttemptResult, send
 
 log = structlog.get_logger("app.jobs")
 
-# Attempts one run claims, and sends at once.
+# Attempts one run sends at once. Each place is taken again as soon as its attempt is written
+# down, so a slow receiver holds one place, never the others' attempts or retries.
 DELIVERY_BATCH = 20
+# While attempts are in flight, how often a run looks for attempts that fell due meanwhile
+# (a retry after a short delay, another project's new event).
+CLAIM_AGAIN_SECONDS = 0.5
 # A claimed attempt is due again this long after its timeout if its worker never reports
 # (killed mid-send): the attempt waits for no more than timeout + margin.
 LEASE_MARGIN = timedelta(seconds=5)
@@ -57,10 +65,10 @@ def _secrets(due: DueAttempt, now: datetime) -> list[str]:
     return [due.secret]
 
 
-async def _attempt(runtime: JobRuntime, due: DueAttempt) -> tuple[DueAttempt, AttemptResult]:
+async def _attempt(runtime: JobRuntime, due: DueAttempt) -> AttemptResult:
     settings = runtime.settings
     now = utcnow()
-    result = await send(
+    return await send(
         due.url,
         due.payload.encode(),
         signed_headers(due.message_id, now, due.payload, _secrets(due, now)),
@@ -69,7 +77,21 @@ async def _attempt(runtime: JobRuntime, due: DueAttempt) -> tuple[DueAttempt, At
         resolver=runtime.resolver,
         max_response_bytes=WEBHOOK_RESPONSE_KEPT_BYTES,
     )
-    return due, result
+
+
+async def _deliver(runtime: JobRuntime, due: DueAttempt) -> None:
+    """Send one attempt and write down how it went, at once: its retry is timed from its
+    failure, not from the end of the slowest attempt sent beside it."""
+    result = await _attempt(runtime, due)
+    await _record(runtime, due, result)
+    if result.error:
+        log.info(
+            "webhook_attempt_failed",
+            webhook_id=due.webhook_id,
+            delivery_id=due.id,
+            attempt=due.attempt,
+            error=result.error,
+        )
 
 
 async def _notify_disabled(
@@ -153,26 +175,32 @@ async def _record(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -
 
 
 async def deliver_due(runtime: JobRuntime) -> int:
-    """Send the attempts due now (a batch at a time until none is due); how many."""
+    """Send the attempts due now, and those that fall due while others are in flight, up to
+    `DELIVERY_BATCH` at once, until none is due or in flight; how many were sent."""
     sent = 0
     lease = timedelta(seconds=runtime.settings.webhook_timeout_seconds) + LEASE_MARGIN
-    while True:
-        now = utcnow()
-        async with runtime.transaction() as db:
-            claimed = await statements.claim_due(db, now, now + lease, DELIVERY_BATCH)
-        if not claimed:
-            return sent
-        outcomes = await asyncio.gather(*(_attempt(runtime, due) for due in claimed))
-        for due, result in outcomes:
-            await _record(runtime, due, result)
-            if result.error:
-                log.info(
-                    "webhook_attempt_failed",
-                    webhook_id=due.webhook_id,
-                    delivery_id=due.id,
-                    attempt=due.attempt,
-                    error=result.error,
-                )
-        sent += len(claimed)
-        if len(claimed) < DELIVERY_BATCH:
-            return sent
+    in_flight: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            if len(in_flight) < DELIVERY_BATCH:
+                now = utcnow()
+                async with runtime.transaction() as db:
+                    claimed = await statements.claim_due(
+                        db, now, now + lease, DELIVERY_BATCH - len(in_flight)
+                    )
+                in_flight |= {asyncio.create_task(_deliver(runtime, due)) for due in claimed}
+                sent += len(claimed)
+            if not in_flight:
+                return sent
+            done, in_flight = await asyncio.wait(
+                in_flight, timeout=CLAIM_AGAIN_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            for delivered in done:
+                delivered.result()  # an error writing an outcome ends the run, as before
+    except BaseException:
+        # Cancelled, or failed: what is still in flight is dropped, and its lease makes it
+        # due again (at least once: the receiver may see it twice, with the same id).
+        for delivery in in_flight:
+            delivery.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        raise

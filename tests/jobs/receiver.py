@@ -18,6 +18,10 @@ class Answer:
     body: bytes = b"ok"
     # Seconds to wait before answering (a slow receiver; a sender killed meanwhile).
     delay: float = 0.0
+    # Answer as soon as this is set, waiting at most `delay` (whether it was set is kept in
+    # `Receiver.opened`); and one to set when this answer is given.
+    until: threading.Event | None = None
+    sets: threading.Event | None = None
 
 
 @dataclass
@@ -33,6 +37,7 @@ class Receiver:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.url = ""
+        self.opened: list[bool] = []  # for each answer with `until`: set in time, or not
 
     def answer(self, *answers: Answer) -> None:
         with self.lock:
@@ -56,8 +61,14 @@ def running_receiver() -> Iterator[Receiver]:
                     Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 )
             answer = receiver._next()
-            if answer.delay:
+            if answer.until is not None:
+                opened = answer.until.wait(answer.delay)
+                with receiver.lock:
+                    receiver.opened.append(opened)
+            elif answer.delay:
                 time.sleep(answer.delay)
+            if answer.sets is not None:
+                answer.sets.set()
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)

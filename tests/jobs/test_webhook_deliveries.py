@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,6 +139,41 @@ async def test_a_failure_is_retried_as_the_same_message(
     ]
     assert log[0]["error"]
     assert "500" in log[0]["error"]
+
+
+async def test_a_slow_receiver_does_not_hold_up_another_webhooks_retry(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """One webhook's receiver takes its time; another's fails once. The failed attempt's
+    retry is sent while the slow one is still in flight, and timed from its failure. (The
+    attempts sent together were written down when the slowest ended, so every retry among
+    them waited for it: a black-box run saw a 1 s retry sent 12 s late.)"""
+    owner, project_id = await _team(deployment)
+    settings = deployment.runtime.settings
+    settings.webhook_retry_schedule = [0.2]
+    settings.webhook_timeout_seconds = 30
+    retried = threading.Event()
+    with running_receiver() as flaky:
+        slow_id, _ = await _webhook(deployment, project_id, receiver.url, ["task.created"])
+        flaky_id, _ = await _webhook(deployment, project_id, flaky.url, ["task.created"])
+        receiver.answer(Answer(until=retried, delay=20))  # answers once the retry came
+        flaky.answer(Answer(500), Answer(200, sets=retried))
+        created = await deployment.http.post(
+            "/api/v2/tasks",
+            json={"title": "Both", "project_id": project_id},
+            headers=owner["headers"],
+        )
+        assert created.status_code == 201, created.text
+        await _work(deployment)
+
+        assert receiver.opened == [True]  # the retry came while the slow attempt waited
+        assert [(e["attempt"], e["status"]) for e in await _log(deployment, flaky_id)] == [
+            (1, "failed"),
+            (2, "succeeded"),
+        ]
+        assert [(e["attempt"], e["status"]) for e in await _log(deployment, slow_id)] == [
+            (1, "succeeded")
+        ]
 
 
 async def test_abandoned_after_the_schedule_and_disabled_by_a_410(
