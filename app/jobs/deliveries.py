@@ -40,6 +40,10 @@ DELIVERY_BATCH = 20
 # While attempts are in flight, how often a run looks for attempts that fell due meanwhile
 # (a retry after a short delay, another project's new event).
 CLAIM_AGAIN_SECONDS = 0.5
+# How long a run takes new attempts; then it waits for those in flight and ends, so that a
+# run ends (a worker's graceful stop waits for it) and holds a worker's place no longer
+# than this and one timeout. The next run, a second later, takes the attempts due by then.
+CLAIMING_SECONDS = 5.0
 # A claimed attempt is due again this long after its timeout if its worker never reports
 # (killed mid-send): the attempt waits for no more than timeout + margin.
 LEASE_MARGIN = timedelta(seconds=5)
@@ -175,14 +179,17 @@ async def _record(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -
 
 
 async def deliver_due(runtime: JobRuntime) -> int:
-    """Send the attempts due now, and those that fall due while others are in flight, up to
-    `DELIVERY_BATCH` at once, until none is due or in flight; how many were sent."""
+    """Send the attempts due now, and those that fall due while others are in flight (for
+    `CLAIMING_SECONDS`), up to `DELIVERY_BATCH` at once, until none is due or in flight; how
+    many were sent."""
     sent = 0
     lease = timedelta(seconds=runtime.settings.webhook_timeout_seconds) + LEASE_MARGIN
+    loop = asyncio.get_running_loop()
+    claiming_until = loop.time() + CLAIMING_SECONDS
     in_flight: set[asyncio.Task[None]] = set()
     try:
         while True:
-            if len(in_flight) < DELIVERY_BATCH:
+            if len(in_flight) < DELIVERY_BATCH and loop.time() < claiming_until:
                 now = utcnow()
                 async with runtime.transaction() as db:
                     claimed = await statements.claim_due(
@@ -195,8 +202,11 @@ async def deliver_due(runtime: JobRuntime) -> int:
             done, in_flight = await asyncio.wait(
                 in_flight, timeout=CLAIM_AGAIN_SECONDS, return_when=asyncio.FIRST_COMPLETED
             )
-            for delivered in done:
-                delivered.result()  # an error writing an outcome ends the run, as before
+            # An error writing an outcome ends the run, as before (each one is read, so none
+            # is left unretrieved).
+            errors = [error for error in (task.exception() for task in done) if error]
+            if errors:
+                raise errors[0]
     except BaseException:
         # Cancelled, or failed: what is still in flight is dropped, and its lease makes it
         # due again (at least once: the receiver may see it twice, with the same id).

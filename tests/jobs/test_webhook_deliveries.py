@@ -176,6 +176,32 @@ async def test_a_slow_receiver_does_not_hold_up_another_webhooks_retry(
         ]
 
 
+async def test_a_run_ends_while_attempts_keep_falling_due(
+    deployment: Deployment, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run takes new attempts for a while, then ends once those in flight are written
+    down, even when more keep falling due (a worker's graceful stop waits for the run);
+    the next run takes them."""
+    monkeypatch.setattr(deliveries, "CLAIMING_SECONDS", 0.3)
+    owner, project_id = await _team(deployment)
+    deployment.runtime.settings.webhook_retry_schedule = [0.0] * 500  # each retry due at once
+    webhook_id, _ = await _webhook(deployment, project_id, receiver.url, ["task.created"])
+    receiver.answer(*[Answer(500)] * 1000)
+    created = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Failing", "project_id": project_id},
+        headers=owner["headers"],
+    )
+    assert created.status_code == 201, created.text
+    await outbox.fan_out(deployment.runtime)
+
+    first_run = await deliveries.deliver_due(deployment.runtime)
+    assert 0 < first_run < 500
+    log = await _log(deployment, webhook_id)
+    assert log[-1]["status"] == "pending"  # the next attempt is due, for the next run
+    assert await deliveries.deliver_due(deployment.runtime) > 0
+
+
 async def test_abandoned_after_the_schedule_and_disabled_by_a_410(
     deployment: Deployment, receiver: Receiver
 ) -> None:
