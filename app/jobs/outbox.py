@@ -100,15 +100,33 @@ async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
     }
     commented = {row.task_id for row in rows if row.entity == "comment" and row.action == "created"}
     names = await statements.user_names(db, actors)
+    projects = await statements.project_names(db, {row.project_id for row in rows})
+    titles = await statements.task_titles(db, {row.task_id for row in rows if row.task_id})
     # Messages name a project and a task as they were when the event happened: a name given
-    # later (after the recipient was removed, say) is not theirs to learn.
-    first = min(row.id for row in rows)
-    project_ids = {row.project_id for row in rows}
-    task_ids = {row.task_id for row in rows if row.task_id}
-    projects = await statements.project_names(db, project_ids)
-    titles = await statements.task_titles(db, task_ids)
-    renamed = await statements.names_before(db, "project", "name", project_ids, first)
-    retitled = await statements.names_before(db, "task", "title", task_ids, first)
+    # later (after the recipient was removed, say) is not theirs to learn. Looked up for the
+    # events whose messages name them (memberships and invitations name the project;
+    # assignments and comments the task), from the first of those on.
+    naming = [row for row in rows if row.entity in ("member", "invitation")]
+    titling = [
+        row
+        for row in rows
+        if row.task_id
+        and (row.entity == "comment" or (row.entity == "task" and "assignee_ids" in row.changes))
+    ]
+    renamed = await statements.names_before(
+        db,
+        "project",
+        "name",
+        {row.project_id for row in naming},
+        min((row.id for row in naming), default=0),
+    )
+    retitled = await statements.names_before(
+        db,
+        "task",
+        "title",
+        {row.task_id for row in titling if row.task_id},
+        min((row.id for row in titling), default=0),
+    )
     accounts = await statements.users_by_email(db, invited)
     followers = await statements.task_followers(db, {t for t in commented if t is not None})
 

@@ -157,3 +157,30 @@ async def test_a_mail_sent_after_a_removal_names_nothing_given_since(
         assert "Renamed after" not in said, said
     assigned = next(m for m in texts if m["Subject"].startswith("[Tasks] Assigned to you"))
     assert "Plain title" in assigned.get_content()  # what the notification said when made
+
+
+async def test_an_invitation_mailed_before_it_is_answered_names_the_project(
+    deployment: Deployment, smtp: tuple[Mailbox, int]
+) -> None:
+    """The invitee is not a member yet, but sees the project in their invitations: the
+    mail names it and links to it, as it did before mails were limited to what the
+    recipient may see."""
+    mailbox, _ = smtp
+    owner = await deployment.user("owner@example.com", "Olga")
+    await deployment.user("guest@example.com", "Gus")
+    created = await deployment.http.post(
+        "/api/v2/projects", json={"name": "Team"}, headers=owner["headers"]
+    )
+    assert created.status_code == 201, created.text
+    project_id = created.json()["id"]
+    invited = await deployment.http.post(
+        f"/api/v2/projects/{project_id}/invitations",
+        json={"email": "guest@example.com", "role": "viewer"},
+        headers=owner["headers"],
+    )
+    assert invited.status_code == 201, invited.text
+    await outbox.fan_out(deployment.runtime)
+    assert await mailing.send_due(deployment.runtime) == 1
+    message = email.message_from_bytes(mailbox.envelopes[0].content, policy=email.policy.default)
+    assert message["Subject"] == "[Tasks] Invitation: Team"
+    assert f"https://tasks.example.com/?project={project_id}" in message.get_content()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, and_, bindparam, exists, select
+from sqlalchemy.orm import aliased
 
 from app.core.roles import ProjectRole
 from app.models.project import Project, ProjectMember
@@ -29,12 +30,12 @@ def in_callers_inbox(project_id: Any) -> ColumnElement[bool]:
     return scoped
 
 
-def _membership(project_id: Any, user_id: Any) -> list[ColumnElement[bool]]:
+def _membership(project_id: Any, user_id: Any, project: Any = Project) -> list[ColumnElement[bool]]:
     return [
         ProjectMember.project_id == project_id,
         ProjectMember.user_id == user_id,
-        Project.id == ProjectMember.project_id,
-        Project.deleted_at.is_(None),
+        project.id == ProjectMember.project_id,
+        project.deleted_at.is_(None),
     ]
 
 
@@ -45,11 +46,19 @@ def caller_may(project_id: Any, least: ProjectRole | ColumnElement[Any]) -> Colu
 
 
 def user_may(
-    project_id: Any, user_id: Any, least: ProjectRole | ColumnElement[Any]
+    project_id: Any,
+    user_id: Any,
+    least: ProjectRole | ColumnElement[Any],
+    *,
+    own_project_row: bool = False,
 ) -> ColumnElement[bool]:
     """`caller_may` for the user `user_id` (a column, where a statement reads for many users:
-    the mail job)."""
-    return exists().where(*_membership(project_id, user_id), ProjectMember.role >= least)
+    the mail job). The project's row is the statement's own `projects` when it has one (the
+    EXISTS correlates with it); `own_project_row` reads a row of its own instead, for a
+    `project_id` that need not be the statement's project (a task's, beside a notification's
+    project)."""
+    project = aliased(Project) if own_project_row else Project
+    return exists().where(*_membership(project_id, user_id, project), ProjectMember.role >= least)
 
 
 def caller_role(project_id: Any) -> ScalarSelect[int]:

@@ -25,7 +25,9 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    exists,
     func,
+    or_,
     select,
     update,
 )
@@ -38,13 +40,15 @@ from app.db.statements.callers import caller_is_current
 from app.db.statements.memberships import user_may
 from app.db.statements.tasks import caller_params
 from app.models.notification import Notification
-from app.models.project import Project
+from app.models.project import Invitation, Project
 from app.models.task import Task
 from app.models.user import User
 
 # The actor under a name of its own: `caller_is_current` is an EXISTS on `users`, which would
 # otherwise be correlated with the joined actor's row instead of reading the caller's.
 _Actor = aliased(User, name="actor")
+# The invitee's address, read under a name of its own (never correlated with a joined user).
+_Invitee = aliased(User, name="invitee")
 _Select = TypeVar("_Select", bound=Select[*tuple[Any, ...]])
 
 
@@ -86,22 +90,38 @@ def _mine() -> list[ColumnElement[bool]]:
     return [Notification.user_id == _user(), caller_is_current()]
 
 
+def _invited(user_id: Any) -> ColumnElement[bool]:
+    """EXISTS an invitation of `user_id`'s address to the statement's project, still
+    pending: the invitee sees the project in their invitations, and in its notification."""
+    return exists().where(
+        Invitation.project_id == Project.id,
+        _Invitee.id == user_id,
+        Invitation.email == _Invitee.email,
+    )
+
+
 def with_subjects_seen_by(statement: _Select, user_id: Any) -> _Select:
     """`statement` (FROM notifications) with the notification's project and task joined as
     they are now, each only while `user_id` (a bind parameter, or the notification's own
-    user) may still see it: someone removed from a project does not learn its later names
-    through old notifications, in the API or in a mail sent after the removal."""
+    user) may still see it (a member; for the project, also its invitee while the invitation
+    is pending): someone removed from a project does not learn its later names through old
+    notifications, in the API or in a mail sent after the removal."""
     return statement.outerjoin(
         Project,
         and_(
             Project.id == Notification.project_id,
-            user_may(Project.id, user_id, least_role(Permission.PROJECT_READ)),
+            or_(
+                user_may(Project.id, user_id, least_role(Permission.PROJECT_READ)),
+                and_(Project.deleted_at.is_(None), _invited(user_id)),
+            ),
         ),
     ).outerjoin(
         Task,
         and_(
             Task.id == Notification.task_id,
-            user_may(Task.project_id, user_id, least_role(Permission.TASK_READ)),
+            user_may(
+                Task.project_id, user_id, least_role(Permission.TASK_READ), own_project_row=True
+            ),
         ),
     )
 

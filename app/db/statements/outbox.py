@@ -123,9 +123,14 @@ async def names_before(
     happened: the value a later change replaced, else the current one."""
     if not ids:
         return {}
+    # A project's events and a task's are indexed by (project_id, id) and (task_id, id): the
+    # read walks the events of these few after `after_id`, not the log's tail.
+    owner = Event.task_id if entity == "task" else Event.project_id
     rows = await db.session.execute(
         select(Event.entity_id, Event.id, Event.changes)
-        .where(Event.entity == entity, Event.entity_id.in_(ids), Event.id > after_id)
+        .where(
+            owner.in_(ids), Event.id > after_id, Event.entity == entity, Event.entity_id.in_(ids)
+        )
         .order_by(Event.id)
     )
     before: dict[int, list[tuple[int, str]]] = {}

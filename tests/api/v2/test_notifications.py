@@ -291,6 +291,33 @@ class TestList:
         assert response.status_code == 200, response.text
         assert (response.json()["task"], response.json()["actor"]) == (None, None)
 
+    async def test_a_task_moved_to_another_project_the_reader_sees_is_still_shown(
+        self,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        alice: User,
+        alice_h: Headers,
+    ) -> None:
+        """The task is shown while the reader may read it where it is now; the project is
+        the one the notification named (the task was once only shown while it stayed in
+        that project)."""
+        first = await add_project(session, {alice: ProjectRole.VIEWER}, name="First")
+        second = await add_project(session, {alice: ProjectRole.VIEWER}, name="Second")
+        outside = await add_project(session, {}, name="Outside")
+        task_id = await add_task(session, first, "Travels")
+        await notify(session, alice, project_id=first, task_id=task_id)
+        await session.execute(update(Task).where(Task.id == task_id).values(project_id=second))
+        await session.commit()
+
+        [item], _ = await listing(client, alice_h)
+        assert item["task"] == {"id": task_id, "title": "Travels"}
+        assert item["project"] == {"id": first, "name": "First"}
+
+        await session.execute(update(Task).where(Task.id == task_id).values(project_id=outside))
+        await session.commit()
+        [item], _ = await listing(client, alice_h)
+        assert item["task"] is None  # moved where the reader may not look
+
 
 class TestMarkRead:
     async def test_marks_it_read_and_answers_it(
