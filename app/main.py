@@ -119,7 +119,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     # SQLite (one host): this process runs the background jobs itself
                     # (app.jobs.engine; on PostgreSQL `python -m app.cli worker` does).
                     app.state.job_runtime = await stack.enter_async_context(
-                        jobs_in_process(settings, app.state.sessionmaker)
+                        jobs_in_process(
+                            settings,
+                            app.state.sessionmaker if engine.dialect.name == "sqlite" else None,
+                        )
                     )
                 yield
         finally:

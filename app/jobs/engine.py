@@ -139,15 +139,25 @@ async def run_worker(settings: Settings) -> None:
 
 
 @contextlib.asynccontextmanager
-async def jobs_in_process(settings: Settings, sessions: Sessions) -> AsyncIterator[JobRuntime]:
-    """Run the jobs in this process (the API on SQLite) while the context is open, on the
-    API's own connections (`sessions`): the jobs' transactions queue for SQLite's one writer
-    with the requests', in order, instead of polling for its lock beside them
-    (app/db/session.py)."""
+async def jobs_in_process(
+    settings: Settings, sessions: Sessions | None = None
+) -> AsyncIterator[JobRuntime]:
+    """Run the jobs in this process (the API on SQLite) while the context is open.
+
+    On SQLite they use the API's own connection (`sessions`): their transactions queue for
+    the file's one writer with the requests', in order, instead of polling for its lock beside
+    them (app/db/session.py). Without `sessions` (PostgreSQL with `JOBS_IN_API=true`) they
+    have an engine of their own, so that they never take the requests' pooled connections.
+    """
     _quiet_engine_logs()
-    runtime = JobRuntime(settings, sessions)
-    app = job_app(settings)
-    async with app.open_async():
+    async with contextlib.AsyncExitStack() as stack:
+        runtime = (
+            JobRuntime(settings, sessions)
+            if sessions is not None
+            else await stack.enter_async_context(open_runtime(settings))
+        )
+        app = job_app(settings)
+        await stack.enter_async_context(app.open_async())
         task = asyncio.create_task(
             app.run_worker_async(
                 name=f"api:{worker_name()}",
