@@ -8,9 +8,13 @@ or 503 when it asks for longer), as a new attempt of the same message, so the lo
 attempt; after the last delay it is abandoned. A 410 disables the webhook; so does failing
 for `WEBHOOK_DISABLE_AFTER_DAYS` without a success, and the project's admins are notified.
 
-A run keeps up to `DELIVERY_BATCH` attempts in flight. Each is written down as soon as it
-ends, and its place goes to the next attempt due: one project's slow receiver holds one place
-for up to `WEBHOOK_TIMEOUT_SECONDS`, and never delays another's attempts or retries.
+A run keeps up to `DELIVERY_BATCH` attempts in flight, takes new ones for `CLAIMING_SECONDS`,
+and a process lets `RUNS_AT_ONCE` runs go on at once, so deliveries never take every job
+place of a worker from reminders, notifications and mail. Each attempt is written down as
+soon as it ends (a retry is timed from its failure) and its place goes to the next attempt
+due. A slow receiver holds one place per attempt in flight, for up to
+`WEBHOOK_TIMEOUT_SECONDS`: a backlog of messages to one slow receiver can still fill the
+places and delay other webhooks' attempts, as there is no limit per webhook.
 """
 
 from __future__ import annotations
@@ -44,6 +48,11 @@ CLAIM_AGAIN_SECONDS = 0.5
 # run ends (a worker's graceful stop waits for it) and holds a worker's place no longer
 # than this and one timeout. The next run, a second later, takes the attempts due by then.
 CLAIMING_SECONDS = 5.0
+# Delivery runs one process lets go on at once. A run starts every second, and with slow
+# receivers each lasts up to CLAIMING_SECONDS and a timeout: overlapping runs took every job
+# place of a worker, and reminders, notifications and mail waited for minutes. A run beyond
+# these ends at once; the running ones take what is due.
+RUNS_AT_ONCE = 2
 # A claimed attempt is due again this long after its timeout if its worker never reports
 # (killed mid-send): the attempt waits for no more than timeout + margin.
 LEASE_MARGIN = timedelta(seconds=5)
@@ -181,7 +190,17 @@ async def _record(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -
 async def deliver_due(runtime: JobRuntime) -> int:
     """Send the attempts due now, and those that fall due while others are in flight (for
     `CLAIMING_SECONDS`), up to `DELIVERY_BATCH` at once, until none is due or in flight; how
-    many were sent."""
+    many were sent. None when `RUNS_AT_ONCE` runs of this process are going on already."""
+    if runtime.delivery_runs >= RUNS_AT_ONCE:
+        return 0
+    runtime.delivery_runs += 1
+    try:
+        return await _deliver_for_a_while(runtime)
+    finally:
+        runtime.delivery_runs -= 1
+
+
+async def _deliver_for_a_while(runtime: JobRuntime) -> int:
     sent = 0
     lease = timedelta(seconds=runtime.settings.webhook_timeout_seconds) + LEASE_MARGIN
     loop = asyncio.get_running_loop()

@@ -26,6 +26,8 @@ class JobRuntime:
     resolver: Resolver | None = None
     # When a job of this process last ran to its end (the in-process heartbeat on SQLite).
     last_beat: datetime | None = field(default=None)
+    # Delivery runs going on in this process (app.jobs.deliveries.RUNS_AT_ONCE).
+    delivery_runs: int = field(default=0)
 
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Db]:
         return Db.transaction_for(self.sessions)

@@ -202,6 +202,44 @@ async def test_a_run_ends_while_attempts_keep_falling_due(
     assert await deliveries.deliver_due(deployment.runtime) > 0
 
 
+async def test_runs_beyond_the_limit_of_a_process_end_at_once(
+    deployment: Deployment, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While as many delivery runs as a process allows wait on a slow receiver, another run
+    of that process ends at once and holds no job place: reminders, notifications and mail
+    keep their places (overlapping runs once took every place of a worker for minutes)."""
+    monkeypatch.setattr(deliveries, "RUNS_AT_ONCE", 1)
+    owner, project_id = await _team(deployment)
+    deployment.runtime.settings.webhook_timeout_seconds = 30
+    await _webhook(deployment, project_id, receiver.url, ["task.created"])
+    released = threading.Event()
+    receiver.answer(Answer(until=released, delay=20))
+    created = await deployment.http.post(
+        "/api/v2/tasks", json={"title": "Slow", "project_id": project_id}, headers=owner["headers"]
+    )
+    assert created.status_code == 201, created.text
+    await outbox.fan_out(deployment.runtime)
+
+    monkeypatch.setattr(deliveries, "CLAIMING_SECONDS", 0.1)  # the run takes no more
+    running = asyncio.create_task(deliveries.deliver_due(deployment.runtime))
+    while not receiver.received:  # the slow attempt is in flight
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    another = await deployment.http.post(
+        "/api/v2/tasks", json={"title": "Next", "project_id": project_id}, headers=owner["headers"]
+    )
+    assert another.status_code == 201, another.text
+    await outbox.fan_out(deployment.runtime)  # an attempt due, that only a new run would take
+
+    assert await deliveries.deliver_due(deployment.runtime) == 0
+    assert len(receiver.received) == 1
+    released.set()
+    assert await running == 1
+    assert receiver.opened == [True]
+    assert deployment.runtime.delivery_runs == 0
+    assert await deliveries.deliver_due(deployment.runtime) == 1  # the next run takes it
+
+
 async def test_abandoned_after_the_schedule_and_disabled_by_a_410(
     deployment: Deployment, receiver: Receiver
 ) -> None:
