@@ -39,7 +39,7 @@ from app.jobs.webhook_http import AttemptResult, send
 log = structlog.get_logger("app.jobs")
 
 # Attempts one run sends at once. Each place is taken again as soon as its attempt is written
-# down, so a slow receiver holds one place, never the others' attempts or retries.
+# down, so a slow receiver holds only the places of its own attempts in flight.
 DELIVERY_BATCH = 20
 # While attempts are in flight, how often a run looks for attempts that fell due meanwhile
 # (a retry after a short delay, another project's new event).
