@@ -106,27 +106,15 @@ async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
     # later (after the recipient was removed, say) is not theirs to learn. Looked up for the
     # events whose messages name them (memberships and invitations name the project;
     # assignments and comments the task), from the first of those on.
-    naming = [row for row in rows if row.entity in ("member", "invitation")]
-    titling = [
-        row
+    naming = {(row.project_id, row.id) for row in rows if row.entity in ("member", "invitation")}
+    titling = {
+        (row.task_id, row.id)
         for row in rows
         if row.task_id
-        and (row.entity == "comment" or (row.entity == "task" and "assignee_ids" in row.changes))
-    ]
-    renamed = await statements.names_before(
-        db,
-        "project",
-        "name",
-        {row.project_id for row in naming},
-        min((row.id for row in naming), default=0),
-    )
-    retitled = await statements.names_before(
-        db,
-        "task",
-        "title",
-        {row.task_id for row in titling if row.task_id},
-        min((row.id for row in titling), default=0),
-    )
+        and (row.entity == "comment" or (row.entity == "task" and "assignee_ids" in _changes(row)))
+    }
+    renamed = await statements.names_before(db, "project", "name", naming)
+    retitled = await statements.names_before(db, "task", "title", titling)
     accounts = await statements.users_by_email(db, invited)
     followers = await statements.task_followers(db, {t for t in commented if t is not None})
 

@@ -43,9 +43,8 @@ async def _write(engine: AsyncEngine, name: str, order: list[str]) -> None:
         order.append(name)
 
 
-async def test_a_waiting_transaction_goes_before_newcomers(sqlite_file: AsyncEngine) -> None:
-    engine = sqlite_file
-    order: list[str] = []
+async def _holding_the_lock(engine: AsyncEngine) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A transaction that has written (so holds the file's lock) until the event is set."""
     release = asyncio.Event()
 
     async def holder() -> None:
@@ -55,6 +54,13 @@ async def test_a_waiting_transaction_goes_before_newcomers(sqlite_file: AsyncEng
 
     holding = asyncio.create_task(holder())
     await asyncio.sleep(0.05)
+    return holding, release
+
+
+async def test_a_waiting_transaction_goes_before_newcomers(sqlite_file: AsyncEngine) -> None:
+    engine = sqlite_file
+    order: list[str] = []
+    holding, release = await _holding_the_lock(engine)
     waiters = [asyncio.create_task(_write(engine, f"waiter {n}", order)) for n in range(3)]
     await asyncio.sleep(0.3)  # the three wait for the lock, in order
     release.set()
@@ -71,15 +77,7 @@ async def test_a_transaction_that_waits_out_the_timeout_is_unavailable_and_write
     sqlite_file: AsyncEngine,
 ) -> None:
     engine = sqlite_file
-    release = asyncio.Event()
-
-    async def holder() -> None:
-        async with engine.begin() as connection:
-            await connection.execute(text("INSERT INTO written (by) VALUES ('holder')"))
-            await release.wait()
-
-    holding = asyncio.create_task(holder())
-    await asyncio.sleep(0.05)
+    holding, release = await _holding_the_lock(engine)
     with pytest.raises(sa_exc.SQLAlchemyError) as waited:
         await _write(engine, "too late", [])
     assert classify(waited.value) is DatabaseErrorKind.UNAVAILABLE  # a 503, with Retry-After

@@ -115,14 +115,17 @@ async def task_titles(db: Db, ids: Collection[int]) -> dict[int, str]:
 
 
 async def names_before(
-    db: Db, entity: str, field: str, ids: Collection[int], after_id: int
+    db: Db, entity: str, field: str, named_at: Collection[tuple[int, int]]
 ) -> dict[int, list[tuple[int, str]]]:
-    """For each entity of `ids` (`entity`: "project" or "task"), the changes of its `field`
-    (a name, a title) that the log holds after the event `after_id`: (the change's event id,
-    the value it replaced), oldest first. What a message names as it was when its event
-    happened: the value a later change replaced, else the current one."""
-    if not ids:
+    """For each entity named by an event of `named_at` ((entity id, event id); `entity`:
+    "project" or "task"), the changes of its `field` (a name, a title) that the log holds
+    after the first of those events: (the change's event id, the value it replaced), oldest
+    first. What a message names as it was when its event happened: the value a later change
+    replaced, else the current one (`name_at`)."""
+    if not named_at:
         return {}
+    ids = {entity_id for entity_id, _ in named_at}
+    after_id = min(event_id for _, event_id in named_at)
     # A project's events and a task's are indexed by (project_id, id) and (task_id, id): the
     # read walks the events of these few after `after_id`, not the log's tail.
     owner = Event.task_id if entity == "task" else Event.project_id
