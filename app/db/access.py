@@ -188,6 +188,19 @@ class Db:
             finally:
                 self._held = None
 
+    @asynccontextmanager
+    async def one_turn(self) -> AsyncIterator[None]:
+        """Run the block's reads on one connection where the database serves one transaction
+        at a time (a SQLite file, decision 0038): each autocommit statement would queue for
+        the connection anew, and a page read in several statements waited behind every
+        request that arrived meanwhile, once per statement. Elsewhere the block's statements
+        run as they would without it (PostgreSQL's direct path, each on its own)."""
+        if self.dialect.name != "sqlite":
+            yield
+            return
+        async with self.transaction():
+            yield
+
     # --- the sanctioned exceptions to "services never commit" -----------------------------
 
     async def end_read_transaction(self) -> None:

@@ -163,16 +163,14 @@ async def project_activity(
 ) -> EventPage:
     """A page of a project's events, newest first."""
     binding = binding_digest(user=caller.user_id, resource="project-activity", project=project_id)
-    rows = await events.project_activity(
-        db,
-        caller_params(caller),
-        project_id,
-        before_id=_before_id(cursor, binding, key),
-        limit=limit + 1,
-    )
-    if not rows:
-        await explain_miss(db, caller, project_id, least_role(Permission.ACTIVITY_READ))
-    rows = await _as_the_caller_may_read(db, caller_params(caller), rows)
+    before_id = _before_id(cursor, binding, key)
+    async with db.one_turn():
+        rows = await events.project_activity(
+            db, caller_params(caller), project_id, before_id=before_id, limit=limit + 1
+        )
+        if not rows:
+            await explain_miss(db, caller, project_id, least_role(Permission.ACTIVITY_READ))
+        rows = await _as_the_caller_may_read(db, caller_params(caller), rows)
     return _page(rows, limit, binding, key)
 
 
@@ -200,13 +198,22 @@ async def changes(
     retention removed is gone), each with its entity as the caller may see it now (None:
     gone for them)."""
     after = events.START if cursor is None else _feed_position(cursor, caller, key)
+    async with db.one_turn():
+        return await _feed_page(db, caller, after, limit, from_a_cursor=cursor is not None, key=key)
+
+
+async def _feed_page(
+    db: Db, caller: AccessClaims, after: Position, limit: int, *, from_a_cursor: bool, key: bytes
+) -> FeedPage:
+    """`changes`' reads, which take one turn together where the database serves one
+    transaction at a time."""
     upto = await events.horizon(db)
     params = caller_params(caller)
     rows = await events.feed(db, params, after=after, upto=upto, limit=limit + 1)
     # A page holds rows only for a current caller (the statement checks); an empty one asks.
     if not rows and not await task_statements.caller_is_still_current(db, caller):
         raise token_revoked()
-    if cursor is not None:
+    if from_a_cursor:
         # Read after the page: retention removes events and moves its mark in one transaction,
         # so a page that missed removed events is followed by a mark past the cursor.
         removed = await events.removed_through(db)
