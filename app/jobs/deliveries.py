@@ -13,8 +13,9 @@ and a process lets `RUNS_AT_ONCE` runs go on at once, so deliveries never take e
 place of a worker from reminders, notifications and mail. Each attempt is written down as
 soon as it ends (a retry is timed from its failure) and its place goes to the next attempt
 due. A slow receiver holds one place per attempt in flight, for up to
-`WEBHOOK_TIMEOUT_SECONDS`: a backlog of messages to one slow receiver can still fill the
-places and delay other webhooks' attempts, as there is no limit per webhook.
+`WEBHOOK_TIMEOUT_SECONDS`, and a webhook has at most `IN_FLIGHT_PER_WEBHOOK` attempts in
+flight: a backlog of messages to one slow receiver leaves the other places to the other
+webhooks.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ log = structlog.get_logger("app.jobs")
 # Attempts one run sends at once. Each place is taken again as soon as its attempt is written
 # down, so a slow receiver holds only the places of its own attempts in flight.
 DELIVERY_BATCH = 20
+# Attempts of one webhook in flight at once, in all runs and processes (two workers claiming
+# at the same moment may each go up to it). Half a run's places: a backlog of messages to a
+# slow receiver holds no more, and the other webhooks' attempts take the rest.
+IN_FLIGHT_PER_WEBHOOK = DELIVERY_BATCH // 2
 # While attempts are in flight, how often a run looks for attempts that fell due meanwhile
 # (a retry after a short delay, another project's new event).
 CLAIM_AGAIN_SECONDS = 0.5
@@ -212,7 +217,11 @@ async def _deliver_for_a_while(runtime: JobRuntime) -> int:
                 now = utcnow()
                 async with runtime.transaction() as db:
                     claimed = await statements.claim_due(
-                        db, now, now + lease, DELIVERY_BATCH - len(in_flight)
+                        db,
+                        now,
+                        now + lease,
+                        DELIVERY_BATCH - len(in_flight),
+                        per_webhook=IN_FLIGHT_PER_WEBHOOK,
                     )
                 in_flight |= {asyncio.create_task(_deliver(runtime, due)) for due in claimed}
                 sent += len(claimed)

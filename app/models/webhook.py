@@ -35,6 +35,8 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed", "abandoned")
 
 # Attempts due: the delivery job's walk.
 DELIVERY_DUE_INDEX = "ix_webhook_deliveries_due"
+# A webhook's pending attempts: those due, and those in flight (the cap per webhook).
+DELIVERY_PENDING_BY_WEBHOOK_INDEX = "ix_webhook_deliveries_pending_by_webhook"
 
 
 class Webhook(Base):
@@ -78,6 +80,14 @@ class WebhookDelivery(Base):
         Index(
             DELIVERY_DUE_INDEX,
             "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            DELIVERY_PENDING_BY_WEBHOOK_INDEX,
+            "webhook_id",
+            "next_attempt_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

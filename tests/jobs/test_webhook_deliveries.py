@@ -176,6 +176,44 @@ async def test_a_slow_receiver_does_not_hold_up_another_webhooks_retry(
         ]
 
 
+async def test_a_backlog_to_a_slow_receiver_leaves_places_to_other_webhooks(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """More messages to a slow receiver than a run has places, then one to another webhook:
+    it is sent while the slow ones are still in flight (they filled every place, oldest
+    first, and the other webhook waited for a timeout per round)."""
+    owner, project_id = await _team(deployment)
+    deployment.runtime.settings.webhook_timeout_seconds = 30
+    backlog = deliveries.DELIVERY_BATCH + 5
+    other_sent = threading.Event()
+    with running_receiver() as other:
+        slow_id, _ = await _webhook(deployment, project_id, receiver.url, ["task.created"])
+        other_id, _ = await _webhook(deployment, project_id, other.url, ["task.updated"])
+        receiver.answer(*[Answer(until=other_sent, delay=20)] * backlog)
+        other.answer(Answer(200, sets=other_sent))
+        for n in range(backlog):
+            created = await deployment.http.post(
+                "/api/v2/tasks",
+                json={"title": f"Backlog {n}", "project_id": project_id},
+                headers=owner["headers"],
+            )
+            assert created.status_code == 201, created.text
+        edited = await deployment.http.patch(
+            f"/api/v2/tasks/{created.json()['id']}",
+            json={"title": "Edited"},
+            headers=owner["headers"],
+        )
+        assert edited.status_code == 200, edited.text
+        await outbox.fan_out(deployment.runtime)
+        while await deliveries.deliver_due(deployment.runtime):  # the backlog, run after run
+            pass
+
+        # Every slow answer was released by the other webhook's delivery, none waited it out.
+        assert receiver.opened == [True] * backlog
+        assert [e["status"] for e in await _log(deployment, other_id)] == ["succeeded"]
+        assert [e["status"] for e in await _log(deployment, slow_id)] == ["succeeded"] * backlog
+
+
 async def test_a_run_ends_while_attempts_keep_falling_due(
     deployment: Deployment, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -348,7 +386,9 @@ async def test_a_worker_lost_mid_delivery_only_delays_it(
     # A worker claims the attempt and dies before sending (or before writing the outcome).
     now = datetime.now(UTC)
     async with deployment.runtime.transaction() as db:
-        claimed = await deliveries.statements.claim_due(db, now, now + timedelta(minutes=1), 10)
+        claimed = await deliveries.statements.claim_due(
+            db, now, now + timedelta(minutes=1), 10, per_webhook=10
+        )
     assert len(claimed) == 1
     await deliveries.deliver_due(deployment.runtime)
     assert receiver.received == []  # leased: nobody else takes it meanwhile

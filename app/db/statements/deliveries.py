@@ -1,9 +1,13 @@
 """The webhook delivery log as the delivery job works it (inside transactions).
 
-A due attempt is claimed by moving its `next_attempt_at` forward by a lease (PostgreSQL:
-`FOR UPDATE SKIP LOCKED`, so workers claim different ones), and is then sent outside any
-transaction. The outcome is written only while the attempt is still pending: a worker that
-died mid-attempt leaves it pending, due again when the lease ends (the receiver may see the
+A due attempt is claimed by moving its `next_attempt_at` forward by a lease and noting when
+(`attempted_at`; PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers claim different ones), and
+is then sent outside any transaction. Until its outcome is written or its lease ends it is in
+flight, and a webhook's attempts in flight are capped, so that a backlog of messages to one
+slow receiver cannot take every place of the delivery runs from the other webhooks.
+
+The outcome is written only while the attempt is still pending: a worker that died
+mid-attempt leaves it pending, due again when the lease ends (the receiver may see the
 message twice, with the same `webhook-id`); one that comes back late after that finds it
 done and writes nothing.
 """
@@ -14,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -39,19 +43,111 @@ class DueAttempt(NamedTuple):
     previous_secret_until: datetime | None
 
 
-async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) -> list[DueAttempt]:
+def _pending(*conditions: ColumnElement[bool]) -> list[ColumnElement[bool]]:
+    return [WebhookDelivery.status == "pending", *conditions]
+
+
+def _in_flight(now: datetime, lease_until: datetime) -> list[ColumnElement[bool]]:
+    """Claimed, and neither written down nor past its lease (which ends by `lease_until`)."""
+    return _pending(
+        WebhookDelivery.attempted_at.is_not(None),
+        WebhookDelivery.next_attempt_at > now,
+        WebhookDelivery.next_attempt_at <= lease_until,
+    )
+
+
+def _due(now: datetime) -> list[ColumnElement[bool]]:
+    """Due by `now`, of an active webhook (a ping also of an inactive one)."""
+    return _pending(
+        WebhookDelivery.next_attempt_at <= now,
+        or_(Webhook.active, WebhookDelivery.type == "ping"),
+    )
+
+
+def choose_due_statement(
+    dialect: str, now: datetime, lease_until: datetime, limit: int, per_webhook: int
+) -> Select[tuple[int]]:
+    """The ids of up to `limit` due attempts, oldest first, each webhook's only while it has
+    fewer than `per_webhook` in flight with them."""
+    if dialect == "postgresql":
+        # A webhook at a time, on its pending attempts' index: a backlog to one webhook is
+        # not read past (nor sorted) to reach the others'.
+        in_flight = (
+            select(func.count().label("attempts"))
+            .where(WebhookDelivery.webhook_id == Webhook.id, *_in_flight(now, lease_until))
+            .lateral("in_flight")
+        )
+        due = (
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.next_attempt_at,
+                func.row_number()
+                .over(order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id))
+                .label("nth"),
+            )
+            .where(WebhookDelivery.webhook_id == Webhook.id, *_due(now))
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(per_webhook)
+            .lateral("due")
+        )
+        return (
+            select(due.c.id)
+            .select_from(Webhook)
+            .join(in_flight, true())
+            .join(due, true())
+            .where(due.c.nth + in_flight.c.attempts <= per_webhook)
+            .order_by(due.c.next_attempt_at, due.c.id)
+            .limit(limit)
+        )
+    # SQLite has no LATERAL: every due attempt ranked within its webhook (one process, and a
+    # backlog of the size a development database holds).
+    counted = (
+        select(WebhookDelivery.webhook_id, func.count().label("attempts"))
+        .where(*_in_flight(now, lease_until))
+        .group_by(WebhookDelivery.webhook_id)
+        .subquery()
+    )
+    ranked = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.webhook_id,
+            WebhookDelivery.next_attempt_at,
+            func.row_number()
+            .over(
+                partition_by=WebhookDelivery.webhook_id,
+                order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
+            )
+            .label("nth"),
+        )
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(*_due(now))
+        .subquery()
+    )
+    return (
+        select(ranked.c.id)
+        .outerjoin(counted, counted.c.webhook_id == ranked.c.webhook_id)
+        .where(ranked.c.nth + func.coalesce(counted.c.attempts, 0) <= per_webhook)
+        .order_by(ranked.c.next_attempt_at, ranked.c.id)
+        .limit(limit)
+    )
+
+
+async def claim_due(
+    db: Db, now: datetime, lease_until: datetime, limit: int, *, per_webhook: int
+) -> list[DueAttempt]:
     """Claim up to `limit` pending attempts due by `now` (of active webhooks; a ping also of
-    an inactive one), leasing them until `lease_until`."""
+    an inactive one), oldest first but no more than `per_webhook` in flight for a webhook
+    (counting those claimed before), leasing them until `lease_until`."""
+    chosen = choose_due_statement(db.dialect.name, now, lease_until, limit, per_webhook)
+    # Locked at the outer level (FOR UPDATE does not go with a window function): an attempt
+    # another worker holds is skipped, and one it claimed meanwhile is no longer due.
     due = (
         select(WebhookDelivery.id)
-        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
         .where(
+            WebhookDelivery.id.in_(chosen.scalar_subquery()),
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at <= now,
-            or_(Webhook.active, WebhookDelivery.type == "ping"),
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
         .with_for_update(skip_locked=True, of=WebhookDelivery)
     )
     claimed = (
@@ -59,7 +155,7 @@ async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) ->
             await db.session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id.in_(due.scalar_subquery()))
-                .values(next_attempt_at=lease_until)
+                .values(next_attempt_at=lease_until, attempted_at=now)
                 .returning(WebhookDelivery.id)
             )
         )
