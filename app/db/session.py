@@ -105,6 +105,13 @@ def _discard_closed_connections(_dbapi_connection: Any, record: Any, _proxy: Any
         raise exc.DisconnectionError("the server closed this connection")
 
 
+# Every session's settings (startup parameters PgBouncer passes on). TimeZone: timestamps the
+# statements turn into text (an event's `changes`) are written in UTC, whatever the server's
+# default: in another zone the edges of the accepted range read as years 10000 or "BC", which
+# Python cannot parse, and the event could not be shown (a 500 on every page holding it).
+_SESSION_SETTINGS = {"application_name": "tasks-api", "TimeZone": "UTC"}
+
+
 def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
     if settings.db_transaction_pooling:
         # Behind a pooler in transaction mode each transaction may meet another server
@@ -120,13 +127,13 @@ def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
             "statement_cache_size": 0,
             "prepared_statement_cache_size": 0,
             "prepared_statement_name_func": _unique_statement_name,
-            "server_settings": {"application_name": "tasks-api"},
+            "server_settings": _SESSION_SETTINGS,
         }
     return {
         "timeout": settings.db_connect_timeout_seconds,
         "command_timeout": 30,
         # JIT compilation costs more than it saves for short OLTP queries.
-        "server_settings": {"jit": "off", "application_name": "tasks-api"},
+        "server_settings": {"jit": "off", **_SESSION_SETTINGS},
     }
 
 

@@ -72,7 +72,15 @@ _INFINITIES = {
 def _when(value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    return _INFINITIES.get(value) or timestamp_text(datetime.fromisoformat(value))
+    if value in _INFINITIES:
+        return _INFINITIES[value]
+    try:
+        return timestamp_text(datetime.fromisoformat(value))
+    except ValueError:
+        # Written by a server whose sessions were not in UTC before they were pinned to it
+        # (app/db/session.py), at an edge of the range ("10000-01-01T08:00:00+09:00"): shown
+        # as stored rather than failing every page that holds the event.
+        return value
 
 
 _PRIORITY_LABELS = {priority.value: priority.label for priority in TaskPriority}
