@@ -9,7 +9,8 @@ and retention.
   read only up to the horizon), so from any cursor every event committed after it comes
   exactly once (docs/decisions/0030). Its cursor is always given, so a client can poll from
   it; `has_more` says whether to read on at once. A cursor from before what retention has
-  removed is a 410: the client may have missed events, and starts over.
+  removed is a 410: the client may have missed events, and starts over; so is one ahead of
+  the log (the database restored from a copy since).
 - An invitation's address is shown only to those who may read the project's invitations
   (admins, as `GET .../invitations`): other members get its events without `email` in
   `changes`, as their `object` is null (docs/decisions/0030).
@@ -53,6 +54,13 @@ class FeedCursorExpired(Gone):
     default_detail = (
         "Events after this cursor have been removed (older than the retention period): "
         "start over without a cursor."
+    )
+
+
+class FeedCursorAhead(Gone):
+    default_detail = (
+        "This cursor is ahead of the change log (the database was restored from a copy "
+        "since it was given): start over without a cursor."
     )
 
 
@@ -213,6 +221,11 @@ async def _feed_page(
     # A page holds rows only for a current caller (the statement checks); an empty one asks.
     if not rows and not await task_statements.caller_is_still_current(db, caller):
         raise token_revoked()
+    if after > upto:
+        # Positions only grow, and a cursor is never past the horizon it was read under: this
+        # log is not the one it was given from but a copy restored since, whose events after
+        # the copy the client may have seen and whose new ones it would skip.
+        raise FeedCursorAhead()
     if from_a_cursor:
         # Read after the page: retention removes events and moves its mark in one transaction,
         # so a page that missed removed events is followed by a mark past the cursor.

@@ -24,8 +24,12 @@ import pytest
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.paging import cursor_key
+from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import events
+from app.db.statements.events import Position
 from app.models.user import User
 from app.services import history
 from tests.api.v2.conftest import V2
@@ -347,6 +351,35 @@ class TestRefused:
         refused = await racing.get(
             CHANGES, params={"cursor": start["next_cursor"]}, headers=owner.headers
         )
+        assert_problem(refused, 401)
+
+    async def test_a_cursor_ahead_of_the_log_is_410(
+        self, racing: httpx.AsyncClient, owner: Account, app: Any, engine: AsyncEngine
+    ) -> None:
+        """A cursor past the log's horizon was given by another copy of the database (one
+        restored from a backup since, or a dump loaded into a new PostgreSQL cluster, whose
+        transaction ids start lower): the client starts over, rather than skipping the new
+        events until the log catches up with its cursor. A revoked token is still a 401."""
+        project_id = await new_project(racing, owner)
+        await new_task(racing, owner, project_id)
+        _items, polled_from = await walk(racing, owner)
+        async with Db.transaction_for(app.state.sessionmaker) as db:
+            upto = await events.horizon(db)
+        claims = AccessClaims(owner.id, 1, 0, 2**31)
+        key = cursor_key(app.state.settings, "changes")
+        ahead = history._feed_cursor(Position(upto.xid + 1_000, upto.id), claims, key)
+        if engine.dialect.name == "sqlite":
+            ahead = history._feed_cursor(Position(0, upto.id + 1_000), claims, key)
+        assert_problem(
+            await racing.get(CHANGES, params={"cursor": ahead}, headers=owner.headers), 410
+        )
+        polled = await read(racing, owner, cursor=polled_from)  # one given by this log works
+        assert polled["items"] == []
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(User).where(User.id == owner.id).values(token_version=User.token_version + 1)
+            )
+        refused = await racing.get(CHANGES, params={"cursor": ahead}, headers=owner.headers)
         assert_problem(refused, 401)
 
 
