@@ -18,8 +18,10 @@ from app.core.errors import AppError, ConcurrentUpdate
 
 # How many times a write starts when a concurrent change refused it and is gone by the read
 # that tells why; each time another change committed in between, so past a few the client
-# is better told to send it again.
-ATTEMPTS: Final = 3
+# is better told to send it again. Five: a change of a task's fields that waited behind a
+# move of the task starts again in its new project (`task._versioned_detail_update`), and
+# three editors moving one task back and forth while others edit it must not starve them.
+ATTEMPTS: Final = 5
 
 Written = TypeVar("Written")
 

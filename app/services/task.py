@@ -234,7 +234,7 @@ def _least(*permissions: Permission) -> ProjectRole:
     return max(least_role(permission) for permission in permissions)
 
 
-async def _why_missed(
+async def _refusal(
     db: Db,
     caller: AccessClaims,
     task_id: int,
@@ -242,9 +242,9 @@ async def _why_missed(
     least: ProjectRole,
     view: View,
     expected: list[int] | None = None,
-) -> AppError:
+) -> AppError | None:
     """Why a v2 statement on a task matched nothing, in the spec's order: 401, 404 (not
-    visible), 403 (role), 412 (version)."""
+    visible), 403 (role), 412 (version); None when nothing refuses it now."""
     current, version, role = await statements.diagnose_role(db, caller, task_id, view=view)
     if not current:
         return token_revoked()
@@ -254,7 +254,22 @@ async def _why_missed(
         return role_required(role, least)
     if version is not None and expected is not None:
         return PreconditionFailed()  # there, but not at a version If-Match named
-    return TaskNotFound()
+    return None
+
+
+async def _why_missed(
+    db: Db,
+    caller: AccessClaims,
+    task_id: int,
+    *,
+    least: ProjectRole,
+    view: View,
+    expected: list[int] | None = None,
+) -> AppError:
+    """`_refusal`, or a 404 when nothing refuses the statement (a read that missed the task
+    between two changes)."""
+    refusal = await _refusal(db, caller, task_id, least=least, view=view, expected=expected)
+    return refusal or TaskNotFound()
 
 
 def _unusable_project() -> ValidationFailed:
@@ -540,9 +555,15 @@ async def _versioned_detail_update(
     expected: list[int] | None,
 ) -> TaskDetail:
     """`_versioned_update` in a project where the caller needs `least`: 401, 404, 403 or
-    412 when it matched nothing."""
-    if expected != []:  # If-Match naming no strong tag of ours can match nothing
-        updated = await statements.update_detail(
+    412 when it matched nothing. When nothing refuses it, the task was moved to another
+    project by the writer the statement waited for (which refuses it: the caller's role
+    there must be read as it is now, `statements._in_scope_after_turns`), and it is made
+    again there (`retries`)."""
+
+    async def update() -> TaskDetail | None:
+        if expected == []:  # If-Match naming no strong tag of ours can match nothing
+            return None
+        return await statements.update_detail(
             db,
             caller,
             task_id,
@@ -553,10 +574,12 @@ async def _versioned_detail_update(
             in_trash=in_trash,
             expected_versions=expected,
         )
-        if updated is not None:
-            return updated
-    view: View = "trash" if in_trash else "live"
-    raise await _why_missed(db, caller, task_id, least=least, view=view, expected=expected)
+
+    async def refusal() -> AppError | None:
+        view: View = "trash" if in_trash else "live"
+        return await _refusal(db, caller, task_id, least=least, view=view, expected=expected)
+
+    return await retries.made_again_while_allowed(update, refusal)
 
 
 async def delete_project_task(

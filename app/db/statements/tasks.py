@@ -246,7 +246,7 @@ def _turns_project() -> ColumnElement[Any]:
     return select(_TurnsTask.project_id).where(_TurnsTask.id == task_id).scalar_subquery()
 
 
-def _in_scope_after_turns(scope: Scope) -> ColumnElement[bool]:
+def _in_scope_after_turns(scope: Scope, *, refused_if_moved: bool) -> ColumnElement[bool]:
     """The task's turns (`_this_tasks_turns`), then the scope, for a statement that writes or
     locks the task. A project's scope is then read as whoever held the project's turn left
     it (`caller_role_now`): the statement's snapshot was taken before it waited, and a
@@ -257,16 +257,20 @@ def _in_scope_after_turns(scope: Scope) -> ColumnElement[bool]:
 
     Only the rows of the project whose turn the statement holds are locked. When the row
     lock finds the task moved meanwhile (by the writer it waited for), its new project's
-    role is read as the snapshot saw it: locking that project's row without its turn, then
+    role cannot be read as it is now: locking that project's row without its turn, then
     waiting for the turn in the transaction's next write of the task, would deadlock with a
-    change of that project (which holds the turn and waits for the row). A change of the
-    new project under way is then not seen: the limit of moves (decision 0030), for the
-    writes of one statement; a transaction's lock (`lock_detail`) starts again instead."""
+    change of that project (which holds the turn and waits for the row); and the snapshot's
+    role there predates a removal, demotion or trash committed while the statement waited (a
+    black-box run saw a removed member's edit land after their removal in a third of the
+    rounds where a move and the removal overlapped). So a write of one statement is then
+    refused (`refused_if_moved`), and the service makes it again in a statement of its own,
+    which takes the new project's turn; a transaction's lock (`lock_detail`) finds the row
+    and starts its transaction again (`MovedMeanwhile`)."""
     turns = _this_tasks_turns(scope)
     if isinstance(scope, ProjectRole):
         role = case(
             (Task.project_id == _turns_project(), caller_role_now(Task.project_id)),
-            else_=caller_role(Task.project_id),
+            else_=None if refused_if_moved else caller_role(Task.project_id),
         )
         in_scope: ColumnElement[bool] = case((turns, role)) >= scope
         return in_scope
@@ -281,11 +285,13 @@ def _this_task(*, in_trash: bool, scope: Scope = INBOX) -> list[ColumnElement[bo
     ]
 
 
-def _this_task_to_write(*, in_trash: bool, scope: Scope) -> list[ColumnElement[bool]]:
+def _this_task_to_write(
+    *, in_trash: bool, scope: Scope, refused_if_moved: bool
+) -> list[ColumnElement[bool]]:
     """`_this_task`, with its turns taken first (`_in_scope_after_turns`)."""
     return [
         Task.id == bindparam("task_id"),
-        _in_scope_after_turns(scope),
+        _in_scope_after_turns(scope, refused_if_moved=refused_if_moved),
         *_in_view("trash" if in_trash else "live"),
     ]
 
@@ -309,7 +315,10 @@ def _lock_statement(scope: ProjectRole) -> Statement:
     in_turns_project = Task.project_id == _turns_project()
     return Statement(
         select(Task.id, in_turns_project)
-        .where(*_this_task_to_write(in_trash=False, scope=scope), caller_is_current())
+        .where(
+            *_this_task_to_write(in_trash=False, scope=scope, refused_if_moved=False),
+            caller_is_current(),
+        )
         .with_for_update(key_share=True, of=Task)
     )
 
@@ -514,7 +523,10 @@ def _update_statement(
     audited = [name for name in events.AUDITED["task"] if name in values or name == "project_id"]
     before = (
         select(Task.id, Task.version, *(Task.__table__.c[name] for name in audited))
-        .where(*_this_task_to_write(in_trash=in_trash, scope=scope), *conditions)
+        .where(
+            *_this_task_to_write(in_trash=in_trash, scope=scope, refused_if_moved=True),
+            *conditions,
+        )
         .with_for_update(key_share=True, of=Task)
         .cte("before")
     )

@@ -16,7 +16,10 @@ What a user would notice:
 - writers without `If-Match`, each changing the assignees: every one applied, each exactly
   one new version, none lost;
 - a write that waited for another writer answers with the task as that writer left it,
-  links included (not the links of the moment it started).
+  links included (not the links of the moment it started);
+- a change or trash of a task that waited behind a move of the task into another project,
+  from which the editor was removed (or demoted) meanwhile, is refused with nothing written;
+  still a member there, it is made there.
 """
 
 from __future__ import annotations
@@ -389,6 +392,131 @@ class TestAWriteThatWaited:
         assert response.json()["assignee_ids"] == [crew.ids["viewer"]]
         again = await committing_client.get(task_url(task["id"]), headers=crew.headers["editor"])
         assert again.json() == response.json()
+
+
+@pytest.mark.usefixtures("postgresql_only")
+class TestAWriteThatWaitedForAMove:
+    """Another writer moves the task to a second project while an editor's change of it
+    waits for that writer, and meanwhile the editor is removed from (or demoted in) the
+    second project. The change must follow the removal: refused, nothing written. (Its
+    statement's snapshot predates the removal, and read the editor's role in the second
+    project from it: a black-box run saw such edits, and deletes, land after the removal in a
+    third of the rounds where a move and a removal overlapped.) Still a member there, the
+    change is made, in the task's new project."""
+
+    @pytest.fixture
+    async def second_project(self, engine: AsyncEngine, crew: Crew) -> AsyncIterator[int]:
+        now = utcnow()
+        async with engine.begin() as connection:
+            project_id = await connection.scalar(
+                insert(Project)
+                .values(name="Second", created_at=now, updated_at=now, version=1)
+                .returning(Project.id)
+            )
+            assert project_id is not None
+            for who, role in (("owner", ProjectRole.OWNER), ("editor", ProjectRole.EDITOR)):
+                await connection.execute(
+                    insert(ProjectMember).values(
+                        project_id=project_id, user_id=crew.ids[who], role=role.value, added_at=now
+                    )
+                )
+        try:
+            yield project_id
+        finally:
+            async with engine.begin() as connection:
+                await connection.execute(delete(Task).where(Task.project_id == project_id))
+                await connection.execute(delete(Project).where(Project.id == project_id))
+
+    async def _while_moved(
+        self,
+        engine: AsyncEngine,
+        task_id: int,
+        to_project: int,
+        request: Awaitable[httpx.Response],
+        meanwhile: list[Any],
+    ) -> httpx.Response:
+        """The task moved to `to_project` in a transaction held open until `request` waits
+        for it and `meanwhile` has committed."""
+        async with engine.connect() as connection:
+            transaction = await connection.begin()
+            await connection.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(project_id=to_project, version=Task.version + 1)
+            )
+            sent = asyncio.ensure_future(request)
+            await _until_a_request_waits_for_a_lock(engine)
+            async with engine.begin() as other:
+                for statement in meanwhile:
+                    await other.execute(statement)
+            await transaction.commit()
+        return await asyncio.wait_for(sent, 30)
+
+    @pytest.mark.parametrize("change", ["edit", "delete"])
+    @pytest.mark.parametrize("how", ["removed", "demoted"])
+    async def test_a_removal_from_the_new_project_meanwhile_refuses_it(
+        self,
+        engine: AsyncEngine,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        second_project: int,
+        change: str,
+        how: str,
+    ) -> None:
+        task = await new_task(committing_client, crew)
+        membership = [
+            ProjectMember.project_id == second_project,
+            ProjectMember.user_id == crew.ids["editor"],
+        ]
+        meanwhile: list[Any] = [
+            delete(ProjectMember).where(*membership)
+            if how == "removed"
+            else update(ProjectMember).where(*membership).values(role=ProjectRole.VIEWER.value)
+        ]
+        request = (
+            committing_client.patch(
+                task_url(task["id"]), json={"title": "Late"}, headers=crew.headers["editor"]
+            )
+            if change == "edit"
+            else committing_client.delete(task_url(task["id"]), headers=crew.headers["editor"])
+        )
+        events_before = await events_count(engine)
+
+        response = await self._while_moved(engine, task["id"], second_project, request, meanwhile)
+
+        assert_problem(response, 404 if how == "removed" else 403)
+        async with engine.connect() as connection:
+            title, deleted_at = (
+                await connection.execute(
+                    select(Task.title, Task.deleted_at).where(Task.id == task["id"])
+                )
+            ).one()
+        assert (title, deleted_at) == (task["title"], None)
+        assert await events_count(engine) == events_before  # the test's move writes none
+
+    async def test_still_a_member_there_the_change_is_made_there(
+        self,
+        engine: AsyncEngine,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        second_project: int,
+    ) -> None:
+        task = await new_task(committing_client, crew)
+        response = await self._while_moved(
+            engine,
+            task["id"],
+            second_project,
+            committing_client.patch(
+                task_url(task["id"]), json={"title": "Made"}, headers=crew.headers["editor"]
+            ),
+            [],
+        )
+        assert response.status_code == 200, response.text
+        assert (response.json()["project_id"], response.json()["title"]) == (
+            second_project,
+            "Made",
+        )
+        assert response.json()["version"] == task["version"] + 2
 
 
 async def _remove_after(engine: AsyncEngine, statements: list[Any], *, delay: float) -> None:
@@ -839,9 +967,10 @@ class TestAWriteBehindAMove:
     ) -> None:
         """A write of a task waits for its turn behind a move of the task to another project;
         meanwhile a change of that project (here the test's transaction, as a label's deletion
-        would) holds the project's turn and then writes the task. The write takes the shared
-        turn of the project it read before the move, never the new one's once it holds the
-        row: both go through (before, they waited for each other: a deadlock, one refused)."""
+        would) holds the project's turn and then writes the task. The write never waits for
+        the new project's turn with the row locked (before, they waited for each other: a
+        deadlock, one refused): it lets the row go, and is made again in the new project,
+        after that project's change, which writes the task meanwhile. Both go through."""
         client = committing_client
         editor = crew.headers["editor"]
         target, task = await _a_task_and_the_editors_other_project(client, crew)
@@ -854,13 +983,19 @@ class TestAWriteBehindAMove:
             changing = await changer.begin()
             await changer.execute(turn_of(TurnOf.PROJECT, target))
             await moving.commit()
-            written = await asyncio.wait_for(write, 30)
-            await changer.execute(
-                update(Task).where(Task.id == task["id"]).values(version=Task.version + 1)
+            await asyncio.sleep(SETTLE_SECONDS)
+            assert not write.done()  # made again in the new project: after its change
+            await asyncio.wait_for(
+                changer.execute(
+                    update(Task).where(Task.id == task["id"]).values(version=Task.version + 1)
+                ),
+                30,
             )
-            await changing.rollback()
+            await changing.commit()
+            written = await asyncio.wait_for(write, 30)
         assert written.status_code == 200, written.text
         assert written.json()["project_id"] == target
+        assert written.json()["version"] == task["version"] + 3  # the move, the change, its own
 
 
 # --- a change of the project under way: a write that waited for it is refused ----------------

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.roles import ProjectRole
 from app.db.statements import tasks as task_statements
 from app.models.project import ProjectMember
+from app.services import retries
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import Team, add_project
 from tests.api.v2.test_tasks import (
@@ -383,7 +384,7 @@ class TestMovedWhileWaiting:
         problem = assert_problem(response, 409)
         assert problem["type"].endswith(":concurrent-update")
         assert response.headers["retry-after"] == "1"
-        assert starts == 3
+        assert starts == retries.ATTEMPTS
         assert await stored(session, task["id"]) == before
 
 
