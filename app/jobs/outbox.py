@@ -214,6 +214,11 @@ async def fan_out(runtime: JobRuntime) -> int:
             # own (taking the cursor's lock gives it one).
             upto = await events.horizon(db)
             after = await statements.lock_cursor(db, OUTBOX)
+            if after > upto:
+                # Positions only grow: the log is a copy restored since the cursor moved (a
+                # backup, or a dump in a cluster whose transaction ids start lower; see
+                # docs/deploying.md), and its new events would wait until it caught up.
+                log.error("outbox_cursor_ahead_of_the_log", cursor=after, horizon=upto)
             if not after < upto:
                 return passed
             rows = await statements.log_after(db, after, upto, FAN_OUT_BATCH)

@@ -4,11 +4,17 @@ worker runs them: each safe to run twice or at once, each notification made once
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import update
+
+from app.db.statements import events
 from app.jobs import outbox
 from app.jobs.runtime import open_runtime
+from app.models.job import OutboxCursor
 from tests.jobs.conftest import Deployment
 
 
@@ -185,3 +191,38 @@ async def test_no_reminder_for_done_trashed_or_day_late_tasks(deployment: Deploy
     # The one missed by a few hours while no worker ran is still sent (in an Inbox, to its
     # owner: nobody is assigned); the others are not.
     assert await _notifications(deployment, owner["id"]) == [("reminder", "Reminder: “Missed”")]
+
+
+async def test_a_cursor_ahead_of_the_log_is_reported(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fan-out's cursor is past the log's horizon only when the database is a copy
+    restored since (a backup, or a dump loaded into a cluster whose transaction ids start
+    lower): its new events would wait, without a word, until the log caught up. The job says
+    so in its log, as an error, on every run."""
+    owner = await deployment.user("owner@example.com", "Olga")
+    project_id = await deployment.project_with(owner)
+    await outbox.fan_out(deployment.runtime)
+    async with deployment.runtime.transaction() as db:
+        upto = await events.horizon(db)
+        # PostgreSQL: transaction ids ahead; SQLite (xid 0): event ids ahead.
+        ahead = (upto.xid + 1_000_000, upto.id) if upto.xid else (0, upto.id + 1_000_000)
+        await db.session.execute(
+            update(OutboxCursor)
+            .where(OutboxCursor.name == outbox.OUTBOX)
+            .values(xid=ahead[0], id=ahead[1])
+        )
+    created = await deployment.http.post(
+        "/api/v2/tasks", json={"title": "After", "project_id": project_id}, headers=owner["headers"]
+    )
+    assert created.status_code == 201, created.text
+
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="app.jobs"):
+        assert await outbox.fan_out(deployment.runtime) == 0
+    logged = [
+        record.msg
+        for record in caplog.records
+        if record.levelno >= logging.ERROR and isinstance(record.msg, dict)
+    ]
+    assert [entry["event"] for entry in logged] == ["outbox_cursor_ahead_of_the_log"]
