@@ -234,6 +234,12 @@ def _least(*permissions: Permission) -> ProjectRole:
     return max(least_role(permission) for permission in permissions)
 
 
+class _RefusedByAGoneChange(Exception):  # noqa: N818 (a signal within this module)
+    """A write's lock matched nothing, and the read that tells why finds nothing that refuses
+    it now: a change that refused it is gone (the project restored, the role given back), and
+    the write starts again (`retries`)."""
+
+
 async def _refusal(
     db: Db,
     caller: AccessClaims,
@@ -252,7 +258,7 @@ async def _refusal(
         return TaskNotFound()
     if role < least:
         return role_required(role, least)
-    if version is not None and expected is not None:
+    if version is not None and expected is not None and version not in expected:
         return PreconditionFailed()  # there, but not at a version If-Match named
     return None
 
@@ -465,8 +471,8 @@ async def update_project_task(
                 expected=expected,
                 completion=completion,
             )
-        except statements.MovedMeanwhile:
-            continue  # rolled back, nothing written: again, in the task's new project
+        except (statements.MovedMeanwhile, _RefusedByAGoneChange):
+            continue  # rolled back, nothing written: again (in the task's new project)
     raise ConcurrentUpdate()
 
 
@@ -489,9 +495,10 @@ async def _update_with_links(
     async with db.transaction():
         current = await statements.lock_detail(db, caller, task_id, least)
         if current is None:
-            raise await _why_missed(
+            refusal = await _refusal(
                 db, caller, task_id, least=least, view="live", expected=expected
             )
+            raise refusal if refusal is not None else _RefusedByAGoneChange()
         source = current.task.project_id
         project_id = source if target is None else target
         moving = project_id != source

@@ -150,7 +150,7 @@ async def delete_project(
 @router.post(
     "/{project_id}/restore",
     response_model=ProjectRead,
-    responses=documented(401, 404, 429, 503, success={200: ("ETag",)}, role_required=True),
+    responses=documented(401, 404, 409, 429, 503, success={200: ("ETag",)}, role_required=True),
     summary="Take a project out of the trash (owners)",
 )
 async def restore_project(project_id: ProjectId, caller: Caller, db: AutocommitDb) -> Response:

@@ -115,7 +115,8 @@ async def update_task(
 @router.delete(
     "/{task_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=documented(401, 404, 412, 429, 503, role_required=True),
+    # 409: made again after a concurrent change refused it, five times (decision 0036).
+    responses=documented(401, 404, 409, 412, 429, 503, role_required=True),
     summary="Move a task to the trash",
 )
 async def delete_task(
@@ -130,7 +131,7 @@ async def delete_task(
 @router.post(
     "/{task_id}/restore",
     response_model=ProjectTaskRead,
-    responses=documented(401, 404, 429, 503, success={200: ("ETag",)}, role_required=True),
+    responses=documented(401, 404, 409, 429, 503, success={200: ("ETag",)}, role_required=True),
     summary="Take a task out of the trash",
 )
 async def restore_task(task_id: TaskId, caller: Caller, db: AutocommitDb) -> Response:

@@ -42,6 +42,7 @@ from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import labels as label_statements
+from app.db.statements import tasks as task_statements
 from app.db.statements.turns import TURNS_MAX, TurnOf
 from app.models.event import Event
 from app.models.label import Label, TaskLabel
@@ -517,6 +518,52 @@ class TestAWriteThatWaitedForAMove:
             "Made",
         )
         assert response.json()["version"] == task["version"] + 2
+
+
+class TestRefusedByAChangeUndoneMeanwhile:
+    """A write refused by a change that is undone before the read that tells why (here the
+    project trashed, and restored just before that read) is made again, as the client would
+    do: 200, also with an If-Match that names the task's version, whose change was never the
+    reason (it answered 412, "changed since the given tag", and a write of links 412 too)."""
+
+    @pytest.mark.parametrize("body", [{"title": "Again"}, {"label_ids": []}])
+    @pytest.mark.parametrize("tagged", [False, True])
+    async def test_is_made_again(
+        self,
+        engine: AsyncEngine,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        monkeypatch: pytest.MonkeyPatch,
+        body: dict[str, Any],
+        tagged: bool,
+        backend: str,
+    ) -> None:
+        if "label_ids" in body and backend == "sqlite":
+            pytest.skip(
+                "SQLite: a write of links holds the one connection from its lock to the read "
+                "that tells why, so no change can come between them (nor the test's restore)"
+            )
+        task = await new_task(committing_client, crew, label_ids=crew.label_ids)
+        project = Project.id == crew.project_id
+        diagnose = task_statements.diagnose_role
+
+        async def restored_then_diagnosed(*args: Any, **kwargs: Any) -> Any:
+            async with engine.begin() as connection:
+                await connection.execute(update(Project).where(project).values(deleted_at=None))
+            return await diagnose(*args, **kwargs)
+
+        monkeypatch.setattr(task_statements, "diagnose_role", restored_then_diagnosed)
+        async with engine.begin() as connection:
+            await connection.execute(update(Project).where(project).values(deleted_at=utcnow()))
+        headers = dict(crew.headers["editor"])
+        if tagged:
+            headers["If-Match"] = f'"{task["version"]}"'
+
+        response = await committing_client.patch(task_url(task["id"]), json=body, headers=headers)
+
+        assert response.status_code == 200, response.text
+        assert response.json()["version"] == task["version"] + 1
+        assert {key: response.json()[key] for key in body} == body
 
 
 async def _remove_after(engine: AsyncEngine, statements: list[Any], *, delay: float) -> None:
