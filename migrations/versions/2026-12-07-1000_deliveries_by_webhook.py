@@ -8,6 +8,10 @@ Create Date: 2026-12-07 10:00:00
 Without it the claim ranked every due attempt of every webhook on each call: with a backlog
 of 50,000 attempts to one slow receiver, 60 ms a claim on PostgreSQL, against 3 ms walking
 this index a webhook at a time (decision 0033, "Slow receivers").
+
+A plain CREATE INDEX inside the migration's transaction: writes to `webhook_deliveries` wait
+while it builds (as with revision 0003, decision 0016). On a large live delivery log, build it
+`CONCURRENTLY` by hand first, under this name; the migration then finds it and skips it.
 """
 
 from collections.abc import Sequence
@@ -31,6 +35,7 @@ def upgrade() -> None:
         ["webhook_id", "next_attempt_at", "id"],
         postgresql_where=pending,
         sqlite_where=pending,
+        if_not_exists=True,
     )
 
 
