@@ -562,10 +562,11 @@ async def _versioned_detail_update(
     expected: list[int] | None,
 ) -> TaskDetail:
     """`_versioned_update` in a project where the caller needs `least`: 401, 404, 403 or
-    412 when it matched nothing. When nothing refuses it, the task was moved to another
-    project by the writer the statement waited for (which refuses it: the caller's role
-    there must be read as it is now, `statements._in_scope_after_turns`), and it is made
-    again there (`retries`)."""
+    412 when it matched nothing. When the read that tells why finds nothing that refuses it
+    (the writer the statement waited for moved the task to another project, which refuses
+    it: the caller's role there must be read as it is now, `_in_scope_after_turns` in
+    `app.db.statements.tasks`; or a change that refused it is undone by then), it is made
+    again (`retries`)."""
 
     async def update() -> TaskDetail | None:
         if expected == []:  # If-Match naming no strong tag of ours can match nothing
