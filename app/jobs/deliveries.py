@@ -13,9 +13,9 @@ and a process lets `RUNS_AT_ONCE` runs go on at once, so deliveries never take e
 place of a worker from reminders, notifications and mail. Each attempt is written down as
 soon as it ends (a retry is timed from its failure) and its place goes to the next attempt
 due. A slow receiver holds one place per attempt in flight, for up to
-`WEBHOOK_TIMEOUT_SECONDS`, and a webhook has at most `IN_FLIGHT_PER_WEBHOOK` attempts in
-flight: a backlog of messages to one slow receiver leaves the other places to the other
-webhooks.
+`WEBHOOK_TIMEOUT_SECONDS`, a webhook has at most `IN_FLIGHT_PER_WEBHOOK` attempts in
+flight, and places are taken fairly, every webhook's first before anyone's second: backlogs
+of messages to slow receivers leave places to the other webhooks.
 """
 
 from __future__ import annotations

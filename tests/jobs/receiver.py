@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    # The delivery job opens up to a run's places of connections at once; with the default
+    # listen backlog of 5, a loaded machine reset some of them before they were accepted.
+    request_queue_size = 128
+
+
 @dataclass
 class Answer:
     status: int = 200
@@ -79,7 +85,7 @@ def running_receiver() -> Iterator[Receiver]:
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

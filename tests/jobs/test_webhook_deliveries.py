@@ -214,6 +214,45 @@ async def test_a_backlog_to_a_slow_receiver_leaves_places_to_other_webhooks(
         assert [e["status"] for e in await _log(deployment, slow_id)] == ["succeeded"] * backlog
 
 
+async def test_backlogs_to_several_slow_receivers_leave_a_place_to_another_webhook(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """Enough slow webhooks, each with more messages than it may have in flight, to fill
+    every place of a run, then one message to another webhook: it is sent in the first round,
+    before more of theirs (taken oldest first, their backlogs filled every place, and a
+    black-box run saw another user's message wait up to 100 s behind 20 slow webhooks)."""
+    owner, project_id = await _team(deployment)
+    deployment.runtime.settings.webhook_timeout_seconds = 30
+    slow_webhooks = -(-deliveries.DELIVERY_BATCH // deliveries.IN_FLIGHT_PER_WEBHOOK)
+    backlog = deliveries.IN_FLIGHT_PER_WEBHOOK + 2  # messages to each slow webhook
+    other_sent = threading.Event()
+    with running_receiver() as other:
+        for _ in range(slow_webhooks):
+            await _webhook(deployment, project_id, receiver.url, ["task.created"])
+        other_id, _ = await _webhook(deployment, project_id, other.url, ["task.updated"])
+        receiver.answer(*[Answer(until=other_sent, delay=20)] * (slow_webhooks * backlog))
+        other.answer(Answer(200, sets=other_sent))
+        for n in range(backlog):
+            created = await deployment.http.post(
+                "/api/v2/tasks",
+                json={"title": f"Backlog {n}", "project_id": project_id},
+                headers=owner["headers"],
+            )
+            assert created.status_code == 201, created.text
+        edited = await deployment.http.patch(
+            f"/api/v2/tasks/{created.json()['id']}",
+            json={"title": "Edited"},
+            headers=owner["headers"],
+        )
+        assert edited.status_code == 200, edited.text
+        await outbox.fan_out(deployment.runtime)
+        while await deliveries.deliver_due(deployment.runtime):
+            pass
+
+        assert receiver.opened == [True] * (slow_webhooks * backlog)
+        assert [e["status"] for e in await _log(deployment, other_id)] == ["succeeded"]
+
+
 async def test_a_run_ends_while_attempts_keep_falling_due(
     deployment: Deployment, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

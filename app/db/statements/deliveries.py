@@ -67,8 +67,12 @@ def _due(now: datetime) -> list[ColumnElement[bool]]:
 def choose_due_statement(
     dialect: str, now: datetime, lease_until: datetime, limit: int, per_webhook: int
 ) -> Select[tuple[int]]:
-    """The ids of up to `limit` due attempts, oldest first, each webhook's only while it has
-    fewer than `per_webhook` in flight with them."""
+    """The ids of up to `limit` due attempts, each webhook's only while it has fewer than
+    `per_webhook` in flight with them, taken fairly: first every webhook's first place (its
+    oldest due attempt, if it has none in flight), then every webhook's second, and so on,
+    oldest first among equals. So the attempts of webhooks waiting for nobody go before more
+    of those whose receivers are slow: several slow receivers with backlogs, taken oldest
+    first, filled every place, and a fast webhook's message waited minutes behind them."""
     if dialect == "postgresql":
         # A webhook at a time, on its pending attempts' index: a backlog to one webhook is
         # not read past (nor sorted) to reach the others'.
@@ -96,7 +100,7 @@ def choose_due_statement(
             .join(in_flight, true())
             .join(due, true())
             .where(due.c.nth + in_flight.c.attempts <= per_webhook)
-            .order_by(due.c.next_attempt_at, due.c.id)
+            .order_by(due.c.nth + in_flight.c.attempts, due.c.next_attempt_at, due.c.id)
             .limit(limit)
         )
     # SQLite has no LATERAL: every due attempt ranked within its webhook (one process, and a
@@ -123,11 +127,12 @@ def choose_due_statement(
         .where(*_due(now))
         .subquery()
     )
+    place = ranked.c.nth + func.coalesce(counted.c.attempts, 0)
     return (
         select(ranked.c.id)
         .outerjoin(counted, counted.c.webhook_id == ranked.c.webhook_id)
-        .where(ranked.c.nth + func.coalesce(counted.c.attempts, 0) <= per_webhook)
-        .order_by(ranked.c.next_attempt_at, ranked.c.id)
+        .where(place <= per_webhook)
+        .order_by(place, ranked.c.next_attempt_at, ranked.c.id)
         .limit(limit)
     )
 
@@ -136,8 +141,9 @@ async def claim_due(
     db: Db, now: datetime, lease_until: datetime, limit: int, *, per_webhook: int
 ) -> list[DueAttempt]:
     """Claim up to `limit` pending attempts due by `now` (of active webhooks; a ping also of
-    an inactive one), oldest first but no more than `per_webhook` in flight for a webhook
-    (counting those claimed before), leasing them until `lease_until`."""
+    an inactive one), fairly among webhooks and no more than `per_webhook` in flight for a
+    webhook (counting those claimed before; `choose_due_statement`), leasing them until
+    `lease_until`."""
     chosen = choose_due_statement(db.dialect.name, now, lease_until, limit, per_webhook)
     # Locked at the outer level (FOR UPDATE does not go with a window function): an attempt
     # another worker holds is skipped, and one it claimed meanwhile is no longer due.
