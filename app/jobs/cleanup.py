@@ -1,10 +1,10 @@
 """The cleanup job: what has outlived its retention goes (spec api-v2 section 10).
 
 Tasks and projects in the trash longer than `TRASH_RETENTION_DAYS` (each leaving a `purged`
-event), events older than `ACTIVITY_RETENTION_DAYS`, and expired idempotency keys, refresh
-token families and invitations. Each removal is its own transaction of conditional deletes,
-so a run cut short (a worker killed) leaves every removal whole or not begun, and the next
-run finishes the work.
+event), events older than `ACTIVITY_RETENTION_DAYS` that the fan-out has passed, and expired
+idempotency keys, refresh token families and invitations. Each removal is its own
+transaction of conditional deletes, so a run cut short (a worker killed) leaves every removal
+whole or not begun, and the next run finishes the work.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import structlog
 
 from app.db.base import utcnow
 from app.db.statements import cleanup
+from app.db.statements import outbox as outbox_statements
 from app.db.statements import tasks as task_statements
+from app.jobs.outbox import OUTBOX
 from app.jobs.runtime import JobRuntime
 from app.services import history
 
@@ -42,7 +44,12 @@ async def expire_records(runtime: JobRuntime) -> dict[str, int]:
     async with runtime.transaction() as db:
         removed["invitations"] = await cleanup.remove_expired_invitations(db, now)
     async with runtime.transaction() as db:
+        # None the fan-out has not passed: workers down longer than the retention period
+        # come back to the notifications and webhook messages those events call for.
         removed["events"] = await history.remove_expired(
-            db, now, runtime.settings.activity_retention_days
+            db,
+            now,
+            runtime.settings.activity_retention_days,
+            not_past=await outbox_statements.cursor(db, OUTBOX),
         )
     return removed

@@ -270,6 +270,11 @@ async def event_documents(
     )
 
 
-async def remove_expired(db: Db, now: datetime, retention_days: int) -> int:
-    """Remove the events older than the retention period (inside a transaction); how many."""
-    return await events.remove_older_than(db, now - timedelta(days=retention_days))
+async def remove_expired(
+    db: Db, now: datetime, retention_days: int, *, not_past: Position | None = None
+) -> int:
+    """Remove the events older than the retention period, none past `not_past` (inside a
+    transaction); how many."""
+    return await events.remove_older_than(
+        db, now - timedelta(days=retention_days), not_past=not_past
+    )

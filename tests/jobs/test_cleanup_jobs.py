@@ -160,6 +160,40 @@ async def test_expired_records_are_removed(deployment: Deployment) -> None:
     )
 
 
+async def test_events_the_fan_out_has_not_passed_are_kept(deployment: Deployment) -> None:
+    """Workers down longer than the retention period: when they come back, the events of
+    that time are older than it, and the cleanup (which may run before the fan-out) keeps
+    them until the fan-out has made the notifications and webhook messages they call for.
+    Before, it removed them, and those were never made."""
+    deployment.runtime.settings.activity_retention_days = 1
+    owner = await deployment.user("owner@example.com", "Olga")
+    editor = await deployment.user("editor@example.com", "Ed")
+    project_id = await deployment.project_with(owner, (editor, "editor"))
+    await outbox.fan_out(deployment.runtime)
+    assigned = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "While down", "project_id": project_id, "assignee_ids": [editor["id"]]},
+        headers=owner["headers"],
+    )
+    assert assigned.status_code == 201, assigned.text
+    async with deployment.runtime.transaction() as db:  # two days pass, no worker running
+        await db.session.execute(
+            text("UPDATE events SET at = :when"), {"when": datetime.now(UTC) - timedelta(days=2)}
+        )
+
+    await cleanup.expire_records(deployment.runtime)  # those the fan-out passed may go
+    task_events = "SELECT count(*) FROM events WHERE entity = 'task'"
+    assert await deployment.scalar(task_events) == 1
+    assert await outbox.fan_out(deployment.runtime) >= 1
+    assigned_to_them = await deployment.scalar(
+        "SELECT count(*) FROM notifications WHERE user_id = :user AND kind = 'assigned'",
+        user=editor["id"],
+    )
+    assert assigned_to_them == 1
+    assert (await cleanup.expire_records(deployment.runtime))["events"] >= 1  # passed: gone
+    assert await deployment.scalar(task_events) == 0
+
+
 async def _trashed_long_ago(deployment: Deployment, owner: dict[str, object], title: str) -> int:
     headers = owner["headers"]
     assert isinstance(headers, dict)

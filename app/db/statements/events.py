@@ -687,15 +687,20 @@ def _remove_through_statement() -> Statement:
     )
 
 
-async def remove_older_than(db: Db, cutoff: datetime) -> int:
-    """Remove the events older than `cutoff`, and every event before them in the log, and
-    move the retention mark to the newest removed (inside a transaction); how many were
-    removed. Nothing kept lies before the mark, so a cursor the feed handed out from what is
-    kept is never taken for one from before the removal."""
+async def remove_older_than(db: Db, cutoff: datetime, *, not_past: Position | None = None) -> int:
+    """Remove the events older than `cutoff`, and every event before them in the log, but
+    none past `not_past` (where given), and move the retention mark to the newest removed
+    (inside a transaction); how many were removed. Nothing kept lies before the mark, so a
+    cursor the feed handed out from what is kept is never taken for one from before the
+    removal."""
     newest = await db.first(_newest_expired_statement(), {"cutoff": cutoff})
     if newest is None:
         return 0
     mark = Position(int(newest[0]), int(newest[1]))
+    if not_past is not None:
+        mark = min(mark, not_past)
+        if mark <= START:
+            return 0
     removed = await db.rows(_remove_through_statement(), {"mark_xid": mark.xid, "mark_id": mark.id})
     previous = await removed_through(db)
     if previous is None:

@@ -54,6 +54,16 @@ async def lock_cursor(db: Db, name: str) -> Position:
     return Position(int(row[0]), int(row[1]))
 
 
+async def cursor(db: Db, name: str) -> Position:
+    """Where the outbox cursor `name` stands (the log's start before its first run)."""
+    found = (
+        await db.session.execute(
+            select(OutboxCursor.xid, OutboxCursor.id).where(OutboxCursor.name == name)
+        )
+    ).first()
+    return events.START if found is None else Position(int(found[0]), int(found[1]))
+
+
 async def move_cursor(db: Db, name: str, position: Position) -> None:
     await db.session.execute(
         update(OutboxCursor)
