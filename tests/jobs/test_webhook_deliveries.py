@@ -176,6 +176,27 @@ async def test_a_slow_receiver_does_not_hold_up_another_webhooks_retry(
         ]
 
 
+async def _backlog_then_an_edit(
+    deployment: Deployment, owner: dict[str, Any], project_id: int, tasks: int
+) -> None:
+    """`tasks` new tasks (`task.created` messages), then an edit of the last one (one
+    `task.updated`), delivered run after run until none is left."""
+    for n in range(tasks):
+        created = await deployment.http.post(
+            "/api/v2/tasks",
+            json={"title": f"Backlog {n}", "project_id": project_id},
+            headers=owner["headers"],
+        )
+        assert created.status_code == 201, created.text
+    edited = await deployment.http.patch(
+        f"/api/v2/tasks/{created.json()['id']}", json={"title": "Edited"}, headers=owner["headers"]
+    )
+    assert edited.status_code == 200, edited.text
+    await outbox.fan_out(deployment.runtime)
+    while await deliveries.deliver_due(deployment.runtime):
+        pass
+
+
 async def test_a_backlog_to_a_slow_receiver_leaves_places_to_other_webhooks(
     deployment: Deployment, receiver: Receiver
 ) -> None:
@@ -191,22 +212,7 @@ async def test_a_backlog_to_a_slow_receiver_leaves_places_to_other_webhooks(
         other_id, _ = await _webhook(deployment, project_id, other.url, ["task.updated"])
         receiver.answer(*[Answer(until=other_sent, delay=20)] * backlog)
         other.answer(Answer(200, sets=other_sent))
-        for n in range(backlog):
-            created = await deployment.http.post(
-                "/api/v2/tasks",
-                json={"title": f"Backlog {n}", "project_id": project_id},
-                headers=owner["headers"],
-            )
-            assert created.status_code == 201, created.text
-        edited = await deployment.http.patch(
-            f"/api/v2/tasks/{created.json()['id']}",
-            json={"title": "Edited"},
-            headers=owner["headers"],
-        )
-        assert edited.status_code == 200, edited.text
-        await outbox.fan_out(deployment.runtime)
-        while await deliveries.deliver_due(deployment.runtime):  # the backlog, run after run
-            pass
+        await _backlog_then_an_edit(deployment, owner, project_id, backlog)
 
         # Every slow answer was released by the other webhook's delivery, none waited it out.
         assert receiver.opened == [True] * backlog
@@ -232,22 +238,7 @@ async def test_backlogs_to_several_slow_receivers_leave_a_place_to_another_webho
         other_id, _ = await _webhook(deployment, project_id, other.url, ["task.updated"])
         receiver.answer(*[Answer(until=other_sent, delay=20)] * (slow_webhooks * backlog))
         other.answer(Answer(200, sets=other_sent))
-        for n in range(backlog):
-            created = await deployment.http.post(
-                "/api/v2/tasks",
-                json={"title": f"Backlog {n}", "project_id": project_id},
-                headers=owner["headers"],
-            )
-            assert created.status_code == 201, created.text
-        edited = await deployment.http.patch(
-            f"/api/v2/tasks/{created.json()['id']}",
-            json={"title": "Edited"},
-            headers=owner["headers"],
-        )
-        assert edited.status_code == 200, edited.text
-        await outbox.fan_out(deployment.runtime)
-        while await deliveries.deliver_due(deployment.runtime):
-            pass
+        await _backlog_then_an_edit(deployment, owner, project_id, backlog)
 
         assert receiver.opened == [True] * (slow_webhooks * backlog)
         assert [e["status"] for e in await _log(deployment, other_id)] == ["succeeded"]
