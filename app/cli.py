@@ -301,8 +301,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         else settings.activity_retention_days
     )
     days = default if args.older_than_days is None else args.older_than_days
-    if days < 1:
-        print("error: --older-than-days must be at least 1", file=sys.stderr)
+    if days < 0:
+        print("error: --older-than-days must be at least 0", file=sys.stderr)
         return 2
     if args.command == "purge-trash":
         count = asyncio.run(purge_trash(settings, days))

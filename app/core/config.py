@@ -96,13 +96,15 @@ class Settings(BaseSettings):
     db_transaction_pooling: bool = False
     # Request bodies over this many bytes are a 413 (counted as they arrive).
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    # Trash retention used by `python -m app.cli purge-trash`.
-    trash_retention_days: int = Field(default=30, ge=1)
+    # Periods in days may be 0, "at once" (decision 0040): a careful operator may want no
+    # history kept, and a test run wants to see the sweeps work without waiting days.
+    # Trash retention used by the cleanup job and `python -m app.cli purge-trash`.
+    trash_retention_days: int = Field(default=30, ge=0)
     # v2 (spec api-v2 section 11): how long events are kept (`python -m app.cli
     # expire-events`); a feed cursor from before what was removed is a 410.
-    activity_retention_days: int = Field(default=90, ge=1)
+    activity_retention_days: int = Field(default=90, ge=0)
     # v2 (spec api-v2 section 11): how long an invitation can be accepted.
-    invitation_expire_days: int = Field(default=7, ge=1, le=365)
+    invitation_expire_days: int = Field(default=7, ge=0, le=365)
     # Retiring v1 (spec api-v2 section 1): RFC 3339 instants, unset by default. From the
     # deprecation on, v1 responses say so; from the sunset on, v1 answers 410.
     api_v1_deprecated_at: datetime | None = None
@@ -114,7 +116,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # Webhooks (spec api-v2 section 9).
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
-    webhook_disable_after_days: int = Field(default=5, ge=1)
+    webhook_disable_after_days: int = Field(default=5, ge=0)
     # CIDRs a webhook may reach although they are not global addresses (default: none).
     webhook_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Seconds before each retry of a failed delivery, comma-separated; then it is abandoned.

@@ -194,6 +194,34 @@ async def test_events_the_fan_out_has_not_passed_are_kept(deployment: Deployment
     assert await deployment.scalar(task_events) == 0
 
 
+async def test_with_periods_of_zero_days_the_next_run_removes_what_has_passed(
+    deployment: Deployment,
+) -> None:
+    """ACTIVITY_RETENTION_DAYS=0 and TRASH_RETENTION_DAYS=0 (decision 0040): a deployment
+    that keeps no history and no trash. The next run removes the events the fan-out has
+    passed, and a cursor from before them is then a 410; the trash is emptied."""
+    deployment.runtime.settings.activity_retention_days = 0
+    deployment.runtime.settings.trash_retention_days = 0
+    owner = await deployment.user("owner@example.com")
+    headers = owner["headers"]
+    first = await deployment.http.get("/api/v2/changes", headers=headers)
+    assert first.status_code == 200, first.text
+    task = await deployment.http.post("/api/v2/tasks", json={"title": "Brief"}, headers=headers)
+    assert task.status_code == 201, task.text
+    deleted = await deployment.http.delete(f"/api/v2/tasks/{task.json()['id']}", headers=headers)
+    assert deleted.status_code == 204, deleted.text
+    await outbox.fan_out(deployment.runtime)
+
+    assert await cleanup.purge_trash(deployment.runtime) == {"tasks": 1, "projects": 0}
+    assert (await cleanup.expire_records(deployment.runtime))["events"] >= 2
+    assert await deployment.scalar("SELECT count(*) FROM events WHERE entity = 'task'") <= 1
+    stale = await deployment.http.get(
+        "/api/v2/changes", params={"cursor": first.json()["next_cursor"]}, headers=headers
+    )
+    assert stale.status_code == 410, stale.text
+    assert stale.headers["content-type"] == "application/problem+json"
+
+
 async def _trashed_long_ago(deployment: Deployment, owner: dict[str, object], title: str) -> int:
     headers = owner["headers"]
     assert isinstance(headers, dict)

@@ -347,17 +347,20 @@ class TestPurgeTrash:
             (tasks[name], "purged", None, "task") for name in ("trashed-31d", "trashed-400d")
         )
 
-    @pytest.mark.parametrize("days", ["0", "-1"])
-    async def test_refuses_a_retention_below_one_day(
-        self,
-        db: AsyncEngine,
-        tasks: dict[str, int],
-        capsys: pytest.CaptureFixture[str],
-        days: str,
+    async def test_zero_days_purges_everything_in_the_trash(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str], tasks: dict[str, int]
     ) -> None:
-        result = await run_cli(capsys, "purge-trash", "--older-than-days", days)
+        result = await run_cli(capsys, "purge-trash", "--older-than-days", "0")
+        assert result.code == 0, result.err
+        assert f"Purged {len(tasks) - 1} task(s)" in result.out
+        assert await self.remaining(db) == {"live"}
+
+    async def test_refuses_a_negative_retention(
+        self, db: AsyncEngine, tasks: dict[str, int], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = await run_cli(capsys, "purge-trash", "--older-than-days", "-1")
         assert result.code == 2, result.out
-        assert "at least 1" in result.err
+        assert "at least 0" in result.err
         assert await self.remaining(db) == set(tasks)
 
 
@@ -408,13 +411,25 @@ class TestExpireEvents:
         assert len(kept) == 1
         assert mark < kept[0]
 
-    @pytest.mark.usefixtures("db")
-    async def test_refuses_a_retention_below_one_day(
-        self, capsys: pytest.CaptureFixture[str]
+    async def test_zero_days_removes_every_event(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        await self.add_events(db, [400, 10, 0])
         result = await run_cli(capsys, "expire-events", "--older-than-days", "0")
+        assert result.code == 0, result.err
+        assert "Removed 3 event(s) older than 0 day(s)" in result.out
+        async with db.connect() as conn:
+            assert (await conn.scalars(select(Event.id))).all() == []
+
+    async def test_refuses_a_negative_retention(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        await self.add_events(db, [400])
+        result = await run_cli(capsys, "expire-events", "--older-than-days", "-1")
         assert result.code == 2
-        assert "at least 1" in result.err
+        assert "at least 0" in result.err
+        async with db.connect() as conn:
+            assert len((await conn.scalars(select(Event.id))).all()) == 1
 
 
 class TestConfiguration:

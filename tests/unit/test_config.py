@@ -90,6 +90,24 @@ class TestDefaults:
         with pytest.raises(ValueError, match="bcrypt_rounds"):
             settings_from_env()
 
+    @pytest.mark.parametrize(
+        "variable",
+        [
+            "TRASH_RETENTION_DAYS",
+            "ACTIVITY_RETENTION_DAYS",
+            "INVITATION_EXPIRE_DAYS",
+            "WEBHOOK_DISABLE_AFTER_DAYS",
+        ],
+    )
+    def test_a_period_in_days_may_be_zero_but_not_negative(
+        self, clean_env: pytest.MonkeyPatch, variable: str
+    ) -> None:
+        clean_env.setenv(variable, "0")
+        assert getattr(settings_from_env(), variable.lower()) == 0
+        clean_env.setenv(variable, "-1")
+        with pytest.raises(ValueError, match=variable.lower()):
+            settings_from_env()
+
 
 class TestSecretKey:
     def test_production_without_key_raises(self, clean_env: pytest.MonkeyPatch) -> None:
