@@ -25,7 +25,7 @@ from starlette.types import Scope
 
 from app.api.messages import plain_message
 from app.core import errors
-from app.core.errors import error_item
+from app.core.errors import error_item, shown_name
 from app.db.errors import DatabaseErrorKind, classify, sqlstate_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -110,10 +110,12 @@ _UNION_BRANCH = re.compile(r"[a-z-]+\[.*|(constrained-)?(str|int|float|bool|byte
 
 
 def _field_path(loc: Sequence[Any]) -> list[str | int]:
-    path: list[str | int] = [part if isinstance(part, int) else str(part)[:64] for part in loc]
-    return path[:2] + [
+    """Where the error is; a name the client sent (an unknown field's) only when plain."""
+    path: list[str | int] = [part if isinstance(part, int) else str(part) for part in loc]
+    kept = path[:2] + [
         part for part in path[2:] if not (isinstance(part, str) and _UNION_BRANCH.fullmatch(part))
     ]
+    return [part if isinstance(part, int) else shown_name(part) for part in kept]
 
 
 def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:

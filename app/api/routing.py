@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from app.core.errors import ErrorItem, UnsupportedMediaType, error_item
+from app.core.errors import ErrorItem, UnsupportedMediaType, error_item, shown_name
 from app.schemas.common import CommaSeparated
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -67,7 +66,6 @@ Arguments = tuple[tuple[str, Source], ...]
 
 _NO_BODY: Any = object()
 _JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class UnsupportedDeclaration(TypeError):
@@ -408,11 +406,6 @@ def _section_model(
     return model
 
 
-def _shown(name: str) -> str:
-    """A name the client sent, repeated back in an error only when it is plain text."""
-    return name if _PLAIN_NAME.fullmatch(name) else "<unknown>"
-
-
 async def _json_body(request: Request) -> Any:
     """The body as FastAPI reads it for a JSON route: parsed when its media type says JSON,
     the bytes otherwise (the 415 check says why), `_NO_BODY` when there is none."""
@@ -437,7 +430,7 @@ async def _json_body(request: Request) -> Any:
         ) from None
     except _RepeatedKey as repeated:
         raise RequestValidationError(
-            [error_item(["body", _shown(repeated.key)], "is given twice", "repeated_key")]
+            [error_item(["body", shown_name(repeated.key)], "is given twice", "repeated_key")]
         ) from None
     except (ValueError, RecursionError):  # not UTF-8, nested too deeply
         raise HTTPException(400, "There was an error parsing the body") from None
@@ -478,7 +471,7 @@ async def _form_body(request: Request) -> dict[str, Any]:
         names = [name for name, _ in items]
         repeated = next(name for name in names if names.count(name) > 1)
         raise RequestValidationError(
-            [error_item(["body", _shown(repeated)], "is given twice", "repeated_key")]
+            [error_item(["body", shown_name(repeated)], "is given twice", "repeated_key")]
         )
     return {name: value for name, value in fields.items() if value != ""}
 
@@ -558,7 +551,9 @@ def _query_parameters(
             continue
         if name not in declared:
             problems.append(
-                error_item(["query", _shown(name)], "Unknown query parameter", "extra_forbidden")
+                error_item(
+                    ["query", shown_name(name)], "Unknown query parameter", "extra_forbidden"
+                )
             )
         elif name not in values:
             values[name] = value

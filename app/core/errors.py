@@ -7,6 +7,7 @@ to a user (it never repeats what the client sent).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -267,6 +268,17 @@ ERROR_BY_STATUS: dict[int, type[AppError]] = {
 
 
 ErrorItem = dict[str, Any]
+
+
+# A name the client sent (a body field's, a query parameter's) that an error may repeat.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+UNKNOWN_NAME = "<unknown>"
+
+
+def shown_name(name: str) -> str:
+    """A name the client sent, repeated back in an error only when it is plain text: never
+    markup, sentences or anything longer than a field name could be."""
+    return name if _PLAIN_NAME.fullmatch(name) else UNKNOWN_NAME
 
 
 def error_item(loc: Sequence[str | int], msg: str, type_: str = "value_error") -> ErrorItem:

@@ -130,6 +130,28 @@ class TestValidationErrors:
         assert "k" * 100 not in response.text
         assert len(response.content) < 4096
 
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "<img src=x onerror=alert(1)>",
+            "Your account is locked, call +1-555-0100",
+            "nul\u0000inside",
+            "k" * 65,
+        ],
+    )
+    async def test_an_unknown_field_name_that_is_not_plain_is_not_echoed(
+        self, client: httpx.AsyncClient, name: str
+    ) -> None:
+        response = await client.post(
+            "/api/v1/users",
+            json={"email": "echo@example.com", "password": "a fine passphrase", name: 1},
+        )
+        body = assert_problem(response, 422)
+        assert [error["loc"] for error in body["errors"]] == [["body", "<unknown>"]]
+        assert body["detail"] == "These fields are not valid: <unknown>."
+        for piece in ("img", "locked", "nul", "k" * 65):
+            assert piece not in response.text
+
     async def test_unknown_query_parameter(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/healthz", params={"verbose": "1"})
         body = assert_problem(response, 422)
