@@ -101,7 +101,7 @@ class BearerClaims(OAuth2PasswordBearer):
             response.headers.update(await limiter.hit_anonymous(request))
             raise
         # Counted before the database is asked anything: a flood costs a token check only.
-        rate_limit_headers = await limiter.hit_user(claims.user_id)
+        rate_limit_headers = await limiter.hit_user(request, claims.user_id)
         if rate_limit_headers:
             response.headers.update(rate_limit_headers)
         structlog.contextvars.bind_contextvars(user_id=claims.user_id)  # on the request's log

@@ -24,6 +24,7 @@ from starlette.routing import Match, Route
 from starlette.types import Scope
 
 from app.api.messages import plain_message
+from app.api.rate_limit import RateLimiter
 from app.core import errors
 from app.core.errors import error_item, shown_name
 from app.db.errors import DatabaseErrorKind, classify, sqlstate_of
@@ -133,7 +134,16 @@ def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, errors.AppError)
+    if isinstance(exc, errors.ServiceUnavailable):
+        await _not_served(request)
     return render(request, exc)
+
+
+async def _not_served(request: Request) -> None:
+    """A 503: the request was not served, so it counts against no rate limit."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is not None:
+        await limiter.give_back(request)
 
 
 def _validation_detail(cleaned: Sequence[dict[str, Any]]) -> str | None:
@@ -210,6 +220,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> ProblemResp
     if classify(exc) is DatabaseErrorKind.CONCURRENT:
         return _concurrent_update(request, exc)
     log.warning("database_unavailable", error_class=type(exc).__name__)
+    await _not_served(request)
     return render(request, errors.ServiceUnavailable("The database is unavailable; retry later."))
 
 

@@ -9,7 +9,10 @@ See docs/decisions/0013-rate-limits.md.
 
 A request is counted only when every limit that applies to it has room: a refused request
 counts against nothing, so a flood of refused attempts neither keeps a window full nor spends
-another policy's quota (an account's, an address's).
+another policy's quota (an account's, an address's). Nor does a request the service could not
+serve (a 503: the database unavailable): its counts are given back (`give_back`), so that
+clients retrying through an outage do not find their logins and registrations refused after
+it.
 
 What identifies a client (an email, an address, a user id) is never stored or logged as it
 is: counter keys carry a keyed hash of it (`pseudonym`).
@@ -29,14 +32,16 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from limits import RateLimitItem
 from limits import parse as parse_limit
 from limits.aio.storage import RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.util import WindowStats
+from redis.asyncio import Redis
 from starlette.requests import Request
 
 from app.core.config import Settings
@@ -50,6 +55,9 @@ REDIS_RETRY_AFTER_SECONDS = 5.0
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Headers = dict[str, str]
+
+# Where a request keeps what it was counted against, for `give_back` (the request's state).
+_COUNTED_STATE = "rate_limit_counted"
 
 # The client of a request whose address the ASGI server took from X-Forwarded-For while
 # TRUSTED_PROXIES is empty, and of every loopback peer: one bucket. The server rewrites only
@@ -109,6 +117,7 @@ class RateLimiter:
     async def hit_login(self, request: Request, account: str) -> Headers:
         """Count a login attempt for the account and the client address; 429 when spent."""
         return await self._hit(
+            request,
             (self.login_account, account),
             (self.login_ip, self.client(request)),
         )
@@ -119,15 +128,21 @@ class RateLimiter:
             await self._call("clear", self.login_account, self.pseudonym(account))
 
     async def hit_registration(self, request: Request) -> Headers:
-        return await self._hit((self.register_ip, self.client(request)))
+        return await self._hit(request, (self.register_ip, self.client(request)))
 
-    async def hit_user(self, user_id: int) -> Headers:
-        return await self._hit((self.user, str(user_id)))
+    async def hit_user(self, request: Request, user_id: int) -> Headers:
+        return await self._hit(request, (self.user, str(user_id)))
 
     async def hit_anonymous(self, request: Request) -> Headers:
         """Count a request that carries no valid credential (a refresh or logout, an
         authenticated route without a valid access token) for the client address."""
-        return await self._hit((self.anonymous_ip, self.client(request)))
+        return await self._hit(request, (self.anonymous_ip, self.client(request)))
+
+    async def give_back(self, request: Request) -> None:
+        """Take back what this request was counted against: it was not served (a 503)."""
+        counted: list[tuple[Policy, str]] = request.scope.get("state", {}).pop(_COUNTED_STATE, [])
+        for policy, key in counted:
+            await self._call("give_back", policy, key)
 
     def client(self, request: Request) -> str:
         return client_ip(request, self._trusted)
@@ -140,7 +155,7 @@ class RateLimiter:
 
     # --- machinery -------------------------------------------------------------------------
 
-    async def _hit(self, *checks: tuple[Policy, str]) -> Headers:
+    async def _hit(self, request: Request, *checks: tuple[Policy, str]) -> Headers:
         """Count the request against every policy if all have room; the headers of their
         state, or TooManyRequests (with them) when one is spent."""
         if not self.enabled:
@@ -148,8 +163,10 @@ class RateLimiter:
         keyed = [(policy, self.pseudonym(identity)) for policy, identity in checks]
         verdicts = [await self._state(policy, key) for policy, key in keyed]
         if all(verdict.allowed for verdict in verdicts):
+            counted = request.scope.setdefault("state", {}).setdefault(_COUNTED_STATE, [])
             for position, (policy, key) in enumerate(keyed):
                 if await self._call("hit", policy, key):
+                    counted.append((policy, key))
                     verdicts[position] = _counted(verdicts[position])
                 else:
                     # A concurrent request took the last place since the state was read.
@@ -176,6 +193,8 @@ class RateLimiter:
         identifiers = (policy.name, key)
         if self._redis is not None and time.monotonic() >= self._redis_down_until:
             try:
+                if method == "give_back":
+                    return await _give_back_in_redis(self._redis, policy.limit, *identifiers)
                 return await getattr(self._redis, method)(policy.limit, *identifiers)
             except Exception as exc:  # any storage failure: degrade, never a 500
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER_SECONDS
@@ -188,6 +207,20 @@ class RateLimiter:
         return await getattr(self._memory, method)(policy.limit, *identifiers)
 
 
+async def _give_back_in_redis(
+    limiter: MovingWindowRateLimiter, item: RateLimitItem, *identifiers: str
+) -> None:
+    """Remove the newest hit of a moving window kept in Redis. limits keeps a window as a
+    list of hit times, newest first (its `acquire_moving_window.lua`), and has no call that
+    takes one back; tests/api/test_rate_limits_redis.py holds this to the pinned version."""
+    storage = limiter.storage
+    assert isinstance(storage, RedisStorage)
+    bridge = storage.bridge
+    assert isinstance(bridge, RedispyBridge)  # implementation="redispy" (RateLimiter.__init__)
+    connection = cast(Redis, bridge.get_connection())  # limits' protocol omits LPOP
+    await connection.lpop(bridge.prefixed_key(item.key_for(*identifiers)))
+
+
 def _counted(before: Verdict) -> Verdict:
     """The state after this request was counted, from the state read before it."""
     quota = before.policy.limit.amount
@@ -197,7 +230,8 @@ def _counted(before: Verdict) -> Verdict:
 
 class MemoryWindows:
     """Moving windows in this process's memory, with the three calls of limits'
-    `MovingWindowRateLimiter` the limiter makes (`hit`, `get_window_stats`, `clear`).
+    `MovingWindowRateLimiter` the limiter makes (`hit`, `get_window_stats`, `clear`), and
+    `give_back`, which takes back the newest hit.
 
     limits' own MemoryStorage expires entries in a background task that races `clear` (a
     KeyError logged as "Task exception was never retrieved", the key in the message). Here
@@ -230,6 +264,11 @@ class MemoryWindows:
 
     async def clear(self, item: RateLimitItem, *identifiers: str) -> None:
         self._windows.get(item.get_expiry(), {}).pop(item.key_for(*identifiers), None)
+
+    async def give_back(self, item: RateLimitItem, *identifiers: str) -> None:
+        hits = self._windows.get(item.get_expiry(), {}).get(item.key_for(*identifiers))
+        if hits:
+            hits.pop()
 
     def _current(
         self, item: RateLimitItem, identifiers: tuple[str, ...], now: float

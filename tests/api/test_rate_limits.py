@@ -47,6 +47,8 @@ USERS_URL = "/api/v1/users"
 TASKS_URL = "/api/v1/tasks"
 ME_URL = "/api/v1/users/me"
 
+# Nothing listens on port 1: every connection is refused at once (a database that is down).
+UNREACHABLE_DATABASE_URL = "postgresql://postgres@127.0.0.1:1/unreachable"
 PEER = ("203.0.113.5", 1234)
 OTHER_PEER = ("203.0.113.77", 4321)
 GENEROUS = "1000/minute"
@@ -151,7 +153,13 @@ class AppMaker:
             "redis_url": self.redis_url,
         }
         values.update(overrides)
-        return make_settings(self.database_url, **values)
+        return make_settings(values.pop("database_url", self.database_url), **values)
+
+    async def without_its_database(self, **overrides: Any) -> FastAPI:
+        """An app whose database refuses every connection; it adds and deletes no users."""
+        app = create_app(self.settings(database_url=UNREACHABLE_DATABASE_URL, **overrides))
+        await self._stack.enter_async_context(app.router.lifespan_context(app))
+        return app
 
     async def __call__(self, **overrides: Any) -> FastAPI:
         app = create_app(self.settings(**overrides))
@@ -627,6 +635,51 @@ class TestRefusedAttemptsCountForNothing:
         assert waits
         assert waits == sorted(waits, reverse=True)  # the wait only ever shrinks
         assert owner_login.status_code == 200, owner_login.text
+
+
+async def requests_not_served(app: FastAPI, email: str, rounds: int) -> list[httpx.Response]:
+    """Each counted request of each kind, `rounds` times, against an app whose database is
+    down: a login, a registration, an authenticated read and a refresh."""
+    token, _ = create_access_token(
+        user_id=1, token_version=1, key=app.state.settings.signing_key, expire_minutes=15
+    )
+    responses = []
+    async with http_client(app) as client:
+        for _ in range(rounds):
+            responses.append(await login(client, email))
+            responses.append(await register(client, email))
+            responses.append(await client.get(ME_URL, headers={"Authorization": f"Bearer {token}"}))
+            responses.append(await refresh(client))
+    return responses
+
+
+NOT_SERVED_LIMITS = {
+    "rate_limit_login_account": "3/minute",
+    "rate_limit_login_ip": "3/minute",
+    "rate_limit_register_ip": "3/hour",
+    "rate_limit_user": "3/minute",
+    "rate_limit_anonymous_ip": "3/minute",
+}
+
+
+def assert_counted_against_nothing(responses: list[httpx.Response]) -> None:
+    """Every answer a 503, each showing the quota less only itself: none before it stayed
+    counted, so none was refused."""
+    for response in responses:
+        assert_problem(response, 503)
+        for state in rate_limit_state(response).values():
+            assert state.remaining == state.quota - 1, response.headers["ratelimit"]
+
+
+class TestRequestsNotServedCountForNothing:
+    """A request answered 503 because the database is down was not served: it counts against
+    no policy. Before, clients retrying through an outage (as `Retry-After: 5` tells them)
+    spent their logins and registrations on it, and were refused with 429 once it ended (a
+    black-box run, 2026-12-07)."""
+
+    async def test_requests_answered_503_spend_no_quota(self, make_app: AppMaker) -> None:
+        app = await make_app.without_its_database(**NOT_SERVED_LIMITS)
+        assert_counted_against_nothing(await requests_not_served(app, make_app.email(), 5))
 
 
 class TestAnonymousPerAddress:

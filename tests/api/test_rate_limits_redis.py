@@ -24,17 +24,20 @@ import redis
 
 from app.api import rate_limit
 from tests.api.test_rate_limits import (
+    NOT_SERVED_LIMITS,
     OTHER_PEER,
     PEER,
     REFRESH_URL,
     TASKS_URL,
     AppMaker,
+    assert_counted_against_nothing,
     assert_rate_limited,
     bearer,
     http_client,
     login,
     rate_limit_state,
     register,
+    requests_not_served,
     statuses,
 )
 from tests.conftest import TEST_PASSWORD, running_in_ci
@@ -336,6 +339,15 @@ class TestSharedCounters:
             server.close()
         assert any("login-account" in key for key in keys), keys
         assert any("login-ip" in key for key in keys), keys
+
+    async def test_requests_answered_503_spend_no_quota(self, redis_maker: AppMaker) -> None:
+        # The hits given back are taken out of Redis's lists (limits has no call for it).
+        app = await redis_maker.without_its_database(**NOT_SERVED_LIMITS)
+        assert_counted_against_nothing(await requests_not_served(app, redis_maker.email(), 5))
+        other_instance = await redis_maker.without_its_database(**NOT_SERVED_LIMITS)
+        assert_counted_against_nothing(
+            await requests_not_served(other_instance, redis_maker.email(), 2)
+        )
 
     async def test_keys_name_no_email_and_no_address(self, redis_maker: AppMaker) -> None:
         # Redis (its dumps, its MONITOR, its slow log) sees who was counted only as a
