@@ -40,6 +40,7 @@ from email.utils import format_datetime, make_msgid, parseaddr
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from email_validator import EmailNotValidError, validate_email
 
 from app.core.config import ConfigurationError, Settings
 
@@ -273,7 +274,8 @@ async def send_mail(
         return _temporary(server, "MAIL_FROM cannot be written as a header")
     if not _header_ok(mail.to):
         return MailResult(MailOutcome.PERMANENT_FAILURE, "the recipient is not a valid address")
-    message = _message(sender, mail)
+    to = _in_ascii_where_it_can_be(mail.to)
+    message = _message(sender, mail, to)
     client = aiosmtplib.SMTP(
         hostname=server.host,
         port=server.port,
@@ -286,9 +288,7 @@ async def send_mail(
         timeout=timeout,
     )
     try:
-        await _session(
-            client, message, sender, mail.to, asyncio.get_running_loop().time() + timeout
-        )
+        await _session(client, message, sender, to, asyncio.get_running_loop().time() + timeout)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         refusals = exc.recipients
         if refusals and all(_is_permanent(refusal.code) for refusal in refusals):
@@ -350,10 +350,20 @@ def _header_ok(value: str) -> bool:
     return True
 
 
-def _message(sender: str, mail: OutgoingMail) -> EmailMessage:
+def _in_ascii_where_it_can_be(address: str) -> str:
+    """The address with its domain in ASCII (`kim@xn--bcher-kva.example`), which every server
+    takes, when its local part is ASCII; otherwise as it is, which only a server offering
+    SMTPUTF8 takes. Accounts keep their domain in Unicode (`normalize_email`)."""
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email or address
+    except EmailNotValidError:
+        return address
+
+
+def _message(sender: str, mail: OutgoingMail, to: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = mail.to
+    message["To"] = to
     subject = _one_line(mail.subject)
     if subject.isascii():
         message["Subject"] = subject

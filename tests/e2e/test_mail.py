@@ -307,6 +307,23 @@ class TestSendMail:
         assert message["To"] == to
         assert message["Subject"] == "[Tasks] Assigned to you: Prüfung ✓"
 
+    async def test_a_unicode_domain_reaches_a_server_without_smtputf8(
+        self, start_server: StartServer
+    ) -> None:
+        # Before, such a server refused the mail for good ("SMTPUTF8 is not supported"),
+        # though the domain has an ASCII form (a black-box run, 2026-12-07).
+        mailbox, port = start_server(enable_SMTPUTF8=False)
+        result = await send(plain(port), a_mail(to="kim@bücher.example"))
+        assert result.sent, result.error
+        assert mailbox.envelopes[0].rcpt_tos == ["kim@xn--bcher-kva.example"]
+        assert mailbox.only_message()["To"] == "kim@xn--bcher-kva.example"
+
+    async def test_a_unicode_local_part_needs_smtputf8(self, start_server: StartServer) -> None:
+        mailbox, port = start_server(enable_SMTPUTF8=False)
+        result = await send(plain(port), a_mail(to="jürgen@bücher.example"))
+        assert result.permanent
+        assert mailbox.envelopes == []
+
     async def test_sender_with_a_display_name(self, start_server: StartServer) -> None:
         mailbox, port = start_server()
         sender = "Tasks <tasks@example.com>"
