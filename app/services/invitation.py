@@ -1,7 +1,10 @@
 """Invitation rules (spec api-v2 section 4).
 
 - An admin invites an address at a role strictly below their own (an owner at any role);
-  inviting an address with a pending invitation renews it (its role and expiry, same id);
+  inviting an address with a pending invitation renews it (its role and expiry, same id).
+  Renewing or revoking an invitation also needs a role strictly above the one it grants, as
+  changing or removing a member does: an admin cannot undo an owner's invitation of an
+  admin (a 403 naming the role needed);
   inviting a member's address, or to an Inbox, is a 409. The answer never depends on
   whether an account has the address.
 - Only the addressee (the account with the address) sees, accepts or declines an invitation;
@@ -83,6 +86,9 @@ async def invite(
     if invited is not None:
         return invited
     await explain_miss(db, caller, project_id, required, inbox_conflicts=True)
+    pending = await statements.role_granted(db, project_id, email=email)
+    if pending is not None:
+        await explain_miss(db, caller, project_id, required_to_invite(pending))
     raise AlreadyMember()  # the one rule left
 
 
@@ -121,6 +127,9 @@ async def revoke(db: Db, caller: AccessClaims, project_id: int, invitation_id: i
     if await statements.revoke(db, caller, project_id, invitation_id, now=utcnow()):
         return
     await explain_miss(db, caller, project_id, least_role(Permission.INVITATION_DELETE))
+    granted = await statements.role_granted(db, project_id, invitation_id=invitation_id)
+    if granted is not None:
+        await explain_miss(db, caller, project_id, required_to_invite(granted))
     raise InvitationNotFound()
 
 

@@ -1,7 +1,9 @@
 """The invitation statements: invite (or invite again), list, revoke, accept and decline.
 
 A project's invitations are an admin's business: those statements carry the caller's
-membership at the least role (`caller_may`) and the caller's token check in their `WHERE`. An
+membership at the least role (`caller_may`) and the caller's token check in their `WHERE`;
+renewing or revoking one also needs a role strictly above the one it grants (an owner may
+touch any), as changing or removing a member does (section 2). An
 invitation's addressee is whoever signed in with its address: accepting and declining carry
 `Invitation.email` = the caller's own address instead, so anyone else's invitation is not
 there for them. An invitation of a project in the trash is not there for anyone.
@@ -26,6 +28,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     bindparam,
+    case,
     delete,
     exists,
     insert,
@@ -34,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from app.core.roles import Permission, least_role
+from app.core.roles import Permission, ProjectRole, least_role
 from app.core.security import AccessClaims
 from app.db.access import Db, Row, Statement
 from app.db.statements import events
@@ -137,6 +140,16 @@ def _may_invite() -> list[ColumnElement[bool]]:
     ]
 
 
+def _caller_outranks_its_role() -> ColumnElement[bool]:
+    """The caller's role is strictly above the role the invitation grants (an owner's peers
+    are owners): who may grant it may change or take it back."""
+    above = case(
+        (Invitation.role >= int(ProjectRole.OWNER), int(ProjectRole.OWNER)),
+        else_=Invitation.role + 1,
+    )
+    return caller_may(_project(), above)
+
+
 # --- a project's invitations ------------------------------------------------------------------
 
 
@@ -151,6 +164,7 @@ def _pending_statement() -> Statement:
             Invitation.project_id == _project(),
             Invitation.email == bindparam("address", type_=Invitation.email.type),
             *_may_invite(),
+            _caller_outranks_its_role(),
         )
         .with_for_update(key_share=True, of=Invitation)
     )
@@ -165,6 +179,7 @@ def _invite_again_statement() -> Statement:
             Invitation.project_id == _project(),
             Invitation.email == bindparam("address", type_=Invitation.email.type),
             *_may_invite(),
+            _caller_outranks_its_role(),
         )
         .values(
             role=bindparam("new_role", type_=Invitation.role.type),
@@ -228,6 +243,7 @@ def _revoke_statement() -> Statement:
             Invitation.id == bindparam("invitation", type_=Invitation.id.type),
             Invitation.project_id == _project(),
             caller_may(_project(), least_role(Permission.INVITATION_DELETE)),
+            _caller_outranks_its_role(),
             caller_is_current(),
         )
         .returning(*_AUDITED)
@@ -344,6 +360,32 @@ async def revoke(
             return False
         await _deleted(db, claims, revoked, now)
     return True
+
+
+@cache
+def _role_statement(by_address: bool) -> Statement:
+    """The role an invitation of the project grants (by its address or its id), whatever the
+    caller: the diagnosis of a renewal or revocation that matched nothing."""
+    chosen = (
+        Invitation.email == bindparam("address", type_=Invitation.email.type)
+        if by_address
+        else Invitation.id == bindparam("invitation", type_=Invitation.id.type)
+    )
+    return Statement(select(Invitation.role).where(Invitation.project_id == _project(), chosen))
+
+
+async def role_granted(
+    db: Db, project_id: int, *, email: str | None = None, invitation_id: int | None = None
+) -> int | None:
+    """The role the project's invitation of `email` (or of id `invitation_id`) grants, or
+    None when it has none."""
+    params: dict[str, Any] = {"project": project_id}
+    if email is not None:
+        params["address"] = email
+    else:
+        params["invitation"] = invitation_id
+    row = await db.first(_role_statement(email is not None), params)
+    return None if row is None else int(row[0])
 
 
 # --- the caller's invitations -----------------------------------------------------------------

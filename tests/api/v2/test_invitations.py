@@ -126,6 +126,31 @@ class TestInvite:
         )
         assert body["required_role"] == "admin"
 
+    @pytest.mark.parametrize("granted", ["admin", "owner"])
+    async def test_an_admin_cannot_change_an_invitation_at_or_above_their_role(
+        self, client: httpx.AsyncClient, team: Team, granted: str
+    ) -> None:
+        # As with a member at that role (section 2). Before, an admin's invitation of the
+        # address renewed an owner's invitation of an admin as a viewer's (a black-box run,
+        # 2026-12-07).
+        first = await invite(client, team, "kim@example.com", granted, "owner")
+        assert first.status_code == 201, first.text
+        body = assert_problem(await invite(client, team, "kim@example.com", "viewer"), 403)
+        assert (body["role"], body["required_role"]) == ("admin", "owner")
+        assert [(i["id"], i["role"]) for i in await pending(client, team)] == [
+            (first.json()["id"], granted)
+        ]
+        again = await invite(client, team, "kim@example.com", "viewer", "owner")
+        assert (again.status_code, again.json()["role"]) == (200, "viewer")
+
+    async def test_an_admin_renews_an_owners_invitation_below_their_role(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        first = await invite(client, team, "kim@example.com", "editor", "owner")
+        again = await invite(client, team, "kim@example.com", "commenter")
+        assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+        assert again.json()["role"] == "commenter"
+
     async def test_an_owner_invites_owners(self, client: httpx.AsyncClient, team: Team) -> None:
         response = await invite(client, team, "kim@example.com", "owner", "owner")
         assert response.status_code == 201
@@ -208,6 +233,25 @@ class TestRevoke:
         assert (body["role"], body["required_role"]) == ("editor", "admin")
         assert (await client.delete(url, headers=team.headers["admin"])).status_code == 204
         assert_problem(await client.delete(url, headers=team.headers["admin"]), 404)
+        assert await pending(client, team) == []
+
+    @pytest.mark.parametrize("granted", ["admin", "owner"])
+    async def test_an_admin_cannot_revoke_an_invitation_at_or_above_their_role(
+        self, client: httpx.AsyncClient, team: Team, granted: str
+    ) -> None:
+        invitation = (await invite(client, team, "kim@example.com", granted, "owner")).json()
+        url = f"{invitations_url(team.project_id)}/{invitation['id']}"
+        body = assert_problem(await client.delete(url, headers=team.headers["admin"]), 403)
+        assert (body["role"], body["required_role"]) == ("admin", "owner")
+        assert [i["id"] for i in await pending(client, team)] == [invitation["id"]]
+        assert (await client.delete(url, headers=team.headers["owner"])).status_code == 204
+
+    async def test_an_admin_revokes_an_owners_invitation_below_their_role(
+        self, client: httpx.AsyncClient, team: Team
+    ) -> None:
+        invitation = (await invite(client, team, "kim@example.com", "editor", "owner")).json()
+        url = f"{invitations_url(team.project_id)}/{invitation['id']}"
+        assert (await client.delete(url, headers=team.headers["admin"])).status_code == 204
         assert await pending(client, team) == []
 
     async def test_another_projects_invitation_is_404(
