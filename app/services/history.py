@@ -22,6 +22,7 @@ and retention.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +49,13 @@ from app.db.statements.tasks import caller_params
 from app.schemas.event import feed_items_json
 from app.services.project import explain_miss
 from app.services.task import TaskNotFound, token_revoked
+
+# How long a feed page that reached the horizon waits for transactions still running that
+# hold back events committed after them (decision 0030), and how often it looks again: a
+# request's or a job's transaction lasts milliseconds; a session left idle in a transaction
+# is not waited for past this.
+CATCH_UP_SECONDS = 2.0
+CATCH_UP_POLL_SECONDS = 0.01
 
 
 class FeedCursorExpired(Gone):
@@ -206,15 +214,30 @@ async def changes(
     retention removed is gone), each with its entity as the caller may see it now (None:
     gone for them)."""
     after = events.START if cursor is None else _feed_position(cursor, caller, key)
+    from_a_cursor = cursor is not None
     async with db.one_turn():
-        return await _feed_page(db, caller, after, limit, from_a_cursor=cursor is not None, key=key)
+        page, upto = await _feed_page(db, caller, after, limit, from_a_cursor, key)
+    if page.has_more or db.dialect.name != "postgresql":
+        return page
+    target = await events.newest_xid(db)
+    if target <= upto.xid:
+        return page
+    # Events already committed wait behind a transaction still running (another request's
+    # write, a job's): a client that has its answers reads them before it is told it has
+    # caught up (decision 0030, "The last page waits").
+    deadline = asyncio.get_running_loop().time() + CATCH_UP_SECONDS
+    while asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(CATCH_UP_POLL_SECONDS)
+        if (await events.horizon(db)).xid >= target:
+            return (await _feed_page(db, caller, after, limit, from_a_cursor, key))[0]
+    return page
 
 
 async def _feed_page(
-    db: Db, caller: AccessClaims, after: Position, limit: int, *, from_a_cursor: bool, key: bytes
-) -> FeedPage:
+    db: Db, caller: AccessClaims, after: Position, limit: int, from_a_cursor: bool, key: bytes
+) -> tuple[FeedPage, Position]:
     """`changes`' reads, which take one turn together where the database serves one
-    transaction at a time."""
+    transaction at a time; the page, and the horizon it was read under."""
     upto = await events.horizon(db)
     params = caller_params(caller)
     rows = await events.feed(db, params, after=after, upto=upto, limit=limit + 1)
@@ -242,7 +265,7 @@ async def _feed_page(
     items = [
         (row, found.get(object_key(row.entity, row.project_id, row.entity_id))) for row in rows
     ]
-    return FeedPage(items, _feed_cursor(reached, caller, key), has_more)
+    return FeedPage(items, _feed_cursor(reached, caller, key), has_more), upto
 
 
 async def event_documents(

@@ -495,6 +495,19 @@ async def horizon(db: Db) -> Position:
     return Position(0, newest)
 
 
+@cache
+def _newest_xid_statement() -> Statement:
+    return Statement(select(func.coalesce(func.max(Event.xid), -1)))
+
+
+async def newest_xid(db: Db) -> int:
+    """The highest xid of the events committed now (the log index's last entry; -1 when the
+    log is empty, and 0 on SQLite, whose events have none)."""
+    found = await db.first(_newest_xid_statement(), {})
+    assert found is not None
+    return int(found[0])
+
+
 def _in_range() -> list[ColumnElement[bool]]:
     position = tuple_(Event.xid, Event.id)
     return [
