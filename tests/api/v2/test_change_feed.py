@@ -14,15 +14,17 @@ committed), on SQLite and on PostgreSQL. What a client keeping a copy in sync wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncTransaction
 
 from app.api.paging import cursor_key
 from app.core.security import AccessClaims
@@ -465,6 +467,27 @@ class TestAMoveSeenFromTheProjectLeft:
         }
 
 
+async def _a_project_read_to_the_end(
+    client: httpx.AsyncClient, owner: Account, backend: str
+) -> tuple[int, str]:
+    """A new project of `owner`, and the cursor of the feed read to its end (PostgreSQL)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing commits behind another")
+    project_id = await new_project(client, owner)
+    _, cursor = await walk(client, owner)
+    return project_id, cursor
+
+
+@contextlib.asynccontextmanager
+async def _holding_an_xid(engine: AsyncEngine) -> AsyncIterator[AsyncTransaction]:
+    """A transaction that writes no event but holds an xid (as a job's does) until the
+    caller commits it."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        await connection.execute(text("SELECT pg_current_xact_id()"))
+        yield transaction
+
+
 class TestCommitOrder:
     async def test_a_transaction_committed_after_a_read_comes_on_the_next_read(
         self, racing: httpx.AsyncClient, owner: Account, engine: AsyncEngine, backend: str
@@ -503,17 +526,12 @@ class TestCommitOrder:
         write's event waits behind it. A client that had its answer and read the feed to the
         end was told it had caught up without it; a black-box run missed 2 to 9 of 300
         writes that way, with the worker's fan-out as the transaction."""
-        if backend != "postgresql":
-            pytest.skip("SQLite has one writer at a time: nothing commits behind another")
-        project_id = await new_project(racing, owner)
-        _, cursor = await walk(racing, owner)
-        async with engine.connect() as job:
-            transaction = await job.begin()
-            await job.execute(text("SELECT pg_current_xact_id()"))  # it holds an xid
+        project_id, cursor = await _a_project_read_to_the_end(racing, owner, backend)
+        async with _holding_an_xid(engine) as job:
             written = await new_task(racing, owner, project_id, "Acknowledged")
             reading = asyncio.create_task(walk(racing, owner, cursor))
             await asyncio.sleep(0.3)
-            await transaction.commit()
+            await job.commit()
         items, _ = await reading
         assert task_events(items) == [("created", written["id"])]
 
@@ -525,18 +543,13 @@ class TestCommitOrder:
         backend: str,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        if backend != "postgresql":
-            pytest.skip("SQLite has one writer at a time: nothing commits behind another")
         monkeypatch.setattr(history, "CATCH_UP_SECONDS", 0.2)
-        project_id = await new_project(racing, owner)
-        _, cursor = await walk(racing, owner)
-        async with engine.connect() as idle:
-            transaction = await idle.begin()
-            await idle.execute(text("SELECT pg_current_xact_id()"))
+        project_id, cursor = await _a_project_read_to_the_end(racing, owner, backend)
+        async with _holding_an_xid(engine) as idle:
             written = await new_task(racing, owner, project_id, "Held back")
             held = await read(racing, owner, cursor=cursor)
             assert (held["items"], held["has_more"]) == ([], False)
-            await transaction.commit()
+            await idle.commit()
         items, _ = await walk(racing, owner, held["next_cursor"])
         assert task_events(items) == [("created", written["id"])]
 
