@@ -365,12 +365,15 @@ def _message(sender: str, mail: OutgoingMail, to: str) -> EmailMessage:
     message["From"] = sender
     message["To"] = to
     subject = _one_line(mail.subject)
-    if subject.isascii():
+    if subject.isascii() and "=?" not in subject:
         message["Subject"] = subject
     else:
-        # Encoded by the older `Header` and stored as is: where the current folder splits a
-        # long non-ASCII subject into encoded words it drops the space at the split
-        # (CPython 3.11), so readers would see words run together. Lines stay under 78.
+        # Encoded by the older `Header` and stored as is. Not set as text: the email package
+        # decodes an encoded word a title or name spells out (`=?utf-8?q?Hi=0D=0AReply-To:
+        # ...?=`) and writes its line breaks out as headers of their own (CPython 3.11); and
+        # where the current folder splits a long non-ASCII subject into encoded words it
+        # drops the space at the split, so readers would see words run together. Lines stay
+        # under 78.
         message.set_raw("Subject", Header(subject, "utf-8", header_name="Subject").encode())
     message["Date"] = format_datetime(datetime.now(UTC))
     # The sender's domain: make_msgid's default looks up this host's FQDN, which may block.

@@ -297,6 +297,28 @@ class TestSendMail:
         assert message["Subject"] == f"[Tasks] Assigned to you: {title}"
         assert f"Task: {title}" in message.get_content()
 
+    @pytest.mark.parametrize(
+        "title",
+        [
+            "=?utf-8?q?Hi=0D=0AReply-To:_attacker@evil.example=0D=0AX-Injected:_yes?=",
+            "=?utf-8?q?Hi=0D=0AContent-Type:_text/html=0D=0A=0D=0A<a_href=3Dhttp://evil>x</a>?=",
+        ],
+    )
+    async def test_an_encoded_word_in_a_title_stays_text(
+        self, start_server: StartServer, title: str
+    ) -> None:
+        # Before, the email package decoded it and wrote its line breaks out: a Reply-To of
+        # the attacker's, or an HTML body, in a mail from the service (a black-box run).
+        mailbox, port = start_server()
+        result = await send(plain(port), a_mail(task=(42, title)))
+        assert result.sent, result.error
+        message = mailbox.only_message()
+        assert message["Subject"] == f"[Tasks] Assigned to you: {title}"
+        for injected in ("Reply-To", "X-Injected"):
+            assert injected not in message
+        assert message.get_content_type() == "text/plain"
+        assert f"Task: {title}" in message.get_content()
+
     async def test_internationalized_recipient(self, start_server: StartServer) -> None:
         mailbox, port = start_server()  # aiosmtpd's controller offers SMTPUTF8
         to = "jürgen@bücher.example"
