@@ -20,6 +20,7 @@ transaction as the write (the statements do).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from app.core.errors import AppError, Forbidden, NotFound
 from app.core.pagination import (
@@ -76,7 +77,7 @@ async def _refusal(
     comment_id: int | None = None,
 ) -> AppError | None:
     """Why a statement on the task's comments matched nothing, as the error to answer (None:
-    nothing refuses a create now).
+    nothing refuses it now, and `retries` makes it again).
 
     `permission`: the action's (for a change or a deletion, the author's own one).
     """
@@ -94,10 +95,10 @@ async def _refusal(
         permission = Permission.COMMENT_DELETE_ANY
     if role < least_role(permission):
         return role_required(role, least_role(permission))
-    # Allowed now, though the statement found it not: a membership or the comment changed
-    # in between the two statements. A create is made again (`retries`); for a comment,
-    # as things stand, there is nothing left to act on.
-    return CommentNotFound() if comment_id is not None else None
+    # Allowed now, though the statement found it not: a membership changed in between the
+    # two statements (a black-box run toggling a member's role saw 404s for their own
+    # comment, there all along). The statement is made again.
+    return None
 
 
 def _binding(caller: AccessClaims, task_id: int) -> str:
@@ -139,12 +140,11 @@ async def list_comments(
 
 
 async def get_comment(db: Db, caller: AccessClaims, task_id: int, comment_id: int) -> CommentRecord:
-    found = await statements.fetch(db, caller, task_id, comment_id)
-    if found is not None:
-        return found
-    raise (
-        await _refusal(db, caller, task_id, Permission.COMMENT_READ, comment_id)
-        or CommentNotFound()
+    async def read() -> CommentRecord | None:
+        return await statements.fetch(db, caller, task_id, comment_id)
+
+    return await retries.made_again_while_allowed(
+        read, partial(_refusal, db, caller, task_id, Permission.COMMENT_READ, comment_id)
     )
 
 
@@ -155,29 +155,28 @@ async def create_comment(
     async def insert() -> CommentRecord | None:
         return await statements.insert_comment(db, caller, task_id, data.body, utcnow())
 
-    async def refusal() -> AppError | None:
-        return await _refusal(db, caller, task_id, Permission.COMMENT_CREATE)
-
-    return await retries.made_again_while_allowed(insert, refusal)
+    return await retries.made_again_while_allowed(
+        insert, partial(_refusal, db, caller, task_id, Permission.COMMENT_CREATE)
+    )
 
 
 async def update_comment(
     db: Db, caller: AccessClaims, task_id: int, comment_id: int, data: CommentUpdate
 ) -> CommentRecord:
     """Change the body of one's own comment (`updated_at` moves only if it changes)."""
-    updated = await statements.update_comment(db, caller, task_id, comment_id, data.body, utcnow())
-    if updated is not None:
-        return updated
-    raise (
-        await _refusal(db, caller, task_id, Permission.COMMENT_UPDATE_OWN, comment_id)
-        or CommentNotFound()
+
+    async def update() -> CommentRecord | None:
+        return await statements.update_comment(db, caller, task_id, comment_id, data.body, utcnow())
+
+    return await retries.made_again_while_allowed(
+        update, partial(_refusal, db, caller, task_id, Permission.COMMENT_UPDATE_OWN, comment_id)
     )
 
 
 async def delete_comment(db: Db, caller: AccessClaims, task_id: int, comment_id: int) -> None:
-    if await statements.delete_comment(db, caller, task_id, comment_id, utcnow()):
-        return
-    raise (
-        await _refusal(db, caller, task_id, Permission.COMMENT_DELETE_OWN, comment_id)
-        or CommentNotFound()
+    async def delete() -> bool | None:
+        return await statements.delete_comment(db, caller, task_id, comment_id, utcnow()) or None
+
+    await retries.made_again_while_allowed(
+        delete, partial(_refusal, db, caller, task_id, Permission.COMMENT_DELETE_OWN, comment_id)
     )

@@ -11,6 +11,7 @@ Each write appends its event in the same transaction as the write (the statement
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError
 
@@ -70,8 +71,8 @@ async def _refusal(
     label_id: int | None = None,
 ) -> AppError | None:
     """Why a statement on the project's labels matched nothing, as the error to answer;
-    None when nothing refuses it now (`retries`: a create whose project was restored, or
-    whose caller's membership came back, between the insert and this read)."""
+    None when nothing refuses it now (`retries`: the project was restored, or the caller's
+    membership or role came back, between the statement and this read)."""
     current, role, found = await statements.diagnose(db, caller, project_id, label_id)
     if not current:
         return token_revoked()
@@ -82,9 +83,10 @@ async def _refusal(
     least = least_role(permission)
     if role < least:
         return role_required(role, least)
-    # Allowed now, though the statement found it not: a membership or the label changed in
-    # between the two statements.
-    return LabelNotFound() if label_id is not None else None
+    # Allowed now, though the statement found it not: a membership changed in between the
+    # two statements (a black-box run toggling a member's role saw 404s for a label that
+    # was there all along). The statement is made again.
+    return None
 
 
 def _binding(caller: AccessClaims, project_id: int) -> str:
@@ -127,10 +129,12 @@ async def list_labels(
 
 
 async def get_label(db: Db, caller: AccessClaims, project_id: int, label_id: int) -> LabelRecord:
-    found = await statements.fetch(db, caller, project_id, label_id)
-    if found is not None:
-        return found
-    raise await _refusal(db, caller, project_id, Permission.LABEL_READ, label_id) or LabelNotFound()
+    async def read() -> LabelRecord | None:
+        return await statements.fetch(db, caller, project_id, label_id)
+
+    return await retries.made_again_while_allowed(
+        read, partial(_refusal, db, caller, project_id, Permission.LABEL_READ, label_id)
+    )
 
 
 async def create_label(
@@ -147,10 +151,9 @@ async def create_label(
             # are unique without regard to case.
             raise LabelNameTaken() from exc
 
-    async def refusal() -> AppError | None:
-        return await _refusal(db, caller, project_id, Permission.LABEL_CREATE)
-
-    return await retries.made_again_while_allowed(insert, refusal)
+    return await retries.made_again_while_allowed(
+        insert, partial(_refusal, db, caller, project_id, Permission.LABEL_CREATE)
+    )
 
 
 async def update_label(
@@ -159,23 +162,27 @@ async def update_label(
     """Rename or recolour a label; a body with no field still needs the role, and changes
     nothing."""
     changes = data.model_dump(exclude_unset=True)
-    try:
-        updated = await statements.update_label(db, caller, project_id, label_id, changes, utcnow())
-    except IntegrityError as exc:  # another label of the project has the new name
-        raise LabelNameTaken() from exc
-    if updated is not None:
-        return updated
-    raise (
-        await _refusal(db, caller, project_id, Permission.LABEL_UPDATE, label_id) or LabelNotFound()
+
+    async def update() -> LabelRecord | None:
+        try:
+            return await statements.update_label(
+                db, caller, project_id, label_id, changes, utcnow()
+            )
+        except IntegrityError as exc:  # another label of the project has the new name
+            raise LabelNameTaken() from exc
+
+    return await retries.made_again_while_allowed(
+        update, partial(_refusal, db, caller, project_id, Permission.LABEL_UPDATE, label_id)
     )
 
 
 async def delete_label(db: Db, caller: AccessClaims, project_id: int, label_id: int) -> list[int]:
     """Delete a label and take it off its tasks, each getting a new version (in `db`'s one
     transaction); the ids of those tasks."""
-    bumped = await statements.delete_label(db, caller, project_id, label_id, utcnow())
-    if bumped is not None:
-        return bumped
-    raise (
-        await _refusal(db, caller, project_id, Permission.LABEL_DELETE, label_id) or LabelNotFound()
+
+    async def delete() -> list[int] | None:
+        return await statements.delete_label(db, caller, project_id, label_id, utcnow())
+
+    return await retries.made_again_while_allowed(
+        delete, partial(_refusal, db, caller, project_id, Permission.LABEL_DELETE, label_id)
     )

@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import comments as comment_statements
 from app.db.statements import labels as label_statements
 from app.db.statements import tasks as task_statements
 from app.db.statements.turns import TURNS_MAX, TurnOf
@@ -53,6 +54,7 @@ from app.schemas.user import UserCreate
 from app.services import user as user_service
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2
+from tests.api.v2.test_comments import comment_url, comments_url
 from tests.api.v2.test_labels import label_url
 from tests.api.v2.test_members import member_url, members_url
 from tests.api.v2.test_tasks import TASKS, task_url
@@ -520,6 +522,21 @@ class TestAWriteThatWaitedForAMove:
         assert response.json()["version"] == task["version"] + 2
 
 
+def undone_before_the_diagnosis(
+    monkeypatch: pytest.MonkeyPatch, engine: AsyncEngine, module: Any, name: str, undo: Any
+) -> None:
+    """`module.name`, the read that tells why a write was refused, first commits `undo`: the
+    change that refused the write is undone just before that read."""
+    diagnose = getattr(module, name)
+
+    async def undone_then_diagnosed(*args: Any, **kwargs: Any) -> Any:
+        async with engine.begin() as connection:
+            await connection.execute(undo)
+        return await diagnose(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, undone_then_diagnosed)
+
+
 class TestRefusedByAChangeUndoneMeanwhile:
     """A write refused by a change that is undone before the read that tells why (here the
     project trashed, and restored just before that read) is made again, as the client would
@@ -545,14 +562,13 @@ class TestRefusedByAChangeUndoneMeanwhile:
             )
         task = await new_task(committing_client, crew, label_ids=crew.label_ids)
         project = Project.id == crew.project_id
-        diagnose = task_statements.diagnose_role
-
-        async def restored_then_diagnosed(*args: Any, **kwargs: Any) -> Any:
-            async with engine.begin() as connection:
-                await connection.execute(update(Project).where(project).values(deleted_at=None))
-            return await diagnose(*args, **kwargs)
-
-        monkeypatch.setattr(task_statements, "diagnose_role", restored_then_diagnosed)
+        undone_before_the_diagnosis(
+            monkeypatch,
+            engine,
+            task_statements,
+            "diagnose_role",
+            update(Project).where(project).values(deleted_at=None),
+        )
         async with engine.begin() as connection:
             await connection.execute(update(Project).where(project).values(deleted_at=utcnow()))
         headers = dict(crew.headers["editor"])
@@ -564,6 +580,74 @@ class TestRefusedByAChangeUndoneMeanwhile:
         assert response.status_code == 200, response.text
         assert response.json()["version"] == task["version"] + 1
         assert {key: response.json()[key] for key in body} == body
+
+
+class TestLabelAndCommentWritesRefusedByADemotionUndoneMeanwhile:
+    """A write of a label or of one's own comment refused because the writer was demoted, and
+    promoted back before the read that tells why, is made again: 200. It answered 404, as if
+    the label or comment were gone; a black-box run toggling a member's role saw that in a
+    quarter of its writes on SQLite (a syncing client would drop the label)."""
+
+    @pytest.mark.parametrize(
+        ("method", "thing"),
+        [("PATCH", "label"), ("DELETE", "label"), ("PATCH", "comment"), ("DELETE", "comment")],
+    )
+    async def test_is_made_again(
+        self,
+        method: str,
+        thing: str,
+        backend: str,
+        engine: AsyncEngine,
+        committing_client: httpx.AsyncClient,
+        crew: Crew,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        if (method, thing, backend) == ("DELETE", "label", "sqlite"):
+            pytest.skip(
+                "SQLite: a label's deletion holds the one connection from its statement to the "
+                "read that tells why (one transaction), so no change can come between them"
+            )
+        headers = crew.headers["editor"]
+        if thing == "label":
+            url, body, module = (
+                label_url(crew.project_id, crew.label_ids[0]),
+                {"name": "Renamed"},
+                label_statements,
+            )
+        else:
+            task = await new_task(committing_client, crew)
+            comment = await committing_client.post(
+                comments_url(task["id"]), json={"body": "Mine"}, headers=headers
+            )
+            assert comment.status_code == 201, comment.text
+            url, body, module = (
+                comment_url(task["id"], comment.json()["id"]),
+                {"body": "Edited"},
+                comment_statements,
+            )
+        editor = (ProjectMember.project_id == crew.project_id) & (
+            ProjectMember.user_id == crew.ids["editor"]
+        )
+        undone_before_the_diagnosis(
+            monkeypatch,
+            engine,
+            module,
+            "diagnose",
+            update(ProjectMember).where(editor).values(role=ProjectRole.EDITOR.value),
+        )
+        async with engine.begin() as connection:
+            await connection.execute(*demotion_of(crew, "editor"))
+
+        response = await committing_client.request(
+            method, url, json=body if method == "PATCH" else None, headers=headers
+        )
+
+        assert response.status_code == (200 if method == "PATCH" else 204), response.text
+        after = await committing_client.get(url, headers=headers)
+        if method == "PATCH":
+            assert after.json()[next(iter(body))] == next(iter(body.values()))
+        else:
+            assert_problem(after, 404)
 
 
 async def _remove_after(engine: AsyncEngine, statements: list[Any], *, delay: float) -> None:
