@@ -54,9 +54,13 @@ def check_database_exists(settings: Settings) -> None:
         )
 
 
-def create_engine_for(settings: Settings, url: URL | None = None) -> AsyncEngine:
+def create_engine_for(
+    settings: Settings, url: URL | None = None, *, idle_in_transaction_seconds: float | None = None
+) -> AsyncEngine:
     """The engine of `url`, by default the configured database (`settings.sqlalchemy_url`),
-    which in production must exist (`check_database_exists`)."""
+    which in production must exist (`check_database_exists`). PostgreSQL ends a session of
+    it left idle in a transaction for `idle_in_transaction_seconds` (when given: the
+    workers', which connect to the server itself, not through a pooler)."""
     if url is None:
         check_database_exists(settings)
         url = settings.sqlalchemy_url
@@ -83,7 +87,9 @@ def create_engine_for(settings: Settings, url: URL | None = None) -> AsyncEngine
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_recycle=1800,
         hide_parameters=True,
-        connect_args=_asyncpg_connect_args(settings) if url.drivername.endswith("asyncpg") else {},
+        connect_args=_asyncpg_connect_args(settings, idle_in_transaction_seconds)
+        if url.drivername.endswith("asyncpg")
+        else {},
     )
     event.listen(engine.sync_engine.pool, "checkout", _discard_closed_connections)
     return engine
@@ -112,7 +118,14 @@ def _discard_closed_connections(_dbapi_connection: Any, record: Any, _proxy: Any
 _SESSION_SETTINGS = {"application_name": "tasks-api", "TimeZone": "UTC"}
 
 
-def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
+def idle_in_transaction_setting(seconds: float) -> dict[str, str]:
+    """The server setting that ends a session left idle in a transaction for `seconds`."""
+    return {"idle_in_transaction_session_timeout": str(round(seconds * 1000))}
+
+
+def _asyncpg_connect_args(
+    settings: Settings, idle_in_transaction_seconds: float | None
+) -> dict[str, Any]:
     if settings.db_transaction_pooling:
         # Behind a pooler in transaction mode each transaction may meet another server
         # session (decision 0034): no statement is kept prepared across transactions, the
@@ -129,11 +142,16 @@ def _asyncpg_connect_args(settings: Settings) -> dict[str, Any]:
             "prepared_statement_name_func": _unique_statement_name,
             "server_settings": _SESSION_SETTINGS,
         }
+    idle = (
+        {}
+        if idle_in_transaction_seconds is None
+        else idle_in_transaction_setting(idle_in_transaction_seconds)
+    )
     return {
         "timeout": settings.db_connect_timeout_seconds,
         "command_timeout": 30,
         # JIT compilation costs more than it saves for short OLTP queries.
-        "server_settings": {"jit": "off", **_SESSION_SETTINGS},
+        "server_settings": {"jit": "off", **_SESSION_SETTINGS, **idle},
     }
 
 

@@ -32,9 +32,10 @@ from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.db.access import Sessions
+from app.db.session import idle_in_transaction_setting
 from app.db.statements.job_status import JOB_SCHEMA
 from app.jobs.definitions import jobs_blueprint
-from app.jobs.runtime import JobRuntime, open_runtime
+from app.jobs.runtime import JOB_IDLE_IN_TRANSACTION_SECONDS, JobRuntime, open_runtime
 
 log = structlog.get_logger("app.jobs")
 
@@ -54,6 +55,16 @@ def job_conninfo(settings: Settings) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _job_session_options() -> str:
+    """The engine's session settings: its own schema, and the jobs' idle limit (its
+    transactions, too, held locks every worker waited for while a frozen one sat on them)."""
+    settings = {
+        "search_path": JOB_SCHEMA,
+        **idle_in_transaction_setting(JOB_IDLE_IN_TRANSACTION_SECONDS),
+    }
+    return " ".join(f"-c {name}={value}" for name, value in settings.items())
+
+
 def job_app(settings: Settings) -> procrastinate.App:
     """A procrastinate app with every job, on the database's connector."""
     connector: Any
@@ -61,7 +72,7 @@ def job_app(settings: Settings) -> procrastinate.App:
         connector = procrastinate.PsycopgConnector(
             conninfo=job_conninfo(settings),
             # procrastinate's SQL names its tables unqualified: they live in their own schema.
-            kwargs={"options": f"-c search_path={JOB_SCHEMA}", "connect_timeout": 5},
+            kwargs={"options": _job_session_options(), "connect_timeout": 5},
             min_size=1,
             max_size=WORKER_CONCURRENCY + 2,
         )

@@ -17,6 +17,13 @@ from app.core.destinations import Resolver
 from app.db.access import Db, Sessions
 from app.db.session import create_engine_for, create_sessionmaker
 
+# A job's session left idle in a transaction this long is ended by PostgreSQL, and its locks
+# with it. A job's transactions send their statements one after another (nothing waits on the
+# network inside one): only a worker that froze (a paused machine, a connection cut off) idles
+# in one, and until its session ended it held back the jobs of every other worker that needed
+# what it had locked (a black-box run: notifications and reminders 40 s late).
+JOB_IDLE_IN_TRANSACTION_SECONDS = 10.0
+
 
 @dataclass(slots=True)
 class JobRuntime:
@@ -43,7 +50,9 @@ class JobRuntime:
 async def open_runtime(
     settings: Settings, *, resolver: Resolver | None = None
 ) -> AsyncIterator[JobRuntime]:
-    engine = create_engine_for(settings)
+    engine = create_engine_for(
+        settings, idle_in_transaction_seconds=JOB_IDLE_IN_TRANSACTION_SECONDS
+    )
     try:
         yield JobRuntime(settings, create_sessionmaker(engine), resolver=resolver)
     finally:

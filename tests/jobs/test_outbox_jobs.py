@@ -9,11 +9,16 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError
 
+from app.db.access import Db
 from app.db.statements import events
+from app.db.statements import outbox as outbox_statements
+from app.db.statements.events import Position
 from app.jobs import outbox
-from app.jobs.runtime import open_runtime
+from app.jobs import runtime as runtime_module
+from app.jobs.runtime import JobRuntime, open_runtime
 from app.models.job import OutboxCursor
 from tests.jobs.conftest import Deployment
 
@@ -226,3 +231,75 @@ async def test_a_cursor_ahead_of_the_log_is_reported(
         if record.levelno >= logging.ERROR and isinstance(record.msg, dict)
     ]
     assert [entry["event"] for entry in logged] == ["outbox_cursor_ahead_of_the_log"]
+
+
+async def test_a_run_does_not_wait_for_another_holding_the_cursor(
+    deployment: Deployment,
+) -> None:
+    """A run whose worker froze while it held the cursor (a paused machine, a cut connection)
+    held back every other worker's runs, queued behind it: a black-box run saw notifications
+    and reminders 40 s late while one of three workers was stopped. Now the others pass."""
+    if deployment.backend != "postgresql":
+        pytest.skip("SQLite runs one transaction at a time: no run can hold the cursor so")
+    owner = await deployment.user("owner@example.com", "Olga")
+    await deployment.project_with(owner)
+    await outbox.fan_out(deployment.runtime)
+    async with deployment.runtime.transaction() as frozen:
+        await frozen.session.execute(
+            select(OutboxCursor.id).where(OutboxCursor.name == outbox.OUTBOX).with_for_update()
+        )
+        # A guard, not a measure: before, the run waited for the lock as long as it was held.
+        assert await asyncio.wait_for(outbox.fan_out(deployment.runtime), timeout=10) == 0
+
+
+async def test_a_run_that_another_passed_reports_nothing(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run moved the cursor past the horizon this run took before it got the cursor:
+    not a restored copy of the log, which the job reports (it did, 10 times in a black-box
+    run with three workers)."""
+    owner = await deployment.user("owner@example.com", "Olga")
+    await deployment.project_with(owner)
+    await outbox.fan_out(deployment.runtime)
+    horizon = events.horizon
+    taken: list[Position] = []
+
+    async def taken_before_the_other_run(db: Db) -> Position:
+        taken.append(await horizon(db))
+        # The first, as this run took it before the other run moved the cursor past it.
+        return events.START if len(taken) == 1 else taken[-1]
+
+    monkeypatch.setattr(events, "horizon", taken_before_the_other_run)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="app.jobs"):
+        assert await outbox.fan_out(deployment.runtime) == 0
+    assert len(taken) == 2
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+async def test_a_frozen_runs_session_is_ended_and_its_cursor_freed(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that froze in a transaction (a paused machine, a cut connection) holds its
+    locks only until PostgreSQL ends its idle session; then the other workers go on."""
+    if deployment.backend != "postgresql":
+        pytest.skip("SQLite: the jobs run in the API's process, one transaction at a time")
+    monkeypatch.setattr(runtime_module, "JOB_IDLE_IN_TRANSACTION_SECONDS", 0.5)
+    owner = await deployment.user("owner@example.com", "Olga")
+    project_id = await deployment.project_with(owner)
+
+    async def freeze_holding_the_cursor(frozen_worker: JobRuntime) -> None:
+        async with frozen_worker.transaction() as frozen:
+            assert await outbox_statements.lock_cursor(frozen, outbox.OUTBOX) is not None
+            assert await outbox.fan_out(deployment.runtime) == 0  # passed by, not waiting
+            await asyncio.sleep(1.5)  # frozen, its transaction open
+            await frozen.session.execute(select(1))
+
+    async with open_runtime(deployment.settings) as frozen_worker:
+        with pytest.raises(DBAPIError):  # its session was ended
+            await freeze_holding_the_cursor(frozen_worker)
+    created = await deployment.http.post(
+        "/api/v2/tasks", json={"title": "After", "project_id": project_id}, headers=owner["headers"]
+    )
+    assert created.status_code == 201, created.text
+    assert await outbox.fan_out(deployment.runtime) >= 1

@@ -36,9 +36,11 @@ def _insert(db: Db, table: Any) -> Any:
 # --- the cursor ----------------------------------------------------------------------------
 
 
-async def lock_cursor(db: Db, name: str) -> Position:
+async def lock_cursor(db: Db, name: str) -> Position | None:
     """The outbox cursor `name`, locked until the transaction ends (made at the log's start
-    the first time): two runs of one job take turns."""
+    the first time); None while another run holds it. A run does not wait for another: one
+    whose worker froze holding the lock (a paused machine, a cut connection) held back every
+    worker's runs, which queued behind it, until it went on."""
     await db.session.execute(
         _insert(db, OutboxCursor)
         .values(name=name, xid=events.START.xid, id=events.START.id)
@@ -48,10 +50,10 @@ async def lock_cursor(db: Db, name: str) -> Position:
         await db.session.execute(
             select(OutboxCursor.xid, OutboxCursor.id)
             .where(OutboxCursor.name == name)
-            .with_for_update()
+            .with_for_update(skip_locked=True)
         )
-    ).one()
-    return Position(int(row[0]), int(row[1]))
+    ).first()
+    return None if row is None else Position(int(row[0]), int(row[1]))
 
 
 async def cursor(db: Db, name: str) -> Position:
