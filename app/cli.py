@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 
 import psycopg
 from pydantic import ValidationError
@@ -28,8 +27,9 @@ from app.core.security import hash_password_async
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
-from app.db.statements import tasks as task_statements
+from app.jobs import cleanup
 from app.jobs.engine import run_worker
+from app.jobs.runtime import open_runtime
 from app.models.user import Role, User
 from app.schemas.user import UserCreate, check_password_policy, normalize_email
 from app.services import auth as auth_service
@@ -65,18 +65,11 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
         await engine.dispose()
 
 
-async def purge_trash(settings: Settings, older_than_days: int) -> int:
-    """Delete for good the tasks that have been in the trash longer than the retention, each
-    leaving a `purged` event."""
-    now = utcnow()
-    engine = create_engine_for(settings)
-    try:
-        async with Db.transaction_for(create_sessionmaker(engine)) as db:
-            return await task_statements.purge_trashed(
-                db, now - timedelta(days=older_than_days), now
-            )
-    finally:
-        await engine.dispose()
+async def purge_trash(settings: Settings, older_than_days: int) -> dict[str, int]:
+    """Delete for good the tasks and projects that have been in the trash longer than the
+    retention, as the cleanup job does (each leaves a `purged` event)."""
+    async with open_runtime(settings) as runtime:
+        return await cleanup.purge_trash(runtime, older_than_days)
 
 
 async def expire_events(settings: Settings, older_than_days: int) -> int:
@@ -205,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     admin = commands.add_parser("create-admin", help="create an admin or promote a user")
     admin.add_argument("--email", required=True)
     admin.add_argument("--password", required=True)
-    purge = commands.add_parser("purge-trash", help="delete tasks trashed long ago")
+    purge = commands.add_parser("purge-trash", help="delete tasks and projects trashed long ago")
     purge.add_argument("--older-than-days", type=int, default=None)
     expire = commands.add_parser(
         "expire-events", help="remove events older than ACTIVITY_RETENTION_DAYS"
@@ -305,8 +298,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print("error: --older-than-days must be at least 0", file=sys.stderr)
         return 2
     if args.command == "purge-trash":
-        count = asyncio.run(purge_trash(settings, days))
-        print(f"Purged {count} task(s) trashed more than {days} day(s) ago.")
+        purged = asyncio.run(purge_trash(settings, days))
+        print(
+            f"Purged {purged['tasks']} task(s) and {purged['projects']} project(s) trashed "
+            f"more than {days} day(s) ago."
+        )
     else:
         count = asyncio.run(expire_events(settings, days))
         print(f"Removed {count} event(s) older than {days} day(s).")

@@ -24,9 +24,12 @@ from app.services import history
 log = structlog.get_logger("app.jobs")
 
 
-async def purge_trash(runtime: JobRuntime) -> dict[str, int]:
+async def purge_trash(runtime: JobRuntime, older_than_days: int | None = None) -> dict[str, int]:
+    """Delete for good the tasks, then the projects, trashed more than `older_than_days`
+    (by default TRASH_RETENTION_DAYS) ago; how many of each."""
     now = utcnow()
-    cutoff = now - timedelta(days=runtime.settings.trash_retention_days)
+    days = runtime.settings.trash_retention_days if older_than_days is None else older_than_days
+    cutoff = now - timedelta(days=days)
     async with runtime.transaction() as db:
         tasks = await task_statements.purge_trashed(db, cutoff, now)
     async with runtime.transaction() as db:

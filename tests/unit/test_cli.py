@@ -20,12 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli import main
 from app.core.config import get_settings
+from app.core.roles import ProjectRole
 from app.core.security import hash_rounds, verify_password
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
 from app.main import create_app
 from app.models.event import Event, EventRetention
+from app.models.project import Project, ProjectMember
 from app.models.task import Task
 from app.models.user import User
 from app.schemas.user import UserCreate
@@ -346,6 +348,39 @@ class TestPurgeTrash:
         assert sorted(found) == sorted(
             (tasks[name], "purged", None, "task") for name in ("trashed-31d", "trashed-400d")
         )
+
+    async def test_projects_trashed_before_the_cutoff_go_too(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # As the cleanup job does; the command purged only tasks (a black-box run).
+        owner = await add_user(db, "project-owner@example.com")
+        now = utcnow()
+        async with create_sessionmaker(db)() as session, session.begin():
+            for name, age in (("old", 40), ("recent", 5)):
+                project = Project(
+                    name=name,
+                    created_at=now - timedelta(days=50),
+                    updated_at=now - timedelta(days=age),
+                    deleted_at=now - timedelta(days=age),
+                    version=1,
+                )
+                session.add(project)
+                await session.flush()
+                session.add(
+                    ProjectMember(
+                        project_id=project.id,
+                        user_id=owner.id,
+                        role=ProjectRole.OWNER.value,
+                        added_at=now - timedelta(days=50),
+                    )
+                )
+        result = await run_cli(capsys, "purge-trash", "--older-than-days", "30")
+        assert result.code == 0, result.err
+        assert "Purged 0 task(s) and 1 project(s)" in result.out
+        async with db.connect() as conn:
+            names = set((await conn.scalars(select(Project.name))).all())
+        assert "old" not in names
+        assert "recent" in names
 
     async def test_zero_days_purges_everything_in_the_trash(
         self, db: AsyncEngine, capsys: pytest.CaptureFixture[str], tasks: dict[str, int]
