@@ -25,6 +25,7 @@ from sqlalchemy.orm import aliased
 
 from app.core.roles import Permission, ProjectRole, least_role
 from app.db.access import Db, Statement
+from app.db.base import utcnow
 from app.db.statements.callers import caller_is_current
 from app.db.statements.comments import COMMENT_COLUMNS, CommentAuthor, CommentRecord
 from app.db.statements.invitations import InvitationRecord, invitations_with_project
@@ -156,9 +157,12 @@ def _members_statement(caller: bool) -> Statement:
 
 @cache
 def _invitations_statement(caller: bool) -> Statement:
+    """Pending invitations only: an expired one is in no list any more (until the cleanup
+    job removes it, or an invitation of the address renews it), so it is gone."""
     return Statement(
         invitations_with_project().where(
             _AnyOf(Invitation.id, "ids"),
+            Invitation.expires_at > bindparam("now", type_=Invitation.expires_at.type),
             *_readable(Invitation.project_id, Permission.INVITATION_READ, caller),
         )
     )
@@ -228,6 +232,7 @@ async def _found(
                 member = MemberRecord._make(row[:-1])
                 found.append(("member", row[-1], member.user_id, member))
         elif entity == "invitation":
+            values["now"] = utcnow()
             for row in await db.rows(_invitations_statement(caller), values):
                 invitation = InvitationRecord._make(row)
                 found.append(("invitation", invitation.project_id, invitation.id, invitation))

@@ -32,6 +32,7 @@ from app.db.access import Db
 from app.db.base import utcnow
 from app.db.statements import events
 from app.db.statements.events import Position
+from app.models.project import Invitation
 from app.models.user import User
 from app.services import history
 from tests.api.v2.conftest import V2
@@ -410,6 +411,30 @@ class TestInviteesAddress:
         assert seen[0]["object"] is None
         owners, _ = await walk(racing, owner, owners_cursor)
         assert [item["changes"]["email"] for item in owners] == [[None, "someone@example.com"]]
+
+    async def test_an_expired_invitation_is_gone(
+        self, racing: httpx.AsyncClient, owner: Account, engine: AsyncEngine
+    ) -> None:
+        """Null, as for any entity no GET shows: it is in no list any more. Before, its
+        object stayed until the cleanup job removed it (a black-box run)."""
+        project_id = await new_project(racing, owner)
+        _, cursor = await walk(racing, owner)
+        invited = await racing.post(
+            f"{V2}/projects/{project_id}/invitations",
+            json={"email": "someone@example.com", "role": "editor"},
+            headers=owner.headers,
+        )
+        assert invited.status_code == 201, invited.text
+        seen, _ = await walk(racing, owner, cursor)
+        assert seen[0]["object"]["id"] == invited.json()["id"]
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(Invitation)
+                .where(Invitation.id == invited.json()["id"])
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+        seen, _ = await walk(racing, owner, cursor)
+        assert [(item["entity"], item["object"]) for item in seen] == [("invitation", None)]
 
 
 class TestAMoveSeenFromTheProjectLeft:
