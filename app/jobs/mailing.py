@@ -3,15 +3,18 @@ to its user once; a failure is retried with backoff (`app.jobs.mail.mail_retry_d
 `MAIL_MAX_ATTEMPTS`, and a refusal that will not change (a 5xx) is not retried. Requests
 never wait for mail: notifications are made by jobs, and mailed by this one.
 
-Once the server has accepted a mail it is marked sent and never sent again. A worker killed
-between the server's acceptance and that mark leaves the mail pending, and it is sent again
-when its lease ends: the one window where a user may get a mail twice.
+A mail is mailed at most once: claimed, it is `sending` until its outcome is written (each as
+soon as it is known). A worker killed while sending leaves it `sending`, and when its lease
+ends it is given up (`failed`), not sent again, since the server may have accepted it: a
+black-box run that killed workers mid-batch saw every mail of the batch twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+
+import structlog
 
 from app.db.base import utcnow
 from app.db.statements import mail_outbox
@@ -27,9 +30,11 @@ from app.jobs.mail import (
 )
 from app.jobs.runtime import JobRuntime
 
+log = structlog.get_logger("app.jobs")
+
 MAIL_BATCH = 20
 MAIL_TIMEOUT_SECONDS = 10.0
-# A claimed mail is due again this long after it was claimed if its worker never reports.
+# A claimed mail whose worker has not reported this long after the claim is given up.
 LEASE = timedelta(seconds=MAIL_TIMEOUT_SECONDS + 5)
 
 
@@ -55,6 +60,10 @@ async def send_due(runtime: JobRuntime) -> int:
     server = smtp_server(runtime.settings)
     if server is None:
         return 0
+    async with runtime.transaction() as db:
+        given_up = await mail_outbox.give_up_unfinished(db, utcnow())
+    if given_up:
+        log.warning("mail_given_up_unfinished", count=given_up)
     tried = 0
     while True:
         now = utcnow()
@@ -62,20 +71,27 @@ async def send_due(runtime: JobRuntime) -> int:
             claimed = await mail_outbox.claim_due(db, now, now + LEASE, MAIL_BATCH)
         if not claimed:
             return tried
-        results = await asyncio.gather(*(_send(runtime, server, owed) for owed in claimed))
-        async with runtime.transaction() as db:
-            for owed, result in zip(claimed, results, strict=True):
-                now = utcnow()
-                attempts = owed.attempts + 1
-                values: dict[str, object]
-                if result.sent:
-                    values = {"mail_status": "sent", "mail_next_attempt_at": None}
-                elif result.permanent or attempts >= MAIL_MAX_ATTEMPTS:
-                    values = {"mail_status": "failed", "mail_next_attempt_at": None}
-                else:
-                    values = {"mail_next_attempt_at": now + mail_retry_delay(attempts)}
-                values |= {"mail_attempts": attempts, "mail_error": result.error}
-                await mail_outbox.record_outcome(db, owed.id, values)
+        # Each outcome is written as soon as it is known: a worker stopped meanwhile leaves
+        # unfinished only the mail it was sending, which is then given up.
+        await asyncio.gather(*(_send_and_record(runtime, server, owed) for owed in claimed))
         tried += len(claimed)
         if len(claimed) < MAIL_BATCH:
             return tried
+
+
+async def _send_and_record(runtime: JobRuntime, server: SmtpServer, owed: OwedMail) -> None:
+    result = await _send(runtime, server, owed)
+    attempts = owed.attempts + 1
+    values: dict[str, object]
+    if result.sent:
+        values = {"mail_status": "sent", "mail_next_attempt_at": None}
+    elif result.permanent or attempts >= MAIL_MAX_ATTEMPTS:
+        values = {"mail_status": "failed", "mail_next_attempt_at": None}
+    else:
+        values = {
+            "mail_status": "pending",
+            "mail_next_attempt_at": utcnow() + mail_retry_delay(attempts),
+        }
+    values |= {"mail_attempts": attempts, "mail_error": result.error}
+    async with runtime.transaction() as db:
+        await mail_outbox.record_outcome(db, owed.id, values)

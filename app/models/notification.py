@@ -8,7 +8,9 @@ id>:<remind_at>` for a reminder; (user_id, dedupe_key) is unique and every inser
 CONFLICT DO NOTHING`.
 
 `mail_status` is NULL when no mail is owed (no `SMTP_URL` when it was made), else `pending`,
-`sent` or `failed` (given up); `mail_attempts` and `mail_next_attempt_at` drive the retries.
+`sending` (claimed by a worker until `mail_next_attempt_at`, its lease), `sent` or `failed`
+(given up, or its worker stopped while sending: never sent twice); `mail_attempts` and
+`mail_next_attempt_at` drive the retries.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ NOTIFICATION_KINDS = (
 
 # Mail owed and due: the mail job's walk.
 MAIL_DUE_INDEX = "ix_notifications_mail_due"
+# Mail being sent, by the end of its lease: those whose worker stopped are found by it.
+MAIL_SENDING_INDEX = "ix_notifications_mail_sending"
 
 
 class Notification(Base):
@@ -45,6 +49,12 @@ class Notification(Base):
             "mail_next_attempt_at",
             postgresql_where=text("mail_status = 'pending'"),
             sqlite_where=text("mail_status = 'pending'"),
+        ),
+        Index(
+            MAIL_SENDING_INDEX,
+            "mail_next_attempt_at",
+            postgresql_where=text("mail_status = 'sending'"),
+            sqlite_where=text("mail_status = 'sending'"),
         ),
     )
 

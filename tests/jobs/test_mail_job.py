@@ -7,13 +7,14 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from app.db.statements import mail_outbox
 from app.jobs import mailing, outbox
 from tests.e2e.test_mail import Mailbox
 from tests.e2e.test_server import free_port
@@ -184,3 +185,29 @@ async def test_an_invitation_mailed_before_it_is_answered_names_the_project(
     message = email.message_from_bytes(mailbox.envelopes[0].content, policy=email.policy.default)
     assert message["Subject"] == "[Tasks] Invitation: Team"
     assert f"https://tasks.example.com/?project={project_id}" in message.get_content()
+
+
+async def test_a_mail_whose_worker_stopped_while_sending_is_not_sent_again(
+    deployment: Deployment, smtp: tuple[Mailbox, int]
+) -> None:
+    """At most once (spec api-v2 section 8): the server may have accepted it before the
+    worker was killed. Before, it was sent again when the lease ended: a black-box run that
+    killed workers mid-batch saw every mail of the batch twice."""
+    mailbox, _ = smtp
+    await _invite(deployment)
+    await outbox.fan_out(deployment.runtime)
+    now = datetime.now(UTC)
+    async with deployment.runtime.transaction() as db:  # the claim of a worker then killed
+        claimed = await mail_outbox.claim_due(db, now, now + mailing.LEASE, mailing.MAIL_BATCH)
+    assert len(claimed) == 1
+    async with deployment.runtime.transaction() as db:  # its lease ends
+        await db.session.execute(
+            text("UPDATE notifications SET mail_next_attempt_at = :past"),
+            {"past": now - timedelta(seconds=1)},
+        )
+
+    assert await mailing.send_due(deployment.runtime) == 0
+    assert mailbox.envelopes == []
+    assert await _mail_state(deployment) == [("failed", 0)]
+    error = await deployment.scalar("SELECT mail_error FROM notifications")
+    assert error == mail_outbox.UNFINISHED_SEND

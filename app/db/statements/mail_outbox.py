@@ -1,6 +1,8 @@
 """The mail notifications owe their users, as the mail job works it (inside transactions):
-claimed with a lease (as webhook attempts are, app.db.statements.deliveries), sent outside
-any transaction, the outcome written only while the mail is still pending."""
+claimed with a lease (`sending` until then), sent outside any transaction, the outcome
+written only while the mail is still being sent. A mail whose lease ended without an outcome
+(its worker stopped while sending) is given up, not sent again: the contract's "at most
+once" (spec api-v2 section 8), where a webhook message is at least once."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) ->
             await db.session.execute(
                 update(Notification)
                 .where(Notification.id.in_(due.scalar_subquery()))
-                .values(mail_next_attempt_at=lease_until)
+                .values(mail_status="sending", mail_next_attempt_at=lease_until)
                 .returning(Notification.id)
             )
         )
@@ -73,10 +75,30 @@ async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) ->
     return [OwedMail._make(row) for row in rows.all()]
 
 
+async def give_up_unfinished(db: Db, now: datetime) -> int:
+    """Give up the mail whose lease has ended while it was being sent (its worker stopped:
+    it may have reached the server); how many."""
+    given_up = await db.session.execute(
+        update(Notification)
+        .where(Notification.mail_status == "sending", Notification.mail_next_attempt_at <= now)
+        .values(
+            mail_status="failed",
+            mail_next_attempt_at=None,
+            mail_error=UNFINISHED_SEND,
+        )
+        .returning(Notification.id)
+    )
+    return len(given_up.all())
+
+
+# Why a mail whose worker stopped while sending it is not sent again.
+UNFINISHED_SEND = "its worker stopped while sending it; not sent again (at most once)"
+
+
 async def record_outcome(db: Db, notification_id: int, values: Mapping[str, Any]) -> bool:
     written = await db.session.execute(
         update(Notification)
-        .where(Notification.id == notification_id, Notification.mail_status == "pending")
+        .where(Notification.id == notification_id, Notification.mail_status == "sending")
         .values(**values)
         .returning(Notification.id)
     )
