@@ -75,6 +75,12 @@ class Task(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     # When the assignees want to be reminded (v2 only; v1 neither shows nor sets it).
     remind_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who created it (not shown): a reminder of a task nobody is assigned goes to them, and
+    # comments notify them (spec api-v2 section 8). Kept on the row, not read from the
+    # `created` event, which retention removes. No foreign key: like a notification's ids,
+    # it is only ever read together with the person's membership, and an insert pays nothing
+    # for it. NULL for tasks created before revision 0011 whose event was gone by then.
+    creator_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TaskAssignee(Base):
@@ -112,6 +118,7 @@ class TaskRecord(NamedTuple):
     deleted_at: datetime | None
     version: int
     remind_at: datetime | None
+    creator_id: int | None
 
 
 TASK_COLUMNS = tuple(Task.__table__.c[name] for name in TaskRecord._fields)

@@ -108,7 +108,7 @@ _COPY_TIMEOUT_SECONDS = 3600.0
 T = TypeVar("T")
 # One task in INSERT_COLUMNS order; T is how a timestamp is handed to the driver.
 TaskRow: TypeAlias = tuple[
-    int, str, str | None, str, int, T | None, T, T, T | None, T | None, int, T | None
+    int, str, str | None, str, int, T | None, T, T, T | None, T | None, int, T | None, int | None
 ]
 
 _DAY_MS = 86_400_000
@@ -286,6 +286,7 @@ def generate_task_rows(
             deleted,
             version,
             None,  # remind_at
+            None,  # creator_id: seeded histories name no creator
         )
 
 

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from app.db.access import Db
@@ -303,3 +303,37 @@ async def test_a_frozen_runs_session_is_ended_and_its_cursor_freed(
     )
     assert created.status_code == 201, created.text
     assert await outbox.fan_out(deployment.runtime) >= 1
+
+
+async def test_the_creator_is_known_after_retention_removed_the_created_event(
+    deployment: Deployment,
+) -> None:
+    """A task nobody is assigned reminds its creator, and comments notify them (spec api-v2
+    section 8), also once ACTIVITY_RETENTION_DAYS has removed its `created` event, which was
+    where the creator was read from: the reminder went to nobody, marked sent."""
+    owner = await deployment.user("owner@example.com", "Olga")
+    editor = await deployment.user("editor@example.com", "Ed")
+    project_id = await deployment.project_with(owner, (editor, "editor"))
+    task = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Old one", "project_id": project_id, "remind_at": _soon(0.2)},
+        headers=editor["headers"],
+    )
+    assert task.status_code == 201, task.text
+    await outbox.fan_out(deployment.runtime)
+    async with deployment.runtime.transaction() as db:  # as retention does, long after
+        await db.session.execute(
+            text("DELETE FROM events WHERE task_id = :task"), {"task": task.json()["id"]}
+        )
+    await asyncio.sleep(0.3)
+    await outbox.send_reminders(deployment.runtime)
+    commented = await deployment.http.post(
+        f"/api/v2/tasks/{task.json()['id']}/comments",
+        json={"body": "Still on?"},
+        headers=owner["headers"],
+    )
+    assert commented.status_code == 201, commented.text
+    await outbox.fan_out(deployment.runtime)
+
+    kinds = [kind for kind, _ in await _notifications(deployment, editor["id"])]
+    assert kinds == ["invited", "reminder", "commented"]

@@ -41,6 +41,7 @@ def record(**fields: Any) -> TaskRecord:
         "deleted_at": None,
         "version": 1,
         "remind_at": None,
+        "creator_id": 1,
     }
     values.update(fields)
     return TaskRecord(**values)

@@ -178,20 +178,15 @@ async def task_followers(db: Db, task_ids: Collection[int]) -> dict[int, set[int
 
 async def task_creators(db: Db, task_ids: Collection[int]) -> list[tuple[int, int]]:
     """(task, creator) for the tasks whose creator is known and still a member of the
-    task's project (the actor of the task's `created` event)."""
+    task's project."""
     if not task_ids:
         return []
     result = await db.session.execute(
-        select(Event.task_id, Event.actor_id)
-        .join(Task, Task.id == Event.task_id)
-        .where(
-            Event.task_id.in_(task_ids),
-            Event.entity == "task",
-            Event.action == "created",
-            Event.actor_id.is_not(None),
+        select(Task.id, Task.creator_id).where(
+            Task.id.in_(task_ids),
             exists().where(
                 ProjectMember.project_id == Task.project_id,
-                ProjectMember.user_id == Event.actor_id,
+                ProjectMember.user_id == Task.creator_id,
             ),
         )
     )

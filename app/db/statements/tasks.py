@@ -355,6 +355,7 @@ def _new_values() -> dict[str, Any]:
         "updated_at": bindparam("now", type_=Task.updated_at.type),
         "deleted_at": literal(None, Task.deleted_at.type),
         "version": literal(1, Integer),
+        "creator_id": bindparam("user_id"),
     }
 
 

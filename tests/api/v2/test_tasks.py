@@ -564,6 +564,7 @@ class TestRead:
             deleted_at=None,
             version=2,
             remind_at=now,
+            creator_id=1,
         )
         found = TaskDetail(task, (2, 5), (9,))
         document = project_task_json(found.task, found.assignee_ids, found.label_ids)
