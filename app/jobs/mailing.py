@@ -36,6 +36,11 @@ MAIL_BATCH = 20
 MAIL_TIMEOUT_SECONDS = 10.0
 # A claimed mail whose worker has not reported this long after the claim is given up.
 LEASE = timedelta(seconds=MAIL_TIMEOUT_SECONDS + 5)
+# How long a run claims new batches; then it ends with the batch it is sending, so that a
+# worker's graceful stop waits at most this and one timeout (a black-box run with the server
+# hanging and 300 mails owed saw workers take 50 s to stop, then be killed, which now gives
+# up the mail they were sending). The next run, two seconds later, goes on.
+CLAIMING_SECONDS = 5.0
 
 
 async def _send(runtime: JobRuntime, server: SmtpServer, owed: OwedMail) -> MailResult:
@@ -65,6 +70,7 @@ async def send_due(runtime: JobRuntime) -> int:
     if given_up:
         log.warning("mail_given_up_unfinished", count=given_up)
     tried = 0
+    claiming_until = asyncio.get_running_loop().time() + CLAIMING_SECONDS
     while True:
         now = utcnow()
         async with runtime.transaction() as db:
@@ -75,7 +81,7 @@ async def send_due(runtime: JobRuntime) -> int:
         # unfinished only the mail it was sending, which is then given up.
         await asyncio.gather(*(_send_and_record(runtime, server, owed) for owed in claimed))
         tried += len(claimed)
-        if len(claimed) < MAIL_BATCH:
+        if len(claimed) < MAIL_BATCH or asyncio.get_running_loop().time() >= claiming_until:
             return tried
 
 

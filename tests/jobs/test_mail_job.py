@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from app.db.statements import mail_outbox
 from app.jobs import mailing, outbox
+from app.models.notification import Notification
 from tests.e2e.test_mail import Mailbox
 from tests.e2e.test_server import free_port
 from tests.jobs.conftest import Deployment
@@ -211,3 +212,30 @@ async def test_a_mail_whose_worker_stopped_while_sending_is_not_sent_again(
     assert await _mail_state(deployment) == [("failed", 0)]
     error = await deployment.scalar("SELECT mail_error FROM notifications")
     assert error == mail_outbox.UNFINISHED_SEND
+
+
+async def test_a_run_takes_new_batches_only_for_a_while(
+    deployment: Deployment, smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that a worker's graceful stop waits for one batch at most, not the whole backlog
+    (a black-box run: 50 s with 300 mails owed and the server hanging); the next run goes
+    on where it ended."""
+    mailbox, _ = smtp
+    guest = await deployment.user("guest@example.com", "Gus")
+    owed = mailing.MAIL_BATCH + 5
+    async with deployment.runtime.transaction() as db:
+        db.session.add_all(
+            Notification(
+                user_id=guest["id"],
+                kind="reminder",
+                message=f"Reminder {number}",
+                dedupe_key=f"test:{number}",
+                mail_status="pending",
+                mail_next_attempt_at=datetime.now(UTC),
+            )
+            for number in range(owed)
+        )
+    monkeypatch.setattr(mailing, "CLAIMING_SECONDS", 0.0)
+    assert await mailing.send_due(deployment.runtime) == mailing.MAIL_BATCH
+    assert await mailing.send_due(deployment.runtime) == owed - mailing.MAIL_BATCH
+    assert len(mailbox.envelopes) == owed
