@@ -90,14 +90,27 @@ class _Made:
         )
 
 
+def _renews_an_invitation(row: EventRow) -> bool:
+    """An invitation made again with another role (its addressee is told the new one)."""
+    return row.entity == "invitation" and row.action == "updated" and "role" in _changes(row)
+
+
 async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
     """The notifications of spec section 8 that `rows` call for."""
     actors = {row.actor_id for row in rows if row.actor_id is not None}
-    invited = {
-        str(_changes(row).get("email", [None, None])[1])
+    # An invitation made, or made again with another role (the address is in the `changes`
+    # of the first, in the invitation itself for the second).
+    renewed = await statements.invitation_emails(
+        db, {row.entity_id for row in rows if _renews_an_invitation(row)}
+    )
+    addressed = {
+        row.id: str(_changes(row).get("email", [None, None])[1])
+        if row.action == "created"
+        else renewed.get(row.entity_id, "")
         for row in rows
-        if row.entity == "invitation" and row.action == "created"
+        if row.entity == "invitation" and (row.action == "created" or _renews_an_invitation(row))
     }
+    invited = set(addressed.values())
     commented = {row.task_id for row in rows if row.entity == "comment" and row.action == "created"}
     names = await statements.user_names(db, actors)
     projects = await statements.project_names(db, {row.project_id for row in rows})
@@ -136,13 +149,10 @@ async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
         elif row.entity == "comment" and row.action == "created" and row.task_id is not None:
             for user_id in sorted(followers.get(row.task_id, set()) - {row.actor_id}):
                 made.add(user_id, "commented", f"{actor} commented on “{title}”", key, **about)
-        elif row.entity == "invitation" and row.action == "created":
-            email, role = (
-                changes.get("email", [None, None])[1],
-                changes.get("role", [None, None])[1],
-            )
-            user_id = accounts.get(str(email))
-            if user_id is not None and user_id != row.actor_id:
+        elif row.id in addressed:
+            role = changes.get("role", [None, None])[1]
+            user_id = accounts.get(addressed[row.id])
+            if user_id is not None and user_id != row.actor_id and role is not None:
                 message = f"{actor} invited you to {project} as {_role(role)}"
                 made.add(user_id, "invited", message, key, **about)
         # Not a member's own leaving, nor the system's removals when it purges a project:

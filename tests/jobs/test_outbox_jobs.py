@@ -337,3 +337,25 @@ async def test_the_creator_is_known_after_retention_removed_the_created_event(
 
     kinds = [kind for kind, _ in await _notifications(deployment, editor["id"])]
     assert kinds == ["invited", "reminder", "commented"]
+
+
+async def test_an_invitation_made_again_with_another_role_is_told(
+    deployment: Deployment,
+) -> None:
+    """Its addressee's first notification says the old role; a second one says the new. The
+    same role again (a later expiry) tells nothing new."""
+    owner = await deployment.user("owner@example.com", "Olga")
+    guest = await deployment.user("guest@example.com", "Gus")
+    project_id = await deployment.project_with(owner)
+    for role in ("editor", "viewer", "viewer"):
+        invited = await deployment.http.post(
+            f"/api/v2/projects/{project_id}/invitations",
+            json={"email": guest["email"], "role": role},
+            headers=owner["headers"],
+        )
+        assert invited.status_code in (200, 201), invited.text
+        await outbox.fan_out(deployment.runtime)
+    assert await _notifications(deployment, guest["id"]) == [
+        ("invited", "Olga invited you to Team as editor"),
+        ("invited", "Olga invited you to Team as viewer"),
+    ]

@@ -23,7 +23,7 @@ from app.db.statements.events import EventRow, Position
 from app.models.event import Event
 from app.models.job import OutboxCursor
 from app.models.notification import Notification, SentReminder
-from app.models.project import Project, ProjectMember
+from app.models.project import Invitation, Project, ProjectMember
 from app.models.task import Task, TaskAssignee, TaskStatus
 from app.models.user import User
 from app.models.webhook import Webhook, WebhookDelivery
@@ -110,6 +110,17 @@ async def users_by_email(db: Db, emails: Collection[str]) -> dict[str, int]:
         select(User.email, User.id).where(User.email.in_(emails), User.is_active)
     )
     return {str(email): int(user_id) for email, user_id in result.all()}
+
+
+async def invitation_emails(db: Db, ids: Collection[int]) -> dict[int, str]:
+    """The address of each invitation of `ids` still there (an answered or revoked one is
+    gone)."""
+    if not ids:
+        return {}
+    result = await db.session.execute(
+        select(Invitation.id, Invitation.email).where(Invitation.id.in_(ids))
+    )
+    return {int(invitation_id): str(email) for invitation_id, email in result.all()}
 
 
 async def project_names(db: Db, ids: Collection[int]) -> dict[int, str]:
