@@ -15,7 +15,7 @@ from functools import partial
 
 from sqlalchemy.exc import IntegrityError
 
-from app.core.errors import AppError, Conflict, NotFound
+from app.core.errors import AppError, ConcurrentUpdate, Conflict, NotFound
 from app.core.pagination import (
     CursorPosition,
     InvalidCursor,
@@ -178,11 +178,14 @@ async def update_label(
 
 async def delete_label(db: Db, caller: AccessClaims, project_id: int, label_id: int) -> list[int]:
     """Delete a label and take it off its tasks, each getting a new version (in `db`'s one
-    transaction); the ids of those tasks."""
-
-    async def delete() -> list[int] | None:
-        return await statements.delete_label(db, caller, project_id, label_id, utcnow())
-
-    return await retries.made_again_while_allowed(
-        delete, partial(_refusal, db, caller, project_id, Permission.LABEL_DELETE, label_id)
+    transaction); the ids of those tasks. Not made again when a change that refused it is
+    gone by the read that tells why: the transaction holds the turns it took, and taking
+    tasks' turns again after the project's would break the order every writer takes them in
+    (`app.db.statements.labels.delete_label`); the answer is the 409 to send again."""
+    bumped = await statements.delete_label(db, caller, project_id, label_id, utcnow())
+    if bumped is not None:
+        return bumped
+    raise (
+        await _refusal(db, caller, project_id, Permission.LABEL_DELETE, label_id)
+        or ConcurrentUpdate()
     )
