@@ -33,7 +33,6 @@ from app.jobs.runtime import open_runtime
 from app.models.user import Role, User
 from app.schemas.user import UserCreate, check_password_policy, normalize_email
 from app.services import auth as auth_service
-from app.services import history as history_service
 from app.services import operations
 from app.services import seed as seed_service
 from app.services import user as user_service
@@ -74,13 +73,10 @@ async def purge_trash(settings: Settings, older_than_days: int) -> dict[str, int
 
 async def expire_events(settings: Settings, older_than_days: int) -> int:
     """Remove the events older than the retention (a feed cursor from before them is then a
-    410)."""
-    engine = create_engine_for(settings)
-    try:
-        async with Db.transaction_for(create_sessionmaker(engine)) as db:
-            return await history_service.remove_expired(db, utcnow(), older_than_days)
-    finally:
-        await engine.dispose()
+    410), as the cleanup job does: none the fan-out has not passed, whose notifications and
+    webhook messages are still to be made."""
+    async with open_runtime(settings) as runtime:
+        return await cleanup.expire_events(runtime, older_than_days)
 
 
 def _validation_message(exc: ValidationError) -> str:

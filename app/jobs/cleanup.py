@@ -46,13 +46,16 @@ async def expire_records(runtime: JobRuntime) -> dict[str, int]:
         removed["refresh_tokens"] = await cleanup.remove_expired_refresh_tokens(db, now)
     async with runtime.transaction() as db:
         removed["invitations"] = await cleanup.remove_expired_invitations(db, now)
-    async with runtime.transaction() as db:
-        # None the fan-out has not passed: workers down longer than the retention period
-        # come back to the notifications and webhook messages those events call for.
-        removed["events"] = await history.remove_expired(
-            db,
-            now,
-            runtime.settings.activity_retention_days,
-            not_past=await outbox_statements.cursor(db, OUTBOX),
-        )
+    removed["events"] = await expire_events(runtime)
     return removed
+
+
+async def expire_events(runtime: JobRuntime, older_than_days: int | None = None) -> int:
+    """Remove the events older than `older_than_days` (by default ACTIVITY_RETENTION_DAYS),
+    none the fan-out has not passed: workers down longer than the retention period come back
+    to the notifications and webhook messages those events call for; how many."""
+    days = runtime.settings.activity_retention_days if older_than_days is None else older_than_days
+    async with runtime.transaction() as db:
+        return await history.remove_expired(
+            db, utcnow(), days, not_past=await outbox_statements.cursor(db, OUTBOX)
+        )

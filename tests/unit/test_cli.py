@@ -25,8 +25,10 @@ from app.core.security import hash_rounds, verify_password
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
+from app.jobs.outbox import OUTBOX
 from app.main import create_app
 from app.models.event import Event, EventRetention
+from app.models.job import OutboxCursor
 from app.models.project import Project, ProjectMember
 from app.models.task import Task
 from app.models.user import User
@@ -400,7 +402,11 @@ class TestPurgeTrash:
 
 
 class TestExpireEvents:
-    async def add_events(self, db: AsyncEngine, ages_in_days: list[int]) -> None:
+    async def add_events(
+        self, db: AsyncEngine, ages_in_days: list[int], *, fanned_out: bool = True
+    ) -> None:
+        """Events of these ages; `fanned_out`: the fan-out has passed them (as a worker
+        does within a second), so that retention may remove them."""
         now = utcnow()
         async with create_sessionmaker(db)() as session, session.begin():
             for age in ages_in_days:
@@ -414,6 +420,21 @@ class TestExpireEvents:
                         changes={},
                     )
                 )
+        if fanned_out:
+            async with create_sessionmaker(db)() as session, session.begin():
+                await session.merge(OutboxCursor(name=OUTBOX, xid=2**62, id=2**62))
+
+    async def test_events_the_fan_out_has_not_passed_are_kept(
+        self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # As the cleanup job does: their notifications and webhook messages are still to
+        # be made (a review found the command removing them, at 0 days all of them).
+        await self.add_events(db, [400, 0], fanned_out=False)
+        result = await run_cli(capsys, "expire-events", "--older-than-days", "0")
+        assert result.code == 0, result.err
+        assert "Removed 0 event(s)" in result.out
+        async with db.connect() as conn:
+            assert len((await conn.scalars(select(Event.id))).all()) == 2
 
     async def test_removes_events_older_than_the_retention_and_marks_how_far(
         self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
