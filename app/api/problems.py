@@ -27,7 +27,7 @@ from app.api.messages import plain_message
 from app.api.rate_limit import RateLimiter
 from app.core import errors
 from app.core.errors import error_item, shown_name
-from app.db.errors import DatabaseErrorKind, classify, sqlstate_of
+from app.db.errors import DatabaseErrorKind, classify, sqlstate_of, unreachable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -134,15 +134,17 @@ def _clean_errors(raw: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, errors.AppError)
-    if isinstance(exc, errors.ServiceUnavailable):
-        await _not_served(request)
+    if isinstance(exc, errors.ServiceUnavailable) and exc.__cause__ is not None:
+        await _not_served(request, exc.__cause__)
     return render(request, exc)
 
 
-async def _not_served(request: Request) -> None:
-    """A 503: the request was not served, so it counts against no rate limit."""
+async def _not_served(request: Request, cause: BaseException) -> None:
+    """A 503 because the database could not be reached: the request was not served, so it
+    counts against no rate limit. Not when it was busy (the pool or a statement timed out):
+    the request may be part of the load the limits are there to stop."""
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is not None:
+    if limiter is not None and unreachable(cause):
         await limiter.give_back(request)
 
 
@@ -220,7 +222,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> ProblemResp
     if classify(exc) is DatabaseErrorKind.CONCURRENT:
         return _concurrent_update(request, exc)
     log.warning("database_unavailable", error_class=type(exc).__name__)
-    await _not_served(request)
+    await _not_served(request, exc)
     return render(request, errors.ServiceUnavailable("The database is unavailable; retry later."))
 
 

@@ -87,3 +87,27 @@ def classify(error: BaseException) -> DatabaseErrorKind | None:
     if isinstance(error, sa_exc.DBAPIError):
         return DatabaseErrorKind.OTHER
     return None
+
+
+# SQLSTATEs of a server that refused or ended the connection (not of one that is busy: too
+# many connections, a statement cancelled for taking too long).
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether `error`, an unavailable database's (`classify`), says it could not be reached
+    at all (connections refused, lost, or ended by a shutdown), rather than that it was busy
+    (the pool or a statement timed out, too many connections). A request that met the first
+    was not served, whoever sent it; one that met the second may be part of the load."""
+    cause = error.orig if isinstance(error, sa_exc.DBAPIError) and error.orig else error
+    if isinstance(cause, (sa_exc.TimeoutError, TimeoutError)):
+        return False
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    sqlstate = sqlstate_of(error)
+    if sqlstate:
+        return sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+    return isinstance(
+        cause,
+        (sa_exc.OperationalError, sa_exc.InterfaceError, OSError, *_driver_unavailable_errors()),
+    )
