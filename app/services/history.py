@@ -51,11 +51,12 @@ from app.services.project import explain_miss
 from app.services.task import TaskNotFound, token_revoked
 
 # How long a feed page that reached the horizon waits for transactions still running that
-# hold back events committed after them (decision 0030), and how often it looks again: a
-# request's or a job's transaction lasts milliseconds; a session left idle in a transaction
-# is not waited for past this.
+# hold back events committed after them (decision 0030), and how often it looks again (from
+# every 10 ms to every 100 ms): a request's or a job's transaction lasts milliseconds; a
+# session left idle in a transaction is not waited for past this.
 CATCH_UP_SECONDS = 2.0
-CATCH_UP_POLL_SECONDS = 0.01
+CATCH_UP_FIRST_PAUSE_SECONDS = 0.01
+CATCH_UP_MAX_PAUSE_SECONDS = 0.1
 
 
 class FeedCursorExpired(Gone):
@@ -217,20 +218,22 @@ async def changes(
     from_a_cursor = cursor is not None
     async with db.one_turn():
         page, upto = await _feed_page(db, caller, after, limit, from_a_cursor, key)
-    if page.has_more or db.dialect.name != "postgresql":
+    if page.has_more:
         return page
     target = await events.newest_xid(db)
-    if target <= upto.xid:
+    if target is None or target <= upto.xid:
         return page
     # Events already committed wait behind a transaction still running (another request's
     # write, a job's): a client that has its answers reads them before it is told it has
     # caught up (decision 0030, "The last page waits").
-    deadline = asyncio.get_running_loop().time() + CATCH_UP_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(CATCH_UP_POLL_SECONDS)
-        if (await events.horizon(db)).xid >= target:
-            return (await _feed_page(db, caller, after, limit, from_a_cursor, key))[0]
-    return page
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + CATCH_UP_SECONDS, CATCH_UP_FIRST_PAUSE_SECONDS
+    while (await events.horizon(db)).xid < target:
+        if loop.time() >= deadline:
+            return page
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, CATCH_UP_MAX_PAUSE_SECONDS)
+    return (await _feed_page(db, caller, after, limit, from_a_cursor, key))[0]
 
 
 async def _feed_page(

@@ -497,15 +497,23 @@ async def horizon(db: Db) -> Position:
 
 @cache
 def _newest_xid_statement() -> Statement:
-    return Statement(select(func.coalesce(func.max(Event.xid), -1)))
+    next_xid: ColumnElement[int] = literal_column(
+        "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+    )
+    return Statement(select(func.coalesce(func.max(Event.xid), -1), next_xid))
 
 
-async def newest_xid(db: Db) -> int:
-    """The highest xid of the events committed now (the log index's last entry; -1 when the
-    log is empty, and 0 on SQLite, whose events have none)."""
+async def newest_xid(db: Db) -> int | None:
+    """PostgreSQL: the highest xid of the events committed now (the log index's last entry;
+    -1 when the log is empty), or None when it is not below the next xid to be handed out:
+    a log restored from another cluster, whose events no transaction of this one holds back
+    (docs/deploying.md, "Backups and restores"). SQLite: None (one writer at a time)."""
+    if db.dialect.name != "postgresql":
+        return None
     found = await db.first(_newest_xid_statement(), {})
     assert found is not None
-    return int(found[0])
+    newest, next_xid = int(found[0]), int(found[1])
+    return newest if newest < next_xid else None
 
 
 def _in_range() -> list[ColumnElement[bool]]:
