@@ -86,7 +86,7 @@ async def invite(
     if invited is not None:
         return invited
     await explain_miss(db, caller, project_id, required, inbox_conflicts=True)
-    pending = await statements.role_granted(db, project_id, email=email)
+    pending = await statements.role_granted(db, project_id, now, email=email)
     if pending is not None:
         await explain_miss(db, caller, project_id, required_to_invite(pending))
     raise AlreadyMember()  # the one rule left
@@ -127,7 +127,7 @@ async def revoke(db: Db, caller: AccessClaims, project_id: int, invitation_id: i
     if await statements.revoke(db, caller, project_id, invitation_id, now=utcnow()):
         return
     await explain_miss(db, caller, project_id, least_role(Permission.INVITATION_DELETE))
-    granted = await statements.role_granted(db, project_id, invitation_id=invitation_id)
+    granted = await statements.role_granted(db, project_id, utcnow(), invitation_id=invitation_id)
     if granted is not None:
         await explain_miss(db, caller, project_id, required_to_invite(granted))
     raise InvitationNotFound()

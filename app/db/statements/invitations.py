@@ -32,6 +32,7 @@ from sqlalchemy import (
     delete,
     exists,
     insert,
+    or_,
     select,
     update,
 )
@@ -150,6 +151,12 @@ def _caller_outranks_its_role() -> ColumnElement[bool]:
     return caller_may(_project(), above)
 
 
+def _renewable_by_the_caller() -> ColumnElement[bool]:
+    """The caller outranks the invitation's role, or it has expired: it grants nothing any
+    more, and anyone who may invite renews or revokes it."""
+    return or_(Invitation.expires_at <= _now(), _caller_outranks_its_role())
+
+
 # --- a project's invitations ------------------------------------------------------------------
 
 
@@ -164,7 +171,7 @@ def _pending_statement() -> Statement:
             Invitation.project_id == _project(),
             Invitation.email == bindparam("address", type_=Invitation.email.type),
             *_may_invite(),
-            _caller_outranks_its_role(),
+            _renewable_by_the_caller(),
         )
         .with_for_update(key_share=True, of=Invitation)
     )
@@ -179,7 +186,7 @@ def _invite_again_statement() -> Statement:
             Invitation.project_id == _project(),
             Invitation.email == bindparam("address", type_=Invitation.email.type),
             *_may_invite(),
-            _caller_outranks_its_role(),
+            _renewable_by_the_caller(),
         )
         .values(
             role=bindparam("new_role", type_=Invitation.role.type),
@@ -243,7 +250,7 @@ def _revoke_statement() -> Statement:
             Invitation.id == bindparam("invitation", type_=Invitation.id.type),
             Invitation.project_id == _project(),
             caller_may(_project(), least_role(Permission.INVITATION_DELETE)),
-            _caller_outranks_its_role(),
+            _renewable_by_the_caller(),
             caller_is_current(),
         )
         .returning(*_AUDITED)
@@ -352,7 +359,7 @@ async def revoke(
     db: Db, claims: AccessClaims, project_id: int, invitation_id: int, *, now: datetime
 ) -> bool:
     """Delete the project's invitation (an admin) and record it, in one transaction."""
-    params = caller_params(claims, project=project_id, invitation=invitation_id)
+    params = caller_params(claims, project=project_id, invitation=invitation_id, now=now)
     async with db.transaction():
         await take_project_turn(db, project_id)
         revoked = await db.first(_revoke_statement(), params)
@@ -371,15 +378,24 @@ def _role_statement(by_address: bool) -> Statement:
         if by_address
         else Invitation.id == bindparam("invitation", type_=Invitation.id.type)
     )
-    return Statement(select(Invitation.role).where(Invitation.project_id == _project(), chosen))
+    return Statement(
+        select(Invitation.role).where(
+            Invitation.project_id == _project(), chosen, Invitation.expires_at > _now()
+        )
+    )
 
 
 async def role_granted(
-    db: Db, project_id: int, *, email: str | None = None, invitation_id: int | None = None
+    db: Db,
+    project_id: int,
+    now: datetime,
+    *,
+    email: str | None = None,
+    invitation_id: int | None = None,
 ) -> int | None:
-    """The role the project's invitation of `email` (or of id `invitation_id`) grants, or
-    None when it has none."""
-    params: dict[str, Any] = {"project": project_id}
+    """The role the project's invitation of `email` (or of id `invitation_id`) grants while
+    pending at `now`; None when there is none."""
+    params: dict[str, Any] = {"project": project_id, "now": now}
     if email is not None:
         params["address"] = email
     else:

@@ -143,6 +143,28 @@ class TestInvite:
         again = await invite(client, team, "kim@example.com", "viewer", "owner")
         assert (again.status_code, again.json()["role"]) == (200, "viewer")
 
+    async def test_an_admin_renews_or_revokes_an_expired_invitation_whatever_its_role(
+        self, client: httpx.AsyncClient, team: Team, session: AsyncSession
+    ) -> None:
+        # Expired, it grants nothing and is in no list: a 403 naming the owner would speak
+        # of something the admin cannot see (a review).
+        for email in ("kim@example.com", "lee@example.com"):
+            made = await invite(client, team, email, "admin", "owner")
+            assert made.status_code == 201, made.text
+        await session.execute(update(Invitation).values(expires_at=utcnow() - timedelta(seconds=1)))
+        await session.commit()
+        again = await invite(client, team, "kim@example.com", "viewer")
+        assert (again.status_code, again.json()["role"]) == (200, "viewer")
+        lees = (
+            await session.execute(
+                select(Invitation.id).where(Invitation.email == "lee@example.com")
+            )
+        ).scalar_one()
+        revoked = await client.delete(
+            f"{invitations_url(team.project_id)}/{lees}", headers=team.headers["admin"]
+        )
+        assert revoked.status_code == 204, revoked.text
+
     async def test_an_admin_renews_an_owners_invitation_below_their_role(
         self, client: httpx.AsyncClient, team: Team
     ) -> None:
