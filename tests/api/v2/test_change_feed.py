@@ -515,10 +515,18 @@ async def _holding_an_xid(engine: AsyncEngine) -> AsyncIterator[AsyncTransaction
 
 class TestCommitOrder:
     async def test_a_transaction_committed_after_a_read_comes_on_the_next_read(
-        self, racing: httpx.AsyncClient, owner: Account, engine: AsyncEngine, backend: str
+        self,
+        racing: httpx.AsyncClient,
+        owner: Account,
+        engine: AsyncEngine,
+        backend: str,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         if backend != "postgresql":
             pytest.skip("SQLite has one writer at a time: no transaction commits late")
+        # The read meanwhile waits for the late transaction this long at most (the test
+        # commits it only after the read).
+        monkeypatch.setattr(history, "CATCH_UP_SECONDS", 0.1)
         project_id = await new_project(racing, owner)
         _, cursor = await walk(racing, owner)
         async with engine.connect() as late:
