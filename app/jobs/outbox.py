@@ -110,7 +110,7 @@ async def _notifications(db: Db, rows: list[EventRow], made: _Made) -> None:
         for row in rows
         if row.entity == "invitation" and (row.action == "created" or _renews_an_invitation(row))
     }
-    invited = set(addressed.values())
+    invited = {email for email in addressed.values() if email}
     commented = {row.task_id for row in rows if row.entity == "comment" and row.action == "created"}
     names = await statements.user_names(db, actors)
     projects = await statements.project_names(db, {row.project_id for row in rows})

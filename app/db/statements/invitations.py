@@ -141,20 +141,15 @@ def _may_invite() -> list[ColumnElement[bool]]:
     ]
 
 
-def _caller_outranks_its_role() -> ColumnElement[bool]:
+def _renewable_by_the_caller() -> ColumnElement[bool]:
     """The caller's role is strictly above the role the invitation grants (an owner's peers
-    are owners): who may grant it may change or take it back."""
+    are owners: who may grant it may change or take it back), or it has expired: it grants
+    nothing any more, and anyone who may invite renews or revokes it."""
     above = case(
         (Invitation.role >= int(ProjectRole.OWNER), int(ProjectRole.OWNER)),
         else_=Invitation.role + 1,
     )
-    return caller_may(_project(), above)
-
-
-def _renewable_by_the_caller() -> ColumnElement[bool]:
-    """The caller outranks the invitation's role, or it has expired: it grants nothing any
-    more, and anyone who may invite renews or revokes it."""
-    return or_(Invitation.expires_at <= _now(), _caller_outranks_its_role())
+    return or_(Invitation.expires_at <= _now(), caller_may(_project(), above))
 
 
 # --- a project's invitations ------------------------------------------------------------------

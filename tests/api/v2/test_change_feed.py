@@ -87,6 +87,20 @@ async def new_task(
     return task
 
 
+async def invite_someone(
+    client: httpx.AsyncClient, owner: Account, project_id: int
+) -> dict[str, Any]:
+    """An invitation of someone@example.com, an editor, to the project."""
+    invited = await client.post(
+        f"{V2}/projects/{project_id}/invitations",
+        json={"email": "someone@example.com", "role": "editor"},
+        headers=owner.headers,
+    )
+    assert invited.status_code == 201, invited.text
+    invitation: dict[str, Any] = invited.json()
+    return invitation
+
+
 def task_events(items: list[dict[str, Any]]) -> list[tuple[str, int]]:
     return [(item["action"], item["entity_id"]) for item in items if item["entity"] == "task"]
 
@@ -397,12 +411,7 @@ class TestInviteesAddress:
         await join(racing, owner, project_id, viewer, "viewer")
         _, cursor = await walk(racing, viewer)
         _, owners_cursor = await walk(racing, owner)
-        invited = await racing.post(
-            f"{V2}/projects/{project_id}/invitations",
-            json={"email": "someone@example.com", "role": "editor"},
-            headers=owner.headers,
-        )
-        assert invited.status_code == 201, invited.text
+        await invite_someone(racing, owner, project_id)
 
         seen, _ = await walk(racing, viewer, cursor)
         assert [(item["entity"], item["action"]) for item in seen] == [("invitation", "created")]
@@ -419,18 +428,13 @@ class TestInviteesAddress:
         object stayed until the cleanup job removed it (a black-box run)."""
         project_id = await new_project(racing, owner)
         _, cursor = await walk(racing, owner)
-        invited = await racing.post(
-            f"{V2}/projects/{project_id}/invitations",
-            json={"email": "someone@example.com", "role": "editor"},
-            headers=owner.headers,
-        )
-        assert invited.status_code == 201, invited.text
+        invited = await invite_someone(racing, owner, project_id)
         seen, _ = await walk(racing, owner, cursor)
-        assert seen[0]["object"]["id"] == invited.json()["id"]
+        assert seen[0]["object"]["id"] == invited["id"]
         async with engine.begin() as connection:
             await connection.execute(
                 update(Invitation)
-                .where(Invitation.id == invited.json()["id"])
+                .where(Invitation.id == invited["id"])
                 .values(expires_at=utcnow() - timedelta(seconds=1))
             )
         seen, _ = await walk(racing, owner, cursor)
