@@ -37,6 +37,12 @@ EVERY_SECOND = Schedule("* * * * * *", 1)
 EVERY_TWO_SECONDS = Schedule("* * * * * */2", 2)
 EVERY_FIVE_MINUTES = Schedule("*/5 * * * *", 300)
 EVERY_MINUTE = Schedule("* * * * *", 60)
+EVERY_HOUR = Schedule("0 * * * *", 3600)
+
+# How long the engine keeps a job that ended without success (failed: it raised; aborted:
+# superseded, below; cancelled): a week to look into it, and `jobs{state="failed"}` counts the
+# failures of that week rather than growing for ever. Successful jobs are deleted as they end.
+ENDED_JOBS_KEPT_HOURS = 7 * 24
 
 
 def _runtime(context: procrastinate.JobContext) -> JobRuntime:
@@ -74,6 +80,17 @@ async def retry_stalled_jobs(context: procrastinate.JobContext) -> Any:
     return len(stalled)
 
 
+async def remove_ended_jobs(context: procrastinate.JobContext) -> None:
+    """Remove the engine's records of jobs that ended without success more than
+    ENDED_JOBS_KEPT_HOURS ago (procrastinate's own query; PostgreSQL and in-memory alike)."""
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=ENDED_JOBS_KEPT_HOURS,
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )
+
+
 @dataclass(frozen=True)
 class PeriodicJob:
     name: str
@@ -89,6 +106,7 @@ PERIODIC_JOBS = (
     PeriodicJob("purge_trash", EVERY_FIVE_MINUTES, _sweep(cleanup.purge_trash)),
     PeriodicJob("expire_records", EVERY_FIVE_MINUTES, _sweep(cleanup.expire_records)),
     PeriodicJob("retry_stalled_jobs", EVERY_MINUTE, retry_stalled_jobs),
+    PeriodicJob("remove_ended_jobs", EVERY_HOUR, remove_ended_jobs),
 )
 
 

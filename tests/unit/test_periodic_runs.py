@@ -36,6 +36,18 @@ async def job_app() -> AsyncIterator[tuple[procrastinate.App, InMemoryConnector]
         yield app, connector
 
 
+def job_context(app: procrastinate.App) -> procrastinate.JobContext:
+    """The context a worker gives a job of `app`'s (for jobs that use the engine itself)."""
+    return procrastinate.JobContext(
+        app=app,
+        job=procrastinate.jobs.Job(
+            id=1, queue="default", lock=None, queueing_lock=None, task_name="jobs:any"
+        ),
+        start_timestamp=time.time(),
+        abort_reason=lambda: None,
+    )
+
+
 async def stalled_job(
     app: procrastinate.App, connector: InMemoryConnector, name: str, period_start: int
 ) -> int:
@@ -49,17 +61,9 @@ async def sweep_stalled(
     app: procrastinate.App, caplog: pytest.LogCaptureFixture
 ) -> list[dict[str, Any]]:
     """Run `retry_stalled_jobs` as a worker would; what it logged."""
-    context = procrastinate.JobContext(
-        app=app,
-        job=procrastinate.jobs.Job(
-            id=1, queue="default", lock=None, queueing_lock=None, task_name="jobs:retry"
-        ),
-        start_timestamp=time.time(),
-        abort_reason=lambda: None,
-    )
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="app.jobs"):
-        await retry_stalled_jobs(context)
+        await retry_stalled_jobs(job_context(app))
     return [record.msg for record in caplog.records if isinstance(record.msg, dict)]
 
 
