@@ -45,6 +45,10 @@ REMINDER_BATCH = 200
 REMINDER_LATEST = timedelta(days=1)
 
 
+def _microseconds(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
 def _changes(row: EventRow) -> dict[str, list[Any]]:
     loaded: dict[str, list[Any]] = orjson.loads(row.changes)
     return loaded
@@ -268,7 +272,8 @@ async def send_reminders(runtime: JobRuntime) -> int:
             recipients = assignees.get(task_id) or [
                 user for user in (creators.get(task_id) or owners.get(project_id),) if user
             ]
-            key = f"reminder:{task_id}:{remind_at.isoformat()}"
+            # The claim's time tells this arming of the value from an earlier one's.
+            key = f"reminder:{task_id}:{remind_at.isoformat()}:{_microseconds(now)}"
             for user_id in recipients:
                 made.add(
                     user_id,

@@ -4,8 +4,9 @@ each notification may owe its user.
 A notification is made by a job (`app.jobs`), never by a request: from the event log (the
 outbox) or from a task's `remind_at`. `dedupe_key` makes each one exactly once whatever the
 number of workers and reruns: `event:<event id>` for one made from an event, `reminder:<task
-id>:<remind_at>` for a reminder; (user_id, dedupe_key) is unique and every insert is `ON
-CONFLICT DO NOTHING`.
+id>:<remind_at>:<claimed at, µs>` for a reminder (the claim of its `SentReminder` row makes it
+once; a `remind_at` set back to a value that fired before is claimed anew); (user_id,
+dedupe_key) is unique and every insert is `ON CONFLICT DO NOTHING`.
 
 `mail_status` is NULL when no mail is owed (no `SMTP_URL` when it was made), else `pending`,
 `sending` (claimed by a worker until `mail_next_attempt_at`, its lease), `sent` or `failed`

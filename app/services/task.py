@@ -36,6 +36,7 @@ from app.core.roles import Permission, ProjectRole, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import outbox as reminders
 from app.db.statements import tasks as statements
 from app.db.statements.tasks import Completion, TaskDetail, View
 from app.models.task import TaskPriority, TaskRecord, TaskStatus
@@ -454,9 +455,16 @@ async def update_project_task(
             if expected is not None and found.task.version not in expected:
                 raise PreconditionFailed()
             return found
-        return await _versioned_detail_update(
-            db, caller, task_id, changes, completion=completion, least=least, expected=expected
-        )
+        if "remind_at" not in changes:
+            return await _versioned_detail_update(
+                db, caller, task_id, changes, completion=completion, least=least, expected=expected
+            )
+        async with db.transaction():
+            updated = await _versioned_detail_update(
+                db, caller, task_id, changes, completion=completion, least=least, expected=expected
+            )
+            await _rearm_reminder(db, task_id, changes)
+            return updated
     for _ in range(retries.ATTEMPTS):
         try:
             return await _update_with_links(
@@ -547,7 +555,15 @@ async def _update_with_links(
         )
         if updated is None:  # the task is locked: only the caller can have changed
             raise await _why_missed(db, caller, task_id, least=least, view="live")
+        await _rearm_reminder(db, task_id, changes)
     return updated
+
+
+async def _rearm_reminder(db: Db, task_id: int, changes: dict[str, Any]) -> None:
+    """After a write that set `remind_at`, in its transaction: a new value is armed even if
+    it fired before (`forget_other_reminders`)."""
+    if "remind_at" in changes:
+        await reminders.forget_other_reminders(db, task_id)
 
 
 async def _versioned_detail_update(

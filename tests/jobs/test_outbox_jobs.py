@@ -7,6 +7,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text, update
@@ -164,6 +165,46 @@ async def test_a_reminder_goes_once_to_each_assignee_and_again_when_moved(
         "reminder",
         "reminder",
     ]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [({}), ({"label_ids": []})],  # the second, a write that links, in its own transaction
+    ids=["fields", "with-links"],
+)
+async def test_a_remind_at_set_back_to_one_that_fired_fires_again(
+    deployment: Deployment, extra: dict[str, Any]
+) -> None:
+    """Changing remind_at arms it again (spec api-v2 section 8), also when the new value is
+    one that fired before. Before, the sent record of that value stood and nothing came;
+    setting the same value again is no change and arms nothing."""
+    owner = await deployment.user("owner@example.com")
+    first_time = _soon(0.1)
+    task = await deployment.http.post(
+        "/api/v2/tasks",
+        json={"title": "Water the plants", "remind_at": first_time},
+        headers=owner["headers"],
+    )
+    assert task.status_code == 201, task.text
+    url = f"/api/v2/tasks/{task.json()['id']}"
+    await asyncio.sleep(0.2)
+    await outbox.send_reminders(deployment.runtime)
+    assert len(await _notifications(deployment, owner["id"])) == 1
+
+    for remind_at in (_soon(3600), first_time):  # moved on, then back to the one that fired
+        changed = await deployment.http.patch(
+            url, json={"remind_at": remind_at, **extra}, headers=owner["headers"]
+        )
+        assert changed.status_code == 200, changed.text
+    await outbox.send_reminders(deployment.runtime)
+    assert len(await _notifications(deployment, owner["id"])) == 2
+
+    unchanged = await deployment.http.patch(
+        url, json={"remind_at": first_time, **extra}, headers=owner["headers"]
+    )
+    assert unchanged.status_code == 200, unchanged.text
+    await outbox.send_reminders(deployment.runtime)
+    assert len(await _notifications(deployment, owner["id"])) == 2
 
 
 async def test_no_reminder_for_done_trashed_or_day_late_tasks(deployment: Deployment) -> None:

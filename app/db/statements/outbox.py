@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -289,6 +289,19 @@ async def claim_reminder(db: Db, task_id: int, remind_at: datetime, now: datetim
         .returning(SentReminder.task_id)
     )
     return result.first() is not None
+
+
+async def forget_other_reminders(db: Db, task_id: int) -> None:
+    """Forget the reminders made for the task's other `remind_at` values, after a write that
+    set it: a change arms it again, also back to a value that fired before (spec api-v2
+    section 8), while setting the same value again is no change and keeps its record. Inside
+    the write's transaction."""
+    current = select(Task.remind_at).where(Task.id == task_id).scalar_subquery()
+    await db.execute(
+        delete(SentReminder).where(
+            SentReminder.task_id == task_id, SentReminder.remind_at.is_distinct_from(current)
+        )
+    )
 
 
 async def assignees_of(db: Db, task_ids: Collection[int]) -> dict[int, list[int]]:
