@@ -18,8 +18,9 @@ from app.db.access import Db
 from app.services import idempotency
 from app.services.idempotency import StoredResponse
 
-# The headers of a creation's response that a replay repeats.
-_REPLAYED_HEADERS = ("location", "etag")
+# The headers of a creation's response that a replay repeats (Cache-Control: a webhook's
+# creation carries its secret, `no-store`, on the first answer and on every replay).
+_REPLAYED_HEADERS = ("location", "etag", "cache-control")
 
 
 async def created_once(
@@ -32,7 +33,7 @@ async def created_once(
 ) -> Response:
     """The response of `create` (a 201, or the 200 of an invitation renewed), done once per
     `Idempotency-Key`: `create` runs on the key's transaction, and its status, body,
-    `Location` and `ETag` are kept for a retry."""
+    `Location`, `ETag` and `Cache-Control` are kept for a retry."""
     if idempotency_key is None:
         return await create(db)
 

@@ -558,6 +558,9 @@ class TestCreate:
         assert again.headers["idempotent-replayed"] == "true"
         assert again.headers["location"] == first.headers["location"]
         assert await webhook_count(session, team.project_id) == 1
+        # Both carry the secret, so neither may be kept by a cache. Before, the key's
+        # responses were rebuilt with Location and ETag only.
+        assert first.headers["cache-control"] == again.headers["cache-control"] == "no-store"
 
     @pytest.mark.usefixtures("dns")
     async def test_no_event_is_recorded(
