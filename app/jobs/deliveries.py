@@ -101,7 +101,7 @@ async def _deliver(runtime: JobRuntime, due: DueAttempt) -> None:
     """Send one attempt and write down how it went, at once: its retry is timed from its
     failure, not from the end of the slowest attempt sent beside it."""
     result = await _attempt(runtime, due)
-    await _record(runtime, due, result)
+    await record_result(runtime, due, result)
     if result.error:
         log.info(
             "webhook_attempt_failed",
@@ -132,10 +132,15 @@ async def _notify_disabled(
     await outbox.add_notifications(db, rows)
 
 
-async def _record(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -> None:
+async def record_result(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -> None:
+    """Write an attempt's outcome, its next attempt and the webhook's failing state (which may
+    disable it). The webhook's row is locked first, as the API's deletion and redelivery
+    lock it before its attempts: taking the attempt first, each waited for the other."""
     settings = runtime.settings
     now = utcnow()
     async with runtime.transaction() as db:
+        if not await statements.lock_webhook(db, due.webhook_id):
+            return  # deleted meanwhile, and its attempts with it
         delay = (
             None
             if result.succeeded

@@ -17,7 +17,9 @@ from sqlalchemy import text
 from standardwebhooks import Webhook as StandardWebhook
 
 from app.core.webhook_signing import new_secret
+from app.db.statements import deliveries as delivery_statements
 from app.jobs import deliveries, outbox
+from app.jobs.webhook_http import AttemptResult
 from tests.jobs.conftest import Deployment
 from tests.jobs.receiver import Answer, Receiver, running_receiver
 
@@ -64,6 +66,17 @@ async def _team(deployment: Deployment) -> tuple[dict[str, Any], int]:
     owner = await deployment.user("owner@example.com", "Olga")
     project_id = await deployment.project_with(owner)
     return owner, project_id
+
+
+async def _created_and_fanned_out(
+    deployment: Deployment, owner: dict[str, Any], project_id: int, title: str
+) -> None:
+    """A task created in the project, and the fan-out run: its attempts are pending."""
+    created = await deployment.http.post(
+        "/api/v2/tasks", json={"title": title, "project_id": project_id}, headers=owner["headers"]
+    )
+    assert created.status_code == 201, created.text
+    await outbox.fan_out(deployment.runtime)
 
 
 async def _work(deployment: Deployment) -> None:
@@ -255,13 +268,7 @@ async def test_a_run_ends_while_attempts_keep_falling_due(
     deployment.runtime.settings.webhook_retry_schedule = [0.0] * 500  # each retry due at once
     webhook_id, _ = await _webhook(deployment, project_id, receiver.url, ["task.created"])
     receiver.answer(*[Answer(500)] * 1000)
-    created = await deployment.http.post(
-        "/api/v2/tasks",
-        json={"title": "Failing", "project_id": project_id},
-        headers=owner["headers"],
-    )
-    assert created.status_code == 201, created.text
-    await outbox.fan_out(deployment.runtime)
+    await _created_and_fanned_out(deployment, owner, project_id, "Failing")
 
     first_run = await deliveries.deliver_due(deployment.runtime)
     assert 0 < first_run < 500
@@ -461,3 +468,47 @@ async def test_after_a_rotation_both_secrets_sign(
     for secret in (old, new):
         StandardWebhook(secret).verify(request.body, request.headers)
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("fresh_url", ["postgresql"], indirect=True)
+async def test_an_outcome_written_while_the_webhook_is_deleted_waits_its_turn(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """The API deletes a webhook (or redelivers) with its row locked first, then its
+    attempts. Writing an attempt's outcome took the attempt first, then the webhook (its next
+    attempt's key, its `failing_since`): each waited for the other, and PostgreSQL ended one,
+    a 409 to the admin or a failed delivery run that dropped every attempt in flight (the
+    black-box run: 4 deletes in 30 and 53 redeliveries in 1,888). Now the outcome takes the
+    webhook's row first."""
+    owner, project_id = await _team(deployment)
+    webhook_id, _ = await _webhook(deployment, project_id, receiver.url)
+    await _created_and_fanned_out(deployment, owner, project_id, "Hook me")
+    now = datetime.now(UTC)
+    async with deployment.runtime.transaction() as db:
+        [due] = await delivery_statements.claim_due(
+            db, now, now + timedelta(minutes=1), 10, per_webhook=10
+        )
+    failed = AttemptResult(
+        status_code=500,
+        response_excerpt="",
+        error="http-500: failed",
+        duration_ms=5,
+        retry_after_seconds=None,
+        succeeded=False,
+        gone=False,
+    )
+
+    async with deployment.runtime.transaction() as api:  # the deletion, as the API runs it
+        await api.session.execute(text("SET LOCAL lock_timeout = '5s'"))
+        await api.session.execute(
+            text("SELECT id FROM webhooks WHERE id = :id FOR UPDATE"), {"id": webhook_id}
+        )
+        recording = asyncio.create_task(deliveries.record_result(deployment.runtime, due, failed))
+        await asyncio.sleep(0.5)  # the outcome's transaction reaches its first lock
+        await api.session.execute(
+            text("DELETE FROM webhook_deliveries WHERE webhook_id = :id"), {"id": webhook_id}
+        )
+        await api.session.execute(text("DELETE FROM webhooks WHERE id = :id"), {"id": webhook_id})
+    await recording  # then finds the attempt gone, and writes nothing
+
+    assert await _log(deployment, webhook_id) == []

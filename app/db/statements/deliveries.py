@@ -192,6 +192,16 @@ async def claim_due(
     return [DueAttempt._make(row) for row in rows.all()]
 
 
+async def lock_webhook(db: Db, webhook_id: int) -> bool:
+    """Lock the webhook's row until the transaction ends, as `mark_webhook` will update it
+    (`FOR NO KEY UPDATE`: the fan-out's new attempts, which only share its key, need not
+    wait); whether it is there."""
+    found = await db.session.execute(
+        select(Webhook.id).where(Webhook.id == webhook_id).with_for_update(key_share=True)
+    )
+    return found.first() is not None
+
+
 async def record_outcome(db: Db, attempt_id: int, values: Mapping[str, Any]) -> bool:
     """Write an attempt's outcome if it is still pending; whether it was."""
     written = await db.session.execute(
