@@ -61,6 +61,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _CGNAT = IPv4Network("100.64.0.0/10")
+# Not global, though Python 3.11 calls them so (later versions follow the IANA registry):
+# IETF protocol assignments, whose anycast .9 and .10 are no webhook receivers either, and
+# the deprecated 6to4 relay anycast (RFC 7526).
+_NOT_GLOBAL_IPV4 = (IPv4Network("192.0.0.0/24"), IPv4Network("192.88.99.0/24"))
 # Not global, though Python 3.11 calls them so: site-local (deprecated, RFC 3879) and the
 # documentation prefix of RFC 9637.
 _NOT_GLOBAL_IPV6 = (IPv6Network("fec0::/10"), IPv6Network("3fff::/20"))
@@ -267,7 +271,7 @@ def _is_public(address: IPAddress) -> bool:
         and not address.is_loopback
         and not address.is_link_local
         and not (isinstance(address, IPv4Address) and address in _CGNAT)
-        and not any(address in network for network in _NOT_GLOBAL_IPV6)
+        and not any(address in network for network in (*_NOT_GLOBAL_IPV4, *_NOT_GLOBAL_IPV6))
     )
 
 

@@ -44,6 +44,9 @@ REFUSED_BY_DEFAULT = [
     ("0.0.0.0", "0.0.0.0/32"),  # unspecified
     ("0.1.2.3", "0.0.0.0/8"),  # "this network"
     ("192.0.2.10", "192.0.2.0/24"),  # documentation
+    ("192.0.0.8", "192.0.0.0/24"),  # IETF protocol assignments (Python 3.11 calls it global)
+    ("192.0.0.9", "192.0.0.0/24"),  # their PCP anycast: global, but no webhook receiver
+    ("192.88.99.1", "192.88.99.0/24"),  # deprecated 6to4 relay anycast (likewise)
     ("198.18.0.1", "198.18.0.0/15"),  # benchmarking
     ("224.0.0.1", "224.0.0.0/4"),  # multicast (Python calls it global)
     ("239.255.255.250", "224.0.0.0/4"),
