@@ -42,9 +42,13 @@ def _one_of(context: Context) -> str:
     return f"must be one of: {', '.join(choice for choice in choices if choice)}"
 
 
+# A field the request does not have (pydantic's `extra_forbidden`, and a body sent to a
+# route that takes none: app.api.routing).
+NOT_A_FIELD = "is not a field of this request"
+
 _FIXED = {
     "missing": "is required",
-    "extra_forbidden": "is not a field of this request",
+    "extra_forbidden": NOT_A_FIELD,
     "string_type": "must be a string",
     "string_unicode": "must be text",
     "string_pattern_mismatch": "is not in the expected form",

@@ -54,6 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
+from app.api.messages import NOT_A_FIELD
 from app.core.errors import ErrorItem, UnsupportedMediaType, error_item, shown_name
 from app.schemas.common import CommaSeparated
 
@@ -272,16 +273,20 @@ class RequestPlan:
         may declare to set headers (and a status) of the answer."""
         scope = request.scope
         body = _NO_BODY
+        refused: list[ErrorItem] = []
         if self._body_kind is not None:
             _refuse_content_coding(scope)
         if self._body_kind == "json":
             body = await _json_body(request)
         elif self._body_kind == "form":
             body = await _form_body(request)
+        elif _carries_body(scope):
+            refused = await _unwanted_body(request)
         query = _query_parameters(scope["query_string"], self._query_names, self._query_lists)
         if self._body_kind == "json" and scope["method"] in _JSON_BODY_METHODS:
             _require_json_media_type(scope)
         values, errors = self._validate(scope, query, body)
+        errors += refused
         if self._has_contexts:
             async with AsyncExitStack() as stack:
                 return await self._answer(request, headers, values, errors, stack)
@@ -434,6 +439,35 @@ async def _json_body(request: Request) -> Any:
         ) from None
     except (ValueError, RecursionError):  # not UTF-8, nested too deeply
         raise HTTPException(400, "There was an error parsing the body") from None
+
+
+def _carries_body(scope: Mapping[str, Any]) -> bool:
+    for name, value in scope["headers"]:
+        if (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding":
+            return True
+    return False
+
+
+# What a route that takes no body accepts as one: nothing, or an empty JSON object.
+_SAYS_NOTHING = (b"", b"{}")
+
+
+async def _unwanted_body(request: Request) -> list[ErrorItem]:
+    """The 422 items of a body sent to a route that takes none, when it says something: each
+    field of a JSON object (the item of an unknown field of a route that takes a body:
+    api-v1 section 1, no mass assignment), else one at `body`. Ignored, a `{"project_id": 7}`
+    sent with a restore would leave the client believing it was taken. Like every item of
+    a 422, they come after the credentials are checked."""
+    body = await _json_body(request)
+    if body is _NO_BODY or body == {}:
+        return []
+    if isinstance(body, dict):
+        return [
+            error_item(["body", shown_name(name)], NOT_A_FIELD, "extra_forbidden") for name in body
+        ]
+    if isinstance(body, bytes) and body.strip() in _SAYS_NOTHING:
+        return []  # sent without a JSON media type, and empty all the same
+    return [error_item(["body"], "must be empty: this request takes no body", "no_body_expected")]
 
 
 class _RepeatedKey(Exception):

@@ -871,6 +871,37 @@ class TestDelete:
 
 
 class TestRestore:
+    @pytest.mark.parametrize(
+        ("content", "content_type", "loc"),
+        [
+            (b'{"title": "zzz", "owner_id": 1}', "application/json", ["body", "title"]),
+            (b'["x"]', "application/json", ["body"]),
+            (b"garbage", "text/plain", ["body"]),
+        ],
+    )
+    async def test_a_body_is_refused_and_nothing_restored(
+        self,
+        client: httpx.AsyncClient,
+        alice_h: Headers,
+        task: dict[str, Any],
+        content: bytes,
+        content_type: str,
+        loc: list[str],
+    ) -> None:
+        """The restore takes no body: one that says something is a 422 naming what it said,
+        as an unknown field of any request is (section 1, no mass assignment), not ignored
+        while the client believes its fields were taken. Nothing or `{}` says nothing."""
+        assert (await client.delete(task_url(task["id"]), headers=alice_h)).status_code == 204
+        url = task_url(task["id"]) + "/restore"
+        headers = {**alice_h, "Content-Type": content_type}
+        problem = assert_problem(await client.post(url, content=content, headers=headers), 422)
+        assert loc in [item["loc"] for item in problem["errors"]]
+        assert_problem(await client.get(task_url(task["id"]), headers=alice_h), 404)
+
+        empty = await client.post(url, json={}, headers=alice_h)
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["title"] == task["title"]
+
     async def test_restore_trashed_task(
         self, client: httpx.AsyncClient, alice_h: Headers, task: dict[str, Any]
     ) -> None:
