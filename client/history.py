@@ -43,6 +43,16 @@ class Names:
     def label(self, label_id: Any) -> str:
         return _named(self.labels, label_id, "label")
 
+    def the_label(self, label_id: Any) -> str:
+        """A label in a sentence: "the label Bug", or "label #5" when its name is not known
+        (not "the label label #5")."""
+        return _the(self.labels, label_id, "label")
+
+
+def _the(known: Mapping[int, str], item_id: Any, kind: str) -> str:
+    name = _named(known, item_id, kind)
+    return name if name == f"{kind} #{item_id}" else f"the {kind} {name}"
+
 
 def _named(known: Mapping[int, str], item_id: Any, kind: str) -> str:
     try:
@@ -170,9 +180,10 @@ def _task_field(name: str, old: Any, new: Any, names: Names) -> list[str]:
         added, removed = _added_and_removed(old, new)
         phrases = []
         for verb, ids in (("added", added), ("removed", removed)):
-            if ids:
-                noun = "the label" if len(ids) == 1 else "the labels"
-                phrases.append(f"{verb} {noun} " + listed([names.label(i) for i in ids]))
+            if len(ids) == 1:
+                phrases.append(f"{verb} {names.the_label(ids[0])}")
+            elif ids:
+                phrases.append(f"{verb} the labels " + listed([names.label(i) for i in ids]))
         return phrases
     return [_generic_field(name, old, new)]
 
@@ -353,18 +364,24 @@ def _label(event: Mapping[str, Any], names: Names) -> str:
     changes: Mapping[str, Any] = event.get("changes") or {}
     old_name, new_name = _pair(changes, "name")
     old_color, new_color = _pair(changes, "color")
+    label_id = event.get("entity_id")
+
+    def the_label(name: Any) -> str:
+        """By the name the event holds, else as the page knows it (or by its id)."""
+        return f"the label {name}" if name else names.the_label(label_id)
+
     if action == "created":
-        return f"created the label {new_name or names.label(event.get('entity_id'))}"
+        return f"created {the_label(new_name)}"
     if action in ("deleted", "purged"):
-        return f"{action} the label {old_name or names.label(event.get('entity_id'))}"
+        return f"{action} {the_label(old_name)}"
     phrases = []
     if "name" in changes:
         phrases.append(f"renamed the label {old_name} to {new_name}")
     if "color" in changes:
-        label = new_name or names.label(event.get("entity_id"))
-        phrases.append(f"changed the colour of the label {label} from {old_color} to {new_color}")
+        label = the_label(new_name)
+        phrases.append(f"changed the colour of {label} from {old_color} to {new_color}")
     if not phrases:
-        return f"{_verb(action)} the label {names.label(event.get('entity_id'))}"
+        return f"{_verb(action)} {the_label(None)}"
     return listed(phrases)
 
 
@@ -393,15 +410,25 @@ def sentence(event: Mapping[str, Any], names: Names, *, in_task: bool = False) -
     return f"{actor(event, names)} {what}"
 
 
+def label_names(events: Iterable[Mapping[str, Any]]) -> dict[int, str]:
+    """The newest name each label has in `events` (newest first): a label deleted since is
+    still named by its own events in the sentences about the tasks it was taken off."""
+    return _newest(events, "label", "name")
+
+
 def task_titles(events: Iterable[Mapping[str, Any]]) -> dict[int, str]:
     """The newest title each task has in `events` (newest first), to name tasks by."""
-    titles: dict[int, str] = {}
+    return _newest(events, "task", "title")
+
+
+def _newest(events: Iterable[Mapping[str, Any]], entity: str, name: str) -> dict[int, str]:
+    found: dict[int, str] = {}
     for event in events:
-        task_id = event.get("entity_id")
-        if event.get("entity") != "task" or not isinstance(task_id, int) or task_id in titles:
+        item_id = event.get("entity_id")
+        if event.get("entity") != entity or not isinstance(item_id, int) or item_id in found:
             continue
-        old, new = _pair(event.get("changes") or {}, "title")
-        title = new if new is not None else old
-        if title is not None:
-            titles[task_id] = str(title)
-    return titles
+        old, new = _pair(event.get("changes") or {}, name)
+        value = new if new is not None else old
+        if value is not None:
+            found[item_id] = str(value)
+    return found

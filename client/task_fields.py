@@ -27,12 +27,32 @@ PAGE_SIZES = (10, 20, 50, 100)
 REMIND_DEFAULT_TIME = time(9, 0)
 
 _MARKDOWN_SPECIAL = frozenset(string.punctuation)
+# Streamlit's markdown (remark-gfm) links a bare address ("www.", "http://", "https://") or an
+# email after escapes are resolved, searching each text node as a whole, so a backslash does
+# not stop it (a character reference neither: it joins the same text node). A colour directive
+# with no colour is Streamlit's bare <span>: the character in it is a text node of its own,
+# which cuts the address where the search needs it whole. Checked in Chromium (Streamlit
+# 1.67): no link, and the text reads and copies as it was typed.
+_UNLINKED = ":color[\\{}]"
+_BEFORE_UNLINKED = {".": ("www",), ":": ("http", "https"), "@": ("",)}
 
 
 def plain(text: str) -> str:
     """`text` shown literally in st.markdown: every ASCII punctuation mark backslash-escaped,
-    so a title cannot become a link, an image fetched from elsewhere, LaTeX or a directive."""
-    return "".join("\\" + char if char in _MARKDOWN_SPECIAL else char for char in text)
+    so a title cannot become a link, an image fetched from elsewhere, LaTeX or a directive;
+    and the "." of "www.", the ":" of "http:" and every "@" kept apart, so no address or
+    email in it becomes a link either."""
+    shown = []
+    for index, char in enumerate(text):
+        if char in _BEFORE_UNLINKED and text[max(0, index - 5) : index].lower().endswith(
+            _BEFORE_UNLINKED[char]
+        ):
+            shown.append(_UNLINKED.format(char))
+        elif char in _MARKDOWN_SPECIAL:
+            shown.append("\\" + char)
+        else:
+            shown.append(char)
+    return "".join(shown)
 
 
 def parse_timestamp(value: Any) -> datetime | None:

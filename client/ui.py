@@ -38,9 +38,14 @@ def current_session() -> ApiSession | None:
 
 
 def end_session(message: str | None = None) -> None:
-    """Forget the tokens; the next run shows the login form (with `message`, if any)."""
-    st.session_state.pop(SESSION, None)
-    st.session_state.pop(PROJECT, None)
+    """Forget the tokens and everything the screens kept for the person; the next run shows
+    the login form (with `message`, if any)."""
+    state = st.session_state
+    # The screens' state (the list's page, an edit with its task and ETag, the open comments,
+    # how much history was shown, filters, messages) was this person's: whoever signs in next
+    # here, the same person or another, starts on fresh screens.
+    for key in list(state.keys()):
+        del state[key]
     if message:
         st.session_state[FLASH_LOGIN] = message
 
@@ -148,6 +153,22 @@ def show_feedback(
         # Messages name what they were about (a title, a project someone else named): shown
         # literally, never as markdown (a link, an image fetched from elsewhere).
         st.success(plain(success), icon=":material/check_circle:")
+
+
+GONE = (404, 410)  # what the API answers about a task deleted, or out of the person's sight
+
+
+def task_gone(session: ApiSession, task_id: Any, error: ApiError) -> bool:
+    """Whether `error` means the task itself went meanwhile (deleted elsewhere, or no longer
+    visible to the person): a 404 about something in it (a comment deleted meanwhile) leaves
+    the task readable."""
+    if error.status not in GONE:
+        return False
+    try:
+        session.get_task(task_id)
+    except ApiError as again:
+        return again.status in GONE
+    return False
 
 
 def show_read_error(error: ApiError, *, retry_key: str, shown_fields: Iterable[str] = ()) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import streamlit as st
 
-from api_client import ApiError
-from history import Names, moment, person_name, sentence, task_titles
+from api_client import ApiError, ApiSession
+from history import Names, label_names, moment, person_name, sentence, task_titles
 from task_fields import plain
 from ui import show_read_error
 from workspace import Workspace
@@ -127,11 +127,15 @@ def render(workspace: Workspace) -> None:
     titles = {int(task["id"]): str(task["title"]) for task in recent["items"]}
 
     def names_for(events: list[dict[str, Any]]) -> Names:
+        tasks = {**task_titles(events), **titles}
+        if any(task_id not in tasks for task_id in _task_ids(events)):
+            tasks = {**_trashed_titles(session, project_id), **tasks}
         return Names(
             people={**actor_names(events), **known.people},
             projects=known.projects,
-            labels=known.labels,
-            tasks={**task_titles(events), **titles},
+            # A label deleted since is still named by its own events.
+            labels={**label_names(events), **known.labels},
+            tasks=tasks,
             emails=known.emails,
         )
 
@@ -142,3 +146,22 @@ def render(workspace: Workspace) -> None:
         in_task=False,
         empty="Nothing has happened in this project yet.",
     )
+
+
+def _task_ids(events: list[dict[str, Any]]) -> set[int]:
+    """The tasks the events are about (a comment's event names its task)."""
+    ids = {event.get("task_id") for event in events}
+    ids |= {event.get("entity_id") for event in events if event.get("entity") == "task"}
+    return {task_id for task_id in ids if isinstance(task_id, int)}
+
+
+def _trashed_titles(session: ApiSession, project_id: int) -> dict[int, str]:
+    """The titles of the project's tasks in the trash (the most lately changed): a deleted
+    task's event holds no title, and the Trash screen shows it. Read only when an event
+    names a task the page does not know; without it, such a task is named by its id."""
+    params = {"project_id": project_id, "deleted": "true", "sort": "-updated_at", "limit": 100}
+    try:
+        page = session.list_tasks(params)
+    except ApiError:
+        return {}
+    return {int(task["id"]): str(task["title"]) for task in page["items"]}

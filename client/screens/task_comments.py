@@ -12,11 +12,12 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from task_fields import parse_timestamp, plain
-from ui import act, feedback, field_error, remember, show_feedback, show_read_error
+from ui import act, feedback, field_error, remember, show_feedback, show_read_error, task_gone
 from workspace import Workspace
 
 OPEN_COMMENTS = "_comments_open"  # the id of the task whose comments are shown (one at a time)
 EDITING = "_comment_editing"  # the id of the comment being edited (one at a time)
+Gone = Callable[[str], None]  # says above the list that the task went, and what was lost
 
 
 def toggle_comments(task_id: Any) -> None:
@@ -24,15 +25,29 @@ def toggle_comments(task_id: Any) -> None:
     state[OPEN_COMMENTS] = None if state.get(OPEN_COMMENTS) == task_id else task_id
 
 
-def _add(session: ApiSession, task_id: Any) -> None:
+def _add(session: ApiSession, task_id: Any, gone: Gone) -> None:
     key = f"comment_body_{task_id}"
-    session.add_comment(task_id, str(st.session_state.get(key, "")))
+    body = str(st.session_state.get(key, ""))
+    try:
+        session.add_comment(task_id, body)
+    except ApiError as exc:
+        if not task_gone(session, task_id, exc):
+            raise
+        # The form goes with the task's row: the text is given back, not lost.
+        gone(f"your comment was not added. It read: “{body}”.")
+        return
     st.session_state[key] = ""
     remember(f"comments_{task_id}", success="Comment added.")
 
 
-def _delete(session: ApiSession, task_id: Any, comment_id: Any) -> None:
-    session.delete_comment(task_id, comment_id)
+def _delete(session: ApiSession, task_id: Any, comment_id: Any, gone: Gone) -> None:
+    try:
+        session.delete_comment(task_id, comment_id)
+    except ApiError as exc:
+        if not task_gone(session, task_id, exc):
+            raise
+        gone("the comment was not deleted.")
+        return
     remember(f"comments_{task_id}", success="Comment deleted.")
 
 
@@ -46,11 +61,19 @@ def _cancel_edit() -> None:
     st.session_state.pop(EDITING, None)
 
 
-def _save_edit(session: ApiSession, task_id: Any, comment_id: Any) -> None:
+def _save_edit(session: ApiSession, task_id: Any, comment_id: Any, gone: Gone) -> None:
     state = st.session_state
     key = f"comment_edit_body_{comment_id}"
+    body = str(state.get(key, ""))
     # On a refusal the form stays open with the text as typed, the problem under it.
-    session.update_comment(task_id, comment_id, str(state.get(key, "")))
+    try:
+        session.update_comment(task_id, comment_id, body)
+    except ApiError as exc:
+        if not task_gone(session, task_id, exc):
+            raise
+        state.pop(EDITING, None)
+        gone(f"your edit of a comment was not saved. It read: “{body}”.")
+        return
     state.pop(EDITING, None)
     state.pop(key, None)
     remember(f"comment_edit_{task_id}", success="Comment saved.")
@@ -73,7 +96,9 @@ def _author(comment: dict[str, Any], person: Callable[[Any], str]) -> str:
     return str(author.get("full_name") or name) if name.startswith("User ") else name
 
 
-def comments_panel(workspace: Workspace, person: Callable[[Any], str], task_id: Any) -> None:
+def comments_panel(
+    workspace: Workspace, person: Callable[[Any], str], task_id: Any, gone: Gone
+) -> None:
     session = workspace.session
     scope = f"comments_{task_id}"
     try:
@@ -100,7 +125,7 @@ def comments_panel(workspace: Workspace, person: Callable[[Any], str], task_id: 
         with st.container(key=f"comment_{comment_id}"):
             if is_mine and may_edit_own and editing == comment_id:
                 st.markdown(heading)
-                _edit_form(session, task_id, comment_id, edit_error)
+                _edit_form(session, task_id, comment_id, edit_error, gone)
                 edit_shown = True
                 continue
             text_col, edit_col, delete_col = st.columns([7, 1.5, 1.5], vertical_alignment="center")
@@ -118,7 +143,7 @@ def comments_panel(workspace: Workspace, person: Callable[[Any], str], task_id: 
                     "Delete",
                     key=f"comment_delete_{comment_id}",
                     on_click=act,
-                    args=(scope, functools.partial(_delete, session, task_id, comment_id)),
+                    args=(scope, functools.partial(_delete, session, task_id, comment_id, gone)),
                     width="stretch",
                 )
     if not edit_shown:
@@ -133,14 +158,16 @@ def comments_panel(workspace: Workspace, person: Callable[[Any], str], task_id: 
                 "Add comment",
                 key=f"comment_add_{task_id}",
                 on_click=act,
-                args=(scope, functools.partial(_add, session, task_id)),
+                args=(scope, functools.partial(_add, session, task_id, gone)),
             )
             show_feedback(error, success, shown_fields=("body",))
     else:
         show_feedback(error, success)
 
 
-def _edit_form(session: ApiSession, task_id: Any, comment_id: Any, error: ApiError | None) -> None:
+def _edit_form(
+    session: ApiSession, task_id: Any, comment_id: Any, error: ApiError | None, gone: Gone
+) -> None:
     """One's own comment as a text area, with Save and Cancel; the API's problem with the
     text right under it, any other under the buttons."""
     with st.form(f"comment_edit_form_{comment_id}"):
@@ -154,7 +181,7 @@ def _edit_form(session: ApiSession, task_id: Any, comment_id: Any, error: ApiErr
             on_click=act,
             args=(
                 f"comment_edit_{task_id}",
-                functools.partial(_save_edit, session, task_id, comment_id),
+                functools.partial(_save_edit, session, task_id, comment_id, gone),
             ),
         )
         cancel_col.form_submit_button(

@@ -4,8 +4,10 @@ task's comments and history (under its Comments button).
 
 An edit starts from the task as it was when the person pressed Edit (its ETag is kept), and
 is sent with `If-Match`, so an edit made meanwhile elsewhere comes back as a conflict (412)
-and nothing is overwritten. Controls the person's role in the project does not allow are not
-drawn (a viewer sees no Add, Edit or Delete); a 403 that happens anyway is shown plainly.
+and nothing is overwritten. An edit or a comment that reaches a task deleted meanwhile (or no
+longer visible) is said above the list, with what was not saved. Controls the person's role
+in the project does not allow are not drawn (a viewer sees no Add, Edit or Delete); a 403
+that happens anyway is shown plainly.
 app.py hands `render` the workspace; the buttons' actions get the session from there.
 """
 
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
 import streamlit as st
 
 from api_client import ApiError, ApiSession
-from history import Names, person_name
+from history import Names, person_name, quoted
 from paging import current_cursor, pager
 from screens.activity import task_history
 from screens.task_comments import OPEN_COMMENTS, comments_panel, toggle_comments
@@ -40,6 +43,7 @@ from task_fields import (
     summary_line,
 )
 from ui import (
+    GONE,
     act,
     feedback,
     field_error,
@@ -47,6 +51,7 @@ from ui import (
     remember,
     show_feedback,
     show_read_error,
+    task_gone,
 )
 from workspace import Workspace, member_name
 
@@ -397,12 +402,16 @@ def _task_rows(workspace: Workspace, directory: Directory, tasks: list[dict[str,
                 st.markdown("  \n".join(lines))
                 if task.get("description"):
                     st.caption(plain(task["description"][:300]))
+            gone = functools.partial(_gone, task_id, str(task["title"]))
             if may_edit:
                 edit_col.button(
                     "Edit",
                     key=f"edit_{task_id}",
                     on_click=act,
-                    args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
+                    args=(
+                        f"edit_{task_id}",
+                        functools.partial(_open_editor, session, task_id, gone),
+                    ),
                     width="stretch",
                 )
             if may_delete:
@@ -422,19 +431,45 @@ def _task_rows(workspace: Workspace, directory: Directory, tasks: list[dict[str,
                 width="stretch",
             )
             if may_edit and editing.get("id") == task_id:
-                _editor(workspace, directory, task_id)
+                _editor(workspace, directory, task_id, gone)
             else:
                 error, _ = feedback(f"edit_{task_id}")
                 if error is not None:
                     show_feedback(error, None)
             if is_open:
-                comments_panel(workspace, directory.person, task_id)
+                comments_panel(workspace, directory.person, task_id, gone)
                 task_history(workspace, history_names, task_id)
 
 
-def _open_editor(session: ApiSession, task_id: Any) -> None:
+def _gone(task_id: Any, title: str, outcome: str) -> None:
+    """The task went (deleted elsewhere, or out of the person's sight) before an action on it
+    arrived. Its row is not drawn again, and neither is anything kept under it, so what was
+    lost is said above the list, where "Saved" is said, and the row's editor and comments are
+    closed (they would reopen, stale, if it were restored)."""
+    state = st.session_state
+    if (state.get(_EDITING) or {}).get("id") == task_id:
+        _close_editor()
+    if state.get(OPEN_COMMENTS) == task_id:
+        state[OPEN_COMMENTS] = None
+    message = (
+        f"The task {quoted(title)} was deleted meanwhile, or is no longer visible to you: "
+        f"{outcome} If it is in the Trash, it can be restored from there."
+    )
+    # Shown as markdown, as every problem's detail is: the title and the text are typed.
+    remember(SCOPE, error=ApiError(404, plain(message)))
+    # The person was looking at the row, perhaps far below the top of the list.
+    st.toast(f"{plain(quoted(title))} is gone: see above the list.", icon=":material/error:")
+
+
+def _open_editor(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> None:
     """Load the task as it is now; the edit is based on this version."""
-    task, etag = session.get_task(task_id)
+    try:
+        task, etag = session.get_task(task_id)
+    except ApiError as exc:
+        if exc.status not in GONE:
+            raise
+        gone("it can no longer be edited.")
+        return
     state = st.session_state
     state[_EDITING] = {"id": task_id, "etag": etag, "task": task}
     state[f"edit_title_{task_id}"] = task["title"]
@@ -476,19 +511,27 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
-def _save(session: ApiSession, task_id: Any) -> None:
+def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> None:
     editing = st.session_state.get(_EDITING) or {}
     changes = _changes(task_id, editing.get("task", {}))
     if not changes:
         _close_editor()
         remember(SCOPE, success="Nothing to change.")
         return
-    task, _etag = session.update_task(task_id, changes, editing.get("etag", ""))
+    try:
+        task, _etag = session.update_task(task_id, changes, editing.get("etag", ""))
+    except ApiError as exc:
+        if not task_gone(session, task_id, exc):
+            raise
+        gone("your changes were not saved.")
+        return
     _close_editor()
     remember(SCOPE, success=f"Saved “{task['title']}”.")
 
 
-def _editor(workspace: Workspace, directory: Directory, task_id: Any) -> None:
+def _editor(
+    workspace: Workspace, directory: Directory, task_id: Any, gone: Callable[[str], None]
+) -> None:
     session = workspace.session
     error, _ = feedback(f"edit_{task_id}")
     with st.form(f"edit_form_{task_id}"):
@@ -519,7 +562,7 @@ def _editor(workspace: Workspace, directory: Directory, task_id: Any) -> None:
             type="primary",
             key=f"save_{task_id}",
             on_click=act,
-            args=(f"edit_{task_id}", functools.partial(_save, session, task_id)),
+            args=(f"edit_{task_id}", functools.partial(_save, session, task_id, gone)),
         )
         cancel_col.form_submit_button("Cancel", key=f"cancel_{task_id}", on_click=_close_editor)
     if error is not None and error.status == 412:
@@ -533,7 +576,7 @@ def _editor(workspace: Workspace, directory: Directory, task_id: Any) -> None:
             "Load the latest version",
             key=f"reload_{task_id}",
             on_click=act,
-            args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id)),
+            args=(f"edit_{task_id}", functools.partial(_open_editor, session, task_id, gone)),
         )
     elif error is not None:
         show_feedback(

@@ -259,14 +259,20 @@ def menu(at: AppTest) -> list[str]:
     return [page["page_name"] for page in pages]
 
 
+def unescaped(markdown: str) -> str:
+    """Text the client shows literally (task_fields.plain) as a person reads it: without the
+    backslashes, and without the bare spans that keep an address or email from being a link."""
+    return re.sub(r"\\(.)", r"\1", re.sub(r":color\[\\(.)\]", r"\1", markdown))
+
+
 def markdown_text(node: Any) -> str:
     """All markdown shown under `node` (the app, its sidebar, a container), unescaped."""
-    return "\n".join(element.value.replace("\\", "") for element in node.markdown)
+    return "\n".join(unescaped(element.value) for element in node.markdown)
 
 
 def successes(at: AppTest) -> list[str]:
     """The success messages on the page, unescaped (the client shows them literally)."""
-    return [re.sub(r"\\(.)", r"\1", element.value) for element in at.success]
+    return [unescaped(element.value) for element in at.success]
 
 
 def alerts(at: AppTest) -> list[str]:

@@ -230,3 +230,36 @@ def test_deactivated_user_is_sent_to_login(use_api: Api) -> None:
     _log_in(at, email, PASSWORD)
     assert [e.value for e in at.error] == [answer.json()["detail"]]
     assert _on_login_form(at)
+
+
+def test_log_out_forgets_the_screens(use_api: Api) -> None:
+    """What the screens kept (the list's page, an open editor with its task and ETag, open
+    comments, how much history was shown) does not outlive the sign-in: logging in again,
+    as the same person or another, starts on fresh screens."""
+    email = use_api.register()
+    headers = use_api.headers(email)
+    for number in range(21):  # two pages of 20
+        use_api.create_task(headers, title=f"Task {number:02}")
+    at = logged_in_app(email)
+    at.button(key="tasks_next").click().run()
+    assert "Page 2" in [c.value for c in at.caption]
+    (first,) = [b.key for b in at.button if b.key.startswith("edit_")]
+    task_id = int(first.removeprefix("edit_"))
+    at.button(key=f"edit_{task_id}").click().run()
+    at.button(key=f"comments_{task_id}").click().run()
+    at.toggle(key=f"history_open_{task_id}").set_value(True).run()
+    assert_calm(at)
+    assert "_editing" in at.session_state
+    assert "_comments_open" in at.session_state
+
+    at.sidebar.button(key="logout").click().run()
+    assert_calm(at)
+    assert _on_login_form(at)
+    assert [i.value for i in at.info] == ["You are logged out."]
+    for kept in ("_editing", "_comments_open", "_pages_tasks", "_feedback"):
+        assert kept not in at.session_state, kept
+
+    _log_in(at, email, PASSWORD)
+    assert "Page 1" in [c.value for c in at.caption]
+    assert not any(form.key == f"edit_form_{task_id}" for form in at.get("form"))
+    assert all(b.label == "Comments" for b in at.button if b.key.startswith("comments_"))

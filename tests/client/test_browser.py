@@ -508,3 +508,56 @@ def test_a_new_team(browser: Browser, client_url: str, api: Api) -> None:
         expect(v.get_by_role("button", name="Remove")).to_have_count(0)
         expect(v.get_by_role("button", name="Invite")).to_have_count(0)
         shot(v, "27-team-viewer-members")
+
+
+def test_typed_addresses_are_text_not_links(page: Page, api: Api) -> None:
+    """Addresses and emails typed into a title, a description or a comment, and a person's
+    email, read (and copy) as typed, and none of them is a link: GFM links a bare "www.",
+    "https://" or email even when every punctuation mark is escaped."""
+    email = api.register()  # no full name: comments are headed by the email
+    headers = api.headers(email)
+    typed = "LINK www.evil.com https://evil.com/x mail@evil.com <https://evil.com> HTTP://x.y"
+    task = api.create_task(headers, title=typed, description=f"Notes: {typed}")
+    commented = api.v2.post(f"/tasks/{task['id']}/comments", headers=headers, json={"body": typed})
+    assert commented.status_code == 201, commented.text
+
+    log_in(page, email)
+    card = task_card(page, "LINK www.evil.com")
+    expect(card.get_by_text(typed, exact=True)).to_be_visible()  # the title, as typed
+    expect(card.get_by_text(f"Notes: {typed}", exact=True)).to_be_visible()
+    card.get_by_role("button", name="Comments").click()
+    expect(card.get_by_text(email, exact=True)).to_be_visible()  # the comment's heading
+    card.get_by_text("Show history").click()
+    expect(card.get_by_text(f"created the task “{typed}”")).to_be_visible()
+    expect(card.get_by_text(f"commented: “{typed}”")).to_be_visible()
+    shot(page, "15-typed-addresses")
+    expect(card.locator("a")).to_have_count(0)
+    signed_in = page.get_by_test_id("stMarkdown").filter(has_text="Signed in as")
+    expect(signed_in).to_have_text(f"Signed in as {email}")
+    expect(signed_in.locator("a")).to_have_count(0)
+
+    go_to(page, "Activity", "/activity")
+    events = page.locator("[class*='st-key-project_activity_']")
+    expect(events.get_by_text(f"created the task “{typed}”")).to_be_visible()
+    expect(events.locator("a")).to_have_count(0)
+
+
+def test_an_edit_of_a_task_deleted_meanwhile_is_said(page: Page, api: Api) -> None:
+    """Save changes on a task someone else deleted: the row goes, and the page says what
+    happened (a toast where the person is looking, and a message above the list)."""
+    email = api.register()
+    headers = api.headers(email)
+    task = api.create_task(headers, title="Shared plan")
+    log_in(page, email)
+    task_card(page, "Shared plan").get_by_role("button", name="Edit").click()
+    editor = form(page, "Save changes")
+    expect(editor.get_by_label("Title", exact=True)).to_have_value("Shared plan")
+    assert api.http.delete(f"/tasks/{task['id']}", headers=headers).status_code == 204
+    editor.get_by_label("Title", exact=True).fill("My edit")
+    editor.get_by_role("button", name="Save changes").click()
+    expect(alert(page, "“Shared plan” was deleted meanwhile")).to_contain_text(
+        "your changes were not saved"
+    )
+    expect(page.get_by_test_id("stToast")).to_contain_text("“Shared plan” is gone")
+    expect(task_card(page, "Shared plan")).to_have_count(0)
+    shot(page, "16-edit-of-a-deleted-task")

@@ -19,6 +19,7 @@ from tests.client.conftest import (
     new_email,
     open_page,
     switch_project,
+    unescaped,
 )
 
 
@@ -64,7 +65,7 @@ def _sentences(at: AppTest, scope: str) -> list[str]:
         key = getattr(container, "key", None) or ""
         if key.startswith(f"{scope}_event_"):
             (markdown,) = container.markdown
-            shown.append(re.sub(r"\\(.)", r"\1", markdown.value))
+            shown.append(unescaped(markdown.value))
     return shown
 
 
@@ -234,3 +235,39 @@ def test_load_more_on_the_activity_screen(use_api: Api, team: Team) -> None:
     assert len(shown) == 27  # 22 tasks, and the five events of making the team
     assert len(set(shown)) == 27
     assert not any(button.key == f"{scope}_more" for button in at.button)
+
+
+def test_what_was_deleted_is_named_not_numbered(use_api: Api, team: Team) -> None:
+    """A label deleted since is named by its own event in the sentences about the tasks it
+    was taken off; a task in the trash by its title (the Trash shows it), even when the events
+    shown hold no title of it."""
+    ada = team.headers["ada"]
+    hot = use_api.create_label(ada, team.project_id, "Hot")
+    old = use_api.create_v2_task(ada, project_id=team.project_id, title="Old plan")
+    _patch(use_api, ada, old["id"], label_ids=[hot["id"]])
+    for n in range(20):  # the old task's own events drop out of the first page of 20
+        use_api.create_v2_task(ada, project_id=team.project_id, title=f"Task {n}")
+    deleted = use_api.v2.delete(f"/projects/{team.project_id}/labels/{hot['id']}", headers=ada)
+    assert deleted.status_code == 204, deleted.text
+    assert use_api.v2.delete(f"/tasks/{old['id']}", headers=ada).status_code == 204
+
+    at = _in_launch(team, "bob")
+    open_page(at, "activity")
+    assert_calm(at)
+    shown = _sentences(at, f"project_activity_{team.project_id}")
+    assert shown[0] == "Ada Lovelace deleted the task “Old plan”"
+    # One request made both (in either order).
+    assert sorted(shown[1:3]) == [
+        "Ada Lovelace changed the task “Old plan”: removed the label Hot",
+        "Ada Lovelace deleted the label Hot",
+    ]
+
+    # Under the restored task, where the label's own events are not read: by its id.
+    assert use_api.v2.post(f"/tasks/{old['id']}/restore", headers=ada).status_code == 200
+    open_page(at, "tasks")
+    at.text_input(key="flt_q").input("Old plan").run()
+    at.button(key=f"comments_{old['id']}").click().run()
+    at.toggle(key=f"history_open_{old['id']}").set_value(True).run()
+    assert_calm(at)
+    shown = _sentences(at, f"task_history_{old['id']}")
+    assert f"Ada Lovelace removed label #{hot['id']}" in shown, shown

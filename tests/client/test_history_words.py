@@ -8,7 +8,17 @@ from typing import Any
 
 import pytest
 
-from history import Names, day_or_moment, listed, moment, person_name, quoted, sentence, task_titles
+from history import (
+    Names,
+    day_or_moment,
+    label_names,
+    listed,
+    moment,
+    person_name,
+    quoted,
+    sentence,
+    task_titles,
+)
 
 ADA = {"id": 1, "full_name": "Ada Lovelace"}
 NAMES = Names(
@@ -129,6 +139,10 @@ def test_the_actor_is_named_by_the_event_then_by_the_members_then_by_id() -> Non
         ({"label_ids": [[], [100, 101, 555]]}, "added the labels Bug, Docs and label #555"),
         ({"label_ids": [[100], []]}, "removed the label Bug"),
         ({"label_ids": [[100], [101]]}, "added the label Docs and removed the label Bug"),
+        # A label the client cannot name (deleted since, or another project's): by its id,
+        # not "the label label #5".
+        ({"label_ids": [[5], []]}, "removed label #5"),
+        ({"label_ids": [[100], [6]]}, "added label #6 and removed the label Bug"),
         ({"project_id": [10, 11]}, "moved the task from Launch to Other"),
         ({"estimate": [1, 2]}, "changed estimate from “1” to “2”"),
     ],
@@ -201,6 +215,20 @@ def test_task_titles_are_the_newest_each_task_had() -> None:
         event("label", "created", {"name": [None, "Bug"]}, entity_id=3),
     ]
     assert task_titles(events) == {1: "Final", 2: "Gone"}
+
+
+def test_label_names_are_the_newest_each_label_had() -> None:
+    """A deleted label's name is in its own events: the tasks it was taken off name it."""
+    events = [
+        event("task", "updated", {"label_ids": [[3], []]}, entity_id=1),
+        event("label", "deleted", {"name": ["Hot", None]}, entity_id=3),
+        event("label", "updated", {"name": ["Warm", "Hot"]}, entity_id=3),
+        event("label", "created", {"name": [None, "Warm"]}, entity_id=3),
+        event("label", "updated", {"color": ["#000000", "#ffffff"]}, entity_id=4),
+    ]
+    assert label_names(events) == {3: "Hot"}
+    names = Names(labels=label_names(events))
+    assert sentence(events[0], names, in_task=True) == "Ada Lovelace removed the label Hot"
 
 
 # --- comments -----------------------------------------------------------------------------
@@ -350,8 +378,10 @@ def test_label_actions() -> None:
         "Ada Lovelace changed the colour of the label Bug from #000000 to #ffffff"
     )
     assert words("updated", {"color": ["#000000", "#ffffff"]}, label=7) == (
-        "Ada Lovelace changed the colour of the label label #7 from #000000 to #ffffff"
+        "Ada Lovelace changed the colour of label #7 from #000000 to #ffffff"
     )
+    assert words("deleted", {}, label=7) == "Ada Lovelace deleted label #7"
+    assert words("updated", {}, label=7) == "Ada Lovelace updated label #7"
     assert words("deleted", {"name": ["Doomed", None], "color": ["#123456", None]}) == (
         "Ada Lovelace deleted the label Doomed"
     )

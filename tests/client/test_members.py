@@ -18,6 +18,7 @@ from tests.client.conftest import (
     successes,
     switch_project,
     switcher,
+    unescaped,
 )
 
 
@@ -68,7 +69,7 @@ def test_invite_accept_and_the_project_appears(use_api: Api) -> None:
     assert switcher(guest) == ["Inbox", "Launch"]
     assert guest.sidebar.selectbox(key="project_switch").value == project["id"]
     assert use_api.members(owner, project["id"])[invitee] == "commenter"
-    infos = [i.value.replace("\\", "") for i in guest.info]  # the address is escaped
+    infos = [unescaped(i.value) for i in guest.info]  # the address is escaped
     assert infos == [f"No invitation is waiting for {invitee}."]
 
     at.run()  # the owner's page: a member now, no longer pending

@@ -25,6 +25,7 @@ from tests.client.conftest import (
     markdown_text,
     open_page,
     successes,
+    unescaped,
 )
 
 PAGE_SIZE = 20  # client/screens/notifications.py
@@ -81,7 +82,7 @@ def shown_messages(at: AppTest) -> list[str]:
             key = getattr(element, "key", None) or ""
             if key.startswith("notification_") and not key.startswith("notification_read_"):
                 text = element.markdown[0].value.removeprefix("**").removesuffix("**")
-                shown.append(re.sub(r"\\(.)", r"\1", text))
+                shown.append(unescaped(text))
     return shown
 
 
@@ -123,7 +124,7 @@ def test_unread_count_in_the_sidebar_and_the_list_newest_first(
     assert_calm(at)
     assert at.header[0].value == "Notifications"
     assert shown_messages(at) == ["Reminder: Ship *it*", "You were invited", "Old news"]
-    captions = [c.value.replace("\\", "") for c in at.main.caption]
+    captions = [unescaped(c.value) for c in at.main.caption]
     assert any("Reminder" in c and "task “Ship *it*”" in c and "Launch" in c for c in captions)
     assert any(c.startswith("Read ") for c in captions)  # the read one says when
     # Only the unread have a button; the read one is not bold.

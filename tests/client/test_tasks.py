@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from tests.client.conftest import (
     logged_in_app,
     open_page,
     successes,
+    unescaped,
 )
 
 
@@ -34,7 +34,7 @@ def shown_ids(at: AppTest) -> list[int]:
 def shown_titles(at: AppTest) -> list[str]:
     """The titles of the tasks listed, unescaped (each row starts with its title in bold)."""
     heads = [md.value.split("  \n")[0] for md in at.main.markdown if md.value.startswith("**")]
-    return [re.sub(r"\\(.)", r"\1", head[2:-2]) for head in heads]
+    return [unescaped(head[2:-2]) for head in heads]
 
 
 def server_task(api: Api, headers: dict[str, str], task_id: int) -> dict[str, Any]:
@@ -324,3 +324,82 @@ def test_delete_trash_restore(use_api: Api, person: tuple[str, dict[str, str]]) 
     open_page(at, "tasks")
     assert_calm(at)
     assert sorted(shown_ids(at)) == sorted([doomed, keep])
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [unescaped(e.value) for e in at.error]
+
+
+def test_an_edit_of_a_task_deleted_meanwhile_says_so(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    email, headers = person
+    keep = use_api.create_task(headers, title="Keep me")["id"]
+    task_id = use_api.create_task(headers, title="Plan www.example.com")["id"]
+    at = logged_in_app(email)
+    at.button(key=f"edit_{task_id}").click().run()
+    # Meanwhile, somewhere else:
+    assert use_api.http.delete(f"/tasks/{task_id}", headers=headers).status_code == 204
+
+    at.text_input(key=f"edit_title_{task_id}").input("My edit")
+    at.button(key=f"save_{task_id}").click().run()
+    assert_calm(at)
+    assert shown_ids(at) == [keep]
+    assert _errors(at) == [
+        "The task “Plan www.example.com” was deleted meanwhile, or is no longer visible to "
+        "you: your changes were not saved. If it is in the Trash, it can be restored from there."
+    ]
+    assert [unescaped(t.value) for t in at.toast] == [
+        "“Plan www.example.com” is gone: see above the list."
+    ]
+    assert not at.success
+    at.run()
+    assert not at.error  # said once
+
+    # Restored: its row is back, with no editor and no old message under it.
+    assert use_api.http.post(f"/tasks/{task_id}/restore", headers=headers).status_code == 200
+    at.run()
+    assert_calm(at)
+    assert sorted(shown_ids(at)) == sorted([keep, task_id])
+    assert not at.error
+    assert not any(form.key == f"edit_form_{task_id}" for form in at.get("form"))
+
+    # Edit pressed on a row whose task went meanwhile: said the same way.
+    assert use_api.http.delete(f"/tasks/{task_id}", headers=headers).status_code == 204
+    at.button(key=f"edit_{task_id}").click().run()
+    assert_calm(at)
+    assert _errors(at) == [
+        "The task “Plan www.example.com” was deleted meanwhile, or is no longer visible to "
+        "you: it can no longer be edited. If it is in the Trash, it can be restored from there."
+    ]
+    assert use_api.http.post(f"/tasks/{task_id}/restore", headers=headers).status_code == 200
+    at.run()
+    assert not at.error
+
+
+def test_a_comment_on_a_task_deleted_meanwhile_is_given_back(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    email, headers = person
+    task_id = use_api.create_task(headers, title="Talk about it")["id"]
+    at = logged_in_app(email)
+    at.button(key=f"comments_{task_id}").click().run()
+    at.text_area(key=f"comment_body_{task_id}").input("A long thought, *typed* with care.")
+    assert use_api.http.delete(f"/tasks/{task_id}", headers=headers).status_code == 204
+    at.button(key=f"comment_add_{task_id}").click().run()
+    assert_calm(at)
+    assert shown_ids(at) == []
+    assert _errors(at) == [
+        "The task “Talk about it” was deleted meanwhile, or is no longer visible to you: your "
+        "comment was not added. It read: “A long thought, *typed* with care.”. If it is in the "
+        "Trash, it can be restored from there."
+    ]
+    at.run()
+    assert not at.error
+    assert use_api.http.post(f"/tasks/{task_id}/restore", headers=headers).status_code == 200
+    at.run()
+    assert_calm(at)
+    assert shown_ids(at) == [task_id]
+    assert not at.error
+    assert not at.success
+    assert at.button(key=f"comments_{task_id}").label == "Comments"  # closed, not stale

@@ -28,6 +28,7 @@ from tests.client.conftest import (
     start_api,
     successes,
     switch_project,
+    unescaped,
 )
 
 HOOK_URL = "http://127.0.0.1:9/hook"
@@ -210,7 +211,7 @@ def test_log_shows_errors_and_redelivers(use_api: Api) -> None:
     assert_calm(at)
     text = markdown_text(at)
     assert f"#{delivery_id} · ping · attempt 1 · Failed · HTTP 500 · 12 ms" in text
-    captions = " ".join(str(c.value).replace("\\", "") for c in at.caption)
+    captions = " ".join(unescaped(str(c.value)) for c in at.caption)
     assert "Error: receiver answered 500" in captions
 
     at.button(key=f"redeliver_{delivery_id}").click().run()
@@ -258,7 +259,7 @@ def test_only_admins_see_controls_and_a_lowered_role_is_explained(use_api: Api) 
     use_api.add_member(owner, project["id"], admin_email, "admin")
 
     editor = _screen(editor_email, project["id"])
-    infos = " ".join(str(i.value).replace("\\", "") for i in editor.info)
+    infos = " ".join(unescaped(str(i.value)) for i in editor.info)
     assert "managed by its admins and owners" in infos
     assert "Your role here is editor" in infos
     assert not any(key.startswith(("ping_", "rotate_", "delete_")) for key in _button_keys(editor))
