@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from api_client import ApiError, ApiSession
-from paging import current_cursor, pager
+from paging import pager, read_page
 from task_fields import plain
 from ui import act, feedback, remember, show_feedback, show_read_error
 
@@ -29,9 +29,14 @@ def _change(
 
 
 def render(session: ApiSession) -> None:
-    cursor = current_cursor(SCOPE, "users")
     try:
-        page = session.list_users({"limit": 50, **({"cursor": cursor} if cursor else {})})
+        page = read_page(
+            SCOPE,
+            "users",
+            lambda cursor: session.list_users(
+                {"limit": 50, **({"cursor": cursor} if cursor else {})}
+            ),
+        )
     except ApiError as exc:
         show_read_error(exc, retry_key="users_retry")
         return

@@ -23,7 +23,7 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from history import Names, person_name, quoted
-from paging import current_cursor, pager
+from paging import pager, read_page
 from screens.activity import task_history
 from screens.task_comments import OPEN_COMMENTS, comments_panel, toggle_comments
 from task_fields import (
@@ -147,11 +147,14 @@ def render(workspace: Workspace) -> None:
     st.divider()
     params = _filters(workspace)
     filters_key = tuple(sorted((k, str(v)) for k, v in params.items()))
-    cursor = current_cursor(SCOPE, filters_key)
     page: dict[str, Any] | None = None
     list_error: ApiError | None = None
     try:
-        page = session.list_tasks({**params, **({"cursor": cursor} if cursor else {})})
+        page = read_page(
+            SCOPE,
+            filters_key,
+            lambda cursor: session.list_tasks({**params, **({"cursor": cursor} if cursor else {})}),
+        )
     except ApiError as exc:
         list_error = exc
     _filter_widgets(list_error, directory)

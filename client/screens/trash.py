@@ -10,7 +10,7 @@ from typing import Any
 import streamlit as st
 
 from api_client import ApiError, ApiSession
-from paging import current_cursor, pager
+from paging import pager, read_page
 from task_fields import plain, summary_line
 from ui import act, feedback, remember, show_feedback, show_read_error
 from workspace import Workspace
@@ -34,7 +34,6 @@ def render(workspace: Workspace) -> None:
             else f"; it takes {workspace.roles.least('task.restore')} or above to restore them."
         )
     )
-    cursor = current_cursor(SCOPE, ("trash", workspace.project_id))
     params: dict[str, Any] = {
         "project_id": workspace.project_id,
         "deleted": "true",
@@ -42,7 +41,11 @@ def render(workspace: Workspace) -> None:
         "limit": 20,
     }
     try:
-        page = session.list_tasks({**params, **({"cursor": cursor} if cursor else {})})
+        page = read_page(
+            SCOPE,
+            ("trash", workspace.project_id),
+            lambda cursor: session.list_tasks({**params, **({"cursor": cursor} if cursor else {})}),
+        )
     except ApiError as exc:
         show_read_error(exc, retry_key="trash_retry")
         return

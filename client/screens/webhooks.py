@@ -20,7 +20,7 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from history import moment
-from paging import current_cursor, pager, restart
+from paging import pager, read_page, restart
 from task_fields import plain
 from ui import act, feedback, field_error, remember, show_feedback, show_read_error
 from workspace import Workspace
@@ -306,10 +306,13 @@ def _delivery_log(workspace: Workspace, webhook: dict[str, Any]) -> None:
     session, project_id = workspace.session, workspace.project_id
     webhook_id = int(webhook["id"])
     scope = f"webhook_log_{webhook_id}"
-    cursor = current_cursor(scope, webhook_id)
     try:
-        page = session.webhook_deliveries(
-            project_id, webhook_id, cursor=cursor, limit=LOG_PAGE_SIZE
+        page = read_page(
+            scope,
+            webhook_id,
+            lambda cursor: session.webhook_deliveries(
+                project_id, webhook_id, cursor=cursor, limit=LOG_PAGE_SIZE
+            ),
         )
     except ApiError as exc:
         show_read_error(exc, retry_key=f"{scope}_retry")

@@ -210,6 +210,36 @@ def test_cursor_paging(use_api: Api, person: tuple[str, dict[str, str]]) -> None
     assert_calm(at)
 
 
+def test_a_page_whose_cursor_is_refused_starts_the_list_again(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    """On page 2 when the API stops taking the page's cursor (its SECRET_KEY changed: the
+    cursor's signature no longer holds), the list starts again from its first page and says
+    so. Before, the refusal stood in place of the list, with no pager and no Retry: only a
+    change of filter got the person out."""
+    email, headers = person
+    for number in range(1, 16):
+        use_api.create_task(headers, title=f"Paged task {number:02}")
+    at = logged_in_app(email)
+    at.selectbox(key="flt_limit").set_value(10).run()
+    at.button(key="tasks_next").click().run()
+    assert "Page 2" in [c.value for c in at.caption]
+    page_cursor = at.session_state["_pages_tasks"][-1]
+    at.session_state["_pages_tasks"] = [None, page_cursor[:-4] + "AAAA"]  # signed otherwise
+
+    at.run()
+    assert_calm(at)
+    assert not at.error
+    assert [unescaped(i.value) for i in at.info][-1] == (
+        "The list started again from its first page: the page you were on can no longer be read."
+    )
+    assert len(shown_ids(at)) == 10
+    assert "Page 1" in [c.value for c in at.caption]
+    at.button(key="tasks_next").click().run()
+    assert "Page 2" in [c.value for c in at.caption]
+    assert len(shown_ids(at)) == 5
+
+
 def test_edit_saves_with_if_match(use_api: Api, person: tuple[str, dict[str, str]]) -> None:
     email, headers = person
     task = use_api.create_task(headers, title="Draft", priority="low")
