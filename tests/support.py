@@ -215,3 +215,14 @@ def trash(task_id: int) -> Any:
     return (
         update(Task).where(Task.id == task_id).values(deleted_at=utcnow(), version=Task.version + 1)
     )
+
+
+def forged(signed: str) -> str:
+    """`signed` (a cursor: base64url parts joined by dots) with one character of its first
+    part changed: a change its signature must refuse. Not one at its end, where the last
+    character may carry bits the decoding ignores, so that changing it can give back the same
+    bytes (a test that forged a cursor's last two characters passed them off as valid about
+    once in 256 runs)."""
+    first = signed.split(".")[0]
+    index = len(first) // 2
+    return signed[:index] + ("A" if signed[index] != "A" else "B") + signed[index + 1 :]

@@ -30,7 +30,7 @@ from app.models.task import Task, TaskAssignee, TaskPriority
 from app.models.user import User
 from tests.api.conftest import Headers
 from tests.api.v2.conftest import V2, Team, add_project
-from tests.support import SORTS, TASK_FIELDS, assert_problem, inbox_id
+from tests.support import SORTS, TASK_FIELDS, assert_problem, forged, inbox_id
 
 TASKS = f"{V2}/tasks"
 V1_TASKS = "/api/v1/tasks"
@@ -771,7 +771,7 @@ class TestCursors:
         self, client: httpx.AsyncClient, board: Board, issued: str, bad: str
     ) -> None:
         headers = board.team.headers["viewer"]
-        for cursor in (bad, issued[:-2] + ("AA" if issued[-2:] != "AA" else "BB")):
+        for cursor in (bad, forged(issued)):
             response = await client.get(
                 TASKS, params={**CURSOR_PARAMS, "cursor": cursor}, headers=headers
             )
