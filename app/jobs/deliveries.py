@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from app.core.bounds import WEBHOOK_RESPONSE_KEPT_BYTES
-from app.core.destinations import allowed_networks
+from app.core.destinations import InvalidWebhookUrl, allowed_networks, parse_webhook_url
 from app.core.webhook_signing import headers as signed_headers
 from app.db.access import Db
 from app.db.base import utcnow
@@ -119,7 +119,8 @@ async def _notify_disabled(
         outbox.notification_row(
             user_id=user_id,
             kind="webhook_disabled",
-            message=f"A webhook of this project was disabled: {reason}",
+            message=f"The webhook to {_receiver_host(due.url)} of this project was disabled: "
+            f"{reason}",
             dedupe_key=f"webhook-disabled:{due.webhook_id}:{now.isoformat()}",
             now=now,
             mail=runtime.settings.smtp_url is not None,
@@ -130,6 +131,16 @@ async def _notify_disabled(
         for user_id in await statements.project_admins(db, due.project_id)
     ]
     await outbox.add_notifications(db, rows)
+
+
+def _receiver_host(url: str) -> str:
+    """Which webhook, for its admins (a project may have several): its receiver's host. Not
+    its path or query, which may be a credential (a chat's incoming-webhook URL), and the
+    notification is mailed."""
+    try:
+        return parse_webhook_url(url).host
+    except InvalidWebhookUrl:  # saved under rules since tightened
+        return "its receiver"
 
 
 async def record_result(runtime: JobRuntime, due: DueAttempt, result: AttemptResult) -> None:

@@ -319,7 +319,9 @@ async def test_abandoned_after_the_schedule_and_disabled_by_a_410(
     deployment: Deployment, receiver: Receiver
 ) -> None:
     owner, project_id = await _team(deployment)
-    webhook_id, _ = await _webhook(deployment, project_id, receiver.url, ["task.created"])
+    # A chat's incoming-webhook URL: its path is a credential.
+    url = f"{receiver.url}/T0K3N?key=s3cret"
+    webhook_id, _ = await _webhook(deployment, project_id, url, ["task.created"])
     deployment.runtime.settings.webhook_retry_schedule = [0.0]
     receiver.answer(Answer(500), Answer(500))
     await deployment.http.post(
@@ -350,9 +352,13 @@ async def test_abandoned_after_the_schedule_and_disabled_by_a_410(
     assert "410" in reason
     assert (await _log(deployment, webhook_id))[-1]["status"] == "abandoned"
     told = await deployment.rows(
-        "SELECT kind, user_id FROM notifications WHERE kind = 'webhook_disabled'"
+        "SELECT kind, user_id, message FROM notifications WHERE kind = 'webhook_disabled'"
     )
-    assert [(kind, user) for kind, user in told] == [("webhook_disabled", owner["id"])]
+    assert [(kind, user) for kind, user, _ in told] == [("webhook_disabled", owner["id"])]
+    # Which webhook, by its receiver's host (an admin may have several), never its path.
+    assert told[0][2] == (
+        "The webhook to 127.0.0.1 of this project was disabled: the receiver answered 410 Gone"
+    )
     # Disabled: later events are not sent to it.
     sent = len(receiver.received)
     await deployment.http.post(
