@@ -35,18 +35,24 @@ _MARKDOWN_SPECIAL = frozenset(string.punctuation)
 # 1.67): no link, and the text reads and copies as it was typed.
 _UNLINKED = ":color[\\{}]"
 _BEFORE_UNLINKED = {".": ("www",), ":": ("http", "https"), "@": ("",)}
+# Streamlit's markdown also turns some tokens standing alone in a text node into symbols
+# (" -> " into " → ", " <-> " into " ↔ ", " -- " into " — ", " <= " into " ≤ "): the second
+# character of every pair they are made of, kept apart the same way, leaves none whole in any
+# text node, wherever the other spans cut it.
+_SYMBOL_PAIRS = frozenset(("->", "<-", "--", ">=", "<=", "~="))
 
 
 def plain(text: str) -> str:
     """`text` shown literally in st.markdown: every ASCII punctuation mark backslash-escaped,
     so a title cannot become a link, an image fetched from elsewhere, LaTeX or a directive;
-    and the "." of "www.", the ":" of "http:" and every "@" kept apart, so no address or
-    email in it becomes a link either."""
+    and the "." of "www.", the ":" of "http:", every "@" and the ">" of "->" kept apart,
+    so no address or email in it becomes a link, nor an arrow a symbol."""
     shown = []
     for index, char in enumerate(text):
-        if char in _BEFORE_UNLINKED and text[max(0, index - 5) : index].lower().endswith(
-            _BEFORE_UNLINKED[char]
-        ):
+        if (
+            char in _BEFORE_UNLINKED
+            and text[max(0, index - 5) : index].lower().endswith(_BEFORE_UNLINKED[char])
+        ) or text[max(0, index - 1) : index + 1] in _SYMBOL_PAIRS:
             shown.append(_UNLINKED.format(char))
         elif char in _MARKDOWN_SPECIAL:
             shown.append("\\" + char)

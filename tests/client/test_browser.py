@@ -510,26 +510,34 @@ def test_a_new_team(browser: Browser, client_url: str, api: Api) -> None:
         shot(v, "27-team-viewer-members")
 
 
-def test_typed_addresses_are_text_not_links(page: Page, api: Api) -> None:
-    """Addresses and emails typed into a title, a description or a comment, and a person's
-    email, read (and copy) as typed, and none of them is a link: GFM links a bare "www.",
-    "https://" or email even when every punctuation mark is escaped."""
+def test_typed_text_reads_as_typed(page: Page, api: Api) -> None:
+    """Addresses, emails and arrows typed into a title, a description or a comment, and a
+    person's email, read (and copy) as typed: none is a link (GFM links a bare "www.",
+    "https://" or email even when every punctuation mark is escaped), and no " -> ", " -- "
+    or " <= " becomes Streamlit's arrow, dash or sign."""
     email = api.register()  # no full name: comments are headed by the email
     headers = api.headers(email)
     typed = "LINK www.evil.com https://evil.com/x mail@evil.com <https://evil.com> HTTP://x.y"
-    task = api.create_task(headers, title=typed, description=f"Notes: {typed}")
-    commented = api.v2.post(f"/tasks/{task['id']}/comments", headers=headers, json={"body": typed})
-    assert commented.status_code == 201, commented.text
+    symbols = "a -> b <- c <-> d -- e >= f <= g ~= h"
+    task = api.create_task(headers, title=typed, description=f"Notes: {typed} {symbols}")
+    for body in (typed, symbols):
+        commented = api.v2.post(
+            f"/tasks/{task['id']}/comments", headers=headers, json={"body": body}
+        )
+        assert commented.status_code == 201, commented.text
 
     log_in(page, email)
     card = task_card(page, "LINK www.evil.com")
     expect(card.get_by_text(typed, exact=True)).to_be_visible()  # the title, as typed
-    expect(card.get_by_text(f"Notes: {typed}", exact=True)).to_be_visible()
+    expect(card.get_by_text(f"Notes: {typed} {symbols}", exact=True)).to_be_visible()
     card.get_by_role("button", name="Comments").click()
-    expect(card.get_by_text(email, exact=True)).to_be_visible()  # the comment's heading
+    expect(card.get_by_text(email, exact=True)).to_have_count(2)  # the comments' headings
+    # A comment reads "email · when" and, on the next line, its body.
+    expect(card.get_by_text(re.compile(rf"UTC\s*{re.escape(symbols)}$"))).to_be_visible()
     card.get_by_text("Show history").click()
     expect(card.get_by_text(f"created the task “{typed}”")).to_be_visible()
     expect(card.get_by_text(f"commented: “{typed}”")).to_be_visible()
+    expect(card.get_by_text(f"commented: “{symbols}”")).to_be_visible()
     shot(page, "15-typed-addresses")
     expect(card.locator("a")).to_have_count(0)
     signed_in = page.get_by_test_id("stMarkdown").filter(has_text="Signed in as")
