@@ -2,9 +2,9 @@
 
 Both ways to the database end here: errors SQLAlchemy raised (the ORM, Core) and errors the
 driver raised on a statement sent straight to it (`app.db.access`). `app.api.problems` turns
-the classes into answers: unavailable is a 503 with `Retry-After`, an integrity violation a
-409, a transaction the server rolled back for a concurrent one a 409 with `Retry-After`,
-anything else a bug (500).
+the classes into answers: unavailable (the server lost, refusing connections, overloaded) is
+a 503 with `Retry-After`, an integrity violation a 409, a transaction the server rolled back
+for a concurrent one a 409 with `Retry-After`, anything else a bug (500).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ INTEGRITY_SQLSTATE_CLASS = "23"
 # serialization failure. Nothing of it was written, and the same request sent again most
 # likely goes through (docs/decisions/0036).
 CONCURRENCY_SQLSTATES = ("40P01", "40001")
+# SQLSTATEs with which a server turns a new connection away for what it is asked for: a
+# database not accepting connections (55000: ALTER DATABASE ... ALLOW_CONNECTIONS false), one
+# that is gone (3D000), a login or its CONNECT privilege refused (class 28, 42501). Only
+# while connecting: in answer to a statement the same codes are a bug.
+REFUSED_CONNECTION_SQLSTATES = ("55000", "3D000", "28", "42501")
 
 
 class DatabaseErrorKind(enum.Enum):
@@ -38,6 +43,16 @@ def sqlstate_of(error: BaseException) -> str:
     if isinstance(error, sa_exc.DBAPIError):
         error = error.orig or error
     return str(getattr(error, "sqlstate", None) or getattr(error, "pgcode", None) or "")
+
+
+def _connection_refused(error: BaseException, sqlstate: str) -> bool:
+    """Whether `error` is the server turning a new connection away (SQLAlchemy names no
+    statement for an error raised while connecting)."""
+    return (
+        isinstance(error, sa_exc.DBAPIError)
+        and error.statement is None
+        and sqlstate.startswith(REFUSED_CONNECTION_SQLSTATES)
+    )
 
 
 def _driver_unavailable_errors() -> tuple[type[BaseException], ...]:
@@ -65,7 +80,7 @@ def classify(error: BaseException) -> DatabaseErrorKind | None:
         return DatabaseErrorKind.INTEGRITY
     if sqlstate in CONCURRENCY_SQLSTATES:
         return DatabaseErrorKind.CONCURRENT
-    if sqlstate.startswith(UNAVAILABLE_SQLSTATES):
+    if sqlstate.startswith(UNAVAILABLE_SQLSTATES) or _connection_refused(error, sqlstate):
         return DatabaseErrorKind.UNAVAILABLE
     if sqlstate:
         return DatabaseErrorKind.OTHER  # the server refused the statement itself
@@ -106,7 +121,7 @@ def unreachable(error: BaseException) -> bool:
         return True
     sqlstate = sqlstate_of(error)
     if sqlstate:
-        return sqlstate.startswith(_UNREACHABLE_SQLSTATES)
+        return sqlstate.startswith(_UNREACHABLE_SQLSTATES) or _connection_refused(error, sqlstate)
     return isinstance(
         cause,
         (sa_exc.OperationalError, sa_exc.InterfaceError, OSError, *_driver_unavailable_errors()),

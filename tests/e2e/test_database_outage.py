@@ -538,11 +538,15 @@ def test_kill_mid_write_keeps_nothing_half_done(live_server: Server, http: httpx
 # -- In-process: pool exhaustion and SQLite's lock -------------------------------------------
 
 
+# The database the in-process tests are served from (created once by `pool_database_url`).
+REFUSING_DATABASE = "pool"
+
+
 @pytest.fixture(scope="module")
 def pool_database_url(cluster: PgCluster) -> str:
     cluster.ensure_running()
-    cluster.psql_admin("CREATE DATABASE pool")
-    url = cluster.url("pool")
+    cluster.psql_admin(f"CREATE DATABASE {REFUSING_DATABASE}")
+    url = cluster.url(REFUSING_DATABASE)
     run_alembic(url)
     return url
 
@@ -650,7 +654,8 @@ async def refusing_new_connections(cluster: PgCluster, how: str) -> AsyncIterato
 
     "shutting-down": a smart shutdown waits for its last client, refusing newcomers with
     SQLSTATE 57P03 (as during a restart's start-up); "too-many-clients": every connection slot
-    is taken (53300).
+    is taken (53300); "not-accepting": an operator closed the service's database to new
+    connections (ALLOW_CONNECTIONS false, 55000).
     """
     import asyncpg
 
@@ -678,6 +683,8 @@ async def refusing_new_connections(cluster: PgCluster, how: str) -> AsyncIterato
             held.append(await connect())
             cluster.stop("smart", wait=False)
             await until_refused(asyncpg.CannotConnectNowError, keep=None)
+        elif how == "not-accepting":
+            cluster.psql_admin(f"ALTER DATABASE {REFUSING_DATABASE} ALLOW_CONNECTIONS false")
         else:
             await until_refused(asyncpg.TooManyConnectionsError, keep=held)
         yield
@@ -687,9 +694,11 @@ async def refusing_new_connections(cluster: PgCluster, how: str) -> AsyncIterato
         for connection in held:
             connection.terminate()
         cluster.ensure_running()
+        if how == "not-accepting":
+            cluster.psql_admin(f"ALTER DATABASE {REFUSING_DATABASE} ALLOW_CONNECTIONS true")
 
 
-@pytest.mark.parametrize("how", ["shutting-down", "too-many-clients"])
+@pytest.mark.parametrize("how", ["shutting-down", "too-many-clients", "not-accepting"])
 async def test_database_refusing_connections_is_a_503(
     cluster: PgCluster, pool_database_url: str, how: str
 ) -> None:
@@ -706,3 +715,22 @@ async def test_database_refusing_connections_is_a_503(
         listed = await client.get("/api/v1/tasks", headers=headers)
         assert listed.status_code == 200, listed.text
         assert listed.json()["items"] == []
+
+
+async def test_a_database_gone_is_a_503(cluster: PgCluster) -> None:
+    """The service's database dropped (or renamed) under it: the server turns each new
+    connection away with 3D000, and every request that needs the database is a 503, as for
+    a server that cannot be reached (readiness says the same)."""
+    cluster.ensure_running()
+    cluster.psql_admin("CREATE DATABASE gone")
+    url = cluster.url("gone")
+    run_alembic(url)
+    async with in_process(make_settings(url, db_connect_timeout_seconds=2)) as (app, client):
+        headers = await async_user(client)
+        await app.state.engine.dispose()
+        cluster.psql_admin("DROP DATABASE gone WITH (FORCE)")
+        for call in database_calls(client, headers):
+            response, seconds = await asyncio.wait_for(async_timed(call()), timeout=15)
+            assert_unavailable(response)
+            assert seconds < OUTAGE_ANSWER_BOUND_SECONDS
+        assert (await client.get("/healthz")).status_code == 200
