@@ -1,4 +1,5 @@
-"""Password rules of the contract (NIST SP 800-63B-4): length after NFKC, no common passwords.
+"""Password rules of the contract (NIST SP 800-63B-4): 15 to 128 characters as typed and after
+NFKC, no common passwords.
 
 No composition rules. A password is refused when, compared without regard to case, it is
 on the shipped list of commonly used passwords, is such a password padded with digits or
@@ -48,9 +49,13 @@ def _is_sequence(text: str) -> bool:
 def password_problem(password: str) -> str | None:
     """Why the password is refused, or None when it is acceptable."""
     normalized = normalize_password(password)
-    if len(normalized) < PASSWORD_MIN_LENGTH:
+    # Within the bounds both as typed (what a person counts, and what the OpenAPI document's
+    # minLength and maxLength check) and as hashed: NFKC makes some text longer ("½" is
+    # "1⁄2") and some shorter ("e" and a combining accent are one "é").
+    shortest, longest = sorted((len(password), len(normalized)))
+    if shortest < PASSWORD_MIN_LENGTH:
         return f"must be at least {PASSWORD_MIN_LENGTH} characters"
-    if len(normalized) > PASSWORD_MAX_LENGTH:
+    if longest > PASSWORD_MAX_LENGTH:
         return f"must be at most {PASSWORD_MAX_LENGTH} characters"
     folded = normalized.casefold()
     listed = common_passwords()

@@ -1,8 +1,8 @@
 """Password rules (contract section 2, NIST SP 800-63B-4): `app.core.passwords.password_problem`.
 
-15 to 128 characters after NFKC, no composition rules, and no commonly used password: the
-shipped list compared without regard to case, such a password padded with digits or
-punctuation, one short unit repeated, or a run of consecutive characters.
+15 to 128 characters as typed and after NFKC, no composition rules, and no commonly used
+password: the shipped list compared without regard to case, such a password padded with
+digits or punctuation, one short unit repeated, or a run of consecutive characters.
 """
 
 from __future__ import annotations
@@ -192,19 +192,22 @@ class TestLength:
             assert "characters" in problem
             assert password not in problem
 
-    def test_counted_after_nfkc_growing(self) -> None:
-        # 14 code points typed, 15 after NFKC: accepted. 128 typed, 129 after: refused.
+    def test_counted_as_typed_and_after_nfkc_growing(self) -> None:
+        # 14 code points typed, 15 after NFKC: refused (a person typed 14; the OpenAPI
+        # document's minLength counts those). 128 typed, 129 after: refused.
         short = LIGATURE + of_length(13)
         assert len(short) == 14
         assert len(nfkc(short)) == 15
-        assert_accepted(short)
+        assert password_problem(short) is not None
+        assert_accepted(LIGATURE + of_length(14))  # 15 typed, 16 after
         long = LIGATURE + of_length(127)
         assert len(long) == 128
         assert len(nfkc(long)) == 129
         assert password_problem(long) is not None
 
-    def test_counted_after_nfkc_shrinking(self) -> None:
-        # 15 typed, 14 after NFKC: refused. 129 typed, 128 after: accepted.
+    def test_counted_as_typed_and_after_nfkc_shrinking(self) -> None:
+        # 15 typed, 14 after NFKC: refused. 129 typed, 128 after: refused (the OpenAPI
+        # document's maxLength counts the 129).
         short = "caf" + COMBINING_ACUTE + of_length(10)
         assert len(short) == 15
         assert len(nfkc(short)) == 14
@@ -212,7 +215,8 @@ class TestLength:
         long = "caf" + COMBINING_ACUTE + of_length(124)
         assert len(long) == 129
         assert len(nfkc(long)) == 128
-        assert_accepted(long)
+        assert password_problem(long) is not None
+        assert_accepted("caf" + COMBINING_ACUTE + of_length(123))  # 128 typed, 127 after
 
     def test_every_code_point_counts(self) -> None:
         assert password_problem("😀" * 14) is not None  # 56 bytes, 14 characters
