@@ -20,10 +20,12 @@ response model) and replaces only the per-request work, through FastAPI's hook f
   serialised through the route's `response_model`, as FastAPI does.
 
 A client gets what FastAPI gives for the same declaration, in the same order: a body that is
-not valid JSON (422), then an unknown or repeated query parameter (422) or a body not sent as
-JSON (415), then whatever a dependency raises (401, 429), then the parameters' own errors
-(422, all of them at once). tests/api/test_routing.py holds the two to that. Beyond FastAPI,
-an undeclared or repeated query parameter and a query string that is not UTF-8 are refused.
+not valid JSON (422) or not sent as JSON (415), then whatever a dependency raises (401, 429),
+then the parameters' own errors (422, all of them at once). tests/api/test_routing.py holds
+the two to that. Beyond FastAPI, an undeclared or repeated query parameter, a query string
+that is not UTF-8 and a body sent to a route that takes none are refused: 422 items among
+the parameters' own, so a request without valid credentials is a 401 whatever else it
+carries, and one that has them is counted against its rate limit first (docs/decisions/0006).
 
 A declaration the plan does not cover (a sync endpoint or dependency, cookies, background
 tasks, security scopes, a JSON body in several parts) is refused when the app is built, so a
@@ -282,11 +284,13 @@ class RequestPlan:
             body = await _form_body(request)
         elif _carries_body(scope):
             refused = await _unwanted_body(request)
-        query = _query_parameters(scope["query_string"], self._query_names, self._query_lists)
+        query, unread = _query_parameters(
+            scope["query_string"], self._query_names, self._query_lists
+        )
         if self._body_kind == "json" and scope["method"] in _JSON_BODY_METHODS:
             _require_json_media_type(scope)
         values, errors = self._validate(scope, query, body)
-        errors += refused
+        errors += unread + refused
         if self._has_contexts:
             async with AsyncExitStack() as stack:
                 return await self._answer(request, headers, values, errors, stack)
@@ -560,17 +564,18 @@ def _require_json_media_type(scope: Mapping[str, Any]) -> None:
 
 def _query_parameters(
     raw: bytes, declared: frozenset[str], lists: frozenset[str]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], list[ErrorItem]]:
     """The query string: each parameter declared by the route and given at most once; one
     that names several values (`lists`) may also be repeated, its values then joined as if
     comma-separated (`status=todo&status=done` is `status=todo,done`: one reading of both).
+    And the 422 items of the others: undeclared, repeated, or unreadable.
 
     Its escapes are decoded as UTF-8, strictly: a name or value that cannot be read is a 422
     like any parameter that cannot be read (Starlette would put replacement characters in).
     `QueryEncodingMiddleware` has refused raw bytes that are not UTF-8 already.
     """
     if not raw:
-        return {}
+        return {}, []
     values: dict[str, str] = {}
     problems: list[ErrorItem] = []
     for pair in raw.split(b"&"):
@@ -602,9 +607,7 @@ def _query_parameters(
                     "repeated_parameter",
                 )
             )
-    if problems:
-        raise RequestValidationError(problems)
-    return values
+    return values, problems
 
 
 class _DependencyResponse(Response):

@@ -484,8 +484,9 @@ class TestPerUserLimit:
         assert_rate_limited(refused_write, policy="user")
 
     async def test_each_request_counts_once_however_it_ends(self, make_app: AppMaker) -> None:
-        # Answered, refused by validation, refused by the route: each counts exactly once.
-        app = await make_app(rate_limit_user="4/minute")
+        # Answered, refused by validation (a value, an unknown parameter), refused by the
+        # route: each counts exactly once.
+        app = await make_app(rate_limit_user="5/minute")
         alice = await make_app.add_user(app)
         headers = bearer(app, alice)
         async with http_client(app) as client:
@@ -493,12 +494,13 @@ class TestPerUserLimit:
                 await client.get(TASKS_URL, headers=headers),
                 await client.get(TASKS_URL, params={"deleted": "1"}, headers=headers),
                 await client.post(TASKS_URL, json={"title": ""}, headers=headers),
+                await client.get(TASKS_URL, params={"stauts": "done"}, headers=headers),
                 await client.post(TASKS_URL, json={"title": "counted"}, headers=headers),
             ]
             refused = await client.get(TASKS_URL, headers=headers)
 
-        assert statuses(answered) == [200, 200, 422, 201]
-        assert [rate_limit_state(r)["user"].remaining for r in answered] == [3, 2, 1, 0]
+        assert statuses(answered) == [200, 200, 422, 422, 201]
+        assert [rate_limit_state(r)["user"].remaining for r in answered] == [4, 3, 2, 1, 0]
         assert_rate_limited(refused, policy="user")
 
     async def test_a_refused_request_does_no_database_work(self, make_app: AppMaker) -> None:

@@ -363,11 +363,15 @@ async def test_undeclared_repeated_and_unreadable_query_parameters_are_422(
     assert {"loc": loc, "msg": errors[0]["msg"], "type": type_} in errors
 
 
-async def test_query_parameters_are_refused_before_the_dependencies_run(
+async def test_credentials_come_before_the_query_parameters(
     compiled: httpx.AsyncClient,
 ) -> None:
-    """A mistyped parameter is named even without credentials (nothing is looked up)."""
-    problem_errors(await compiled.get("/things/1?colour=red"))
+    """Without credentials a mistyped parameter is a 401 like any other request, which the
+    anonymous rate limit counts; with them, it is named among the parameters' own errors."""
+    unauthorized = await compiled.get("/things/1?colour=red&kind=huge")
+    assert unauthorized.status_code == 401, unauthorized.text
+    errors = problem_errors(await compiled.get("/things/1?colour=red&kind=huge", headers=KEY))
+    assert {tuple(item["loc"]) for item in errors} == {("query", "colour"), ("query", "kind")}
 
 
 async def test_a_repeated_parameter_is_named_once(compiled: httpx.AsyncClient) -> None:
