@@ -32,13 +32,15 @@ run: install
 # server tests (docs/decisions/0037).
 TEST_WORKERS ?= 2
 
+# The isolated-network tests first (seconds), so that the run ends with the main suite's
+# summary: what failed, and, loudly, what was skipped for want of PostgreSQL, Redis or Chromium.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy client
-	$(BIN)/python -m pytest -m "not isolated_network" -n $(TEST_WORKERS) --dist worksteal --durations=25
 	scripts/run-isolated-tests.sh $(BIN)/python
+	$(BIN)/python -m pytest -m "not isolated_network" -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 # The service on several hosts made on this machine (network namespaces, root only): a load
 # balancer, two API hosts, PgBouncer, Redis, two job workers; load and faults, then checks.

@@ -56,28 +56,52 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _postgres_skip_reasons(terminalreporter: Any) -> list[str]:
-    """Why tests were skipped for want of PostgreSQL, read from the skip reports: under
-    pytest-xdist the skips happen in worker processes and only their reports reach this one."""
+# What a skip says when part of the suite could not run for want of something on this machine
+# (CI=true makes each a failure instead), and the banner that says so at the very end of the
+# run: its title, and what was left out or how to run it.
+REDIS_UNREACHABLE = "REDIS UNREACHABLE"
+BROWSER_MISSING = "Chromium not found"
+_LOUD_SKIPS = (
+    (
+        POSTGRES_UNREACHABLE,
+        "POSTGRESQL TESTS SKIPPED",
+        "Only SQLite was tested: set TEST_DATABASE_URL or start PostgreSQL on 127.0.0.1:5432 "
+        "to run both.",
+    ),
+    (REDIS_UNREACHABLE, "REDIS TESTS SKIPPED", ""),  # the reason says what and how
+    (
+        BROWSER_MISSING,
+        "BROWSER TEST OF THE CLIENT SKIPPED",
+        "Install Debian's chromium (apt-get install chromium) or set CHROMIUM_PATH; CI does.",
+    ),
+)
+
+
+def _skip_reasons(terminalreporter: Any, marker: str) -> list[str]:
+    """Why tests were skipped for want of what `marker` names, read from the skip reports:
+    under pytest-xdist the skips happen in worker processes and only their reports reach
+    this one."""
     reasons = []
     for report in terminalreporter.stats.get("skipped", []):
         longrepr = getattr(report, "longrepr", None)
         reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
-        if POSTGRES_UNREACHABLE in str(reason):
-            reasons.append(str(reason))
+        if marker in str(reason):
+            reasons.append(str(reason).removeprefix("Skipped: "))
     return reasons
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    reasons = _postgres_skip_reasons(terminalreporter)
-    if reasons:
-        terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
-        terminalreporter.write_line(
-            f"{len(reasons)} tests did not run: {reasons[0].removeprefix('Skipped: ')}; only "
-            "SQLite was tested. Set TEST_DATABASE_URL or start PostgreSQL on 127.0.0.1:5432 "
-            "to run both.",
-            red=True,
-        )
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Any:
+    """After everything else the summary prints (the slowest tests, the list of skips), so
+    that a run which left part of the suite out says so last, loudly."""
+    result = yield
+    for marker, title, remedy in _LOUD_SKIPS:
+        reasons = _skip_reasons(terminalreporter, marker)
+        if reasons:
+            terminalreporter.write_sep("!", title, red=True, bold=True)
+            line = f"{len(reasons)} skipped: {reasons[0]} {remedy}"
+            terminalreporter.write_line(line.rstrip(), red=True)
+    return result
 
 
 def run_alembic(url: str, revision: str = "head", *, down: bool = False) -> None:
@@ -122,7 +146,7 @@ async def create_database(backend: str, tmp_dir: Path) -> str:
         reason = f"{type(exc).__name__} at {make_url(postgres_server_url()).host}"
         if running_in_ci():
             pytest.fail(f"CI=true but PostgreSQL is unreachable: {reason}", pytrace=False)
-        pytest.skip(f"{POSTGRES_UNREACHABLE} ({reason})")
+        pytest.skip(f"{POSTGRES_UNREACHABLE} ({reason}).")
     return make_url(postgres_server_url()).set(database=name).render_as_string(False)
 
 

@@ -40,7 +40,7 @@ from tests.api.test_rate_limits import (
     requests_not_served,
     statuses,
 )
-from tests.conftest import TEST_PASSWORD, running_in_ci
+from tests.conftest import REDIS_UNREACHABLE, TEST_PASSWORD, running_in_ci
 from tests.support import assert_problem
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
@@ -64,7 +64,7 @@ def redis_server_or_skip() -> str:
         client.ping()
     except redis.RedisError as exc:
         reason = (
-            f"REDIS UNREACHABLE at {where} ({type(exc).__name__}): the shared-counter tests "
+            f"{REDIS_UNREACHABLE} at {where} ({type(exc).__name__}): the shared-counter tests "
             "did not run. Start Redis there or set TEST_REDIS_URL."
         )
         if running_in_ci():

@@ -33,8 +33,6 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from streamlit.util import calc_hash  # noqa: E402
 
 APP_PATH = CLIENT_DIR / "app.py"
-# Why the browser test did not run, if it did not; reported at the end of the run.
-skipped_browser: list[str] = []
 PASSWORD = "a client test passphrase"
 ADMIN_EMAIL = "client-admin@example.com"
 ADMIN_PASSWORD = "the client admin passphrase"
@@ -52,16 +50,6 @@ TEAM_SCREENS = (
 )
 # The first run imports pandas and altair: seconds on a busy machine (AppTest's default is 3).
 APP_TIMEOUT_SECONDS = 60
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if skipped_browser:
-        terminalreporter.write_sep("!", "BROWSER TEST OF THE CLIENT SKIPPED", red=True, bold=True)
-        terminalreporter.write_line(
-            f"{skipped_browser[0]}. Install Debian's chromium (apt-get install chromium) "
-            "to run it; CI does.",
-            red=True,
-        )
 
 
 @dataclass

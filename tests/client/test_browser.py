@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.client.conftest import APP_PATH, PASSWORD, TEAM_SCREENS, Api, new_email
-from tests.conftest import PROJECT_ROOT, running_in_ci
+from tests.conftest import BROWSER_MISSING, PROJECT_ROOT, running_in_ci
 from tests.e2e.test_server import BIN, free_port, stop
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -37,12 +37,9 @@ CHROMIUM_ARGS = [
 ]
 
 if not CHROMIUM.exists():
-    reason = f"Chromium not found at {CHROMIUM}: the browser test of the client did not run"
+    reason = f"{BROWSER_MISSING} at {CHROMIUM}: the browser test of the client did not run."
     if running_in_ci():
         pytest.fail(f"CI=true but {reason} (.ci/run installs it with apt-get)", pytrace=False)
-    from tests.client.conftest import skipped_browser
-
-    skipped_browser.append(reason)
     pytest.skip(reason, allow_module_level=True)
 
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright  # noqa: E402
