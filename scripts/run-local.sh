@@ -52,7 +52,7 @@ PY
 
 echo ""
 echo "  Web client: $CLIENT_URL"
-echo "  API:        $API_URL/api/v1"
+echo "  API:        $API_URL/api/v2 (and /api/v1)"
 echo "  API docs:   $API_URL/docs"
 echo ""
 
