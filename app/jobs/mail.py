@@ -6,7 +6,8 @@ records each outcome. `send_mail` never raises for server or network trouble: it
 `MailResult` that says whether the mail went, may go on a later attempt
 (`TEMPORARY_FAILURE`: the server is down, slow, answers 4xx, refuses our credentials or our
 sender, or TLS fails), or never will (`PERMANENT_FAILURE`: the server refused this recipient
-or this message with a 5xx). Only what is
+or this message with a 5xx; `UNKNOWN`: the message was sent and no answer to it came, so the
+server may have accepted it, and mail goes at most once). Only what is
 about this one mail is permanent; a fault of the server or of the configuration is retried
 with backoff (`mail_retry_delay`) so that the operator can fix it before `MAIL_MAX_ATTEMPTS`
 run out, and mails owed meanwhile are not lost.
@@ -37,9 +38,11 @@ from datetime import UTC, datetime, timedelta
 from email.header import Header
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from aiosmtplib.response import SMTPResponse
 from email_validator import EmailNotValidError, validate_email
 
 from app.core.config import ConfigurationError, Settings
@@ -241,6 +244,9 @@ class MailOutcome(enum.StrEnum):
     TEMPORARY_FAILURE = "temporary_failure"
     # Never: the server refused this recipient or this message for good.
     PERMANENT_FAILURE = "permanent_failure"
+    # Never either: the message was sent, and its answer never came (a timeout, a connection
+    # lost). The server may have accepted it, and a mail is sent at most once.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -261,6 +267,23 @@ class MailResult:
     def permanent(self) -> bool:
         return self.outcome is MailOutcome.PERMANENT_FAILURE
 
+    @property
+    def unknown(self) -> bool:
+        return self.outcome is MailOutcome.UNKNOWN
+
+
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, which knows whether the message has been handed to the server:
+    from then on, a timeout or a lost connection leaves its fate unknown. (It counts from the
+    DATA command, just before the message: a failure while that command waits for its 354 is
+    counted unknown too, the price of not reaching into the protocol.)"""
+
+    message_sent = False
+
+    async def data(self, message: str | bytes, /, **options: Any) -> SMTPResponse:
+        self.message_sent = True
+        return await super().data(message, **options)
+
 
 async def send_mail(
     server: SmtpServer, sender: str, mail: OutgoingMail, *, timeout: float = 10.0
@@ -276,7 +299,7 @@ async def send_mail(
         return MailResult(MailOutcome.PERMANENT_FAILURE, "the recipient is not a valid address")
     to = _in_ascii_where_it_can_be(mail.to)
     message = _message(sender, mail, to)
-    client = aiosmtplib.SMTP(
+    client = _Client(
         hostname=server.host,
         port=server.port,
         username=server.username,
@@ -310,14 +333,21 @@ async def send_mail(
         return _temporary(server, _reply(exc.code, exc.message))
     except TimeoutError:
         # aiosmtplib's timeouts are TimeoutErrors too.
-        return _temporary(server, f"no answer from {server.display} within {timeout:g} s")
+        no_answer = f"no answer from {server.display} within {timeout:g} s"
+        if client.message_sent:
+            return _unknown(server, no_answer + " to the message, which it may have accepted")
+        return _temporary(server, no_answer)
     except aiosmtplib.SMTPNotSupported as exc:
         # E.g. an internationalized recipient address and a server without SMTPUTF8.
         return _permanent(server, exc.message)
     except aiosmtplib.SMTPException as exc:
         # Connection refused or lost, AUTH or STARTTLS not offered, a certificate refused.
+        if client.message_sent:
+            return _unknown(server, f"{exc.message}, after the message, which it may have accepted")
         return _temporary(server, exc.message)
     except OSError as exc:
+        if client.message_sent:
+            return _unknown(server, f"{type(exc).__name__}: {exc}, after the message")
         return _temporary(server, f"{type(exc).__name__}: {exc}")
     finally:
         client.close()
@@ -399,6 +429,10 @@ def _temporary(server: SmtpServer, error: str) -> MailResult:
 
 def _permanent(server: SmtpServer, error: str) -> MailResult:
     return MailResult(MailOutcome.PERMANENT_FAILURE, _safe_error(server, error))
+
+
+def _unknown(server: SmtpServer, error: str) -> MailResult:
+    return MailResult(MailOutcome.UNKNOWN, _safe_error(server, error))
 
 
 def _safe_error(server: SmtpServer, error: str) -> str:

@@ -18,7 +18,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -158,6 +158,39 @@ async def send(server: SmtpServer, mail: OutgoingMail, *, timeout: float = 5.0) 
     return await asyncio.wait_for(
         send_mail(server, SENDER, mail, timeout=timeout), timeout=GUARD_SECONDS
     )
+
+
+def one_message(
+    received: list[bytes], then: str
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A minimal SMTP server that takes a message into `received`, and `then`: "250" answers
+    it (and never answers QUIT), "no answer" never answers it, "hang up" closes at once."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 minimal ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250 minimal\r\n")
+            elif verb in {b"MAIL", b"RCPT"}:
+                writer.write(b"250 OK\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go ahead\r\n")
+                await writer.drain()
+                received.append(await reader.readuntil(b"\r\n.\r\n"))
+                if then == "hang up":
+                    break
+                if then == "no answer":
+                    await reader.read()  # until the client hangs up
+                    break
+                writer.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                await reader.read()  # never answers; waits for the client to hang up
+                break
+            await writer.drain()
+        writer.close()
+
+    return serve
 
 
 def assert_no_password(*texts: str | None) -> None:
@@ -470,8 +503,29 @@ class TestSendMail:
         # Once the server said 250 to the message it is sent: a hang after that must not
         # make it a failure (which would be retried, and mailed twice).
         received: list[bytes] = []
+        listener = await asyncio.start_server(one_message(received, "250"), "127.0.0.1", 0)
+        async with listener:
+            port = listener.sockets[0].getsockname()[1]
+            result = await send(plain(port), a_mail(), timeout=0.3)
+        assert result.sent
+        assert len(received) == 1
 
-        async def accept_then_hang(
+    @pytest.mark.parametrize("then", ["no answer", "hang up"])
+    async def test_message_sent_then_no_answer_is_not_retried(self, then: str) -> None:
+        # The server has the message; whether it accepted it is unknown. Sent again, it could
+        # arrive twice (a black-box run: a server answering after 13 s got every mail twice).
+        received: list[bytes] = []
+        listener = await asyncio.start_server(one_message(received, then), "127.0.0.1", 0)
+        async with listener:
+            port = listener.sockets[0].getsockname()[1]
+            result = await send(plain(port), a_mail(), timeout=0.5)
+        assert len(received) == 1
+        assert result.outcome is MailOutcome.UNKNOWN
+        assert not result.retry
+
+    async def test_a_connection_lost_before_the_message_is_retried(self) -> None:
+        # Lost before the message was sent: nothing can have been delivered.
+        async def hang_up_at_rcpt(
             reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         ) -> None:
             writer.write(b"220 minimal ESMTP\r\n")
@@ -479,25 +533,18 @@ class TestSendMail:
                 verb = line[:4].upper()
                 if verb == b"EHLO":
                     writer.write(b"250 minimal\r\n")
-                elif verb in {b"MAIL", b"RCPT"}:
+                elif verb == b"MAIL":
                     writer.write(b"250 OK\r\n")
-                elif verb == b"DATA":
-                    writer.write(b"354 go ahead\r\n")
-                    await writer.drain()
-                    received.append(await reader.readuntil(b"\r\n.\r\n"))
-                    writer.write(b"250 queued\r\n")
-                elif verb == b"QUIT":
-                    await reader.read()  # never answers; waits for the client to hang up
+                else:
                     break
                 await writer.drain()
             writer.close()
 
-        listener = await asyncio.start_server(accept_then_hang, "127.0.0.1", 0)
+        listener = await asyncio.start_server(hang_up_at_rcpt, "127.0.0.1", 0)
         async with listener:
             port = listener.sockets[0].getsockname()[1]
-            result = await send(plain(port), a_mail(), timeout=0.3)
-        assert result.sent
-        assert len(received) == 1
+            result = await send(plain(port), a_mail(), timeout=0.5)
+        assert result.outcome is MailOutcome.TEMPORARY_FAILURE
 
     async def test_user_text_adds_no_header(self, start_server: StartServer) -> None:
         mailbox, port = start_server()

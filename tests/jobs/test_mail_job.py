@@ -4,13 +4,16 @@ for any of it."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -212,6 +215,49 @@ async def test_a_mail_whose_worker_stopped_while_sending_is_not_sent_again(
     assert await _mail_state(deployment) == [("failed", 0)]
     error = await deployment.scalar("SELECT mail_error FROM notifications")
     assert error == mail_outbox.UNFINISHED_SEND
+
+
+@dataclass
+class SlowToAnswer(Mailbox):
+    """Keeps the message, then answers only after `delay` seconds (a content filter)."""
+
+    delay: float = 3.0
+
+    async def handle_DATA(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+    ) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(self.delay)
+        return reply
+
+
+async def test_a_mail_sent_and_never_answered_is_not_sent_again(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most once: the server has the message and may have accepted it. Before, a timeout
+    waiting for its answer was retried (a black-box run: every mail twice, 40 s apart)."""
+    mailbox, port = SlowToAnswer(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    deployment.runtime.settings.smtp_url = SecretStr(f"smtp://127.0.0.1:{port}")
+    monkeypatch.setattr(mailing, "MAIL_TIMEOUT_SECONDS", 0.5)
+    try:
+        await _invite(deployment)
+        await outbox.fan_out(deployment.runtime)
+        assert await mailing.send_due(deployment.runtime) == 1
+        assert await _mail_state(deployment) == [("failed", 1)]
+        async with deployment.runtime.transaction() as db:  # were it due again
+            await db.session.execute(
+                text("UPDATE notifications SET mail_next_attempt_at = :now"),
+                {"now": datetime.now(UTC)},
+            )
+        assert await mailing.send_due(deployment.runtime) == 0
+        assert len(mailbox.envelopes) == 1
+    finally:
+        controller.stop()
 
 
 async def test_a_run_takes_new_batches_only_for_a_while(
