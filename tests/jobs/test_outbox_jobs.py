@@ -36,6 +36,29 @@ async def _notifications(deployment: Deployment, user_id: int) -> list[tuple[str
     return [(str(kind), str(message)) for kind, message in rows]
 
 
+async def _reminded_task(
+    deployment: Deployment,
+    author: dict[str, Any],
+    title: str,
+    *,
+    in_seconds: float,
+    project_id: int | None = None,
+    assignee_ids: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """A task `author` creates (in their Inbox without `project_id`), to be reminded of
+    `in_seconds` from now; the response, its ETag kept under "etag"."""
+    body: dict[str, Any] = {"title": title, "remind_at": _soon(in_seconds)}
+    if project_id is not None:
+        body["project_id"] = project_id
+    if assignee_ids:
+        body["assignee_ids"] = list(assignee_ids)
+    created = await deployment.http.post("/api/v2/tasks", json=body, headers=author["headers"])
+    assert created.status_code == 201, created.text
+    task: dict[str, Any] = created.json()
+    task["etag"] = created.headers["ETag"]
+    return task
+
+
 async def test_events_make_each_notification_once(deployment: Deployment) -> None:
     owner = await deployment.user("owner@example.com", "Olga")
     editor = await deployment.user("editor@example.com", "Ed")
@@ -122,17 +145,14 @@ async def test_a_reminder_goes_once_to_each_assignee_and_again_when_moved(
     first = await deployment.user("first@example.com")
     second = await deployment.user("second@example.com")
     project_id = await deployment.project_with(owner, (first, "editor"), (second, "editor"))
-    task = await deployment.http.post(
-        "/api/v2/tasks",
-        json={
-            "title": "Call back",
-            "project_id": project_id,
-            "assignee_ids": [first["id"], second["id"]],
-            "remind_at": _soon(0.2),
-        },
-        headers=owner["headers"],
+    task = await _reminded_task(
+        deployment,
+        owner,
+        "Call back",
+        in_seconds=0.2,
+        project_id=project_id,
+        assignee_ids=(first["id"], second["id"]),
     )
-    assert task.status_code == 201, task.text
     await asyncio.sleep(0.3)
     # Three workers at once, each with its own engine (on SQLite: three processes on one
     # file). A run that loses SQLite's write lock fails, as a job would, and the next period
@@ -153,9 +173,9 @@ async def test_a_reminder_goes_once_to_each_assignee_and_again_when_moved(
 
     # A new remind_at arms it again.
     moved = await deployment.http.patch(
-        f"/api/v2/tasks/{task.json()['id']}",
+        f"/api/v2/tasks/{task['id']}",
         json={"remind_at": _soon(0.1)},
-        headers={**owner["headers"], "If-Match": task.headers["ETag"]},
+        headers={**owner["headers"], "If-Match": task["etag"]},
     )
     assert moved.status_code == 200, moved.text
     await asyncio.sleep(0.2)
@@ -205,6 +225,76 @@ async def test_a_remind_at_set_back_to_one_that_fired_fires_again(
     assert unchanged.status_code == 200, unchanged.text
     await outbox.send_reminders(deployment.runtime)
     assert len(await _notifications(deployment, owner["id"])) == 2
+
+
+async def test_a_reminder_whose_creator_left_goes_to_the_projects_owners(
+    deployment: Deployment,
+) -> None:
+    """Nobody assigned, and its creator no longer a member (removed, or the task moved to a
+    project of others): before, the reminder was claimed and went to nobody."""
+    owner = await deployment.user("owner@example.com")
+    co_owner = await deployment.user("co-owner@example.com")
+    editor = await deployment.user("editor@example.com")
+    project_id = await deployment.project_with(owner, (co_owner, "owner"), (editor, "editor"))
+    await _reminded_task(
+        deployment, editor, "Renew the lease", in_seconds=0.3, project_id=project_id
+    )
+    removed = await deployment.http.delete(
+        f"/api/v2/projects/{project_id}/members/{editor['id']}", headers=owner["headers"]
+    )
+    assert removed.status_code == 204, removed.text
+    await asyncio.sleep(0.4)
+    assert await outbox.send_reminders(deployment.runtime) == 2
+    for someone in (owner, co_owner):
+        assert await _notifications(deployment, someone["id"]) == [
+            ("reminder", "Reminder: “Renew the lease”")
+        ]
+    assert await _notifications(deployment, editor["id"]) == []
+
+
+async def test_many_reminders_due_at_once_are_made_in_one_run(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch at a time until none is due: before, a run made one batch, and thousands due
+    at once took runs enough to be late past the contract's 10 seconds."""
+    owner = await deployment.user("owner@example.com")
+    monkeypatch.setattr(outbox, "REMINDER_BATCH", 2)
+    for number in range(5):
+        await _reminded_task(deployment, owner, f"Call {number}", in_seconds=0.3)
+    await asyncio.sleep(0.4)
+    assert await outbox.send_reminders(deployment.runtime) == 5
+    assert len(await _notifications(deployment, owner["id"])) == 5
+
+
+async def test_a_deactivated_account_is_notified_of_nothing(deployment: Deployment) -> None:
+    """An admin deactivated the account: its owner cannot sign in to read a notification,
+    and its address is not ours to mail any more."""
+    owner = await deployment.user("owner@example.com")
+    active = await deployment.user("active@example.com")
+    gone = await deployment.user("gone@example.com")
+    project_id = await deployment.project_with(owner, (active, "editor"), (gone, "editor"))
+    await outbox.fan_out(deployment.runtime)
+    async with deployment.runtime.transaction() as db:
+        await db.session.execute(
+            text("UPDATE users SET is_active = false WHERE id = :id"), {"id": gone["id"]}
+        )
+    await _reminded_task(
+        deployment,
+        owner,
+        "Inventory",
+        in_seconds=0.3,
+        project_id=project_id,
+        assignee_ids=(active["id"], gone["id"]),
+    )
+    await outbox.fan_out(deployment.runtime)
+    await asyncio.sleep(0.4)
+    await outbox.send_reminders(deployment.runtime)
+    assert [kind for kind, _ in await _notifications(deployment, active["id"])] == [
+        "invited",
+        "assigned",
+        "reminder",
+    ]
+    assert [kind for kind, _ in await _notifications(deployment, gone["id"])] == ["invited"]
 
 
 async def test_no_reminder_for_done_trashed_or_day_late_tasks(deployment: Deployment) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, exists, func, literal, select, tuple_, upda
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app.core.roles import ProjectRole
 from app.db.access import Db
 from app.db.statements import events
 from app.db.statements.events import EventRow, Position
@@ -239,7 +240,19 @@ def notification_row(
 
 async def add_notifications(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert notifications (each a dict of Notification's columns), skipping any whose
-    (user_id, dedupe_key) exists already; how many were new."""
+    (user_id, dedupe_key) exists already, and any for an account an admin deactivated (who
+    cannot sign in to read it, and whose address is no longer ours to mail); how many were
+    new."""
+    if not rows:
+        return 0
+    active = set(
+        (
+            await db.session.execute(
+                select(User.id).where(User.id.in_({row["user_id"] for row in rows}), User.is_active)
+            )
+        ).scalars()
+    )
+    rows = [row for row in rows if row["user_id"] in active]
     if not rows:
         return 0
     result = await db.session.execute(
@@ -318,15 +331,22 @@ async def assignees_of(db: Db, task_ids: Collection[int]) -> dict[int, list[int]
     return found
 
 
-async def inbox_owners(db: Db, project_ids: Collection[int]) -> dict[int, int]:
+async def project_owners(db: Db, project_ids: Collection[int]) -> dict[int, list[int]]:
+    """The owners of each project (an Inbox's is its user), by user id."""
     if not project_ids:
         return {}
+    found: dict[int, list[int]] = {}
     result = await db.session.execute(
-        select(Project.id, Project.inbox_user_id).where(
-            Project.id.in_(project_ids), Project.inbox_user_id.is_not(None)
+        select(ProjectMember.project_id, ProjectMember.user_id)
+        .where(
+            ProjectMember.project_id.in_(project_ids),
+            ProjectMember.role == int(ProjectRole.OWNER),
         )
+        .order_by(ProjectMember.project_id, ProjectMember.user_id)
     )
-    return {int(project_id): int(user_id) for project_id, user_id in result.all() if user_id}
+    for project_id, user_id in result.all():
+        found.setdefault(int(project_id), []).append(int(user_id))
+    return found
 
 
 # --- webhook messages -------------------------------------------------------------------------
