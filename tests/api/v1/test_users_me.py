@@ -298,12 +298,16 @@ class TestPasswordChange:
         assert_problem(response, 422)
 
 
-# 14 code points that NFKC turns into 15 ("ﬁ" is the fi ligature), and 15 that become 14
-# (e + combining acute accent compose to é).
-LIGATURE_15 = "\ufb01" + "ve-and-thirte"
+# 14 code points that NFKC turns into 15 ("ﬁ" is the fi ligature), 15 that it turns into 16,
+# and 15 that become 14 (e + combining acute accent compose to é). A new password has 15 to
+# 128 characters both as typed and after NFKC.
+LIGATURE_14 = "\ufb01" + "ve-and-thirte"
+LIGATURE_15 = "\ufb01" + "ve-and-thirtee"
 COMBINING_14 = "cafe\u0301" + "-au-laitxx"
-assert len(LIGATURE_15) == 14
-assert len(unicodedata.normalize("NFKC", LIGATURE_15)) == 15
+assert len(LIGATURE_14) == 14
+assert len(unicodedata.normalize("NFKC", LIGATURE_14)) == 15
+assert len(LIGATURE_15) == 15
+assert len(unicodedata.normalize("NFKC", LIGATURE_15)) == 16
 assert len(COMBINING_14) == 15
 assert len(unicodedata.normalize("NFKC", COMBINING_14)) == 14
 
@@ -314,6 +318,7 @@ class TestPasswordLength:
         [
             ("fifteen-chars-x", True),
             ("fourteen-chars", False),
+            (LIGATURE_14, False),
             (LIGATURE_15, True),
             (COMBINING_14, False),
             ("жёлтый шкаф стол", True),
@@ -322,7 +327,8 @@ class TestPasswordLength:
         ids=[
             "ascii-15",
             "ascii-14",
-            "nfkc-grows-to-15",
+            "nfkc-grows-from-14",
+            "nfkc-grows-from-15",
             "nfkc-shrinks-to-14",
             "cyr-16",
             "emoji-14",
@@ -342,8 +348,8 @@ class TestPasswordLength:
 
     @pytest.mark.parametrize(
         ("password", "accepted"),
-        [(LIGATURE_15, True), (COMBINING_14, False)],
-        ids=["nfkc-grows-to-15", "nfkc-shrinks-to-14"],
+        [(LIGATURE_14, False), (LIGATURE_15, True), (COMBINING_14, False)],
+        ids=["nfkc-grows-from-14", "nfkc-grows-from-15", "nfkc-shrinks-to-14"],
     )
     async def test_password_change(
         self,
