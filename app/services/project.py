@@ -24,6 +24,7 @@ from app.core.roles import Permission, ProjectRole, least_role, role_required
 from app.core.security import AccessClaims
 from app.db.access import Db
 from app.db.base import utcnow
+from app.db.statements import outbox as reminders
 from app.db.statements import projects as statements
 from app.db.statements import tasks as task_statements
 from app.db.statements.projects import Diagnosis, ProjectRecord
@@ -149,9 +150,13 @@ async def restore_project(db: Db, caller: AccessClaims, project_id: int) -> Proj
     required = least_role(Permission.PROJECT_RESTORE)
 
     async def restore() -> ProjectRecord | None:
-        restored = await statements.restore_project(db, caller, project_id, now=utcnow())
-        if restored is not None:
-            return restored
+        async with db.transaction():
+            now = utcnow()
+            restored = await statements.restore_project(db, caller, project_id, now=now)
+            if restored is not None:
+                # Its tasks' reminders that came while it was in the trash are not sent late.
+                await reminders.spend_passed_reminders(db, now, project_id=project_id)
+                return restored
         found = await statements.diagnose(db, caller, project_id)
         if found.current and found.owned_in_trash:
             return None  # live when the restore looked, trashed since: made again

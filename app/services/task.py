@@ -19,9 +19,9 @@ the account exists), a label of another project, or an id given twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from app.core.errors import (
     AppError,
@@ -164,15 +164,25 @@ async def update_task(
             raise PreconditionFailed()
         return task
     completion = _field_changes(changes)
-    return await _versioned_update(
-        db,
-        caller,
-        task_id,
-        changes,
-        completion=completion,
-        in_trash=False,
-        expected_versions=expected_versions,
-    )
+
+    async def update() -> TaskRecord:
+        return await _versioned_update(
+            db,
+            caller,
+            task_id,
+            changes,
+            completion=completion,
+            in_trash=False,
+            expected_versions=expected_versions,
+        )
+
+    if not _may_reopen(changes):
+        return await update()
+    async with db.transaction():
+        was_done = await reminders.task_is_done(db, task_id)
+        updated = await update()
+        await _reminder_after_write(db, task_id, changes, was_done=was_done)
+        return updated
 
 
 async def delete_task(
@@ -200,14 +210,18 @@ async def restore_task(db: Db, caller: AccessClaims, task_id: int) -> TaskRecord
     task restored or live, never a 404."""
 
     async def restore() -> TaskRecord | None:
-        restored = await statements.update_task(
+        restored = await _out_of_the_trash(
             db,
-            caller,
             task_id,
-            {"deleted_at": None},
-            now=utcnow(),
-            in_trash=True,
-            expected_versions=None,
+            lambda now: statements.update_task(
+                db,
+                caller,
+                task_id,
+                {"deleted_at": None},
+                now=now,
+                in_trash=True,
+                expected_versions=None,
+            ),
         )
         return restored if restored is not None else await statements.fetch(db, caller, task_id)
 
@@ -455,15 +469,18 @@ async def update_project_task(
             if expected is not None and found.task.version not in expected:
                 raise PreconditionFailed()
             return found
-        if "remind_at" not in changes:
+
+        async def update() -> TaskDetail:
             return await _versioned_detail_update(
                 db, caller, task_id, changes, completion=completion, least=least, expected=expected
             )
+
+        if "remind_at" not in changes and not _may_reopen(changes):
+            return await update()
         async with db.transaction():
-            updated = await _versioned_detail_update(
-                db, caller, task_id, changes, completion=completion, least=least, expected=expected
-            )
-            await _rearm_reminder(db, task_id, changes)
+            was_done = _may_reopen(changes) and await reminders.task_is_done(db, task_id)
+            updated = await update()
+            await _reminder_after_write(db, task_id, changes, was_done=was_done)
             return updated
     for _ in range(retries.ATTEMPTS):
         try:
@@ -555,15 +572,44 @@ async def _update_with_links(
         )
         if updated is None:  # the task is locked: only the caller can have changed
             raise await _why_missed(db, caller, task_id, least=least, view="live")
-        await _rearm_reminder(db, task_id, changes)
+        was_done = current.task.status == TaskStatus.DONE.value
+        await _reminder_after_write(db, task_id, changes, was_done=was_done)
     return updated
 
 
-async def _rearm_reminder(db: Db, task_id: int, changes: dict[str, Any]) -> None:
-    """After a write that set `remind_at`, in its transaction: a new value is armed even if
-    it fired before (`forget_other_reminders`)."""
+_Restored = TypeVar("_Restored", TaskRecord, TaskDetail)
+
+
+async def _out_of_the_trash(
+    db: Db, task_id: int, restore: Callable[[datetime], Awaitable[_Restored | None]]
+) -> _Restored | None:
+    """`restore` (the write that takes the task out of the trash, at the time it is given),
+    and in its transaction the reminders that came while the task was in the trash marked
+    made (`spend_passed_reminders`): it had none then, and gets none late now."""
+    async with db.transaction():
+        now = utcnow()
+        restored = await restore(now)
+        if restored is not None:
+            await reminders.spend_passed_reminders(db, now, task_id=task_id)
+        return restored
+
+
+def _may_reopen(changes: dict[str, Any]) -> bool:
+    """Whether a write of `changes` takes the task out of `done` if it was."""
+    return changes.get("status") not in (None, TaskStatus.DONE.value)
+
+
+async def _reminder_after_write(
+    db: Db, task_id: int, changes: dict[str, Any], *, was_done: bool
+) -> None:
+    """After a write, in its transaction: a new `remind_at` is armed even if it fired before
+    (`forget_other_reminders`); a task taken out of `done` is not reminded late of a
+    `remind_at` that passed while it was done (`spend_passed_reminders`; spec api-v2
+    section 8: a done task gets no reminder)."""
     if "remind_at" in changes:
         await reminders.forget_other_reminders(db, task_id)
+    elif was_done and _may_reopen(changes):
+        await reminders.spend_passed_reminders(db, utcnow(), task_id=task_id)
 
 
 async def _versioned_detail_update(
@@ -630,15 +676,19 @@ async def restore_project_task(db: Db, caller: AccessClaims, task_id: int) -> Ta
     least = least_role(Permission.TASK_RESTORE)
 
     async def restore() -> TaskDetail | None:
-        restored = await statements.update_detail(
+        restored = await _out_of_the_trash(
             db,
-            caller,
             task_id,
-            {"deleted_at": None},
-            least=least,
-            now=utcnow(),
-            in_trash=True,
-            expected_versions=None,
+            lambda now: statements.update_detail(
+                db,
+                caller,
+                task_id,
+                {"deleted_at": None},
+                least=least,
+                now=now,
+                in_trash=True,
+                expected_versions=None,
+            ),
         )
         if restored is not None:
             return restored

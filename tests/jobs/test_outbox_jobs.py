@@ -297,6 +297,60 @@ async def test_a_deactivated_account_is_notified_of_nothing(deployment: Deployme
     assert [kind for kind, _ in await _notifications(deployment, gone["id"])] == ["invited"]
 
 
+async def test_a_remind_at_that_passed_while_done_or_trashed_is_not_sent_late(
+    deployment: Deployment,
+) -> None:
+    """A done or trashed task gets no reminder (spec api-v2 section 8): not at its time, nor
+    late when it is reopened or restored after it (before, the job found it due then, up to
+    a day late). Reopened before its time, or written without leaving `done`, it is
+    reminded as ever."""
+    owner = await deployment.user("owner@example.com")
+    headers = owner["headers"]
+    project_id = await deployment.project_with(owner)
+    tasks = {
+        name: await _reminded_task(deployment, owner, name, in_seconds=0.6, **where)
+        for name, where in (
+            ("done, reopened in v2", {}),
+            ("done, reopened in v1", {}),
+            ("trashed, restored in v2", {}),
+            ("trashed, restored in v1", {}),
+            ("in a trashed project", {"project_id": project_id}),
+            ("done, reopened in time", {}),
+            ("written, never done", {}),
+        )
+    }
+
+    async def call(method: str, url: str, **body: Any) -> None:
+        response = await deployment.http.request(method, url, json=body or None, headers=headers)
+        assert response.status_code in (200, 204), response.text
+
+    def v2(name: str) -> str:
+        return f"/api/v2/tasks/{tasks[name]['id']}"
+
+    def v1(name: str) -> str:
+        return f"/api/v1/tasks/{tasks[name]['id']}"
+
+    for name in ("done, reopened in v2", "done, reopened in v1", "done, reopened in time"):
+        await call("PATCH", v2(name), status="done")
+    await call("DELETE", v2("trashed, restored in v2"))
+    await call("DELETE", v2("trashed, restored in v1"))
+    await call("DELETE", f"/api/v2/projects/{project_id}")
+    await call("PATCH", v2("done, reopened in time"), status="todo")
+    await asyncio.sleep(0.7)  # every remind_at has passed; no job has run
+    await call("PATCH", v2("done, reopened in v2"), status="in_progress")
+    await call("PATCH", v1("done, reopened in v1"), status="todo")
+    await call("POST", f"{v2('trashed, restored in v2')}/restore")
+    await call("POST", f"{v1('trashed, restored in v1')}/restore")
+    await call("POST", f"/api/v2/projects/{project_id}/restore")
+    await call("PATCH", v2("written, never done"), status="todo")
+
+    await outbox.send_reminders(deployment.runtime)
+    assert sorted(message for _, message in await _notifications(deployment, owner["id"])) == [
+        "Reminder: “done, reopened in time”",
+        "Reminder: “written, never done”",
+    ]
+
+
 async def test_no_reminder_for_done_trashed_or_day_late_tasks(deployment: Deployment) -> None:
     owner = await deployment.user("owner@example.com")
     headers = owner["headers"]

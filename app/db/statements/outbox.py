@@ -13,12 +13,22 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, literal, select, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.core.roles import ProjectRole
-from app.db.access import Db
+from app.db.access import Db, Statement
 from app.db.statements import events
 from app.db.statements.events import EventRow, Position
 from app.models.event import Event
@@ -302,6 +312,38 @@ async def claim_reminder(db: Db, task_id: int, remind_at: datetime, now: datetim
         .returning(SentReminder.task_id)
     )
     return result.first() is not None
+
+
+async def spend_passed_reminders(
+    db: Db, now: datetime, *, task_id: int | None = None, project_id: int | None = None
+) -> None:
+    """Record as made the reminders whose time passed while their task could have none (in
+    the trash, done, or its project in the trash), as it comes back (the task `task_id`, or
+    the live tasks of the project `project_id`): it was not reminded then, and is not
+    reminded late now (spec api-v2 section 8). Inside the write's transaction, after it."""
+    scope = (
+        Task.id == task_id
+        if task_id is not None
+        else and_(Task.project_id == project_id, Task.deleted_at.is_(None))
+    )
+    passed = select(Task.id, Task.remind_at, literal(now, type_=SentReminder.sent_at.type)).where(
+        scope, Task.remind_at <= now
+    )
+    await db.execute(
+        _insert(db, SentReminder)
+        .from_select(["task_id", "remind_at", "sent_at"], passed)
+        .on_conflict_do_nothing(index_elements=["task_id", "remind_at"])
+    )
+
+
+_TASK_STATUS = Statement(select(Task.status).where(Task.id == bindparam("task_id")))
+
+
+async def task_is_done(db: Db, task_id: int) -> bool:
+    """Whether the task is `done` now: read, not locked, before a write that may take it out
+    of `done` (a read takes no transaction id, so the write still takes its turn first)."""
+    found = await db.first(_TASK_STATUS, {"task_id": task_id})
+    return found is not None and found[0] == TaskStatus.DONE.value
 
 
 async def forget_other_reminders(db: Db, task_id: int) -> None:
