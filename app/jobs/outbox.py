@@ -286,15 +286,26 @@ async def _remind_a_batch(runtime: JobRuntime) -> tuple[int, int]:
         assignees = await statements.assignees_of(db, task_ids)
         creators = dict(await statements.task_creators(db, task_ids))
         owners = await statements.project_owners(db, {project for _, _, project, _ in due})
+        active = await statements.active_among(
+            db,
+            {user for users in (*assignees.values(), *owners.values()) for user in users}
+            | set(creators.values()),
+        )
         made = _Made(now, mail=runtime.settings.smtp_url is not None)
         for task_id, remind_at, project_id, title in due:
             if not await statements.claim_reminder(db, task_id, remind_at, now):
                 continue
             # Its assignees; without any, its creator; a creator no longer a member (they
             # left, or the task was moved to a project of others) cannot see it: the
-            # project's owners then, who can and may act on it, rather than nobody.
-            recipients = assignees.get(task_id) or (
-                [creators[task_id]] if task_id in creators else owners.get(project_id, [])
+            # project's owners then, who can and may act on it. Deactivated accounts are
+            # passed over (they are notified of nothing): the next in line, never nobody.
+            in_line = (
+                assignees.get(task_id, []),
+                [creators[task_id]] if task_id in creators else [],
+                owners.get(project_id, []),
+            )
+            recipients = next(
+                (kept for users in in_line if (kept := [u for u in users if u in active])), []
             )
             # The claim's time tells this arming of the value from an earlier one's.
             key = f"reminder:{task_id}:{remind_at.isoformat()}:{_microseconds(now)}"

@@ -176,12 +176,12 @@ async def update_task(
             expected_versions=expected_versions,
         )
 
-    if not _may_reopen(changes):
+    held = await reminders.remind_at_while_done(db, task_id) if _may_reopen(changes) else None
+    if held is None:
         return await update()
     async with db.transaction():
-        was_done = await reminders.task_is_done(db, task_id)
         updated = await update()
-        await _reminder_after_write(db, task_id, changes, was_done=was_done)
+        await _reminder_after_write(db, task_id, changes, held_while_done=held)
         return updated
 
 
@@ -475,12 +475,12 @@ async def update_project_task(
                 db, caller, task_id, changes, completion=completion, least=least, expected=expected
             )
 
-        if "remind_at" not in changes and not _may_reopen(changes):
+        held = await reminders.remind_at_while_done(db, task_id) if _may_reopen(changes) else None
+        if "remind_at" not in changes and held is None:
             return await update()
         async with db.transaction():
-            was_done = _may_reopen(changes) and await reminders.task_is_done(db, task_id)
             updated = await update()
-            await _reminder_after_write(db, task_id, changes, was_done=was_done)
+            await _reminder_after_write(db, task_id, changes, held_while_done=held)
             return updated
     for _ in range(retries.ATTEMPTS):
         try:
@@ -572,8 +572,8 @@ async def _update_with_links(
         )
         if updated is None:  # the task is locked: only the caller can have changed
             raise await _why_missed(db, caller, task_id, least=least, view="live")
-        was_done = current.task.status == TaskStatus.DONE.value
-        await _reminder_after_write(db, task_id, changes, was_done=was_done)
+        held = current.task.remind_at if current.task.status == TaskStatus.DONE.value else None
+        await _reminder_after_write(db, task_id, changes, held_while_done=held)
     return updated
 
 
@@ -600,15 +600,20 @@ def _may_reopen(changes: dict[str, Any]) -> bool:
 
 
 async def _reminder_after_write(
-    db: Db, task_id: int, changes: dict[str, Any], *, was_done: bool
+    db: Db, task_id: int, changes: dict[str, Any], *, held_while_done: datetime | None
 ) -> None:
     """After a write, in its transaction: a new `remind_at` is armed even if it fired before
-    (`forget_other_reminders`); a task taken out of `done` is not reminded late of a
-    `remind_at` that passed while it was done (`spend_passed_reminders`; spec api-v2
-    section 8: a done task gets no reminder)."""
+    (`forget_other_reminders`); a task taken out of `done` (its `remind_at` then:
+    `held_while_done`) is not reminded late of that `remind_at` if it passed while the task
+    was done (`spend_passed_reminders`; spec api-v2 section 8: a done task gets no reminder),
+    unless the same write set another one, which it arms."""
     if "remind_at" in changes:
         await reminders.forget_other_reminders(db, task_id)
-    elif was_done and _may_reopen(changes):
+    if (
+        held_while_done is not None
+        and _may_reopen(changes)
+        and changes.get("remind_at", held_while_done) == held_while_done
+    ):
         await reminders.spend_passed_reminders(db, utcnow(), task_id=task_id)
 
 

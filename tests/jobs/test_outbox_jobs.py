@@ -273,6 +273,8 @@ async def test_a_deactivated_account_is_notified_of_nothing(deployment: Deployme
     active = await deployment.user("active@example.com")
     gone = await deployment.user("gone@example.com")
     project_id = await deployment.project_with(owner, (active, "editor"), (gone, "editor"))
+    # Theirs, nobody assigned: the reminder passes over them to the project's owners.
+    await _reminded_task(deployment, gone, "Order paper", in_seconds=0.3, project_id=project_id)
     await outbox.fan_out(deployment.runtime)
     async with deployment.runtime.transaction() as db:
         await db.session.execute(
@@ -295,6 +297,9 @@ async def test_a_deactivated_account_is_notified_of_nothing(deployment: Deployme
         "reminder",
     ]
     assert [kind for kind, _ in await _notifications(deployment, gone["id"])] == ["invited"]
+    assert await _notifications(deployment, owner["id"]) == [
+        ("reminder", "Reminder: “Order paper”")
+    ]
 
 
 async def test_a_remind_at_that_passed_while_done_or_trashed_is_not_sent_late(
@@ -316,6 +321,7 @@ async def test_a_remind_at_that_passed_while_done_or_trashed_is_not_sent_late(
             ("trashed, restored in v1", {}),
             ("in a trashed project", {"project_id": project_id}),
             ("done, reopened in time", {}),
+            ("done, reopened with its remind_at sent again", {}),
             ("written, never done", {}),
         )
     }
@@ -330,7 +336,12 @@ async def test_a_remind_at_that_passed_while_done_or_trashed_is_not_sent_late(
     def v1(name: str) -> str:
         return f"/api/v1/tasks/{tasks[name]['id']}"
 
-    for name in ("done, reopened in v2", "done, reopened in v1", "done, reopened in time"):
+    for name in (
+        "done, reopened in v2",
+        "done, reopened in v1",
+        "done, reopened in time",
+        "done, reopened with its remind_at sent again",
+    ):
         await call("PATCH", v2(name), status="done")
     await call("DELETE", v2("trashed, restored in v2"))
     await call("DELETE", v2("trashed, restored in v1"))
@@ -343,6 +354,9 @@ async def test_a_remind_at_that_passed_while_done_or_trashed_is_not_sent_late(
     await call("POST", f"{v1('trashed, restored in v1')}/restore")
     await call("POST", f"/api/v2/projects/{project_id}/restore")
     await call("PATCH", v2("written, never done"), status="todo")
+    # A client sending back the whole form: the same remind_at is no new one to arm.
+    again = tasks["done, reopened with its remind_at sent again"]
+    await call("PATCH", v2(again["title"]), status="todo", remind_at=again["remind_at"])
 
     await outbox.send_reminders(deployment.runtime)
     assert sorted(message for _, message in await _notifications(deployment, owner["id"])) == [

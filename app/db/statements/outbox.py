@@ -248,6 +248,14 @@ def notification_row(
     }
 
 
+async def active_among(db: Db, user_ids: Collection[int]) -> set[int]:
+    """Those of `user_ids` whose account is active (not deactivated by an admin)."""
+    if not user_ids:
+        return set()
+    result = await db.session.execute(select(User.id).where(User.id.in_(user_ids), User.is_active))
+    return {int(user_id) for user_id in result.scalars()}
+
+
 async def add_notifications(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:
     """Insert notifications (each a dict of Notification's columns), skipping any whose
     (user_id, dedupe_key) exists already, and any for an account an admin deactivated (who
@@ -255,13 +263,7 @@ async def add_notifications(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:
     new."""
     if not rows:
         return 0
-    active = set(
-        (
-            await db.session.execute(
-                select(User.id).where(User.id.in_({row["user_id"] for row in rows}), User.is_active)
-            )
-        ).scalars()
-    )
+    active = await active_among(db, {row["user_id"] for row in rows})
     rows = [row for row in rows if row["user_id"] in active]
     if not rows:
         return 0
@@ -336,14 +338,20 @@ async def spend_passed_reminders(
     )
 
 
-_TASK_STATUS = Statement(select(Task.status).where(Task.id == bindparam("task_id")))
+_DONE_TASKS_REMIND_AT = Statement(
+    select(Task.remind_at).where(
+        Task.id == bindparam("task_id"), Task.status == TaskStatus.DONE.value
+    )
+)
 
 
-async def task_is_done(db: Db, task_id: int) -> bool:
-    """Whether the task is `done` now: read, not locked, before a write that may take it out
-    of `done` (a read takes no transaction id, so the write still takes its turn first)."""
-    found = await db.first(_TASK_STATUS, {"task_id": task_id})
-    return found is not None and found[0] == TaskStatus.DONE.value
+async def remind_at_while_done(db: Db, task_id: int) -> datetime | None:
+    """The task's `remind_at` if the task is `done` now (None otherwise, or without one):
+    read before a write that may take it out of `done`, on its own, outside the write's
+    transaction (a read takes no transaction id, and the write keeps its one statement
+    unless the task was done)."""
+    found = await db.first(_DONE_TASKS_REMIND_AT, {"task_id": task_id})
+    return found[0] if found is not None else None
 
 
 async def forget_other_reminders(db: Db, task_id: int) -> None:
