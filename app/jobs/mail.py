@@ -276,13 +276,20 @@ class _Client(aiosmtplib.SMTP):
     """aiosmtplib's client, which knows whether the message has been handed to the server:
     from then on, a timeout or a lost connection leaves its fate unknown. (It counts from the
     DATA command, just before the message: a failure while that command waits for its 354 is
-    counted unknown too, the price of not reaching into the protocol.)"""
+    counted unknown too, the price of not reaching into the protocol.) And the server's
+    refusal of the message, if it answered one: aiosmtplib then says RSET, and a timeout or a
+    lost connection there would hide that the server did answer."""
 
     message_sent = False
+    refusal: aiosmtplib.SMTPResponseException | None = None
 
     async def data(self, message: str | bytes, /, **options: Any) -> SMTPResponse:
         self.message_sent = True
-        return await super().data(message, **options)
+        try:
+            return await super().data(message, **options)
+        except aiosmtplib.SMTPResponseException as exc:
+            self.refusal = exc
+            raise
 
 
 async def send_mail(
@@ -335,7 +342,7 @@ async def send_mail(
         # aiosmtplib's timeouts are TimeoutErrors too.
         no_answer = f"no answer from {server.display} within {timeout:g} s"
         if client.message_sent:
-            return _unknown(server, no_answer + " to the message, which it may have accepted")
+            return _after_the_message(server, client, no_answer)
         return _temporary(server, no_answer)
     except aiosmtplib.SMTPNotSupported as exc:
         # E.g. an internationalized recipient address and a server without SMTPUTF8.
@@ -343,11 +350,11 @@ async def send_mail(
     except aiosmtplib.SMTPException as exc:
         # Connection refused or lost, AUTH or STARTTLS not offered, a certificate refused.
         if client.message_sent:
-            return _unknown(server, f"{exc.message}, after the message, which it may have accepted")
+            return _after_the_message(server, client, exc.message)
         return _temporary(server, exc.message)
     except OSError as exc:
         if client.message_sent:
-            return _unknown(server, f"{type(exc).__name__}: {exc}, after the message")
+            return _after_the_message(server, client, f"{type(exc).__name__}: {exc}")
         return _temporary(server, f"{type(exc).__name__}: {exc}")
     finally:
         client.close()
@@ -431,8 +438,20 @@ def _permanent(server: SmtpServer, error: str) -> MailResult:
     return MailResult(MailOutcome.PERMANENT_FAILURE, _safe_error(server, error))
 
 
-def _unknown(server: SmtpServer, error: str) -> MailResult:
-    return MailResult(MailOutcome.UNKNOWN, _safe_error(server, error))
+def _after_the_message(server: SmtpServer, client: _Client, error: str) -> MailResult:
+    """A session that failed after the message was sent: as the server's refusal of it, if
+    it answered one (then the failure came after, at RSET); else unknown, since it may have
+    accepted it."""
+    refusal = client.refusal
+    if refusal is not None:
+        reply = _reply(refusal.code, refusal.message)
+        return (
+            _permanent(server, reply) if _is_permanent(refusal.code) else _temporary(server, reply)
+        )
+    return MailResult(
+        MailOutcome.UNKNOWN,
+        _safe_error(server, f"{error}, after the message, which it may have accepted"),
+    )
 
 
 def _safe_error(server: SmtpServer, error: str) -> str:

@@ -164,7 +164,8 @@ def one_message(
     received: list[bytes], then: str
 ) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
     """A minimal SMTP server that takes a message into `received`, and `then`: "250" answers
-    it (and never answers QUIT), "no answer" never answers it, "hang up" closes at once."""
+    it (and never answers QUIT), "no answer" never answers it, "hang up" closes at once,
+    "451, silent" refuses it for now and never answers the RSET that follows."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 minimal ESMTP\r\n")
@@ -183,8 +184,9 @@ def one_message(
                 if then == "no answer":
                     await reader.read()  # until the client hangs up
                     break
-                writer.write(b"250 queued\r\n")
-            elif verb == b"QUIT":
+                refused = then == "451, silent"
+                writer.write(b"451 try again later\r\n" if refused else b"250 queued\r\n")
+            elif verb in {b"QUIT", b"RSET"}:
                 await reader.read()  # never answers; waits for the client to hang up
                 break
             await writer.drain()
@@ -522,6 +524,19 @@ class TestSendMail:
         assert len(received) == 1
         assert result.outcome is MailOutcome.UNKNOWN
         assert not result.retry
+
+    async def test_a_refusal_for_now_is_retried_even_if_nothing_follows(self) -> None:
+        # The server answered the message: 451, not taken. aiosmtplib then says RSET, and a
+        # timeout there must not hide the answer (given up as unknown, the mail was lost).
+        received: list[bytes] = []
+        listener = await asyncio.start_server(one_message(received, "451, silent"), "127.0.0.1", 0)
+        async with listener:
+            port = listener.sockets[0].getsockname()[1]
+            result = await send(plain(port), a_mail(), timeout=0.5)
+        assert len(received) == 1
+        assert result.outcome is MailOutcome.TEMPORARY_FAILURE
+        assert result.error is not None
+        assert result.error.startswith("451")
 
     async def test_a_connection_lost_before_the_message_is_retried(self) -> None:
         # Lost before the message was sent: nothing can have been delivered.
