@@ -32,15 +32,15 @@ run: install
 # server tests (docs/decisions/0037).
 TEST_WORKERS ?= 2
 
-# The isolated-network tests first (seconds), so that the run ends with the main suite's
-# summary: what failed, and, loudly, what was skipped for want of PostgreSQL, Redis or Chromium.
+# The main suite's summary ends with what failed and, loudly, what was skipped for want of
+# PostgreSQL, Redis or Chromium; the isolated-network tests (seconds) follow it.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy client
-	scripts/run-isolated-tests.sh $(BIN)/python
 	$(BIN)/python -m pytest -m "not isolated_network" -n $(TEST_WORKERS) --dist worksteal --durations=25
+	scripts/run-isolated-tests.sh $(BIN)/python
 
 # The service on several hosts made on this machine (network namespaces, root only): a load
 # balancer, two API hosts, PgBouncer, Redis, two job workers; load and faults, then checks.

@@ -24,8 +24,10 @@ not valid JSON (422) or not sent as JSON (415), then whatever a dependency raise
 then the parameters' own errors (422, all of them at once). tests/api/test_routing.py holds
 the two to that. Beyond FastAPI, an undeclared or repeated query parameter, a query string
 that is not UTF-8 and a body sent to a route that takes none are refused: 422 items among
-the parameters' own, so a request without valid credentials is a 401 whatever else it
-carries, and one that has them is counted against its rate limit first (docs/decisions/0006).
+the parameters' own, so a request without valid credentials is a 401 whatever its query
+parameters (not whatever its body: unreadable JSON is FastAPI's 422 before anything, and
+raw bytes that are not UTF-8 in the query are `QueryEncodingMiddleware`'s), and one that has
+them is counted against its rate limit first (docs/decisions/0006).
 
 A declaration the plan does not cover (a sync endpoint or dependency, cookies, background
 tasks, security scopes, a JSON body in several parts) is refused when the app is built, so a

@@ -27,7 +27,9 @@ CONCURRENCY_SQLSTATES = ("40P01", "40001")
 # SQLSTATEs with which a server turns a new connection away for what it is asked for: a
 # database not accepting connections (55000: ALTER DATABASE ... ALLOW_CONNECTIONS false), one
 # that is gone (3D000), a login or its CONNECT privilege refused (class 28, 42501). Only
-# while connecting: in answer to a statement the same codes are a bug.
+# while connecting: in answer to a statement the same codes are a bug. (SQLAlchemy names no
+# statement for a COMMIT's error either; no COMMIT here can raise these, with no deferred
+# trigger or privilege check in the schema.)
 REFUSED_CONNECTION_SQLSTATES = ("55000", "3D000", "28", "42501")
 
 

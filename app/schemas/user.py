@@ -94,9 +94,8 @@ Email = Annotated[
     AfterValidator(check_local_part_length),
     JsonSchemaHints(format="email"),
 ]
-# The length bound before normalisation only stops absurd inputs early; the policy counts
-# characters after NFKC, and OpenAPI documents the policy's bounds. `password` is OpenAPI's
-# format for secrets.
+# The length bound here only stops absurd inputs early; the policy counts characters as typed
+# and after NFKC, and OpenAPI documents its bounds. `password` is OpenAPI's format for secrets.
 NewPassword = Annotated[
     str,
     Field(max_length=4 * PASSWORD_MAX_LENGTH),
