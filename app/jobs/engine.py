@@ -5,9 +5,11 @@
   `procrastinate` that migration 0007 installs). `python -m app.cli worker` runs a worker;
   any number of them on any number of hosts share the jobs, and each periodic job is deferred
   once per period whatever their number (procrastinate's periodic deferrer inserts a job per
-  (task, period) and the database refuses a second). A worker stops taking jobs on SIGTERM
-  and lets the running ones finish. Procrastinate talks to PostgreSQL through psycopg 3 (its
-  own small pool); the jobs' own work goes through the service's SQLAlchemy engine (asyncpg).
+  (task, period); the database refuses a second, and, since migration 0012, a period not
+  newer than the newest deferred, from a worker that reached it late). A worker stops taking
+  jobs on SIGTERM and lets the running ones finish. Procrastinate talks to PostgreSQL through
+  psycopg 3 (its own small pool); the jobs' own work goes through the service's SQLAlchemy
+  engine (asyncpg).
 - **SQLite** (one host by nature): the API process runs a worker on procrastinate's in-memory
   connector in its lifespan, with the same job functions. Nothing of the queue is kept, and
   nothing needs to be: every job is a sweep over durable tables (`app.jobs.definitions`), so a
