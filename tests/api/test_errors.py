@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import exc as sa_exc
 
+from app.core.errors import ERROR_ITEMS_LISTED
 from app.main import create_app
 from app.models.user import User
 from tests.conftest import UserFactory, make_settings
@@ -128,6 +129,32 @@ class TestValidationErrors:
         response = await client.post("/api/v1/users", json={name: 1})
         assert_problem(response, 422)
         assert "k" * 100 not in response.text
+        assert len(response.content) < 4096
+
+    async def test_many_unknown_fields_make_a_problem_of_a_few_kilobytes(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """A body of 90,000 unknown fields (under 1 MiB) got a 422 of 8 MB, one item each."""
+        sent = {"email": "many@example.com", "password": "a fine passphrase"}
+        sent |= {f"p{number}": 1 for number in range(90_000)}
+        response = await client.post("/api/v1/users", json=sent)
+        body = assert_problem(response, 422)
+        assert [error["loc"] for error in body["errors"]] == [
+            ["body", f"p{number}"] for number in range(ERROR_ITEMS_LISTED)
+        ]
+        assert body["detail"] == (
+            "These fields are not valid: p0, p1, p2, p3, p4, p5, p6, p7, p8, p9. "
+            f"Only the first {ERROR_ITEMS_LISTED} errors are listed."
+        )
+        assert len(response.content) < 4096
+
+    async def test_many_unknown_query_parameters_make_a_problem_of_a_few_kilobytes(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/healthz", params={f"p{n}": "1" for n in range(6_500)})
+        body = assert_problem(response, 422)
+        assert len(body["errors"]) == ERROR_ITEMS_LISTED
+        assert body["detail"].endswith(f"Only the first {ERROR_ITEMS_LISTED} errors are listed.")
         assert len(response.content) < 4096
 
     @pytest.mark.parametrize(
