@@ -17,7 +17,8 @@ job to send.
 - A ping or a redelivery writes a pending attempt, due now; the delivery job sends it. A
   disabled webhook still gets its pings (to try the receiver before enabling it again), but
   no other message: redelivering an event to it is a 409. Redelivering a message whose retry
-  is waiting makes that retry due now rather than adding a second attempt in flight.
+  is waiting makes that retry due now rather than adding a second attempt in flight; one
+  being sent is left alone (due again, it would be sent once more beside itself).
 - Webhook changes are not events of the history (section 7 names its entities): nothing is
   appended to the log, and so no secret can reach an event.
 """

@@ -27,6 +27,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -260,11 +261,20 @@ def _highest_attempt_statement() -> Statement:
 
 @cache
 def _hurry_statement() -> Statement:
-    """The message's pending attempt (a retry waiting for its time), due now."""
+    """The message's pending attempt: due now if it is a retry waiting for its time; left as
+    it is if a worker has claimed it (`attempted_at`) and is sending it, since due again it
+    would be claimed and sent once more beside it (a black-box run's repeated clicks got 23
+    copies at once). One claimed by a worker that stopped is due when its lease ends."""
+    now = bindparam("now", type_=WebhookDelivery.next_attempt_at.type)
     return Statement(
         update(WebhookDelivery)
         .where(_message(), WebhookDelivery.status == "pending")
-        .values(next_attempt_at=bindparam("now", type_=WebhookDelivery.next_attempt_at.type))
+        .values(
+            next_attempt_at=case(
+                (WebhookDelivery.attempted_at.is_(None), now),
+                else_=WebhookDelivery.next_attempt_at,
+            )
+        )
         .returning(*DELIVERY_COLUMNS)
     )
 
@@ -445,7 +455,8 @@ async def redeliver(
     now: datetime,
 ) -> Redelivery:
     """Send the delivery's message again now. When an attempt of it is pending (a retry
-    waiting for its time), that attempt is made due now; otherwise a new pending attempt is
+    waiting for its time), that attempt is made due now, unless it is being sent
+    (`_hurry_statement`); otherwise a new pending attempt is
     written, due now: same message id, type, event and body, the next attempt number. Nothing
     is written when the webhook is disabled and the message is not a ping (the delivery job
     sends a disabled webhook its pings only). The webhook's row is locked meanwhile, so two

@@ -194,7 +194,8 @@ async def add_delivery(
         response_body="secret-free body",
         created_at=now,
         next_attempt_at=None if status != "pending" else now,
-        attempted_at=now,
+        # A pending attempt is a retry the job wrote, not yet claimed by a worker.
+        attempted_at=None if status == "pending" else now,
     )
     session.add(delivery)
     await session.commit()
@@ -1103,6 +1104,36 @@ class TestDeliveries:
         assert near(shown["next_attempt_at"], utcnow())
         rows = await deliveries_of(session, created["id"])
         assert [row.attempt for row in rows] == [1, 2]
+
+    @pytest.mark.usefixtures("dns")
+    async def test_redeliver_leaves_an_attempt_being_sent_alone(
+        self, client: httpx.AsyncClient, team: Team, session: AsyncSession
+    ) -> None:
+        # A worker claimed attempt 2 (leased until its answer or the lease's end) and is
+        # sending it. Each "redeliver" made it due again, so every worker claimed it once
+        # more: a black-box run got 23 copies at once from repeated clicks.
+        created = await create(client, team.project_id, team.headers["admin"])
+        first = await add_delivery(session, created["id"], status="failed", attempt=1)
+        sending = await add_delivery(session, created["id"], status="pending", attempt=2)
+        lease_end = utcnow() + timedelta(seconds=60)
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == sending)
+            .values(attempted_at=utcnow(), next_attempt_at=lease_end)
+        )
+        await session.commit()
+        for _ in range(3):
+            response = await client.post(
+                redeliver_url(team.project_id, created["id"], first), headers=team.headers["admin"]
+            )
+            assert response.status_code == 202, response.text
+            shown = response.json()
+            assert (shown["id"], shown["attempt"], shown["status"]) == (sending, 2, "pending")
+        session.expire_all()
+        rows = await deliveries_of(session, created["id"])
+        assert [row.attempt for row in rows] == [1, 2]
+        assert rows[1].next_attempt_at is not None
+        assert near(rows[1].next_attempt_at.isoformat(), lease_end, seconds=1)
 
     @pytest.mark.usefixtures("dns")
     async def test_redeliver_a_ping(
