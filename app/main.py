@@ -11,7 +11,6 @@ from typing import Any
 import anyio.to_thread
 import structlog
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import URL
 
@@ -22,6 +21,7 @@ from app.api.middleware import (
     BodySizeLimitMiddleware,
     LastResortMiddleware,
     MetricsMiddleware,
+    ProblemCORSMiddleware,
     QueryEncodingMiddleware,
     RequestIdMiddleware,
     RequestLogMiddleware,
@@ -155,7 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=[

@@ -6,7 +6,9 @@
 - `MetricsMiddleware`: the request's count and duration in `/metrics`;
 - `LastResortMiddleware`: an error nothing else handled becomes a bare 500 problem, logged;
 - `QueryEncodingMiddleware`: a query string whose bytes are not UTF-8 is a 422, on any path;
-- `BodySizeLimitMiddleware`: a body over the limit is a 413, counted as it arrives.
+- `BodySizeLimitMiddleware`: a body over the limit is a 413, counted as it arrives;
+- `ProblemCORSMiddleware` (with `CORS_ORIGINS` only): Starlette's CORS, a refused preflight
+  answered as a problem.
 
 `app.main.create_app` installs them in that order; ARCHITECTURE.md shows where they stand
 among FastAPI's own.
@@ -23,11 +25,19 @@ import time
 
 import structlog
 from fastapi import HTTPException
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.metrics import RequestMetrics
 from app.api.problems import problem_response, request_id_of, request_path
-from app.core.errors import InternalError, PayloadTooLarge, ValidationFailed, error_item
+from app.core.errors import (
+    BadRequest,
+    InternalError,
+    PayloadTooLarge,
+    ValidationFailed,
+    error_item,
+)
 
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
@@ -285,3 +295,27 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, except that a preflight it refuses (an origin, method or header not
+    allowed) is a 400 problem like every other error (contract section 1), not its plain
+    text "Disallowed CORS origin". The problem names what was refused, never the value."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "OPTIONS":
+            headers = Headers(scope=scope)
+            # Starlette's own test for a preflight (`CORSMiddleware.__call__`).
+            if "origin" in headers and "access-control-request-method" in headers:
+                answer = self.preflight_response(request_headers=headers)
+                if answer.status_code == 400:
+                    refused = bytes(answer.body).decode().removeprefix("Disallowed CORS ")
+                    answer = problem_response(
+                        BadRequest(f"This cross-origin request is not allowed (its {refused})."),
+                        instance=request_path(scope),
+                        request_id=request_id_of(scope),
+                        headers={"Vary": "Origin"},
+                    )
+                await answer(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
