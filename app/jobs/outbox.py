@@ -7,8 +7,9 @@ transaction with the cursor's move, makes:
 - the **notifications** of spec section 8: `assigned` (someone else assigned you),
   `invited`, `commented` (on a task you created or are assigned to, by someone else),
   `role_changed` and `removed` (by someone else), each keyed `event:<id>` so it is made once;
-- the first attempt of each **webhook message** (spec section 9): one per active webhook of
-  the event's project (and, for a move, of the project the task left) whose `events` name it.
+- the first attempt of each **webhook message** (spec section 9): one per webhook of the
+  event's project (and, for a move, of the project the task left) whose `events` name it and
+  that was active when the event happened (decision 0033).
 
 `send_reminders` makes the `reminder` notifications of the tasks whose `remind_at` has come:
 each (task, remind_at) is claimed in `sent_reminders` in the same transaction, so it is sent
@@ -184,7 +185,7 @@ async def _webhook_messages(db: Db, rows: list[EventRow], now: datetime) -> int:
     projects = {row.project_id for row in rows} | {
         row.from_project_id for row in rows if row.from_project_id is not None
     }
-    hooks = await statements.active_webhooks(db, projects)
+    hooks = await statements.webhooks_active_since(db, projects, min(row.at for row in rows))
     if not hooks:
         return 0
     # (event, webhook, the webhook's project): a move is sent to the webhooks of both
@@ -192,14 +193,17 @@ async def _webhook_messages(db: Db, rows: list[EventRow], now: datetime) -> int:
     wanted: list[tuple[EventRow, int, int]] = []
     for row in rows:
         event_type = f"{row.entity}.{row.action}"
-        for webhook_id, project_id, names, since in hooks:
-            # A webhook gets what happened from its creation on, not the project's past.
+        for hook in hooks:
+            # A webhook gets what happened while it was active (from its creation or its
+            # last enabling, until its disabling), however late this run comes to it: not
+            # the project's past, nor what happened while it was off. Made while it is off,
+            # an attempt waits for it to be enabled again (`app.jobs.deliveries`).
             if (
-                project_id in (row.project_id, row.from_project_id)
-                and row.at >= since
-                and subscribed(names, event_type)
+                hook.project_id in (row.project_id, row.from_project_id)
+                and hook.covers(row.at)
+                and subscribed(hook.events, event_type)
             ):
-                wanted.append((row, webhook_id, project_id))
+                wanted.append((row, hook.webhook_id, hook.project_id))
     if not wanted:
         return 0
     documents: dict[tuple[int, int], dict[str, Any]] = {}

@@ -39,7 +39,8 @@ async def _webhook(
         found = await db.session.execute(
             text(
                 "INSERT INTO webhooks (project_id, url, events, active, created_at, updated_at, "
-                "secret) VALUES (:project, :url, :events, true, :now, :now, :secret) RETURNING id"
+                "active_from, secret) VALUES (:project, :url, :events, true, :now, :now, :now, "
+                ":secret) RETURNING id"
             ),
             {
                 "project": project_id,
@@ -122,6 +123,47 @@ async def test_events_are_delivered_signed_with_the_object(
     assert logged["status"] == "succeeded"
     assert logged["response_status"] == 200
     assert logged["message_id"] == request.headers["webhook-id"]
+
+
+async def test_an_event_goes_to_the_webhooks_active_when_it_happened(
+    deployment: Deployment, receiver: Receiver
+) -> None:
+    """Whenever the fan-out comes to an event. It looked at the webhooks active when it ran:
+    a black-box run saw an event made just before its webhook was disabled never delivered,
+    and one made while it was disabled delivered once it was enabled again."""
+    owner, project_id = await _team(deployment)
+    webhook_id, _ = await _webhook(deployment, project_id, receiver.url, ["task.created"])
+    webhook = f"/api/v2/projects/{project_id}/webhooks/{webhook_id}"
+
+    async def create(title: str) -> None:
+        created = await deployment.http.post(
+            "/api/v2/tasks",
+            json={"title": title, "project_id": project_id},
+            headers=owner["headers"],
+        )
+        assert created.status_code == 201, created.text
+
+    async def switch(active: bool) -> None:
+        switched = await deployment.http.patch(
+            webhook, json={"active": active}, headers=owner["headers"]
+        )
+        assert switched.status_code == 200, switched.text
+
+    await create("before it was disabled")
+    await switch(False)
+    # The fan-out a second later: the attempt is made, and waits for the webhook to be on.
+    await outbox.fan_out(deployment.runtime)
+    await create("while it was disabled")
+    await switch(False)  # again: still disabled since the first time
+    await switch(True)
+    await switch(True)  # again: still enabled since the first time
+    await create("once it was enabled again")
+    await _work(deployment)
+
+    delivered = [
+        json.loads(request.body)["data"]["object"]["title"] for request in receiver.received
+    ]
+    assert sorted(delivered) == ["before it was disabled", "once it was enabled again"]
 
 
 async def test_a_failure_is_retried_as_the_same_message(

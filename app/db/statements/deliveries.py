@@ -248,7 +248,7 @@ async def disable_webhook(db: Db, webhook_id: int, reason: str, now: datetime) -
     result = await db.session.execute(
         update(Webhook)
         .where(Webhook.id == webhook_id, Webhook.active)
-        .values(active=False, disabled_reason=reason, updated_at=now)
+        .values(active=False, disabled_reason=reason, updated_at=now, active_until=now)
         .returning(Webhook.id)
     )
     return result.first() is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     and_,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     tuple_,
     update,
@@ -402,18 +403,41 @@ async def project_owners(db: Db, project_ids: Collection[int]) -> dict[int, list
 # --- webhook messages -------------------------------------------------------------------------
 
 
-async def active_webhooks(
-    db: Db, project_ids: Collection[int]
-) -> list[tuple[int, int, list[str], datetime]]:
-    """(webhook, project, events, created_at) of the projects' active webhooks."""
+class ActivePeriod(NamedTuple):
+    """A webhook's last period of being active (`until` None: it still is)."""
+
+    webhook_id: int
+    project_id: int
+    events: list[str]
+    since: datetime
+    until: datetime | None
+
+    def covers(self, moment: datetime) -> bool:
+        return self.since <= moment and (self.until is None or moment < self.until)
+
+
+async def webhooks_active_since(
+    db: Db, project_ids: Collection[int], oldest: datetime
+) -> list[ActivePeriod]:
+    """The projects' webhooks that have been active at some moment since `oldest` (the
+    oldest event of a batch), with their last period of being active."""
     if not project_ids:
         return []
     result = await db.session.execute(
-        select(Webhook.id, Webhook.project_id, Webhook.events, Webhook.created_at)
-        .where(Webhook.project_id.in_(project_ids), Webhook.active)
+        select(
+            Webhook.id,
+            Webhook.project_id,
+            Webhook.events,
+            Webhook.active_from,
+            Webhook.active_until,
+        )
+        .where(
+            Webhook.project_id.in_(project_ids),
+            or_(Webhook.active_until.is_(None), Webhook.active_until > oldest),
+        )
         .order_by(Webhook.id)
     )
-    return [(int(a), int(b), list(c), d) for a, b, c, d in result.all()]
+    return [ActivePeriod(int(a), int(b), list(c), d, e) for a, b, c, d, e in result.all()]
 
 
 async def add_first_attempts(db: Db, rows: Sequence[Mapping[str, Any]]) -> int:

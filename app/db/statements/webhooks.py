@@ -26,12 +26,15 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Integer,
+    and_,
     bindparam,
     case,
     delete,
     exists,
     func,
     insert,
+    not_,
+    null,
     select,
     update,
 )
@@ -177,7 +180,18 @@ def _update_statement(fields: tuple[str, ...]) -> Statement:
     values: dict[str, Any] = {
         field: bindparam(f"new_{field}", type_=Webhook.__table__.c[field].type) for field in fields
     }
-    values["updated_at"] = bindparam("now", type_=Webhook.updated_at.type)
+    now = bindparam("now", type_=Webhook.updated_at.type)
+    values["updated_at"] = now
+    if "active" in fields:
+        # Its period of being active, when `active` changes (read from the row as it is, so
+        # that two PATCHes at once agree): enabled, it starts now; disabled, it ends now.
+        enabled = values["active"]
+        values["active_from"] = case(
+            (and_(enabled, not_(Webhook.active)), now), else_=Webhook.active_from
+        )
+        values["active_until"] = case(
+            (enabled, null()), (Webhook.active, now), else_=Webhook.active_until
+        )
     return Statement(
         update(Webhook)
         .where(*_this_webhook(), *_allowed())
