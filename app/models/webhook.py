@@ -60,10 +60,10 @@ class Webhook(Base):
     previous_secret_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When its deliveries started failing without a success since (auto-disable).
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Its last period of being active: from when (creation, or its last enabling), and until
-    # when (its disabling; NULL while active). An event goes to it when it happened within
-    # (app.jobs.outbox), whenever the fan-out comes to it.
-    active_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Its last period of being active: from when (its last enabling; NULL: its creation), and
+    # until when (its disabling; NULL while active). An event goes to it when it happened
+    # within (app.jobs.outbox), whenever the fan-out comes to it.
+    active_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

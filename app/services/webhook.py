@@ -260,7 +260,6 @@ async def create_webhook(
         "description": data.description,
         "created_at": now,
         "updated_at": now,
-        "active_from": now,
         "active_until": None if data.active else now,
         "secret": secret,
     }

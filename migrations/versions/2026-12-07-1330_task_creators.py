@@ -33,5 +33,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tasks") as batch:
-        batch.drop_column("creator_id")
+    # Not in batch mode: on SQLite a rebuild drops `tasks` with foreign keys on, which deletes
+    # every comment, assignee and label link through their ON DELETE CASCADE. ALTER TABLE
+    # DROP COLUMN (SQLite 3.35 or later) leaves them be.
+    op.drop_column("tasks", "creator_id")

@@ -9,8 +9,11 @@ Revision ID: 0013_webhook_active_periods
 Revises: 0012_periodic_deferrals_in_order
 Create Date: 2026-12-07 21:00:00
 
-Existing webhooks: active from their creation; a disabled one until its last change (when it
-was most likely disabled).
+Existing webhooks: active since their creation (`active_from` NULL); a disabled one until its
+last change (when it was most likely disabled). Two nullable columns and no table rebuild: on
+SQLite a rebuild drops `webhooks` with foreign keys on, which deletes every delivery of the
+log through its ON DELETE CASCADE (decision 0035, migration 0008). The downgrade drops them
+with SQLite's own ALTER TABLE DROP COLUMN (3.35 or later) for the same reason.
 """
 
 from collections.abc import Sequence
@@ -29,15 +32,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.add_column("webhooks", sa.Column("active_from", UTCDateTime(), nullable=True))
     op.add_column("webhooks", sa.Column("active_until", UTCDateTime(), nullable=True))
-    op.execute(
-        "UPDATE webhooks SET active_from = created_at, "
-        "active_until = CASE WHEN active THEN NULL ELSE updated_at END"
-    )
-    with op.batch_alter_table("webhooks") as batch:
-        batch.alter_column("active_from", existing_type=UTCDateTime(), nullable=False)
+    op.execute("UPDATE webhooks SET active_until = updated_at WHERE NOT active")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("webhooks") as batch:
-        batch.drop_column("active_until")
-        batch.drop_column("active_from")
+    # Not in batch mode: op.drop_column is ALTER TABLE ... DROP COLUMN on both databases.
+    op.drop_column("webhooks", "active_until")
+    op.drop_column("webhooks", "active_from")

@@ -52,9 +52,8 @@ async def engine(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Asyn
             await connection.execute(
                 text(
                     "INSERT INTO webhooks (project_id, url, events, active, created_at,"
-                    " updated_at, active_from, secret) SELECT 1,"
-                    " 'https://receiver.example/' || n, '[\"*\"]', true, now(), now(), now(),"
-                    " 'whsec_x' FROM generate_series(1, :webhooks) n"
+                    " updated_at, secret) SELECT 1, 'https://receiver.example/' || n, '[\"*\"]',"
+                    " true, now(), now(), 'whsec_x' FROM generate_series(1, :webhooks) n"
                 ),
                 {"webhooks": WEBHOOKS},
             )

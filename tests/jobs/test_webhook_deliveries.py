@@ -39,8 +39,7 @@ async def _webhook(
         found = await db.session.execute(
             text(
                 "INSERT INTO webhooks (project_id, url, events, active, created_at, updated_at, "
-                "active_from, secret) VALUES (:project, :url, :events, true, :now, :now, :now, "
-                ":secret) RETURNING id"
+                "secret) VALUES (:project, :url, :events, true, :now, :now, :secret) RETURNING id"
             ),
             {
                 "project": project_id,

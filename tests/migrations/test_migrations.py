@@ -26,6 +26,7 @@ from app.db.base import Base, UTCDateTime, utcnow
 from app.db.session import create_engine_for
 from app.main import create_app
 from app.models.user import User
+from app.models.webhook import Webhook
 from app.schemas.user import normalize_email
 from tests.conftest import create_database, make_settings, run_alembic
 
@@ -729,3 +730,89 @@ class TestIdsNeverReused:
             await engine.dispose()
         for name in declared:
             assert "AUTOINCREMENT" in definitions[name], definitions[name]
+
+
+class TestWebhookActivePeriods:
+    """Revision 0013 adds when each webhook was last enabled and disabled, and keeps every
+    delivery of the log both ways: a rebuild of `webhooks` on SQLite (foreign keys on) had
+    deleted them all through their ON DELETE CASCADE."""
+
+    insert = TestIdsNeverReused.insert
+
+    async def deliveries(self, engine: AsyncEngine) -> list[tuple[Any, ...]]:
+        async with engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT message_id, status FROM webhook_deliveries ORDER BY id")
+            )
+            return [tuple(row) for row in rows]
+
+    async def test_the_delivery_log_stays_and_periods_are_filled(
+        self, fresh_url: str, engine: AsyncEngine
+    ) -> None:
+        run_alembic(fresh_url, "0012_periodic_deferrals_in_order")
+        now = utcnow()
+        project = await self.insert(
+            engine, "projects", name="p", created_at=now, updated_at=now, version=1
+        )
+        hooks = {
+            active: await self.insert(
+                engine,
+                "webhooks",
+                project_id=project,
+                url="https://receiver.example/",
+                events=["*"],
+                active=active,
+                created_at=now - timedelta(days=2),
+                updated_at=now - timedelta(days=1),
+                secret="whsec_x",
+            )
+            for active in (True, False)
+        }
+        for message, status in (("msg_sent", "succeeded"), ("msg_waiting", "pending")):
+            await self.insert(
+                engine,
+                "webhook_deliveries",
+                webhook_id=hooks[True],
+                message_id=message,
+                type="task.created",
+                payload="{}",
+                attempt=1,
+                status=status,
+                created_at=now,
+                next_attempt_at=now if status == "pending" else None,
+            )
+        kept = [("msg_sent", "succeeded"), ("msg_waiting", "pending")]
+
+        run_alembic(fresh_url)
+        assert await self.deliveries(engine) == kept
+        async with engine.connect() as connection:
+            periods = dict(
+                (
+                    await connection.execute(
+                        select(Webhook.active, Webhook.active_until).where(
+                            Webhook.active_from.is_(None)
+                        )
+                    )
+                ).all()
+            )
+        assert periods == {True: None, False: now - timedelta(days=1)}
+
+        run_alembic(fresh_url, "0012_periodic_deferrals_in_order", down=True)
+        assert await self.deliveries(engine) == kept
+
+
+async def test_downgrading_task_creators_keeps_the_tasks_comments(
+    fresh_url: str, engine: AsyncEngine
+) -> None:
+    """Revision 0011's downgrade rebuilt `tasks` on SQLite with foreign keys on: every
+    comment (and assignee, and label link) went with it."""
+    run_alembic(fresh_url, "0011_task_creators")
+    ids = TestIdsNeverReused()
+    user_id = await ids.insert(engine, "users", **user_row("author@example.com"))
+    rows = await ids.one_of_each(engine, user_id)
+
+    run_alembic(fresh_url, "0010_mail_sending", down=True)
+
+    async with engine.connect() as connection:
+        comments = (await connection.execute(text("SELECT id FROM comments"))).scalars().all()
+    assert comments == [rows["comments"]]

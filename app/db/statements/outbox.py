@@ -428,7 +428,7 @@ async def webhooks_active_since(
             Webhook.id,
             Webhook.project_id,
             Webhook.events,
-            Webhook.active_from,
+            func.coalesce(Webhook.active_from, Webhook.created_at),
             Webhook.active_until,
         )
         .where(
