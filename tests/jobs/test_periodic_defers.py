@@ -107,3 +107,18 @@ async def test_a_late_deferral_beside_one_under_way_defers_nothing(
     await late
 
     assert await run_every_waiting_job(engine) == []
+
+
+async def test_a_period_deferred_by_a_clock_ahead_refuses_no_other(
+    engine: procrastinate.App,
+) -> None:
+    """A worker whose clock is an hour ahead deferred its period: believed, it refused every
+    other worker's deferral (every periodic job stopped) until real time caught up."""
+    period = int(time.time())
+    await defer_due(engine, period + 3600)
+    await run_every_waiting_job(engine)
+
+    await defer_due(engine, period)
+
+    ran = await run_every_waiting_job(engine)
+    assert {name for name, at in ran if at == period} >= set(EVERY_SECOND_JOBS)
