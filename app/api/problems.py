@@ -155,7 +155,7 @@ def _validation_detail(cleaned: Sequence[dict[str, Any]]) -> str | None:
     """Names the fields at fault, so the detail alone tells a person what to fix."""
     names = dict.fromkeys(
         str(item["loc"][-1])
-        for item in cleaned
+        for item in cleaned[: errors.ERROR_ITEMS_LISTED]  # the items the problem lists
         if len(item["loc"]) > 1 and isinstance(item["loc"][-1], str)
     )
     if not names:

@@ -222,14 +222,20 @@ class ValidationFailed(AppError):
     title = "Validation error"
     default_detail = "The request is not valid; see `errors`."
 
-    def __init__(self, detail: str | None = None, *, errors: list[dict[str, Any]]) -> None:
-        if len(errors) > ERROR_ITEMS_LISTED:
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        if errors is not None and len(errors) > ERROR_ITEMS_LISTED:
             errors = errors[:ERROR_ITEMS_LISTED]
             detail = (
                 f"{detail or self.default_detail} "
                 f"Only the first {ERROR_ITEMS_LISTED} errors are listed."
             )
-        super().__init__(detail, errors=errors)
+        super().__init__(detail, headers=headers, errors=errors)
 
 
 class PreconditionRequired(AppError):

@@ -328,5 +328,6 @@ class Problem(BaseModel):
     instance: str
     request_id: str
     errors: list[ValidationErrorItem] | None = Field(
-        default=None, description="Only on 422: one item per bad field."
+        default=None,
+        description="Only on 422: one item per bad field, the first 20 of them at most.",
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from sqlalchemy import exc as sa_exc
 
 from app.core.errors import ERROR_ITEMS_LISTED
@@ -393,6 +393,10 @@ class TestUnexpectedErrors:
                 Exception('duplicate key value violates unique constraint "secret"'),
             )
 
+        @app.get("/http-422")
+        async def http_422() -> None:
+            raise HTTPException(status_code=422)
+
         @app.get("/db-down")
         async def db_down() -> None:
             raise sa_exc.OperationalError("SELECT 1", {}, Exception("secret host refused"))
@@ -420,6 +424,18 @@ class TestUnexpectedErrors:
         assert body["request_id"] == "crash-1"
         self.assert_nothing_leaks(response)
         assert set(response.headers) <= {"content-type", "content-length", "x-request-id"}
+
+    async def test_an_http_exception_of_422_is_a_422_problem(
+        self, failing_client: httpx.AsyncClient
+    ) -> None:
+        """Raised by a dependency or a library as FastAPI's HTTPException: rendered with the
+        problem class of its status, made without arguments (it was a 500 once
+        `ValidationFailed` required its `errors`)."""
+        response = await failing_client.get("/http-422")
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"].endswith(":validation-error")
+        assert response.json()["errors"] == []
 
     async def test_500_bodies_identical_but_for_request_id(
         self, failing_client: httpx.AsyncClient
