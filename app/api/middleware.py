@@ -314,7 +314,8 @@ class ProblemCORSMiddleware(CORSMiddleware):
                         BadRequest(f"This cross-origin request is not allowed (its {refused})."),
                         instance=request_path(scope),
                         request_id=request_id_of(scope),
-                        headers={"Vary": "Origin"},
+                        # What the refusal depends on, as Starlette's answer says.
+                        headers={"Vary": answer.headers["vary"]},
                     )
                 await answer(scope, receive, send)
                 return
