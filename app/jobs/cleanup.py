@@ -1,7 +1,8 @@
 """The cleanup job: what has outlived its retention goes (spec api-v2 section 10).
 
 Tasks and projects in the trash longer than `TRASH_RETENTION_DAYS` (each leaving a `purged`
-event), events older than `ACTIVITY_RETENTION_DAYS` that the fan-out has passed, and expired
+event), events older than `ACTIVITY_RETENTION_DAYS` that the fan-out has passed, the webhook
+delivery log's finished attempts older than that too (decision 0033), and expired
 idempotency keys, refresh token families and invitations. Each removal is its own
 transaction of conditional deletes, so a run cut short (a worker killed) leaves every removal
 whole or not begun, and the next run finishes the work.
@@ -22,6 +23,9 @@ from app.jobs.runtime import JobRuntime
 from app.services import history
 
 log = structlog.get_logger("app.jobs")
+
+# Delivery attempts removed per transaction (each row holds its message's payload).
+DELIVERY_REMOVAL_BATCH = 5_000
 
 
 async def purge_trash(runtime: JobRuntime, older_than_days: int | None = None) -> dict[str, int]:
@@ -47,7 +51,21 @@ async def expire_records(runtime: JobRuntime) -> dict[str, int]:
     async with runtime.transaction() as db:
         removed["invitations"] = await cleanup.remove_expired_invitations(db, now)
     removed["events"] = await expire_events(runtime)
+    removed["webhook_deliveries"] = await expire_delivery_log(runtime)
     return removed
+
+
+async def expire_delivery_log(runtime: JobRuntime) -> int:
+    """Remove the webhook delivery log's finished attempts made more than
+    ACTIVITY_RETENTION_DAYS ago, a batch per transaction; how many."""
+    cutoff = utcnow() - timedelta(days=runtime.settings.activity_retention_days)
+    removed = 0
+    while True:
+        async with runtime.transaction() as db:
+            batch = await cleanup.remove_old_finished_attempts(db, cutoff, DELIVERY_REMOVAL_BATCH)
+        removed += batch
+        if batch < DELIVERY_REMOVAL_BATCH:
+            return removed
 
 
 async def expire_events(runtime: JobRuntime, older_than_days: int | None = None) -> int:

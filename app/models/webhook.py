@@ -37,6 +37,8 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed", "abandoned")
 DELIVERY_DUE_INDEX = "ix_webhook_deliveries_due"
 # A webhook's pending attempts: those due, and those in flight (the cap per webhook).
 DELIVERY_PENDING_BY_WEBHOOK_INDEX = "ix_webhook_deliveries_pending_by_webhook"
+# Attempts by age: the cleanup's walk (the log is kept as long as the history).
+DELIVERY_CREATED_INDEX = "ix_webhook_deliveries_created"
 
 
 class Webhook(Base):
@@ -88,6 +90,8 @@ class WebhookDelivery(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        # The cleanup's walk of the attempts older than the history kept.
+        Index(DELIVERY_CREATED_INDEX, "created_at"),
         Index(
             DELIVERY_PENDING_BY_WEBHOOK_INDEX,
             "webhook_id",

@@ -140,6 +140,7 @@ async def test_expired_records_are_removed(deployment: Deployment) -> None:
         "refresh_tokens": 0,
         "invitations": 0,
         "events": 0,
+        "webhook_deliveries": 0,
     }
     # The guest's invitation (not expired) and the guest's session are untouched.
     pending = await deployment.http.get("/api/v2/invitations", headers=guest["headers"])
@@ -158,6 +159,66 @@ async def test_expired_records_are_removed(deployment: Deployment) -> None:
         )
         == 1
     )
+
+
+async def test_the_delivery_log_keeps_what_the_history_keeps(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finished attempts older than ACTIVITY_RETENTION_DAYS leave the webhook's delivery log
+    (it grew for as long as the deployment ran, a payload in every row); an attempt still
+    pending stays whatever its age, and so do the recent ones. Removed a batch at a time."""
+    monkeypatch.setattr(cleanup, "DELIVERY_REMOVAL_BATCH", 2)
+    owner = await deployment.user("owner@example.com")
+    project_id = await deployment.project_with(owner)
+    now = datetime.now(UTC)
+    async with deployment.runtime.transaction() as db:
+        webhook_id = (
+            await db.session.execute(
+                text(
+                    "INSERT INTO webhooks (project_id, url, events, active, created_at, "
+                    "updated_at, secret) VALUES (:project, 'https://receiver.example/', "
+                    "'[\"*\"]', true, :long_ago, :long_ago, 'whsec_x') RETURNING id"
+                ),
+                {"project": project_id, "long_ago": LONG_AGO},
+            )
+        ).scalar_one()
+        attempts = [
+            *((f"msg_old_{n}", 1, "succeeded", LONG_AGO) for n in range(4)),
+            ("msg_retried", 1, "failed", LONG_AGO),
+            ("msg_retried", 2, "pending", LONG_AGO),
+            ("msg_recent", 1, "failed", now),
+        ]
+        for message_id, attempt, status, made in attempts:
+            await db.session.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (webhook_id, message_id, type, payload, "
+                    "attempt, status, created_at, next_attempt_at) VALUES (:webhook, :message, "
+                    "'task.created', '{}', :attempt, :status, :made, :due)"
+                ),
+                {
+                    "webhook": webhook_id,
+                    "message": message_id,
+                    "attempt": attempt,
+                    "status": status,
+                    "made": made,
+                    "due": now + timedelta(hours=1) if status == "pending" else None,
+                },
+            )
+    deployment.runtime.settings.activity_retention_days = 30
+
+    removed = await cleanup.expire_records(deployment.runtime)
+
+    assert removed["webhook_deliveries"] == 5
+    log = await deployment.http.get(
+        f"/api/v2/projects/{project_id}/webhooks/{webhook_id}/deliveries",
+        headers=owner["headers"],
+    )
+    assert log.status_code == 200, log.text
+    assert [(item["attempt"], item["status"]) for item in log.json()["items"]] == [
+        (1, "failed"),  # the recent one, newest first
+        (2, "pending"),
+    ]
+    assert (await cleanup.expire_records(deployment.runtime))["webhook_deliveries"] == 0
 
 
 async def test_events_the_fan_out_has_not_passed_are_kept(deployment: Deployment) -> None:

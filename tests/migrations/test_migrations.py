@@ -118,7 +118,7 @@ class TestMigrations:
         assert await table_names(engine) == APP_TABLES | {"alembic_version"}
         async with engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        assert version == "0013_webhook_active_periods"
+        assert version == "0014_delivery_log_retention"
 
     async def test_the_outbox_starts_after_the_events_already_there(
         self, fresh_url: str, engine: AsyncEngine

@@ -1,5 +1,6 @@
-"""What the cleanup jobs remove (inside a transaction): projects long in the trash, and the
-rows that have expired (idempotency keys, refresh tokens, invitations).
+"""What the cleanup jobs remove (inside a transaction): projects long in the trash, the rows
+that have expired (idempotency keys, refresh tokens, invitations), and the webhook delivery
+log's finished attempts older than the history kept.
 
 Each is one conditional `DELETE ... RETURNING`, so running it twice, or on two workers at
 once, removes each row once: the second finds nothing. A restore that commits first wins: the
@@ -21,6 +22,7 @@ from app.db.statements import events
 from app.models.idempotency_key import IdempotencyKey
 from app.models.project import Invitation, Project, ProjectMember
 from app.models.refresh_token import RefreshToken
+from app.models.webhook import WebhookDelivery
 
 
 @cache
@@ -154,3 +156,31 @@ async def remove_expired_invitations(db: Db, now: datetime) -> int:
             changes={"email": (email, None), "role": (role, None)},
         )
     return len(removed)
+
+
+@cache
+def _old_finished_attempts_statement() -> Statement:
+    # Oldest first along ix_webhook_deliveries_created, a bounded batch: a first run on a log
+    # that grew for years removes it a batch per transaction instead of in one.
+    old = (
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.created_at < bindparam("cutoff", type_=WebhookDelivery.created_at.type),
+            WebhookDelivery.status != "pending",
+        )
+        .order_by(WebhookDelivery.created_at)
+        .limit(bindparam("batch"))
+    )
+    return Statement(
+        delete(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(old.scalar_subquery()))
+        .returning(WebhookDelivery.id)
+    )
+
+
+async def remove_old_finished_attempts(db: Db, cutoff: datetime, batch: int) -> int:
+    """Remove up to `batch` attempts of the webhook delivery log made before `cutoff` and
+    finished (an attempt still pending stays, and with it its message's payload); how many."""
+    return len(
+        await db.rows(_old_finished_attempts_statement(), {"cutoff": cutoff, "batch": batch})
+    )
