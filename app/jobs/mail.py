@@ -33,6 +33,7 @@ import contextlib
 import enum
 import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.header import Header
@@ -272,6 +273,10 @@ class MailResult:
         return self.outcome is MailOutcome.UNKNOWN
 
 
+class _Withheld(Exception):
+    """`before_message` said not to hand the message over."""
+
+
 class _Client(aiosmtplib.SMTP):
     """aiosmtplib's client, which knows whether the message has been handed to the server:
     from then on, a timeout or a lost connection leaves its fate unknown. (It counts from the
@@ -282,8 +287,12 @@ class _Client(aiosmtplib.SMTP):
 
     message_sent = False
     refusal: aiosmtplib.SMTPResponseException | None = None
+    # Awaited once the envelope is accepted, just before the message; False: withhold it.
+    before_message: Callable[[], Awaitable[bool]] | None = None
 
     async def data(self, message: str | bytes, /, **options: Any) -> SMTPResponse:
+        if self.before_message is not None and not await self.before_message():
+            raise _Withheld
         self.message_sent = True
         try:
             return await super().data(message, **options)
@@ -293,9 +302,18 @@ class _Client(aiosmtplib.SMTP):
 
 
 async def send_mail(
-    server: SmtpServer, sender: str, mail: OutgoingMail, *, timeout: float = 10.0
+    server: SmtpServer,
+    sender: str,
+    mail: OutgoingMail,
+    *,
+    timeout: float = 10.0,
+    before_message: Callable[[], Awaitable[bool]] | None = None,
 ) -> MailResult:
     """Send `mail` from `sender` in one SMTP session that lasts at most `timeout` seconds.
+
+    `before_message` is awaited once the server has accepted the envelope, just before the
+    message itself (the mail job notes there that the mail may reach the server from then
+    on); when it answers False the message is withheld, a temporary failure.
 
     Never raises for server or network trouble (nor for an address that cannot be put in a
     header); see `MailOutcome` for what each answer means.
@@ -317,8 +335,11 @@ async def send_mail(
         # Per network operation; the deadline below bounds the whole session.
         timeout=timeout,
     )
+    client.before_message = before_message
     try:
         await _session(client, message, sender, to, asyncio.get_running_loop().time() + timeout)
+    except _Withheld:
+        return _temporary(server, "withheld before the message was sent")
     except aiosmtplib.SMTPRecipientsRefused as exc:
         refusals = exc.recipients
         if refusals and all(_is_permanent(refusal.code) for refusal in refusals):

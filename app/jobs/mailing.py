@@ -3,19 +3,23 @@ to its user once; a failure is retried with backoff (`app.jobs.mail.mail_retry_d
 `MAIL_MAX_ATTEMPTS`, and a refusal that will not change (a 5xx) is not retried. Requests
 never wait for mail: notifications are made by jobs, and mailed by this one.
 
-A mail is mailed at most once: claimed, it is `sending` until its outcome is written (each as
-soon as it is known). A worker killed while sending leaves it `sending`, and when its lease
-ends it is given up (`failed`), not sent again, since the server may have accepted it: a
-black-box run that killed workers mid-batch saw every mail of the batch twice. So is a mail
-whose message was sent and whose answer never came (`MailOutcome.UNKNOWN`: a server slow to
-answer past the timeout, a connection lost): another black-box run, with a server that took
-13 s to answer, got every mail twice.
+A mail is mailed at most once, and none is lost to a worker killed before it reached the
+server. A claim leases a batch; each mail becomes `sending` only once the server has accepted
+its envelope, just before the message itself, and its outcome is written as soon as it is
+known. A worker killed meanwhile leaves its mails leased: when the lease ends, one still
+`pending` is due again (its message never left), and one `sending` is given up (`failed`),
+not sent again, since the server may have accepted it: a black-box run that killed workers
+mid-batch saw every mail of the batch twice when all were sent again, and, once the whole
+batch was marked `sending` at its claim, another lost the 20 of a batch none of which had
+reached the server. So is a mail whose message was sent and whose answer never came
+(`MailOutcome.UNKNOWN`: a server slow to answer past the timeout, a connection lost): another
+black-box run, with a server that took 13 s to answer, got every mail twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -46,7 +50,13 @@ LEASE = timedelta(seconds=MAIL_TIMEOUT_SECONDS + 5)
 CLAIMING_SECONDS = 5.0
 
 
-async def _send(runtime: JobRuntime, server: SmtpServer, owed: OwedMail) -> MailResult:
+async def _send(
+    runtime: JobRuntime, server: SmtpServer, owed: OwedMail, lease_until: datetime
+) -> MailResult:
+    async def before_message() -> bool:
+        async with runtime.transaction() as db:
+            return await mail_outbox.mark_sending(db, owed.id, lease_until)
+
     settings = runtime.settings
     mail = notification_mail(
         to=owed.email,
@@ -60,7 +70,13 @@ async def _send(runtime: JobRuntime, server: SmtpServer, owed: OwedMail) -> Mail
         else None,
         public_url=settings.public_url,
     )
-    return await send_mail(server, settings.mail_from, mail, timeout=MAIL_TIMEOUT_SECONDS)
+    return await send_mail(
+        server,
+        settings.mail_from,
+        mail,
+        timeout=MAIL_TIMEOUT_SECONDS,
+        before_message=before_message,
+    )
 
 
 async def send_due(runtime: JobRuntime) -> int:
@@ -76,20 +92,26 @@ async def send_due(runtime: JobRuntime) -> int:
     claiming_until = asyncio.get_running_loop().time() + CLAIMING_SECONDS
     while True:
         now = utcnow()
+        lease_until = now + LEASE
         async with runtime.transaction() as db:
-            claimed = await mail_outbox.claim_due(db, now, now + LEASE, MAIL_BATCH)
+            claimed = await mail_outbox.claim_due(db, now, lease_until, MAIL_BATCH)
         if not claimed:
             return tried
         # Each outcome is written as soon as it is known: a worker stopped meanwhile leaves
-        # unfinished only the mails it was sending (the batch's, at once), then given up.
-        await asyncio.gather(*(_send_and_record(runtime, server, owed) for owed in claimed))
+        # unfinished only the mails it was sending, the batch's at once; those whose message
+        # had not left are sent again after the lease, the others given up.
+        await asyncio.gather(
+            *(_send_and_record(runtime, server, owed, lease_until) for owed in claimed)
+        )
         tried += len(claimed)
         if len(claimed) < MAIL_BATCH or asyncio.get_running_loop().time() >= claiming_until:
             return tried
 
 
-async def _send_and_record(runtime: JobRuntime, server: SmtpServer, owed: OwedMail) -> None:
-    result = await _send(runtime, server, owed)
+async def _send_and_record(
+    runtime: JobRuntime, server: SmtpServer, owed: OwedMail, lease_until: datetime
+) -> None:
+    result = await _send(runtime, server, owed, lease_until)
     attempts = owed.attempts + 1
     values: dict[str, object]
     if result.sent:
@@ -103,4 +125,4 @@ async def _send_and_record(runtime: JobRuntime, server: SmtpServer, owed: OwedMa
         }
     values |= {"mail_attempts": attempts, "mail_error": result.error}
     async with runtime.transaction() as db:
-        await mail_outbox.record_outcome(db, owed.id, values)
+        await mail_outbox.record_outcome(db, owed.id, lease_until, values)

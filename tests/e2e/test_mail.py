@@ -561,6 +561,39 @@ class TestSendMail:
             result = await send(plain(port), a_mail(), timeout=0.5)
         assert result.outcome is MailOutcome.TEMPORARY_FAILURE
 
+    async def test_the_message_waits_for_before_message(self, start_server: StartServer) -> None:
+        """The mail job notes, just before the message, that the mail may reach the server
+        from then on: the envelope is accepted by then, and the message not yet sent."""
+        mailbox, port = start_server()
+        seen: list[int] = []
+
+        async def before_message() -> bool:
+            seen.append(len(mailbox.envelopes))
+            return True
+
+        result = await asyncio.wait_for(
+            send_mail(plain(port), SENDER, a_mail(), timeout=5.0, before_message=before_message),
+            timeout=GUARD_SECONDS,
+        )
+        assert result.sent
+        assert seen == [0]
+        assert len(mailbox.envelopes) == 1
+
+    async def test_a_message_withheld_by_before_message_is_not_sent(
+        self, start_server: StartServer
+    ) -> None:
+        mailbox, port = start_server()
+
+        async def withhold() -> bool:
+            return False
+
+        result = await asyncio.wait_for(
+            send_mail(plain(port), SENDER, a_mail(), timeout=5.0, before_message=withhold),
+            timeout=GUARD_SECONDS,
+        )
+        assert result.outcome is MailOutcome.TEMPORARY_FAILURE
+        assert mailbox.envelopes == []
+
     async def test_user_text_adds_no_header(self, start_server: StartServer) -> None:
         mailbox, port = start_server()
         title = "Launch\r\nBcc: x@y\nX-Injected: 1\u2028Cc: z@y"

@@ -1,8 +1,13 @@
-"""The mail notifications owe their users, as the mail job works it (inside transactions):
-claimed with a lease (`sending` until then), sent outside any transaction, the outcome
-written only while the mail is still being sent. A mail whose lease ended without an outcome
-(its worker stopped while sending) is given up, not sent again: the contract's "at most
-once" (spec api-v2 section 8), where a webhook message is at least once."""
+"""The mail notifications owe their users, as the mail job works it (inside transactions).
+
+A claim leases a mail (`mail_next_attempt_at` moved to the lease's end, still `pending`) and
+it is sent outside any transaction; just before the message itself is handed over (SMTP's
+DATA) it becomes `sending`. Its outcome is written only while the claim's lease is still its
+own. When a lease ends without an outcome (the worker stopped), a mail still `pending` had
+not reached the server and is due again; one `sending` may have, and is given up, not sent
+again: the contract's "at most once" (spec api-v2 section 8), where a webhook message is at
+least once.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ class OwedMail(NamedTuple):
 
 
 async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) -> list[OwedMail]:
+    """Lease up to `limit` mails due at `now` until `lease_until` (the claim's token, which
+    `mark_sending` and `record_outcome` check); what each owes."""
     due = (
         select(Notification.id)
         .where(Notification.mail_status == "pending", Notification.mail_next_attempt_at <= now)
@@ -45,7 +52,7 @@ async def claim_due(db: Db, now: datetime, lease_until: datetime, limit: int) ->
             await db.session.execute(
                 update(Notification)
                 .where(Notification.id.in_(due.scalar_subquery()))
-                .values(mail_status="sending", mail_next_attempt_at=lease_until)
+                .values(mail_next_attempt_at=lease_until)
                 .returning(Notification.id)
             )
         )
@@ -95,10 +102,35 @@ async def give_up_unfinished(db: Db, now: datetime) -> int:
 UNFINISHED_SEND = "its worker stopped while sending it; not sent again (at most once)"
 
 
-async def record_outcome(db: Db, notification_id: int, values: Mapping[str, Any]) -> bool:
+async def mark_sending(db: Db, notification_id: int, lease_until: datetime) -> bool:
+    """The message is about to be handed to the server: from now on it is not sent again.
+    Whether the claim that leased it until `lease_until` still holds it (if not, its lease
+    ended and the mail is someone else's now: it must not be sent)."""
+    marked = await db.session.execute(
+        update(Notification)
+        .where(
+            Notification.id == notification_id,
+            Notification.mail_status == "pending",
+            Notification.mail_next_attempt_at == lease_until,
+        )
+        .values(mail_status="sending")
+        .returning(Notification.id)
+    )
+    return marked.first() is not None
+
+
+async def record_outcome(
+    db: Db, notification_id: int, lease_until: datetime, values: Mapping[str, Any]
+) -> bool:
+    """Write a mail's outcome if the claim that leased it until `lease_until` still holds it;
+    whether it did."""
     written = await db.session.execute(
         update(Notification)
-        .where(Notification.id == notification_id, Notification.mail_status == "sending")
+        .where(
+            Notification.id == notification_id,
+            Notification.mail_status.in_(("pending", "sending")),
+            Notification.mail_next_attempt_at == lease_until,
+        )
         .values(**values)
         .returning(Notification.id)
     )
