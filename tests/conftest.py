@@ -22,6 +22,8 @@ from typing import Any
 os.environ["ENVIRONMENT"] = "test"
 os.environ.setdefault("BCRYPT_ROUNDS", "4")
 os.environ.setdefault("RATE_LIMIT_ENABLED", "false")
+# The tests run the background jobs themselves, when and where they choose.
+os.environ.setdefault("JOBS_IN_API", "false")
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402

@@ -207,13 +207,11 @@ class Settings(BaseSettings):
 
     @property
     def runs_jobs_in_api(self) -> bool:
-        """Whether the API process runs the background jobs itself (SQLite: yes, by default;
-        PostgreSQL: workers do)."""
+        """Whether the API process runs the background jobs itself (SQLite: yes, by default,
+        in every environment; PostgreSQL: workers do). The test suite sets `JOBS_IN_API=false`
+        and runs the jobs itself, when and where it chooses."""
         if self.jobs_in_api is not None:
             return self.jobs_in_api
-        # Tests run the jobs themselves, when and where they choose.
-        if self.environment is Environment.TEST:
-            return False
         return self.sqlalchemy_url.get_backend_name() == "sqlite"
 
     @cached_property

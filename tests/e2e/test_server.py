@@ -46,6 +46,7 @@ _SERVICE_VARIABLES = {
     "CORS_ORIGINS",
     "DATA_DIR",
     "MAX_BODY_BYTES",
+    "JOBS_IN_API",
 }
 
 

@@ -26,6 +26,7 @@ CONFIG_VARIABLES = (
     "METRICS_TOKEN",
     "CORS_ORIGINS",
     "DATA_DIR",
+    "JOBS_IN_API",
 )
 
 
@@ -55,6 +56,22 @@ class TestDefaults:
         assert settings.max_body_bytes == 1024 * 1024
         assert settings.rate_limit_anonymous_ip == "60/minute"
         assert settings.metrics_token is None  # /metrics open unless a token is set
+
+    @pytest.mark.parametrize("environment", ["development", "test", "production"])
+    def test_on_sqlite_the_api_runs_the_jobs_in_every_environment(
+        self, clean_env: pytest.MonkeyPatch, tmp_path: Path, environment: str
+    ) -> None:
+        """Spec api-v2 section 10: on SQLite a bare `uvicorn app.main:app` needs nothing
+        more. With ENVIRONMENT=test it ran none (a black-box run: no reminder, no
+        notification), which only the test suite wanted; it now says so itself."""
+        clean_env.setenv("ENVIRONMENT", environment)
+        clean_env.setenv("SECRET_KEY", "explicit-key-" + "e" * 32)
+        sqlite = settings_from_env(data_dir=tmp_path)
+        assert sqlite.runs_jobs_in_api
+        postgresql = settings_from_env(data_dir=tmp_path, database_url="postgresql://db/tasks")
+        assert not postgresql.runs_jobs_in_api
+        clean_env.setenv("JOBS_IN_API", "false")
+        assert not settings_from_env(data_dir=tmp_path).runs_jobs_in_api
 
     def test_default_database_is_sqlite_in_data_dir(self, tmp_path: Path) -> None:
         url = settings_from_env(data_dir=tmp_path).sqlalchemy_url
