@@ -42,7 +42,7 @@ from ui import (
     PROJECT,
     current_session,
     end_session,
-    keep_filters,
+    keep_drafts,
     show_read_error,
 )
 from workspace import Workspace, load
@@ -184,7 +184,6 @@ def _open(screen: Screen, session: ApiSession) -> None:
     try:
         workspace = load(session, st.session_state.get(PROJECT))
     except ApiError as exc:
-        keep_filters()  # what the person chose is there again after Retry
         show_read_error(exc, retry_key=f"{screen.url_path}_retry")
         return
     st.session_state[PROJECT] = workspace.project_id
@@ -203,6 +202,7 @@ def main() -> None:
     # No page_title: the tab shows the current page's title (also in the history menu of
     # back/forward). No page_icon: a Material icon favicon is fetched from fonts.gstatic.com.
     st.set_page_config(layout="wide")
+    keep_drafts()
     try:
         session = current_session()
         if session is None:

@@ -10,6 +10,7 @@ Streamlit's session state; only app.py reads it (`current_session`) and hands it
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,14 +51,30 @@ def end_session(message: str | None = None) -> None:
         st.session_state[FLASH_LOGIN] = message
 
 
-def keep_filters() -> None:
-    """Keep the list filters' values through a run that does not draw them (a read failed).
+# The value widgets whose values outlive a run that does not draw them: the list's filters, and
+# what the person has typed or chosen in a form and not sent yet (a new task, a task's edit, a
+# project's rename, a comment). Never a button's key: writing one is an error.
+_KEPT_WIDGETS = re.compile(
+    r"flt_\w+"
+    r"|new_(title|description|priority|due|remind_day|remind_time|assignees|labels)"
+    r"|edit_(title|description|status|priority|due)_\d+|edit_remind_\d+_(day|time)"
+    r"|edit_\d+_(assignees|labels)"
+    r"|rename_(name|description)|new_project_(name|description)"
+    r"|comment_body_\d+|comment_edit_body_\d+"
+)
+
+
+def keep_drafts() -> None:
+    """Keep the filters and the forms' drafts through runs that do not draw them: another
+    screen opened meanwhile, another project, a read that failed (then Retry).
 
     Streamlit forgets the value of a widget that a run does not draw; values written through
-    the session state API are kept. Call it only where the filter widgets are not drawn in
-    this run (writing a widget's key after the widget is drawn is an error)."""
+    the session state API are kept. An editor that came back with its fields at their
+    defaults saved them as changes (a black-box run: a task's priority, due date, reminder,
+    assignees and labels erased by a Save that said "Saved"). Called at the start of every
+    run, before any widget is drawn (writing a widget's key after it is drawn is an error)."""
     state = st.session_state
-    for key in [key for key in state if str(key).startswith("flt_")]:
+    for key in [key for key in state if _KEPT_WIDGETS.fullmatch(str(key))]:
         state[key] = state[key]
 
 

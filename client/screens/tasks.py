@@ -47,7 +47,6 @@ from ui import (
     act,
     feedback,
     field_error,
-    keep_filters,
     remember,
     show_feedback,
     show_read_error,
@@ -130,7 +129,6 @@ def render(workspace: Workspace) -> None:
             session.all_members(workspace.project_id), session.all_labels(workspace.project_id)
         )
     except ApiError as exc:
-        keep_filters()
         show_read_error(exc, retry_key="tasks_retry")
         return
     _keep_valid_choices(directory)

@@ -107,6 +107,35 @@ def test_api_unreachable(use_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "Cannot reach the API" in notice
 
 
+def test_a_new_task_typed_during_an_outage_is_kept(
+    use_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice says nothing was lost: the form still holds what was typed after Retry (it
+    came back empty, the screen in between having drawn no form)."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    email = use_api.register()
+    at = logged_in_app(email)
+    at.text_input(key="new_title").input("Typed while the API was down")
+    at.text_area(key="new_description").input("Every word of it")
+    monkeypatch.setenv("TASKS_API_URL", closed)
+    at.button(key="add_task").click().run()
+    assert_calm(at)
+    _calm_notice(at)
+
+    monkeypatch.setenv("TASKS_API_URL", use_api.base_url)
+    at.button(key="tasks_retry").click().run()
+    assert_calm(at)
+    assert at.text_input(key="new_title").value == "Typed while the API was down"
+    assert at.text_area(key="new_description").value == "Every word of it"
+    at.button(key="add_task").click().run()
+    assert_calm(at)
+    (created,) = use_api.tasks(use_api.headers(email))
+    assert (created["title"], created["description"]) == (
+        "Typed while the API was down",
+        "Every word of it",
+    )
+
+
 def test_api_answers_503(
     use_api: Api, database_down_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -130,6 +130,29 @@ def test_rename_with_if_match(use_api: Api) -> None:
     assert at.text_input(key="rename_name").value == "Renamed on the phone"
 
 
+def test_a_rename_left_open_on_another_screen_keeps_the_description(use_api: Api) -> None:
+    """The form came back blank from another screen, and renaming cleared the description."""
+    email = use_api.register()
+    headers = use_api.headers(email)
+    project = use_api.create_project(headers, "Launch")
+    described = use_api.v2.patch(
+        f"/projects/{project['id']}", headers=headers, json={"description": "Ship it in May"}
+    )
+    assert described.status_code == 200, described.text
+    at = _projects_screen(email)
+    switch_project(at, project["id"])
+    at.button(key="rename_start").click().run()
+    open_page(at, "tasks")
+    open_page(at, "projects")
+    assert_calm(at)
+    assert at.text_area(key="rename_description").value == "Ship it in May"
+    at.text_input(key="rename_name").input("Launch 2")
+    at.button(key="rename_save").click().run()
+    assert_calm(at)
+    saved = use_api.project(headers, project["id"])
+    assert (saved["name"], saved["description"]) == ("Launch 2", "Ship it in May")
+
+
 def test_the_inbox_can_be_renamed(use_api: Api) -> None:
     email = use_api.register()
     headers = use_api.headers(email)

@@ -329,6 +329,62 @@ def test_conflicting_edit_overwrites_nothing(
     assert (saved["title"], saved["version"]) == ("My edit, again", 3)
 
 
+def test_an_edit_left_open_on_another_screen_keeps_the_tasks_values(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    """Streamlit forgets a widget's value on a run that does not draw it. The editor came
+    back from another screen with every field at its default, and a Save that changed only
+    the title erased the priority, the due date and the description, saying "Saved"."""
+    email, headers = person
+    due = datetime(2031, 3, 14, 12, tzinfo=UTC)
+    task = use_api.create_task(
+        headers,
+        title="Keep my fields",
+        description="The details",
+        priority="urgent",
+        due_at=due.isoformat(),
+    )
+    task_id = task["id"]
+    at = logged_in_app(email)
+    at.button(key=f"edit_{task_id}").click().run()
+    open_page(at, "overview")
+    assert_calm(at)
+    open_page(at, "tasks")
+    assert_calm(at)
+
+    assert at.text_input(key=f"edit_title_{task_id}").value == "Keep my fields"
+    assert at.text_area(key=f"edit_description_{task_id}").value == "The details"
+    assert at.selectbox(key=f"edit_priority_{task_id}").value == "urgent"
+    assert at.date_input(key=f"edit_due_{task_id}").value == due.date()
+    at.text_input(key=f"edit_title_{task_id}").input("Kept my fields")
+    at.button(key=f"save_{task_id}").click().run()
+    assert_calm(at)
+    assert successes(at) == ["Saved “Kept my fields”."]
+    saved = server_task(use_api, headers, task_id)
+    assert (saved["title"], saved["description"], saved["priority"]) == (
+        "Kept my fields",
+        "The details",
+        "urgent",
+    )
+    assert saved["due_at"] == task["due_at"]
+
+
+def test_filters_stay_through_another_screen(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    email, headers = person
+    use_api.create_task(headers, title="Alpha report")
+    use_api.create_task(headers, title="Beta notes")
+    at = logged_in_app(email)
+    at.text_input(key="flt_q").input("alpha").run()
+    assert shown_titles(at) == ["Alpha report"]
+    open_page(at, "trash")
+    open_page(at, "tasks")
+    assert_calm(at)
+    assert at.text_input(key="flt_q").value == "alpha"
+    assert shown_titles(at) == ["Alpha report"]
+
+
 def test_delete_trash_restore(use_api: Api, person: tuple[str, dict[str, str]]) -> None:
     email, headers = person
     keep = use_api.create_task(headers, title="Keep me")["id"]
