@@ -27,7 +27,7 @@ from app.core.security import hash_password_async
 from app.db.access import Db
 from app.db.base import utcnow
 from app.db.session import create_engine_for, create_sessionmaker
-from app.jobs import cleanup
+from app.jobs import cleanup, outbox
 from app.jobs.engine import run_worker
 from app.jobs.runtime import open_runtime
 from app.models.user import Role, User
@@ -73,9 +73,11 @@ async def purge_trash(settings: Settings, older_than_days: int) -> dict[str, int
 
 async def expire_events(settings: Settings, older_than_days: int) -> int:
     """Remove the events older than the retention (a feed cursor from before them is then a
-    410), as the cleanup job does: none the fan-out has not passed, whose notifications and
-    webhook messages are still to be made."""
+    410), as the cleanup job does: none the fan-out has not passed. So the fan-out is caught
+    up first, making the notifications and webhook messages they call for, as a worker
+    would: without a worker running (PostgreSQL), the command removed nothing, ever."""
     async with open_runtime(settings) as runtime:
+        await outbox.fan_out(runtime)
         return await cleanup.expire_events(runtime, older_than_days)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from app import cli
 from app.db.statements import tasks as task_statements
 from app.jobs import cleanup, outbox
 from tests.jobs.conftest import Deployment
@@ -253,6 +254,35 @@ async def test_events_the_fan_out_has_not_passed_are_kept(deployment: Deployment
     assert assigned_to_them == 1
     assert (await cleanup.expire_records(deployment.runtime))["events"] >= 1  # passed: gone
     assert await deployment.scalar(task_events) == 0
+
+
+async def test_the_command_makes_what_old_events_call_for_before_removing_them(
+    deployment: Deployment,
+) -> None:
+    """`expire-events` with no worker running (PostgreSQL): the fan-out is caught up first,
+    so the events go and their notifications are made, none lost."""
+    owner = await deployment.user("owner@example.com", "Olga")
+    editor = await deployment.user("editor@example.com", "Ed")
+    project_id = await deployment.project_with(owner, (editor, "editor"))
+    assigned = await deployment.http.post(
+        "/api/v2/tasks",
+        json={
+            "title": "Before the cleanup",
+            "project_id": project_id,
+            "assignee_ids": [editor["id"]],
+        },
+        headers=owner["headers"],
+    )
+    assert assigned.status_code == 201, assigned.text
+
+    assert await cli.expire_events(deployment.runtime.settings, 0) >= 1
+
+    assert await deployment.scalar("SELECT count(*) FROM events WHERE entity = 'task'") == 0
+    assigned_to_them = await deployment.scalar(
+        "SELECT count(*) FROM notifications WHERE user_id = :user AND kind = 'assigned'",
+        user=editor["id"],
+    )
+    assert assigned_to_them == 1
 
 
 async def test_with_periods_of_zero_days_the_next_run_removes_what_has_passed(

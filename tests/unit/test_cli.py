@@ -424,17 +424,18 @@ class TestExpireEvents:
             async with create_sessionmaker(db)() as session, session.begin():
                 await session.merge(OutboxCursor(name=OUTBOX, xid=2**62, id=2**62))
 
-    async def test_events_the_fan_out_has_not_passed_are_kept(
+    async def test_the_fan_out_is_caught_up_first(
         self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        # As the cleanup job does: their notifications and webhook messages are still to
-        # be made (a review found the command removing them, at 0 days all of them).
+        # No worker has passed them (on PostgreSQL without a worker, none ever would): the
+        # command makes what they call for first, as a worker would, then removes them.
+        # Before, it removed nothing, and a black-box run's old cursor stayed a 200.
         await self.add_events(db, [400, 0], fanned_out=False)
         result = await run_cli(capsys, "expire-events", "--older-than-days", "0")
         assert result.code == 0, result.err
-        assert "Removed 0 event(s)" in result.out
+        assert "Removed 2 event(s)" in result.out
         async with db.connect() as conn:
-            assert len((await conn.scalars(select(Event.id))).all()) == 2
+            assert (await conn.scalars(select(Event.id))).all() == []
 
     async def test_removes_events_older_than_the_retention_and_marks_how_far(
         self, db: AsyncEngine, capsys: pytest.CaptureFixture[str]
