@@ -6,7 +6,8 @@ st.navigation (each at its own URL: / for Tasks, /overview, /trash, /members, /a
 /projects, /invitations, /notifications, /profile, /users for admins), reads the person's
 projects, draws the project switcher (Inbox first) and the unread notifications' count, hands
 the screen being shown its workspace (session, projects, the current project and the roles
-table), and catches whatever escaped a screen, so a person never sees a Python traceback.
+table), follows a mail's link to a task or project (links.py), and catches whatever escaped
+a screen, so a person never sees a Python traceback.
 Settings for `streamlit run` (no developer toolbar, no error details, no usage statistics) are
 in .streamlit/config.toml next to this file.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
+import links
 from api_client import ApiError, ApiSession, api_base_url
 from screens import (
     account,
@@ -182,10 +184,13 @@ def _open(screen: Screen, session: ApiSession) -> None:
     switcher_slot = st.sidebar.container()
     _sidebar(session)
     try:
+        link_message = links.follow(session)
         workspace = load(session, st.session_state.get(PROJECT))
     except ApiError as exc:
         show_read_error(exc, retry_key=f"{screen.url_path}_retry")
         return
+    if link_message is not None:
+        st.info(link_message, icon=":material/link_off:")
     st.session_state[PROJECT] = workspace.project_id
     with switcher_slot:
         _project_switcher(workspace)

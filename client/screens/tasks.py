@@ -23,6 +23,7 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from history import Names, person_name, quoted
+from links import LINKED_TASK
 from paging import pager, read_page
 from screens.activity import task_history
 from screens.task_comments import OPEN_COMMENTS, comments_panel, toggle_comments
@@ -162,8 +163,35 @@ def render(workspace: Workspace) -> None:
     assert page is not None
     error, success = feedback(SCOPE)
     show_feedback(error, success)
-    _task_rows(workspace, directory, page["items"])
+    _task_rows(workspace, directory, _linked_first(workspace, page["items"]))
     pager(SCOPE, page.get("next_cursor"))
+
+
+def _forget_linked_task() -> None:
+    st.session_state.pop(LINKED_TASK, None)
+
+
+def _linked_first(workspace: Workspace, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The list with the task a link opened (`links.py`) first, wherever the list's filters
+    and page would put it, until the person puts it back or works in another project."""
+    linked = st.session_state.get(LINKED_TASK)
+    if linked is None:
+        return tasks
+    task = next((task for task in tasks if task["id"] == linked), None)
+    if task is None:
+        try:
+            task, _etag = workspace.session.get_task(linked)
+        except ApiError as exc:
+            if exc.status not in GONE:
+                raise
+            task = None
+    if task is None or task["project_id"] != workspace.project_id or task.get("deleted_at"):
+        _forget_linked_task()
+        return tasks
+    note_col, button_col = st.columns([7, 2], vertical_alignment="center")
+    note_col.caption(f"{quoted(str(task['title']))} is first: you opened it from a link.")
+    button_col.button("Back to the list", key="linked_task_close", on_click=_forget_linked_task)
+    return [task, *(other for other in tasks if other["id"] != linked)]
 
 
 def _assignee_choices(directory: Directory) -> list[str]:
