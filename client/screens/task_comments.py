@@ -12,7 +12,16 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from task_fields import parse_timestamp, plain
-from ui import act, feedback, field_error, remember, show_feedback, show_read_error, task_gone
+from ui import (
+    GONE,
+    act,
+    feedback,
+    field_error,
+    remember,
+    show_feedback,
+    show_read_error,
+    task_gone,
+)
 from workspace import Workspace
 
 OPEN_COMMENTS = "_comments_open"  # the id of the task whose comments are shown (one at a time)
@@ -69,10 +78,20 @@ def _save_edit(session: ApiSession, task_id: Any, comment_id: Any, gone: Gone) -
     try:
         session.update_comment(task_id, comment_id, body)
     except ApiError as exc:
-        if not task_gone(session, task_id, exc):
+        if task_gone(session, task_id, exc):
+            state.pop(EDITING, None)
+            gone(f"your edit of a comment was not saved. It read: “{body}”.")
+            return
+        if exc.status not in GONE:
             raise
+        # The comment went (its task is still there): its form is not drawn again, so the
+        # text is given back under the comments, not lost with a bare "not found".
         state.pop(EDITING, None)
-        gone(f"your edit of a comment was not saved. It read: “{body}”.")
+        message = (
+            f"This comment was deleted meanwhile, so your edit was not saved. It read: “{body}”."
+        )
+        # Shown as markdown, as every problem's detail is: the text is typed.
+        remember(f"comment_edit_{task_id}", error=ApiError(exc.status, plain(message)))
         return
     state.pop(EDITING, None)
     state.pop(key, None)

@@ -136,3 +136,26 @@ def test_a_403_after_a_demotion_is_shown_plainly(use_api: Api, talk: Talk) -> No
     assert not at.success
     assert use_api.comments(talk.headers["owner"], talk.task_id)[1] == "Lokos good"
     assert f"comment_edit_{mine}" not in _keys(at)  # the page now follows the new role
+
+
+def test_an_edit_of_a_comment_deleted_meanwhile_gives_the_text_back(
+    use_api: Api, talk: Talk
+) -> None:
+    """The comment's form is not drawn again once it is gone: the person was told only
+    "Comment not found." and the text typed was lost."""
+    mine = talk.comment_ids["commenter"]
+    at = _comments_open(talk, "commenter")
+    at.button(key=f"comment_edit_{mine}").click().run()
+    at.text_area(key=f"comment_edit_body_{mine}").input("A long *careful* answer")
+    deleted = use_api.v2.delete(
+        f"/tasks/{talk.task_id}/comments/{mine}", headers=talk.headers["owner"]
+    )
+    assert deleted.status_code == 204, deleted.text
+
+    at.button(key=f"comment_save_{mine}").click().run()
+    assert_calm(at)
+    (said,) = [e.value for e in at.error]
+    assert "deleted meanwhile" in said
+    assert "A long \\*careful\\* answer" in said  # as typed, no emphasis
+    assert not any(w.key == f"comment_edit_body_{mine}" for w in at.text_area)
+    assert use_api.comments(talk.headers["owner"], talk.task_id) == ["Owner's note"]
