@@ -57,7 +57,7 @@ def end_session(message: str | None = None) -> None:
 _KEPT_WIDGETS = re.compile(
     r"flt_\w+"
     r"|new_(title|description|priority|due|remind_day|remind_time|assignees|labels)"
-    r"|edit_(title|description|status|priority|due)_\d+|edit_remind_\d+_(day|time)"
+    r"|edit_(title|description|status|priority|due|project)_\d+|edit_remind_\d+_(day|time)"
     r"|edit_\d+_(assignees|labels)"
     r"|rename_(name|description)|new_project_(name|description)"
     r"|comment_body_\d+|comment_edit_body_\d+"

@@ -102,6 +102,14 @@ class Workspace:
         """Whether the person's role in the current project allows `permission`."""
         return self.roles.allows(self.my_role, permission)
 
+    def projects_allowing(self, permission: str) -> list[dict[str, Any]]:
+        """The person's projects where their role allows `permission` (Inbox first)."""
+        return [
+            project
+            for project in self.projects
+            if self.roles.allows(str(project.get("my_role") or ""), permission)
+        ]
+
     def is_owner(self) -> bool:
         return self.my_role == self.roles.top
 

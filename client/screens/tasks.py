@@ -58,6 +58,7 @@ from workspace import Workspace, member_name
 SCOPE = "tasks"
 _EDITING = "_editing"  # {"id": task id, "etag": the tag the edit is based on}
 _NEW_KEY = "_new_task_idempotency_key"  # (project id, key)
+_PROJECT_NAMES = "_move_targets"  # {project id: name} of the projects a task may be moved to
 # The list's query parameters whose errors are drawn under their filter widget.
 FILTER_FIELDS = ("status", "priority", "q", "due_after", "due_before", "assignee", "label_id")
 ANYONE, ME, NOBODY = "", "me", "none"  # the assignee filter's fixed choices
@@ -509,6 +510,7 @@ def _open_editor(session: ApiSession, task_id: Any, gone: Callable[[str], None])
     state[f"edit_remind_{task_id}_day"], state[f"edit_remind_{task_id}_time"] = remind_parts(task)
     state[f"edit_{task_id}_assignees"] = list(task.get("assignee_ids") or [])
     state[f"edit_{task_id}_labels"] = list(task.get("label_ids") or [])
+    state[f"edit_project_{task_id}"] = task["project_id"]
 
 
 def _close_editor() -> None:
@@ -533,6 +535,13 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     )
     if new_remind != remind_at_minute(original):
         changes["remind_at"] = new_remind
+    target = state.get(f"edit_project_{task_id}", original.get("project_id"))
+    if target != original.get("project_id"):
+        # A move (spec api-v2 section 5): the labels chosen here are this project's, and so
+        # are the people offered, so neither is sent: the API drops the labels and the
+        # assignees who are not members there.
+        changes["project_id"] = target
+        return changes
     for name, key in (("assignee_ids", "assignees"), ("label_ids", "labels")):
         chosen = state.get(f"edit_{task_id}_{key}")
         if chosen is not None and sorted(chosen) != sorted(original.get(name) or []):
@@ -555,7 +564,15 @@ def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> Non
         gone("your changes were not saved.")
         return
     _close_editor()
+    if task["project_id"] != editing.get("task", {}).get("project_id"):
+        remember(SCOPE, success=f"Moved “{task['title']}” to {_project_name(task['project_id'])}.")
+        return
     remember(SCOPE, success=f"Saved “{task['title']}”.")
+
+
+def _project_name(project_id: Any) -> str:
+    names: dict[Any, str] = st.session_state.get(_PROJECT_NAMES) or {}
+    return names.get(project_id, f"project #{project_id}")
 
 
 def _editor(
@@ -585,6 +602,7 @@ def _editor(
         field_error(error, "due_at")
         _reminder_fields(f"edit_remind_{task_id}", error)
         _people_and_labels(workspace, directory, f"edit_{task_id}", error)
+        _project_field(workspace, task_id, error)
         save_col, cancel_col = st.columns(2)
         save_col.form_submit_button(
             "Save changes",
@@ -618,8 +636,30 @@ def _editor(
                 "remind_at",
                 "assignee_ids",
                 "label_ids",
+                "project_id",
             ),
         )
+
+
+def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -> None:
+    """Where the task is: another of the person's projects where they may add tasks moves it
+    there (editor in both, spec api-v2 section 5)."""
+    targets = workspace.projects_allowing("task.create")
+    names = {project["id"]: str(project["name"]) for project in targets}
+    if workspace.project_id not in names or len(names) < 2:
+        return
+    st.session_state[_PROJECT_NAMES] = names
+    # Never a default of the first project offered: unset, the task stays where it is.
+    st.session_state.setdefault(f"edit_project_{task_id}", workspace.project_id)
+    st.selectbox(
+        "Project",
+        list(names),
+        format_func=names.__getitem__,
+        key=f"edit_project_{task_id}",
+        help="Moving it to another project drops its labels, and its assignees who are not "
+        "members there; the other changes made here are saved with the move.",
+    )
+    field_error(error, "project_id")
 
 
 def _delete(session: ApiSession, task: dict[str, Any]) -> None:

@@ -143,6 +143,50 @@ def test_edit_assignees_and_labels(use_api: Api, team: Team) -> None:
     assert saved["version"] == task["version"] + 1  # one change, one version
 
 
+def test_move_a_task_to_another_project(use_api: Api, team: Team) -> None:
+    """Spec api-v2 section 5 (editor in both projects): the editor's Project field. The
+    labels are this project's, so they go; the assignees who are members there stay."""
+    owner = team.headers["owner"]
+    label = use_api.create_label(owner, team.project_id, "design")
+    task = use_api.create_v2_task(
+        owner,
+        project_id=team.project_id,
+        title="Logo",
+        assignee_ids=[team.ids["owner"], team.ids["editor"]],
+        label_ids=[label["id"]],
+    )
+    other = use_api.create_project(owner, "Marketing")
+    at = _in_project(team, "owner")
+    at.button(key=f"edit_{task['id']}").click().run()
+    project_field = at.selectbox(key=f"edit_project_{task['id']}")
+    assert project_field.value == team.project_id
+    assert set(project_field.options) >= {"Launch", "Marketing"}
+    at.text_input(key=f"edit_title_{task['id']}").input("Logo, final")
+    project_field.set_value(other["id"])
+    at.button(key=f"save_{task['id']}").click().run()
+    assert_calm(at)
+
+    assert successes(at) == ["Moved “Logo, final” to Marketing."]
+    assert "Logo, final" not in shown_titles(at)
+    moved = use_api.v2_task(owner, task["id"])
+    assert (moved["project_id"], moved["title"]) == (other["id"], "Logo, final")
+    assert (moved["assignee_ids"], moved["label_ids"]) == ([team.ids["owner"]], [])
+    assert moved["version"] == task["version"] + 1
+
+
+def test_no_move_to_a_project_where_one_may_not_add_tasks(use_api: Api, team: Team) -> None:
+    task = use_api.create_v2_task(team.headers["owner"], project_id=team.project_id, title="X")
+    at = _in_project(team, "editor")  # an editor here, and the owner of their Inbox only
+    at.button(key=f"edit_{task['id']}").click().run()
+    names = at.selectbox(key=f"edit_project_{task['id']}").options
+    assert sorted(names) == sorted(["Inbox", "Launch"])
+    viewer_project = use_api.create_project(team.headers["owner"], "Board")
+    use_api.add_member(team.headers["owner"], viewer_project["id"], team.emails["editor"], "viewer")
+    at = _in_project(team, "editor")
+    at.button(key=f"edit_{task['id']}").click().run()
+    assert "Board" not in at.selectbox(key=f"edit_project_{task['id']}").options
+
+
 def test_comments(use_api: Api, team: Team) -> None:
     task = use_api.create_v2_task(team.headers["owner"], project_id=team.project_id, title="Plan")
     task_id = task["id"]
