@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final, Literal, NamedTuple
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -63,6 +65,7 @@ from app.db.statements.memberships import (
     inbox_of,
 )
 from app.db.statements.turns import new_task_turn, task_write_turns, write_turn
+from app.models.event import Event
 from app.models.label import Label, TaskLabel
 from app.models.project import Project, ProjectMember
 from app.models.task import INSERT_COLUMNS, TASK_COLUMNS, Task, TaskAssignee, TaskRecord
@@ -951,9 +954,9 @@ async def update_detail(
     is then `now`). The answer is always the version this UPDATE wrote, its columns from its
     RETURNING: a writer that came after it may have committed before the read again, and its
     version is not this request's to show (a client takes the ETag for its next `If-Match`;
-    a black-box run, 2026-12-07, got other requests' versions in 22 of 90 answers). The links
-    are the read's then, which a later writer of links may have changed already (or, when a
-    later writer took the task out of the caller's reach before that read, the snapshot's)."""
+    a black-box run, 2026-12-07, got other requests' versions in 22 of 90 answers). Its
+    links too (`links_of_version`): read after the commit, with what later writers committed
+    meanwhile undone."""
     updated = await _update_row(
         db,
         claims,
@@ -978,10 +981,75 @@ async def update_detail(
     seen, version = updated[-1], found.task.version
     if seen == version or (seen == version - 1 and found.task.updated_at == now):
         return found
-    again = await fetch_detail(db, claims, task_id, least)
-    if again is None:
+    written = await links_of_version(db, task_id, version)
+    if written is None:
         return found
-    return found._replace(assignee_ids=again.assignee_ids, label_ids=again.label_ids)
+    return found._replace(assignee_ids=written[0], label_ids=written[1])
+
+
+# How many of a task's newest events `links_of_version` reads: the writes committed after
+# the version it is asked for, in the moment between that write's commit and its read.
+_LATER_WRITES_READ: Final = 16
+
+
+@cache
+def _links_now_statement() -> Statement:
+    """The task's version and links now, beside the changes of its newest events, newest
+    first (a row each; one row of NULL changes when none): one statement, so one snapshot.
+    The events' walk back on ix_events_task as `app.db.statements.events` walks it (a range
+    on `task_id`, ordered by it, so that the index gives the order)."""
+    newest = (
+        select(Event.id.label("event_id"), Event.changes.label("changes"))
+        .where(
+            Event.task_id.between(bindparam("task_id"), bindparam("task_id")),
+            Event.entity == "task",
+        )
+        .order_by(Event.task_id.desc(), Event.id.desc())
+        .limit(bindparam("later"))
+        .lateral("newest")
+    )
+    return Statement(
+        select(Task.version, ASSIGNEE_IDS, LABEL_IDS, newest.c.changes)
+        .select_from(Task)
+        .outerjoin(newest, true())
+        .where(Task.id == bindparam("task_id"))
+        .order_by(newest.c.event_id.desc())
+    )
+
+
+async def links_of_version(
+    db: Db, task_id: int, version: int
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The task's (assignee ids, label ids) as `version` left them (PostgreSQL): read now,
+    with what the writes committed since changed of them undone. Each write of a task makes
+    one version and one event of it, so its newest events are those writes, and the first
+    of them to change a link holds its value at `version` as its old value. (A write that
+    waited for another reads the links again after its commit; a third writer may have
+    committed in between: a black-box run got links of another version in 14 of 5,676
+    answers.) None when the task is gone; the links now when more writes came since than
+    are read back (`_LATER_WRITES_READ`)."""
+    rows = await db.rows(_links_now_statement(), {"task_id": task_id, "later": _LATER_WRITES_READ})
+    if not rows:
+        return None
+    now_version, assignee_ids, label_ids = int(rows[0][0]), ids(rows[0][1]), ids(rows[0][2])
+    since = [_changes(row[3]) for row in rows[: now_version - version] if row[3] is not None]
+    if len(since) != now_version - version:
+        return assignee_ids, label_ids
+    return _undone(since, "assignee_ids", assignee_ids), _undone(since, "label_ids", label_ids)
+
+
+def _undone(since: list[dict[str, Any]], field: str, now: tuple[int, ...]) -> tuple[int, ...]:
+    """`field`'s value before the writes whose changes are `since` (newest first): the old
+    value of the first of them to change it, else its value `now`."""
+    for change in reversed(since):
+        if field in change:
+            return tuple(sorted(int(value) for value in change[field][0] or ()))
+    return now
+
+
+def _changes(value: Any) -> dict[str, Any]:
+    """An event's `changes` as the driver returns it (JSON text, or decoded)."""
+    return dict(orjson.loads(value) if isinstance(value, str | bytes) else value)
 
 
 async def diagnose(
