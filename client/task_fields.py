@@ -46,10 +46,16 @@ def plain(text: str) -> str:
     """`text` shown literally in st.markdown: every ASCII punctuation mark backslash-escaped,
     so a title cannot become a link, an image fetched from elsewhere, LaTeX or a directive;
     and the "." of "www.", the ":" of "http:", every "@" and the ">" of "->" kept apart,
-    so no address or email in it becomes a link, nor an arrow a symbol."""
+    so no address or email in it becomes a link, nor an arrow a symbol. Its line breaks stay
+    line breaks (markdown's hard break): a description or a comment of several lines was
+    drawn as one."""
     shown = []
     for index, char in enumerate(text):
-        if (
+        if char == "\r":
+            continue  # of a CRLF; the LF breaks the line
+        if char == "\n":
+            shown.append("  \n")
+        elif (
             char in _BEFORE_UNLINKED
             and text[max(0, index - 5) : index].lower().endswith(_BEFORE_UNLINKED[char])
         ) or text[max(0, index - 1) : index + 1] in _SYMBOL_PAIRS:

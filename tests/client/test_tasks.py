@@ -490,3 +490,15 @@ def test_a_comment_on_a_task_deleted_meanwhile_is_given_back(
     assert not at.error
     assert not at.success
     assert at.button(key=f"comments_{task_id}").label == "Comments"  # closed, not stale
+
+
+def test_a_description_of_several_lines_is_shown_on_several_lines(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    """Markdown joins the lines of a paragraph: a list typed line by line read as one run
+    of text. Each line break is a hard break (two spaces, then the break), CRLF included."""
+    email, headers = person
+    use_api.create_task(headers, title="Steps", description="1. Open\r\n2. Check\n# Not a heading")
+    at = logged_in_app(email)
+    (caption,) = [c.value for c in at.caption if "Open" in c.value]
+    assert caption == "1\\. Open  \n2\\. Check  \n\\# Not a heading"
