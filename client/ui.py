@@ -116,6 +116,9 @@ def field_error(error: ApiError | None, *names: str) -> None:
             return
 
 
+ALL_SHOWN_UNDER_FIELDS = "Some values are not valid: see the message under each field."
+
+
 def describe(error: ApiError, shown_fields: Iterable[str] = ()) -> str:
     """The problem's detail plus any field errors not already drawn under their field, and
     for a refused role (403) the person's role and the one the action needs."""
@@ -125,12 +128,17 @@ def describe(error: ApiError, shown_fields: Iterable[str] = ()) -> str:
         for name, message in error.field_errors.items()
         if name not in shown
     ]
+    detail = error.detail
+    if error.status == 422 and error.field_errors and not others:
+        # Each field's message is under its field already; the API's detail names the
+        # fields as a program knows them ("q", "see `errors`").
+        detail = ALL_SHOWN_UNDER_FIELDS
     if error.required_role:
         others.append(
             f"Your role in this project is {error.role or 'unknown'}; "
             f"this needs {error.required_role} or above."
         )
-    return "\n\n".join([error.detail, *others])
+    return "\n\n".join([detail, *others])
 
 
 def show_problem(

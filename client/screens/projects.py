@@ -193,7 +193,7 @@ def _this_project(workspace: Workspace) -> None:
         st.error(
             "Conflict: this project was changed somewhere else after you started, so your "
             "change was not saved and nothing was overwritten. Load the latest version, then "
-            f"make your change again.\n\n{error.detail}",
+            "make your change again.",
             icon=":material/sync_problem:",
         )
         st.button(

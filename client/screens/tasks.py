@@ -616,7 +616,7 @@ def _editor(
         st.error(
             "Conflict: this task was changed somewhere else after you opened it, so your "
             "edit was not saved and nothing was overwritten. Load the latest version, then "
-            f"make your change again.\n\n{error.detail}",
+            "make your change again.",
             icon=":material/sync_problem:",
         )
         st.button(

@@ -502,3 +502,17 @@ def test_a_description_of_several_lines_is_shown_on_several_lines(
     at = logged_in_app(email)
     (caption,) = [c.value for c in at.caption if "Open" in c.value]
     assert caption == "1\\. Open  \n2\\. Check  \n\\# Not a heading"
+
+
+def test_a_refused_filter_names_no_api_field(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    """The API's detail names the search box "q": its message is under the box, and the
+    rest says so in words."""
+    email, _headers = person
+    at = logged_in_app(email)
+    at.text_input(key="flt_q").input("x" * 201).run()
+    assert_calm(at)
+    assert not any(": q" in e.value or "`" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
