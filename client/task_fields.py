@@ -110,6 +110,16 @@ def remind_at_for(day: date | None, at: time | None) -> str | None:
     return moment.replace(second=0, microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def reminder_refusal(remind_at: str | None, now: datetime) -> str | None:
+    """Why a reminder chosen in a form would never be sent, in words; None when it will be.
+    The API takes a time gone by (a reminder missed while no worker ran is sent late, up to
+    a day), but one chosen in the past is a slip: said rather than kept silently."""
+    moment = parse_timestamp(remind_at)
+    if moment is not None and moment < now.replace(second=0, microsecond=0):
+        return "This time has already passed: choose a time to come, or clear the day."
+    return None
+
+
 def remind_at_minute(task: dict[str, Any]) -> str | None:
     """The task's `remind_at` as the form would send it back unchanged (to the minute)."""
     return remind_at_for(*remind_parts(task))

@@ -40,10 +40,12 @@ from task_fields import (
     remind_at_for,
     remind_at_minute,
     remind_parts,
+    reminder_refusal,
     start_of,
     summary_line,
 )
 from ui import (
+    ALL_SHOWN_UNDER_FIELDS,
     GONE,
     act,
     feedback,
@@ -277,6 +279,9 @@ def _add_task(session: ApiSession, project_id: int) -> None:
     if due is not None:
         body["due_at"] = due
     remind = remind_at_for(state.get("new_remind_day"), state.get("new_remind_time"))
+    if remind is None and state.get("new_remind_time") is not None:
+        _refuse_reminder("Choose the reminder's day too, or clear its time.")
+    _refuse_reminder(reminder_refusal(remind, datetime.now(UTC)))
     if remind is not None:
         body["remind_at"] = remind
     try:
@@ -549,9 +554,18 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     return changes
 
 
+def _refuse_reminder(refusal: str | None) -> None:
+    """A reminder that would never be sent is refused here, under the reminder's fields,
+    as the API's problems with a field are."""
+    if refusal is not None:
+        raise ApiError(422, ALL_SHOWN_UNDER_FIELDS, field_errors={"remind_at": refusal})
+
+
 def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> None:
     editing = st.session_state.get(_EDITING) or {}
     changes = _changes(task_id, editing.get("task", {}))
+    # Only a reminder changed here: one already past is the task's as it is, not a slip.
+    _refuse_reminder(reminder_refusal(changes.get("remind_at"), datetime.now(UTC)))
     if not changes:
         _close_editor()
         remember(SCOPE, success="Nothing to change.")

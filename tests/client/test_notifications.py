@@ -21,6 +21,7 @@ from app.models.notification import Notification
 from tests.client.conftest import (
     Api,
     assert_calm,
+    element_after,
     logged_in_app,
     markdown_text,
     open_page,
@@ -273,3 +274,41 @@ def test_a_reminder_day_without_a_time_is_at_nine(
     assert_calm(at)
     (task,) = use_api.v2_tasks(headers)
     assert task["remind_at"] == f"{day.isoformat()}T09:00:00.000Z"
+
+
+def test_a_reminder_that_would_never_be_sent_is_said(
+    use_api: Api, person: tuple[str, dict[str, str]]
+) -> None:
+    """A day gone by, or a time with no day: the API takes the first (sent late if less
+    than a day late, never otherwise) and the form dropped the second; both were silent."""
+    email, headers = person
+    at = logged_in_app(email)
+    at.text_input(key="new_title").input("Too late")
+    at.date_input(key="new_remind_day").set_value(date(2020, 1, 1))
+    at.button(key="add_task").click().run()
+    assert_calm(at)
+    under = element_after(at, "new_remind_time")
+    assert (under.type, "already passed" in under.value) == ("error", True)
+    at.date_input(key="new_remind_day").set_value(None)
+    at.time_input(key="new_remind_time").set_value(time(9, 30))
+    at.button(key="add_task").click().run()
+    assert_calm(at)
+    assert "day too" in element_after(at, "new_remind_time").value
+    assert use_api.v2_tasks(headers) == []
+
+    # A task whose reminder has passed is still saved when the reminder is left as it is.
+    past = datetime.now(UTC) - timedelta(days=3)
+    task = use_api.create_v2_task(headers, title="Old", remind_at=past.isoformat())
+    at = logged_in_app(email)
+    at.button(key=f"edit_{task['id']}").click().run()
+    at.text_input(key=f"edit_title_{task['id']}").input("Old, renamed")
+    at.button(key=f"save_{task['id']}").click().run()
+    assert_calm(at)
+    assert successes(at) == ["Saved “Old, renamed”."]
+    at.button(key=f"edit_{task['id']}").click().run()
+    at.date_input(key=f"edit_remind_{task['id']}_day").set_value(date(2021, 6, 1))
+    at.button(key=f"save_{task['id']}").click().run()
+    assert_calm(at)
+    assert "already passed" in element_after(at, f"edit_remind_{task['id']}_time").value
+    saved = use_api.v2_task(headers, task["id"])
+    assert (saved["title"], saved["version"]) == ("Old, renamed", task["version"] + 1)
