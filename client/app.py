@@ -44,7 +44,6 @@ from ui import (
     PROJECT,
     current_session,
     end_session,
-    keep_drafts,
     show_read_error,
 )
 from workspace import Workspace, load
@@ -207,7 +206,6 @@ def main() -> None:
     # No page_title: the tab shows the current page's title (also in the history menu of
     # back/forward). No page_icon: a Material icon favicon is fetched from fonts.gstatic.com.
     st.set_page_config(layout="wide")
-    keep_drafts()
     try:
         session = current_session()
         if session is None:

@@ -15,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from api_client import ApiError, ApiSession
+from screens.activity import history_toggle
 from screens.task_comments import OPEN_COMMENTS
 from ui import GONE, PROJECT
 
@@ -62,6 +63,7 @@ def follow(session: ApiSession) -> str | None:
             st.session_state[PROJECT] = task["project_id"]
             st.session_state[LINKED_TASK] = task["id"]
             st.session_state[OPEN_COMMENTS] = task["id"]
+            st.session_state[history_toggle(task["id"])] = True
     else:
         project = _readable(session.get_project, _link_id(project_value))
         message = PROJECT_NOT_OPEN if project is None else None

@@ -10,9 +10,8 @@ Streamlit's session state; only app.py reads it (`current_session`) and hands it
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import streamlit as st
 
@@ -51,31 +50,14 @@ def end_session(message: str | None = None) -> None:
         st.session_state[FLASH_LOGIN] = message
 
 
-# The value widgets whose values outlive a run that does not draw them: the list's filters, and
-# what the person has typed or chosen in a form and not sent yet (a new task, a task's edit, a
-# project's rename, a comment). Never a button's key: writing one is an error.
-_KEPT_WIDGETS = re.compile(
-    r"flt_\w+"
-    r"|new_(title|description|priority|due|remind_day|remind_time|assignees|labels)"
-    r"|edit_(title|description|status|priority|due|project)_\d+|edit_remind_\d+_(day|time)"
-    r"|edit_\d+_(assignees|labels)"
-    r"|rename_(name|description)|new_project_(name|description)"
-    r"|comment_body_\d+|comment_edit_body_\d+"
-)
-
-
-def keep_drafts() -> None:
-    """Keep the filters and the forms' drafts through runs that do not draw them: another
-    screen opened meanwhile, another project, a read that failed (then Retry).
-
-    Streamlit forgets the value of a widget that a run does not draw; values written through
-    the session state API are kept. An editor that came back with its fields at their
-    defaults saved them as changes (a black-box run: a task's priority, due date, reminder,
-    assignees and labels erased by a Save that said "Saved"). Called at the start of every
-    run, before any widget is drawn (writing a widget's key after it is drawn is an error)."""
-    state = st.session_state
-    for key in [key for key in state if _KEPT_WIDGETS.fullmatch(str(key))]:
-        state[key] = state[key]
+# `persist_state` of the value widgets whose values outlive the runs that do not draw them:
+# the list's filters, and what the person chose or typed in a form (a new task, a task's edit,
+# a project's rename, a comment). Streamlit otherwise forgets the value of a widget a run does
+# not draw: an editor left open while the person visited another screen (or another project,
+# or a failed read and Retry) came back with every field at its default, and "Save changes"
+# erased the task's priority, description, due date, reminder, assignees and labels, saying
+# "Saved" (a black-box walk in Chromium, 2026-12-07).
+KEPT: Final = "session"
 
 
 def remember(scope: str, *, error: ApiError | None = None, success: str | None = None) -> None:
@@ -103,6 +85,40 @@ def act(scope: str, action: Callable[[], Any], success: str | None = None) -> No
     else:
         if success is not None:
             remember(scope, success=success)
+
+
+_CONFIRMING = "_confirming"  # the key of the button whose action waits for a confirmation
+
+
+def ask_first(key: str) -> None:
+    """The on_click of a button whose action cannot be undone: its question is drawn next
+    (`confirmation`), and only the answer runs the action."""
+    st.session_state[_CONFIRMING] = key
+
+
+def _forget_question() -> None:
+    st.session_state.pop(_CONFIRMING, None)
+
+
+def _confirmed(scope: str, action: Callable[[], Any]) -> None:
+    # The confirmation is spent whatever the answer: a refusal is shown, not asked again.
+    _forget_question()
+    act(scope, action)
+
+
+def confirmation(
+    key: str, question: str, *, confirm: str, scope: str, action: Callable[[], Any]
+) -> None:
+    """Where it is called, the question of the button `key` once it was pressed (`ask_first`):
+    `confirm` runs `action` through `act` under `scope`, Cancel forgets it."""
+    if st.session_state.get(_CONFIRMING) != key:
+        return
+    st.warning(question, icon=":material/warning:")
+    confirm_col, cancel_col = st.columns(2)
+    confirm_col.button(
+        confirm, type="primary", key=f"{key}_confirm", on_click=_confirmed, args=(scope, action)
+    )
+    cancel_col.button("Cancel", key=f"{key}_cancel", on_click=_forget_question)
 
 
 def field_error(error: ApiError | None, *names: str) -> None:

@@ -41,7 +41,8 @@ log = structlog.get_logger("app.jobs")
 
 MAIL_BATCH = 20
 MAIL_TIMEOUT_SECONDS = 10.0
-# A claimed mail whose worker has not reported this long after the claim is given up.
+# How long a claim holds its mails: one whose worker has not reported by then is claimed
+# again if its message never left (`pending`), given up if it may have (`sending`).
 LEASE = timedelta(seconds=MAIL_TIMEOUT_SECONDS + 5)
 # How long a run claims new batches; then it ends with the batch it is sending, so that a
 # worker's graceful stop waits at most this and one timeout (a black-box run with the server
@@ -54,8 +55,12 @@ async def _send(
     runtime: JobRuntime, server: SmtpServer, owed: OwedMail, lease_until: datetime
 ) -> MailResult:
     async def before_message() -> bool:
-        async with runtime.transaction() as db:
-            return await mail_outbox.mark_sending(db, owed.id, lease_until)
+        try:
+            async with runtime.transaction() as db:
+                return await mail_outbox.mark_sending(db, owed.id, lease_until, utcnow())
+        except Exception:  # the database, not the server: withheld, and sent again later
+            log.exception("mail_not_marked_sending", notification_id=owed.id)
+            return False
 
     settings = runtime.settings
     mail = notification_mail(

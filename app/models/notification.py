@@ -8,10 +8,11 @@ id>:<remind_at>:<claimed at, µs>` for a reminder (the claim of its `SentReminde
 once; a `remind_at` set back to a value that fired before is claimed anew); (user_id,
 dedupe_key) is unique and every insert is `ON CONFLICT DO NOTHING`.
 
-`mail_status` is NULL when no mail is owed (no `SMTP_URL` when it was made), else `pending`,
-`sending` (claimed by a worker until `mail_next_attempt_at`, its lease), `sent` or `failed`
-(given up, or its worker stopped while sending: never sent twice); `mail_attempts` and
-`mail_next_attempt_at` drive the retries.
+`mail_status` is NULL when no mail is owed (no `SMTP_URL` when it was made), else `pending`
+(due at `mail_next_attempt_at`; once claimed by a worker, that is the end of its lease, and
+the mail is claimed again after it), `sending` (its message being handed to the server, until
+the lease ends), `sent` or `failed` (given up, or its worker stopped while handing it over:
+never sent twice); `mail_attempts` and `mail_next_attempt_at` drive the retries.
 """
 
 from __future__ import annotations

@@ -74,10 +74,15 @@ def event_list(
         st.button("Load more", key=f"{scope}_more", on_click=_load_more, args=(scope,))
 
 
+def history_toggle(task_id: Any) -> str:
+    """The key of the "Show history" toggle under a task."""
+    return f"history_open_{task_id}"
+
+
 def task_history(workspace: Workspace, names: Names, task_id: Any) -> None:
     """The History section under a task: its events and its comments', newest first. Read
     only when the person turns it on (the comments above are read whenever they are open)."""
-    if not st.toggle("Show history", key=f"history_open_{task_id}"):
+    if not st.toggle("Show history", key=history_toggle(task_id)):
         return
 
     def with_actors(events: list[dict[str, Any]]) -> Names:

@@ -16,7 +16,17 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from task_fields import parse_timestamp, plain
-from ui import PROJECT, act, feedback, field_error, remember, show_feedback, show_read_error
+from ui import (
+    PROJECT,
+    act,
+    ask_first,
+    confirmation,
+    feedback,
+    field_error,
+    remember,
+    show_feedback,
+    show_read_error,
+)
 from workspace import Workspace, member_name
 
 SCOPE = "members"
@@ -111,9 +121,18 @@ def _member_row(workspace: Workspace, member: dict[str, Any], *, last_owner: boo
                     help="You are its last owner: make someone else an owner first."
                     if stays
                     else None,
-                    on_click=act,
-                    args=_in_scope(_leave, session, workspace.project, user_id),
+                    on_click=ask_first,
+                    args=(f"leave_{user_id}",),
                     width="stretch",
+                )
+                scope, leave = _in_scope(_leave, session, workspace.project, user_id)
+                confirmation(
+                    f"leave_{user_id}",
+                    f"Leave “{plain(str(workspace.project['name']))}”? You will no longer see "
+                    "it; someone who manages its members can invite you again.",
+                    confirm="Leave",
+                    scope=scope,
+                    action=leave,
                 )
             return
         if not workspace.may_manage(role):
@@ -139,9 +158,18 @@ def _member_row(workspace: Workspace, member: dict[str, Any], *, last_owner: boo
             remove_col.button(
                 "Remove",
                 key=f"remove_{user_id}",
-                on_click=act,
-                args=_in_scope(_remove, session, project_id, member),
+                on_click=ask_first,
+                args=(f"remove_{user_id}",),
                 width="stretch",
+            )
+            scope, remove = _in_scope(_remove, session, project_id, member)
+            confirmation(
+                f"remove_{user_id}",
+                f"Remove {plain(member_name(user))} from the project? They will no longer see "
+                "it, and their assignments in it go.",
+                confirm="Remove",
+                scope=scope,
+                action=remove,
             )
 
 

@@ -13,11 +13,21 @@ import streamlit as st
 
 from api_client import ApiError, ApiSession
 from task_fields import parse_timestamp, plain
-from ui import PROJECT, act, feedback, field_error, remember, show_feedback, show_read_error
+from ui import (
+    KEPT,
+    PROJECT,
+    act,
+    ask_first,
+    confirmation,
+    feedback,
+    field_error,
+    remember,
+    show_feedback,
+    show_read_error,
+)
 from workspace import Workspace
 
 _RENAMING = "_renaming"  # {"id": project id, "etag": the tag the rename is based on}
-_DELETING = "_deleting_project"  # the id of the project whose deletion awaits confirmation
 DELETE_SCOPE = "project_delete"
 RESTORE_SCOPE = "project_restore"
 
@@ -63,17 +73,7 @@ def _cancel_rename() -> None:
     st.session_state.pop(_RENAMING, None)
 
 
-def _start_delete(project_id: int) -> None:
-    st.session_state[_DELETING] = project_id
-
-
-def _cancel_delete() -> None:
-    st.session_state.pop(_DELETING, None)
-
-
 def _delete(session: ApiSession, project: dict[str, Any]) -> None:
-    # The confirmation is spent whatever the answer: a refusal is shown, not asked again.
-    st.session_state.pop(_DELETING, None)
     session.delete_project(project["id"])
     # The project is gone for every member: work in the Inbox (not the "no longer open to
     # you" notice, which is for a project taken away by someone else).
@@ -137,9 +137,9 @@ def _new_project_form(session: ApiSession) -> None:
     error, success = feedback("new_project")
     with st.form("new_project_form"):
         st.subheader("New project")
-        st.text_input("Name", key="new_project_name", max_chars=100)
+        st.text_input("Name", key="new_project_name", persist_state=KEPT, max_chars=100)
         field_error(error, "name")
-        st.text_area("Description", key="new_project_description", height=68)
+        st.text_area("Description", key="new_project_description", persist_state=KEPT, height=68)
         field_error(error, "description")
         st.form_submit_button(
             "Create project",
@@ -176,9 +176,9 @@ def _this_project(workspace: Workspace) -> None:
         show_feedback(error, success)
         return
     with st.form("rename_form"):
-        st.text_input("Name", key="rename_name", max_chars=100)
+        st.text_input("Name", key="rename_name", persist_state=KEPT, max_chars=100)
         field_error(error, "name")
-        st.text_area("Description", key="rename_description", height=68)
+        st.text_area("Description", key="rename_description", persist_state=KEPT, height=68)
         field_error(error, "description")
         save_col, cancel_col = st.columns(2)
         save_col.form_submit_button(
@@ -223,12 +223,17 @@ def _labels(workspace: Workspace) -> None:
             text_col, button_col = st.columns([8, 1.5], vertical_alignment="center")
             text_col.markdown(f"**{plain(str(label['name']))}** · {plain(str(label['color']))}")
             if may_delete:
+                key = f"label_delete_{label['id']}"
                 button_col.button(
-                    "Delete",
-                    key=f"label_delete_{label['id']}",
-                    on_click=act,
-                    args=("labels", functools.partial(_delete_label, session, project_id, label)),
-                    width="stretch",
+                    "Delete", key=key, on_click=ask_first, args=(key,), width="stretch"
+                )
+                confirmation(
+                    key,
+                    f"Delete the label “{plain(str(label['name']))}”? It is taken off every "
+                    "task that carries it.",
+                    confirm="Delete",
+                    scope="labels",
+                    action=functools.partial(_delete_label, session, project_id, label),
                 )
     if not workspace.may("label.create"):
         show_feedback(error, success)
@@ -263,29 +268,22 @@ def _delete_this_project(workspace: Workspace) -> None:
         st.caption(
             f"Your role here is {workspace.my_role}; it takes {least} or above to delete it."
         )
-    elif st.session_state.get(_DELETING) != workspace.project_id:
+    else:
         st.button(
             "Delete project…",
             key="project_delete_start",
-            on_click=_start_delete,
-            args=(workspace.project_id,),
+            on_click=ask_first,
+            args=("project_delete_start",),
             icon=":material/delete:",
         )
-    else:
-        st.warning(
+        confirmation(
+            "project_delete_start",
             f"Move “{plain(str(project['name']))}” and all its tasks to the trash? No member "
             "will see it any more until an owner restores it under Deleted projects.",
-            icon=":material/warning:",
+            confirm="Move to trash",
+            scope=DELETE_SCOPE,
+            action=functools.partial(_delete, session, project),
         )
-        confirm_col, cancel_col = st.columns(2)
-        confirm_col.button(
-            "Move to trash",
-            type="primary",
-            key="project_delete_confirm",
-            on_click=act,
-            args=(DELETE_SCOPE, functools.partial(_delete, session, project)),
-        )
-        cancel_col.button("Cancel", key="project_delete_cancel", on_click=_cancel_delete)
     show_feedback(error, success)
 
 

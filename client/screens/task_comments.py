@@ -14,7 +14,10 @@ from api_client import ApiError, ApiSession
 from task_fields import parse_timestamp, plain
 from ui import (
     GONE,
+    KEPT,
     act,
+    ask_first,
+    confirmation,
     feedback,
     field_error,
     remember,
@@ -158,12 +161,16 @@ def comments_panel(
                     width="stretch",
                 )
             if may_delete_any or (is_mine and may_delete_own):
+                key = f"comment_delete_{comment_id}"
                 delete_col.button(
-                    "Delete",
-                    key=f"comment_delete_{comment_id}",
-                    on_click=act,
-                    args=(scope, functools.partial(_delete, session, task_id, comment_id, gone)),
-                    width="stretch",
+                    "Delete", key=key, on_click=ask_first, args=(key,), width="stretch"
+                )
+                confirmation(
+                    key,
+                    "Delete this comment? It cannot be restored.",
+                    confirm="Delete",
+                    scope=scope,
+                    action=functools.partial(_delete, session, task_id, comment_id, gone),
                 )
     if not edit_shown:
         # Saved (the form is closed), or refused after the form went away (the comment was
@@ -171,7 +178,9 @@ def comments_panel(
         show_feedback(edit_error, edit_success)
     if workspace.may("comment.create"):
         with st.form(f"comment_form_{task_id}"):
-            st.text_area("Your comment", key=f"comment_body_{task_id}", height=80)
+            st.text_area(
+                "Your comment", key=f"comment_body_{task_id}", persist_state=KEPT, height=80
+            )
             field_error(error, "body")
             st.form_submit_button(
                 "Add comment",
@@ -190,7 +199,12 @@ def _edit_form(
     """One's own comment as a text area, with Save and Cancel; the API's problem with the
     text right under it, any other under the buttons."""
     with st.form(f"comment_edit_form_{comment_id}"):
-        st.text_area("Edit your comment", key=f"comment_edit_body_{comment_id}", height=80)
+        st.text_area(
+            "Edit your comment",
+            key=f"comment_edit_body_{comment_id}",
+            persist_state=KEPT,
+            height=80,
+        )
         field_error(error, "body")
         save_col, cancel_col = st.columns(2)
         save_col.form_submit_button(

@@ -47,6 +47,7 @@ from task_fields import (
 from ui import (
     ALL_SHOWN_UNDER_FIELDS,
     GONE,
+    KEPT,
     act,
     feedback,
     field_error,
@@ -210,6 +211,7 @@ def _filter_widgets(error: ApiError | None, directory: Directory) -> None:
                 list(STATUS_LABELS),
                 format_func=STATUS_LABELS.__getitem__,
                 key="flt_status",
+                persist_state=KEPT,
             )
             field_error(error, "status")
             st.multiselect(
@@ -217,9 +219,15 @@ def _filter_widgets(error: ApiError | None, directory: Directory) -> None:
                 list(PRIORITY_LABELS),
                 format_func=PRIORITY_LABELS.__getitem__,
                 key="flt_priority",
+                persist_state=KEPT,
             )
             field_error(error, "priority")
-            st.text_input("Search", key="flt_q", placeholder="Words in the title or description")
+            st.text_input(
+                "Search",
+                key="flt_q",
+                persist_state=KEPT,
+                placeholder="Words in the title or description",
+            )
             field_error(error, "q")
             fixed = {ANYONE: "Anyone", ME: "Assigned to me", NOBODY: "Not assigned"}
             st.selectbox(
@@ -227,17 +235,30 @@ def _filter_widgets(error: ApiError | None, directory: Directory) -> None:
                 _assignee_choices(directory),
                 format_func=lambda choice: fixed.get(choice) or directory.person(choice),
                 key="flt_assignee",
+                persist_state=KEPT,
             )
             field_error(error, "assignee")
         with right:
             from_col, until_col = st.columns(2)
-            from_col.date_input("Due from", value=None, key="flt_due_from", format="YYYY-MM-DD")
-            until_col.date_input("Due until", value=None, key="flt_due_until", format="YYYY-MM-DD")
+            from_col.date_input(
+                "Due from", value=None, key="flt_due_from", persist_state=KEPT, format="YYYY-MM-DD"
+            )
+            until_col.date_input(
+                "Due until",
+                value=None,
+                key="flt_due_until",
+                persist_state=KEPT,
+                format="YYYY-MM-DD",
+            )
             field_error(error, "due_after", "due_before")
             st.selectbox(
-                "Sort by", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key="flt_sort"
+                "Sort by",
+                list(SORT_LABELS),
+                format_func=SORT_LABELS.__getitem__,
+                key="flt_sort",
+                persist_state=KEPT,
             )
-            st.selectbox("Tasks per page", PAGE_SIZES, index=1, key="flt_limit")
+            st.selectbox("Tasks per page", PAGE_SIZES, index=1, key="flt_limit", persist_state=KEPT)
             st.selectbox(
                 "Label",
                 [None, *directory.labels],
@@ -245,6 +266,7 @@ def _filter_widgets(error: ApiError | None, directory: Directory) -> None:
                     "Any label" if label_id is None else directory.label(label_id)
                 ),
                 key="flt_label",
+                persist_state=KEPT,
             )
             field_error(error, "label_id")
 
@@ -315,6 +337,7 @@ def _people_and_labels(
                 list(directory.people),
                 format_func=directory.person,
                 key=f"{key_prefix}_assignees",
+                persist_state=KEPT,
                 placeholder="Nobody",
             )
             field_error(error, "assignee_ids")
@@ -324,6 +347,7 @@ def _people_and_labels(
             list(directory.labels),
             format_func=directory.label,
             key=f"{key_prefix}_labels",
+            persist_state=KEPT,
             placeholder="No label" if directory.labels else "This project has no labels yet",
         )
         field_error(error, "label_ids")
@@ -334,9 +358,9 @@ def _add_form(workspace: Workspace, directory: Directory) -> None:
     error, success = feedback("add")
     with st.form("add_task_form"):
         st.subheader(f"Add a task to {plain(str(workspace.project['name']))}")
-        st.text_input("Title", key="new_title", max_chars=200)
+        st.text_input("Title", key="new_title", persist_state=KEPT, max_chars=200)
         field_error(error, "title")
-        st.text_area("Description", key="new_description", height=80)
+        st.text_area("Description", key="new_description", persist_state=KEPT, height=80)
         field_error(error, "description")
         priority_col, due_col = st.columns(2)
         with priority_col:
@@ -346,10 +370,13 @@ def _add_form(workspace: Workspace, directory: Directory) -> None:
                 index=1,
                 format_func=PRIORITY_LABELS.__getitem__,
                 key="new_priority",
+                persist_state=KEPT,
             )
             field_error(error, "priority")
         with due_col:
-            st.date_input("Due date", value=None, key="new_due", format="YYYY-MM-DD")
+            st.date_input(
+                "Due date", value=None, key="new_due", persist_state=KEPT, format="YYYY-MM-DD"
+            )
             field_error(error, "due_at")
         _reminder_fields("new_remind", error)
         _people_and_labels(workspace, directory, "new", error)
@@ -382,6 +409,7 @@ def _reminder_fields(key_prefix: str, error: ApiError | None) -> None:
         "Reminder day (UTC)",
         value=None,
         key=f"{key_prefix}_day",
+        persist_state=KEPT,
         format="YYYY-MM-DD",
         help="Clear it for no reminder. Each assignee (the creator when there is none) "
         "is notified at that time.",
@@ -390,6 +418,7 @@ def _reminder_fields(key_prefix: str, error: ApiError | None) -> None:
         "Reminder time (UTC)",
         value=None,
         key=f"{key_prefix}_time",
+        persist_state=KEPT,
         step=300,
         help=f"{REMIND_DEFAULT_TIME:%H:%M} when left empty.",
     )
@@ -595,9 +624,11 @@ def _editor(
     session = workspace.session
     error, _ = feedback(f"edit_{task_id}")
     with st.form(f"edit_form_{task_id}"):
-        st.text_input("Title", key=f"edit_title_{task_id}", max_chars=200)
+        st.text_input("Title", key=f"edit_title_{task_id}", persist_state=KEPT, max_chars=200)
         field_error(error, "title")
-        st.text_area("Description", key=f"edit_description_{task_id}", height=80)
+        st.text_area(
+            "Description", key=f"edit_description_{task_id}", persist_state=KEPT, height=80
+        )
         field_error(error, "description")
         status_col, priority_col, due_col = st.columns(3)
         status_col.selectbox(
@@ -605,14 +636,22 @@ def _editor(
             list(STATUS_LABELS),
             format_func=STATUS_LABELS.__getitem__,
             key=f"edit_status_{task_id}",
+            persist_state=KEPT,
         )
         priority_col.selectbox(
             "Priority",
             list(PRIORITY_LABELS),
             format_func=PRIORITY_LABELS.__getitem__,
             key=f"edit_priority_{task_id}",
+            persist_state=KEPT,
         )
-        due_col.date_input("Due date", value=None, key=f"edit_due_{task_id}", format="YYYY-MM-DD")
+        due_col.date_input(
+            "Due date",
+            value=None,
+            key=f"edit_due_{task_id}",
+            persist_state=KEPT,
+            format="YYYY-MM-DD",
+        )
         field_error(error, "due_at")
         _reminder_fields(f"edit_remind_{task_id}", error)
         _people_and_labels(workspace, directory, f"edit_{task_id}", error)
@@ -663,13 +702,16 @@ def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -
     if workspace.project_id not in names or len(names) < 2:
         return
     st.session_state[_PROJECT_NAMES] = names
-    # Never a default of the first project offered: unset, the task stays where it is.
-    st.session_state.setdefault(f"edit_project_{task_id}", workspace.project_id)
+    # Never the first project offered by default: unset, or no longer offered (the person's
+    # role there changed), the task stays where it is.
+    if st.session_state.get(f"edit_project_{task_id}") not in names:
+        st.session_state[f"edit_project_{task_id}"] = workspace.project_id
     st.selectbox(
         "Project",
         list(names),
         format_func=names.__getitem__,
         key=f"edit_project_{task_id}",
+        persist_state=KEPT,
         help="Moving it to another project drops its labels, and its assignees who are not "
         "members there; the other changes made here are saved with the move.",
     )

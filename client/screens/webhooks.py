@@ -22,7 +22,16 @@ from api_client import ApiError, ApiSession
 from history import moment
 from paging import pager, read_page, restart
 from task_fields import plain
-from ui import act, feedback, field_error, remember, show_feedback, show_read_error
+from ui import (
+    act,
+    ask_first,
+    confirmation,
+    feedback,
+    field_error,
+    remember,
+    show_feedback,
+    show_read_error,
+)
 from workspace import Workspace
 
 SCOPE = "webhooks"
@@ -245,8 +254,8 @@ def _webhook_row(workspace: Workspace, webhook: dict[str, Any]) -> None:
         rotate_col.button(
             "New secret",
             key=f"rotate_{webhook_id}",
-            on_click=act,
-            args=_in_scope(_rotate, session, project_id, webhook),
+            on_click=ask_first,
+            args=(f"rotate_{webhook_id}",),
             width="stretch",
         )
         active = bool(webhook.get("active"))
@@ -260,9 +269,26 @@ def _webhook_row(workspace: Workspace, webhook: dict[str, Any]) -> None:
         delete_col.button(
             "Delete",
             key=f"delete_{webhook_id}",
-            on_click=act,
-            args=_in_scope(_delete, session, project_id, webhook),
+            on_click=ask_first,
+            args=(f"delete_{webhook_id}",),
             width="stretch",
+        )
+        scope, rotate = _in_scope(_rotate, session, project_id, webhook)
+        confirmation(
+            f"rotate_{webhook_id}",
+            "Make a new secret? The receiver must take it within 24 hours: until then both "
+            "the old and the new one sign.",
+            confirm="Make a new secret",
+            scope=scope,
+            action=rotate,
+        )
+        scope, delete = _in_scope(_delete, session, project_id, webhook)
+        confirmation(
+            f"delete_{webhook_id}",
+            "Delete this webhook and its delivery log? Nothing more is sent to it.",
+            confirm="Delete",
+            scope=scope,
+            action=delete,
         )
         events_col, save_col = st.columns([4, 1], vertical_alignment="bottom")
         known = [name for name in events if name in EVENT_CHOICES]

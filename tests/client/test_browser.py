@@ -569,3 +569,31 @@ def test_an_edit_of_a_task_deleted_meanwhile_is_said(page: Page, api: Api) -> No
     expect(page.get_by_test_id("stToast")).to_contain_text("“Shared plan” is gone")
     expect(task_card(page, "Shared plan")).to_have_count(0)
     shot(page, "16-edit-of-a-deleted-task")
+
+
+def test_unsent_text_and_an_open_editor_survive_other_actions(page: Page, api: Api) -> None:
+    """Text typed in a form and not sent yet stays while the person does something else on
+    the page (a search), and an editor left open comes back from another screen with the
+    task's values, not blank (its Save erased the task's fields, decision 0041)."""
+    email = api.register()
+    headers = api.headers(email)
+    api.create_task(headers, title="Keep me", description="The details", priority="urgent")
+    log_in(page, email)
+    add = form(page, "Add task")
+    add.get_by_label("Title", exact=True).fill("Typed, not sent")
+    search = page.get_by_label("Search", exact=True)
+    search.fill("keep")
+    search.press("Enter")
+    expect(task_card(page, "Keep me")).to_be_visible()
+    expect(form(page, "Add task").get_by_label("Title", exact=True)).to_have_value(
+        "Typed, not sent"
+    )
+
+    task_card(page, "Keep me").get_by_role("button", name="Edit").click()
+    expect(form(page, "Save changes").get_by_label("Title", exact=True)).to_have_value("Keep me")
+    go_to(page, "Overview", "/overview")
+    go_to(page, "Tasks", "/")
+    editor = form(page, "Save changes")
+    expect(editor.get_by_label("Title", exact=True)).to_have_value("Keep me")
+    expect(editor.get_by_label("Description", exact=True)).to_have_value("The details")
+    expect(page.get_by_label("Search", exact=True)).to_have_value("keep")

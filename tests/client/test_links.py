@@ -47,6 +47,7 @@ def test_a_task_link_opens_the_task_first_with_its_comments(use_api: Api) -> Non
     assert _current_project(at) == project["id"]
     assert shown_ids(at)[0] == linked["id"]
     assert any(area.key == f"comment_body_{linked['id']}" for area in at.text_area)
+    assert at.toggle(key=f"history_open_{linked['id']}").value  # its history shown too
     assert not [info for info in at.info if info.value in (TASK_NOT_OPEN, PROJECT_NOT_OPEN)]
     at.run()  # followed once: the address no longer holds it
     assert dict(at.query_params) == {}

@@ -148,6 +148,8 @@ def test_change_a_role_remove_and_leave(use_api: Api) -> None:
     assert use_api.members(owner, pid)[promoted] == "editor"
 
     at.button(key=f"remove_{ids[removed]}").click().run()
+    assert use_api.members(owner, pid)[removed]  # asked first, nothing done yet
+    at.button(key=f"remove_{ids[removed]}_confirm").click().run()
     assert_calm(at)
     assert successes(at)[0].startswith("Removed ")
     assert removed not in use_api.members(owner, pid)
@@ -163,6 +165,7 @@ def test_change_a_role_remove_and_leave(use_api: Api) -> None:
     mine = _members_screen(leaving, pid)
     assert not any(k.startswith(("remove_", "change_role_")) for k in _keys(mine))
     mine.button(key=f"leave_{ids[leaving]}").click().run()
+    mine.button(key=f"leave_{ids[leaving]}_confirm").click().run()
     assert_calm(mine)
     assert successes(mine) == ["You left Launch."]
     assert switcher(mine) == ["Inbox"]
@@ -213,8 +216,9 @@ def test_a_403_after_a_demotion_is_shown_plainly(use_api: Api) -> None:
     editor_id = use_api.user_id(use_api.add_member(owner, pid, editor, "editor"))
     at = _members_screen(admin, pid)
 
+    at.button(key=f"remove_{editor_id}").click().run()  # asked; demoted before answering
     use_api.set_role(owner, pid, admin_id, "viewer")
-    at.button(key=f"remove_{editor_id}").click().run()
+    at.button(key=f"remove_{editor_id}_confirm").click().run()
     assert_calm(at)
     (message,) = [e.value for e in at.error]
     assert "Your role in this project is viewer; this needs admin or above." in message

@@ -73,13 +73,13 @@ def test_owner_deletes_a_project_and_restores_it(use_api: Api) -> None:
     assert_calm(at)
     (question,) = [w.value for w in at.warning]
     assert "Move “Launch” and all its tasks to the trash?" in question
-    at.button(key="project_delete_cancel").click().run()
+    at.button(key="project_delete_start_cancel").click().run()
     assert_calm(at)
-    assert "project_delete_confirm" not in _keys(at)
+    assert "project_delete_start_confirm" not in _keys(at)
     assert use_api.project(headers, project["id"])["deleted_at"] is None
 
     at.button(key="project_delete_start").click().run()
-    at.button(key="project_delete_confirm").click().run()
+    at.button(key="project_delete_start_confirm").click().run()
     assert_calm(at)
     assert successes(at) == [
         "Moved “Launch” and its tasks to the trash. You can restore it under Deleted projects."
@@ -151,7 +151,7 @@ def test_a_403_after_a_demotion_is_shown_plainly(use_api: Api) -> None:
     at.button(key="project_delete_start").click().run()
     # Meanwhile the other owner makes this one an admin.
     use_api.set_role(other, project["id"], use_api.user_id(owner), "admin")
-    at.button(key="project_delete_confirm").click().run()
+    at.button(key="project_delete_start_confirm").click().run()
     assert_calm(at)
     (message,) = [e.value for e in at.error]
     assert "Your role in this project is admin; this needs owner or above." in message
@@ -176,7 +176,7 @@ def test_a_409_is_shown_plainly(use_api: Api, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(api_client.ApiSession, "delete_project", delete_the_inbox)
     at = _projects_screen(email, project["id"])
     at.button(key="project_delete_start").click().run()
-    at.button(key="project_delete_confirm").click().run()
+    at.button(key="project_delete_start_confirm").click().run()
     assert_calm(at)
     (message,) = [e.value for e in at.error]
     assert message == "The Inbox cannot be shared, left or deleted."

@@ -198,6 +198,7 @@ def test_labels_for_editors_only(use_api: Api) -> None:
     assert any("it takes admin or above to rename" in c.value for c in viewer.caption)
 
     at.button(key=f"label_delete_{labels[0]['id']}").click().run()
+    at.button(key=f"label_delete_{labels[0]['id']}_confirm").click().run()
     assert_calm(at)
     assert at.success
     assert use_api.v2.get(f"/projects/{project['id']}/labels", headers=owner).json()["items"] == []

@@ -215,6 +215,7 @@ def test_comments(use_api: Api, team: Team) -> None:
         if key.startswith("comment_delete_")
     ]
     at.button(key=f"comment_delete_{comment_id}").click().run()
+    at.button(key=f"comment_delete_{comment_id}_confirm").click().run()
     assert_calm(at)
     assert use_api.comments(team.headers["owner"], task_id) == []
 

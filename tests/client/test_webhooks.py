@@ -156,6 +156,8 @@ def test_new_secret_disable_enable_delete(use_api: Api) -> None:
     assert webhook["secret"] not in markdown_text(at)
 
     at.button(key=f"rotate_{webhook['id']}").click().run()
+    assert _codes(at) == []  # asked first
+    at.button(key=f"rotate_{webhook['id']}_confirm").click().run()
     assert_calm(at)
     (secret,) = _codes(at)
     assert secret.startswith("whsec_")
@@ -179,6 +181,11 @@ def test_new_secret_disable_enable_delete(use_api: Api) -> None:
     assert _webhooks(use_api, owner, project["id"])[0]["events"] == ["task.updated"]
 
     at.button(key=f"delete_{webhook['id']}").click().run()
+    assert len(_webhooks(use_api, owner, project["id"])) == 1  # asked first
+    at.button(key=f"delete_{webhook['id']}_cancel").click().run()
+    assert len(_webhooks(use_api, owner, project["id"])) == 1
+    at.button(key=f"delete_{webhook['id']}").click().run()
+    at.button(key=f"delete_{webhook['id']}_confirm").click().run()
     assert_calm(at)
     assert successes(at) == [f"Deleted the webhook to {HOOK_URL} and its delivery log."]
     assert _webhooks(use_api, owner, project["id"]) == []
@@ -281,11 +288,12 @@ def test_webhook_deleted_meanwhile_is_a_404_shown(use_api: Api) -> None:
     email, owner, project = _team(use_api)
     webhook = _create(use_api, owner, project["id"])
     at = _screen(email, project["id"])
+    at.button(key=f"rotate_{webhook['id']}").click().run()  # asked; deleted before answering
     deleted = use_api.v2.delete(
         f"/projects/{project['id']}/webhooks/{webhook['id']}", headers=owner
     )
     assert deleted.status_code == 204
-    at.button(key=f"rotate_{webhook['id']}").click().run()
+    at.button(key=f"rotate_{webhook['id']}_confirm").click().run()
     assert_calm(at)
     assert _errors(at) == ["Webhook not found."]
     assert _codes(at) == []

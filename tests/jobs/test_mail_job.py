@@ -213,7 +213,8 @@ async def test_a_mail_whose_worker_stopped_while_sending_is_not_sent_again(
     mailbox, _ = smtp
     notification_id, lease_until = await _claimed_by_a_worker_then_killed(deployment)
     async with deployment.runtime.transaction() as db:  # it reached the message, then died
-        assert await mail_outbox.mark_sending(db, notification_id, lease_until)
+        at_the_time = lease_until - timedelta(seconds=1)
+        assert await mail_outbox.mark_sending(db, notification_id, lease_until, at_the_time)
 
     assert await mailing.send_due(deployment.runtime) == 0
     assert mailbox.envelopes == []
@@ -232,18 +233,43 @@ async def test_a_mail_whose_worker_stopped_before_sending_it_is_sent_once(
     it: had it gone on, it would not send it."""
     mailbox, _ = smtp
     notification_id, lease_until = await _claimed_by_a_worker_then_killed(deployment)
+    async with deployment.runtime.transaction() as db:  # too late for the killed worker's claim
+        assert not await mail_outbox.mark_sending(
+            db, notification_id, lease_until, datetime.now(UTC)
+        )
 
     assert await mailing.send_due(deployment.runtime) == 1
     assert len(mailbox.envelopes) == 1
     assert await _mail_state(deployment) == [("sent", 1)]
     async with deployment.runtime.transaction() as db:
-        assert not await mail_outbox.mark_sending(db, notification_id, lease_until)
+        assert not await mail_outbox.mark_sending(
+            db, notification_id, lease_until, lease_until - timedelta(seconds=1)
+        )
         assert not await mail_outbox.record_outcome(
             db, notification_id, lease_until, {"mail_status": "pending"}
         )
     assert await mailing.send_due(deployment.runtime) == 0
     assert len(mailbox.envelopes) == 1
     assert await _mail_state(deployment) == [("sent", 1)]
+
+
+async def test_a_mail_the_database_could_not_mark_is_not_sent_and_tried_again(
+    deployment: Deployment, smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failing just before the message (a pool timeout, a lost connection):
+    the message is withheld and the mail retried later, not lost nor the batch's job failed."""
+    mailbox, _ = smtp
+    await _invite(deployment)
+    await outbox.fan_out(deployment.runtime)
+
+    async def failing(*_args: object) -> bool:
+        raise OSError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(mail_outbox, "mark_sending", failing)
+        assert await mailing.send_due(deployment.runtime) == 1
+    assert mailbox.envelopes == []
+    assert await _mail_state(deployment) == [("pending", 1)]
 
 
 @dataclass

@@ -102,16 +102,18 @@ async def give_up_unfinished(db: Db, now: datetime) -> int:
 UNFINISHED_SEND = "its worker stopped while sending it; not sent again (at most once)"
 
 
-async def mark_sending(db: Db, notification_id: int, lease_until: datetime) -> bool:
+async def mark_sending(db: Db, notification_id: int, lease_until: datetime, now: datetime) -> bool:
     """The message is about to be handed to the server: from now on it is not sent again.
-    Whether the claim that leased it until `lease_until` still holds it (if not, its lease
-    ended and the mail is someone else's now: it must not be sent)."""
+    Whether the claim that leased it until `lease_until` still holds it at `now` (if not,
+    its lease has ended and the mail is the next claim's: it must not be sent; had it been
+    marked, a run giving up unfinished mail would give it up while it was being sent)."""
     marked = await db.session.execute(
         update(Notification)
         .where(
             Notification.id == notification_id,
             Notification.mail_status == "pending",
             Notification.mail_next_attempt_at == lease_until,
+            Notification.mail_next_attempt_at > now,
         )
         .values(mail_status="sending")
         .returning(Notification.id)
