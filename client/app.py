@@ -44,6 +44,7 @@ from ui import (
     PROJECT,
     current_session,
     end_session,
+    forget_question,
     show_read_error,
 )
 from workspace import Workspace, load
@@ -129,6 +130,7 @@ def _log_out(session: ApiSession) -> None:
 
 def _switch_project() -> None:
     st.session_state[PROJECT] = st.session_state.get("project_switch")
+    forget_question()  # asked about the project left
 
 
 def _project_switcher(workspace: Workspace) -> None:

@@ -116,7 +116,11 @@ def reminder_refusal(remind_at: str | None, now: datetime) -> str | None:
     a day), but one chosen in the past is a slip: said rather than kept silently."""
     moment = parse_timestamp(remind_at)
     if moment is not None and moment < now.replace(second=0, microsecond=0):
-        return "This time has already passed: choose a time to come, or clear the day."
+        # The time said: a day chosen without a time is at REMIND_DEFAULT_TIME.
+        return (
+            f"{moment:%Y-%m-%d %H:%M} UTC has already passed: choose a time to come, or "
+            "clear the day."
+        )
     return None
 
 

@@ -87,22 +87,26 @@ def act(scope: str, action: Callable[[], Any], success: str | None = None) -> No
             remember(scope, success=success)
 
 
-_CONFIRMING = "_confirming"  # the key of the button whose action waits for a confirmation
+# The button whose action waits for a confirmation, and the project it was pressed in: a
+# question is about one project's member, label or webhook, and is not asked again in another
+# (a user's id names the same person's row in every project they are in).
+_CONFIRMING = "_confirming"
 
 
 def ask_first(key: str) -> None:
     """The on_click of a button whose action cannot be undone: its question is drawn next
     (`confirmation`), and only the answer runs the action."""
-    st.session_state[_CONFIRMING] = key
+    st.session_state[_CONFIRMING] = (key, st.session_state.get(PROJECT))
 
 
-def _forget_question() -> None:
+def forget_question() -> None:
+    """No question waits any more (answered, cancelled, or the person went elsewhere)."""
     st.session_state.pop(_CONFIRMING, None)
 
 
 def _confirmed(scope: str, action: Callable[[], Any]) -> None:
     # The confirmation is spent whatever the answer: a refusal is shown, not asked again.
-    _forget_question()
+    forget_question()
     act(scope, action)
 
 
@@ -111,14 +115,14 @@ def confirmation(
 ) -> None:
     """Where it is called, the question of the button `key` once it was pressed (`ask_first`):
     `confirm` runs `action` through `act` under `scope`, Cancel forgets it."""
-    if st.session_state.get(_CONFIRMING) != key:
+    if st.session_state.get(_CONFIRMING) != (key, st.session_state.get(PROJECT)):
         return
     st.warning(question, icon=":material/warning:")
     confirm_col, cancel_col = st.columns(2)
     confirm_col.button(
         confirm, type="primary", key=f"{key}_confirm", on_click=_confirmed, args=(scope, action)
     )
-    cancel_col.button("Cancel", key=f"{key}_cancel", on_click=_forget_question)
+    cancel_col.button("Cancel", key=f"{key}_cancel", on_click=forget_question)
 
 
 def field_error(error: ApiError | None, *names: str) -> None:

@@ -327,11 +327,13 @@ def _add_task(session: ApiSession, project_id: int) -> None:
 
 def _people_and_labels(
     workspace: Workspace, directory: Directory, key_prefix: str, error: ApiError | None
-) -> None:
-    """The assignees and labels fields of a task form (assigning needs its permission)."""
+) -> tuple[str, ...]:
+    """The assignees and labels fields of a task form (assigning needs its permission); the
+    API's names of those drawn, whose problems are drawn under them."""
+    may_assign = workspace.may("task.assign")
     people_col, labels_col = st.columns(2)
     with people_col:
-        if workspace.may("task.assign"):
+        if may_assign:
             st.multiselect(
                 "Assignees",
                 list(directory.people),
@@ -351,6 +353,7 @@ def _people_and_labels(
             placeholder="No label" if directory.labels else "This project has no labels yet",
         )
         field_error(error, "label_ids")
+    return ("assignee_ids", "label_ids") if may_assign else ("label_ids",)
 
 
 def _add_form(workspace: Workspace, directory: Directory) -> None:
@@ -379,7 +382,7 @@ def _add_form(workspace: Workspace, directory: Directory) -> None:
             )
             field_error(error, "due_at")
         _reminder_fields("new_remind", error)
-        _people_and_labels(workspace, directory, "new", error)
+        links_drawn = _people_and_labels(workspace, directory, "new", error)
         st.form_submit_button(
             "Add task",
             type="primary",
@@ -390,15 +393,7 @@ def _add_form(workspace: Workspace, directory: Directory) -> None:
         show_feedback(
             error,
             success,
-            shown_fields=(
-                "title",
-                "description",
-                "priority",
-                "due_at",
-                "remind_at",
-                "assignee_ids",
-                "label_ids",
-            ),
+            shown_fields=("title", "description", "priority", "due_at", "remind_at", *links_drawn),
         )
 
 
@@ -654,8 +649,9 @@ def _editor(
         )
         field_error(error, "due_at")
         _reminder_fields(f"edit_remind_{task_id}", error)
-        _people_and_labels(workspace, directory, f"edit_{task_id}", error)
-        _project_field(workspace, task_id, error)
+        drawn = _people_and_labels(workspace, directory, f"edit_{task_id}", error)
+        if _project_field(workspace, task_id, error):
+            drawn += ("project_id",)
         save_col, cancel_col = st.columns(2)
         save_col.form_submit_button(
             "Save changes",
@@ -682,30 +678,22 @@ def _editor(
         show_feedback(
             error,
             None,
-            shown_fields=(
-                "title",
-                "description",
-                "due_at",
-                "remind_at",
-                "assignee_ids",
-                "label_ids",
-                "project_id",
-            ),
+            shown_fields=("title", "description", "due_at", "remind_at", *drawn),
         )
 
 
-def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -> None:
+def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -> bool:
     """Where the task is: another of the person's projects where they may add tasks moves it
-    there (editor in both, spec api-v2 section 5)."""
+    there (editor in both, spec api-v2 section 5); whether it is drawn."""
     targets = workspace.projects_allowing("task.create")
     names = {project["id"]: str(project["name"]) for project in targets}
-    if workspace.project_id not in names or len(names) < 2:
-        return
-    st.session_state[_PROJECT_NAMES] = names
     # Never the first project offered by default: unset, or no longer offered (the person's
-    # role there changed), the task stays where it is.
+    # role there changed; also when the field is not drawn), the task stays where it is.
     if st.session_state.get(f"edit_project_{task_id}") not in names:
         st.session_state[f"edit_project_{task_id}"] = workspace.project_id
+    if workspace.project_id not in names or len(names) < 2:
+        return False
+    st.session_state[_PROJECT_NAMES] = names
     st.selectbox(
         "Project",
         list(names),
@@ -716,6 +704,7 @@ def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -
         "members there; the other changes made here are saved with the move.",
     )
     field_error(error, "project_id")
+    return True
 
 
 def _delete(session: ApiSession, task: dict[str, Any]) -> None:

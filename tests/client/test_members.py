@@ -276,3 +276,27 @@ def test_a_removed_member_is_taken_back_to_the_inbox(use_api: Api) -> None:
     assert "Team secret" not in markdown_text(at)
     at.run()  # said once
     assert not any("no longer open to you" in i.value for i in at.info)
+
+
+def test_a_question_asked_in_one_project_is_not_asked_in_another(use_api: Api) -> None:
+    """ "Remove Kim?" asked in Launch, then the person switches to Ops, where Kim is a member
+    too: Ops shows no question, and nothing can confirm the removal there by accident."""
+    owner_email = use_api.register()
+    owner = use_api.headers(owner_email)
+    kim = use_api.register()
+    launch = use_api.create_project(owner, "Launch")
+    ops = use_api.create_project(owner, "Ops")
+    kim_id = use_api.user_id(use_api.add_member(owner, launch["id"], kim, "editor"))
+    use_api.add_member(owner, ops["id"], kim, "editor")
+    at = _members_screen(owner_email, launch["id"])
+    at.button(key=f"remove_{kim_id}").click().run()
+    assert f"remove_{kim_id}_confirm" in _keys(at)
+
+    switch_project(at, ops["id"])
+    assert_calm(at)
+    assert f"remove_{kim_id}_confirm" not in _keys(at)
+    assert not at.warning
+    switch_project(at, launch["id"])  # back: the question was dropped with the switch
+    assert f"remove_{kim_id}_confirm" not in _keys(at)
+    assert kim in use_api.members(owner, launch["id"])
+    assert kim in use_api.members(owner, ops["id"])
