@@ -277,7 +277,10 @@ def _comment(event: Mapping[str, Any], names: Names, in_task: bool) -> str:
     if action == "created":
         return f"commented{on}: {quoted(new)}" if new is not None else f"commented{on}"
     if action == "updated":
+        # Old and new, as a title's change is told: the event holds both.
         edited = f"edited a comment{on}"
+        if old is not None and new is not None:
+            return f"{edited} from {quoted(old)} to {quoted(new)}"
         return f"{edited}: {quoted(new)}" if new is not None else edited
     if action in ("deleted", "purged"):
         return f"{action} a comment{on}" + (f": {quoted(old)}" if old is not None else "")

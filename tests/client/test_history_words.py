@@ -239,6 +239,9 @@ def test_comment_actions() -> None:
         "Ada Lovelace commented: “Looks good”"
     )
     assert in_task("comment", "updated", {"body": ["Looks good", "Looks great"]}) == (
+        "Ada Lovelace edited a comment from “Looks good” to “Looks great”"
+    )
+    assert in_task("comment", "updated", {"body": [None, "Looks great"]}) == (
         "Ada Lovelace edited a comment: “Looks great”"
     )
     assert in_task("comment", "deleted", {"body": ["Looks good", None]}) == (
