@@ -222,4 +222,12 @@ def show_read_error(error: ApiError, *, retry_key: str, shown_fields: Iterable[s
     if isinstance(error, SessionExpired):
         end_session(error.detail)
         st.rerun()
+    if error.unavailable:
+        # This notice covers the actions that met the same outage: theirs would be shown,
+        # stale, under their forms once the service is back.
+        kept = st.session_state.get(_FEEDBACK, {})
+        for scope in [
+            scope for scope, (failed, _) in kept.items() if failed and failed.unavailable
+        ]:
+            del kept[scope]
     show_problem(error, shown_fields=shown_fields, retry_key=retry_key)

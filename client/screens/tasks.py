@@ -564,17 +564,18 @@ def _changes(task_id: Any, original: dict[str, Any]) -> dict[str, Any]:
     )
     if new_remind != remind_at_minute(original):
         changes["remind_at"] = new_remind
-    target = state.get(f"edit_project_{task_id}", original.get("project_id"))
-    if target != original.get("project_id"):
-        # A move (spec api-v2 section 5): the labels chosen here are this project's, and so
-        # are the people offered, so neither is sent: the API drops the labels and the
-        # assignees who are not members there.
-        changes["project_id"] = target
-        return changes
     for name, key in (("assignee_ids", "assignees"), ("label_ids", "labels")):
         chosen = state.get(f"edit_{task_id}_{key}")
         if chosen is not None and sorted(chosen) != sorted(original.get(name) or []):
             changes[name] = sorted(chosen)
+    target = state.get(f"edit_project_{task_id}", original.get("project_id"))
+    if target != original.get("project_id"):
+        # A move (spec api-v2 section 5). The labels offered are this project's: none is
+        # sent, and the API drops them. Assignees chosen here go with it (they must be
+        # members there, else a 422 under the field); left as they were, the API drops those
+        # who are not members there.
+        changes["project_id"] = target
+        changes.pop("label_ids", None)
     return changes
 
 
@@ -587,7 +588,17 @@ def _refuse_reminder(refusal: str | None) -> None:
 
 def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> None:
     editing = st.session_state.get(_EDITING) or {}
-    changes = _changes(task_id, editing.get("task", {}))
+    original = editing.get("task", {})
+    state = st.session_state
+    if (
+        state.get(f"edit_remind_{task_id}_day") is None
+        and state.get(f"edit_remind_{task_id}_time") is not None
+        and original.get("remind_at") is None
+    ):
+        # A time chosen with no day (with a day cleared, the reminder goes: the time left
+        # in its field is the old reminder's).
+        _refuse_reminder("Choose the reminder's day too, or clear its time.")
+    changes = _changes(task_id, original)
     # Only a reminder changed here: one already past is the task's as it is, not a slip.
     _refuse_reminder(reminder_refusal(changes.get("remind_at"), datetime.now(UTC)))
     if not changes:
@@ -599,7 +610,13 @@ def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> Non
     except ApiError as exc:
         if not task_gone(session, task_id, exc):
             raise
-        gone("your changes were not saved.")
+        # Its editor goes with its row: what was typed is given back, not lost.
+        typed = [
+            f"its {name} read: “{changes[name]}”"
+            for name in ("title", "description")
+            if changes.get(name)
+        ]
+        gone("your changes were not saved" + (f"; {', and '.join(typed)}." if typed else "."))
         return
     _close_editor()
     if task["project_id"] != editing.get("task", {}).get("project_id"):
@@ -701,7 +718,8 @@ def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -
         key=f"edit_project_{task_id}",
         persist_state=KEPT,
         help="Moving it to another project drops its labels, and its assignees who are not "
-        "members there; the other changes made here are saved with the move.",
+        "members there (the assignees chosen here must be members there); the other changes "
+        "made here are saved with the move.",
     )
     field_error(error, "project_id")
     return True

@@ -296,6 +296,16 @@ def test_a_reminder_that_would_never_be_sent_is_said(
     assert "day too" in element_after(at, "new_remind_time").value
     assert use_api.v2_tasks(headers) == []
 
+    # The editor too: a time with no day, on a task without a reminder.
+    plain_task = use_api.create_v2_task(headers, title="No reminder")
+    at = logged_in_app(email)
+    at.button(key=f"edit_{plain_task['id']}").click().run()
+    at.time_input(key=f"edit_remind_{plain_task['id']}_time").set_value(time(11, 0))
+    at.button(key=f"save_{plain_task['id']}").click().run()
+    assert_calm(at)
+    assert "day too" in element_after(at, f"edit_remind_{plain_task['id']}_time").value
+    assert use_api.v2_task(headers, plain_task["id"])["version"] == plain_task["version"]
+
     # A task whose reminder has passed is still saved when the reminder is left as it is.
     past = datetime.now(UTC) - timedelta(days=3)
     task = use_api.create_v2_task(headers, title="Old", remind_at=past.isoformat())

@@ -434,7 +434,8 @@ def test_an_edit_of_a_task_deleted_meanwhile_says_so(
     assert shown_ids(at) == [keep]
     assert _errors(at) == [
         "The task “Plan www.example.com” was deleted meanwhile, or is no longer visible to "
-        "you: your changes were not saved. If it is in the Trash, it can be restored from there."
+        "you: your changes were not saved; its title read: “My edit”. If it is in the Trash, "
+        "it can be restored from there."
     ]
     assert [unescaped(t.value) for t in at.toast] == [
         "“Plan www.example.com” is gone: see above the list."

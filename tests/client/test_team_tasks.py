@@ -174,6 +174,32 @@ def test_move_a_task_to_another_project(use_api: Api, team: Team) -> None:
     assert moved["version"] == task["version"] + 1
 
 
+def test_assignees_chosen_with_the_move_go_with_it(use_api: Api, team: Team) -> None:
+    """They were dropped without a word: the move sent only the project."""
+    owner = team.headers["owner"]
+    task = use_api.create_v2_task(owner, project_id=team.project_id, title="Brief")
+    other = use_api.create_project(owner, "Marketing")  # the owner alone is a member there
+    at = _in_project(team, "owner")
+    at.button(key=f"edit_{task['id']}").click().run()
+    at.multiselect(key=f"edit_{task['id']}_assignees").set_value([team.ids["owner"]])
+    at.selectbox(key=f"edit_project_{task['id']}").set_value(other["id"])
+    at.button(key=f"save_{task['id']}").click().run()
+    assert_calm(at)
+    moved = use_api.v2_task(owner, task["id"])
+    assert (moved["project_id"], moved["assignee_ids"]) == (other["id"], [team.ids["owner"]])
+
+    # One who is not a member there: refused under the field, nothing moved.
+    back = use_api.create_v2_task(owner, project_id=team.project_id, title="Stays")
+    at.run()
+    at.button(key=f"edit_{back['id']}").click().run()
+    at.multiselect(key=f"edit_{back['id']}_assignees").set_value([team.ids["editor"]])
+    at.selectbox(key=f"edit_project_{back['id']}").set_value(other["id"])
+    at.button(key=f"save_{back['id']}").click().run()
+    assert_calm(at)
+    assert element_after(at, f"edit_{back['id']}_assignees").type == "error"
+    assert use_api.v2_task(owner, back["id"])["project_id"] == team.project_id
+
+
 def test_no_move_to_a_project_where_one_may_not_add_tasks(use_api: Api, team: Team) -> None:
     task = use_api.create_v2_task(team.headers["owner"], project_id=team.project_id, title="X")
     at = _in_project(team, "editor")  # an editor here, and the owner of their Inbox only
