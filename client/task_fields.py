@@ -110,6 +110,10 @@ def remind_at_for(day: date | None, at: time | None) -> str | None:
     return moment.replace(second=0, microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+# A reminder's time chosen with no day: no reminder would be set.
+REMINDER_NEEDS_A_DAY = "Choose the reminder's day too, or clear its time."
+
+
 def reminder_refusal(remind_at: str | None, now: datetime) -> str | None:
     """Why a reminder chosen in a form would never be sent, in words; None when it will be.
     The API takes a time gone by (a reminder missed while no worker ran is sent late, up to

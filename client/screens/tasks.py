@@ -31,6 +31,7 @@ from task_fields import (
     PAGE_SIZES,
     PRIORITY_LABELS,
     REMIND_DEFAULT_TIME,
+    REMINDER_NEEDS_A_DAY,
     SORT_LABELS,
     STATUS_LABELS,
     day_after,
@@ -61,7 +62,6 @@ from workspace import Workspace, member_name
 SCOPE = "tasks"
 _EDITING = "_editing"  # {"id": task id, "etag": the tag the edit is based on}
 _NEW_KEY = "_new_task_idempotency_key"  # (project id, key)
-_PROJECT_NAMES = "_move_targets"  # {project id: name} of the projects a task may be moved to
 # The list's query parameters whose errors are drawn under their filter widget.
 FILTER_FIELDS = ("status", "priority", "q", "due_after", "due_before", "assignee", "label_id")
 ANYONE, ME, NOBODY = "", "me", "none"  # the assignee filter's fixed choices
@@ -302,7 +302,7 @@ def _add_task(session: ApiSession, project_id: int) -> None:
         body["due_at"] = due
     remind = remind_at_for(state.get("new_remind_day"), state.get("new_remind_time"))
     if remind is None and state.get("new_remind_time") is not None:
-        _refuse_reminder("Choose the reminder's day too, or clear its time.")
+        _refuse_reminder(REMINDER_NEEDS_A_DAY)
     _refuse_reminder(reminder_refusal(remind, datetime.now(UTC)))
     if remind is not None:
         body["remind_at"] = remind
@@ -586,7 +586,13 @@ def _refuse_reminder(refusal: str | None) -> None:
         raise ApiError(422, ALL_SHOWN_UNDER_FIELDS, field_errors={"remind_at": refusal})
 
 
-def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> None:
+def _save(
+    session: ApiSession,
+    task_id: Any,
+    project_names: dict[Any, str],
+    gone: Callable[[str], None],
+) -> None:
+    """Send the editor's changes with its If-Match; `project_names` name where a move went."""
     editing = st.session_state.get(_EDITING) or {}
     original = editing.get("task", {})
     state = st.session_state
@@ -597,7 +603,7 @@ def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> Non
     ):
         # A time chosen with no day (with a day cleared, the reminder goes: the time left
         # in its field is the old reminder's).
-        _refuse_reminder("Choose the reminder's day too, or clear its time.")
+        _refuse_reminder(REMINDER_NEEDS_A_DAY)
     changes = _changes(task_id, original)
     # Only a reminder changed here: one already past is the task's as it is, not a slip.
     _refuse_reminder(reminder_refusal(changes.get("remind_at"), datetime.now(UTC)))
@@ -620,20 +626,17 @@ def _save(session: ApiSession, task_id: Any, gone: Callable[[str], None]) -> Non
         return
     _close_editor()
     if task["project_id"] != editing.get("task", {}).get("project_id"):
-        remember(SCOPE, success=f"Moved “{task['title']}” to {_project_name(task['project_id'])}.")
+        moved_to = project_names.get(task["project_id"], f"project #{task['project_id']}")
+        remember(SCOPE, success=f"Moved “{task['title']}” to {moved_to}.")
         return
     remember(SCOPE, success=f"Saved “{task['title']}”.")
-
-
-def _project_name(project_id: Any) -> str:
-    names: dict[Any, str] = st.session_state.get(_PROJECT_NAMES) or {}
-    return names.get(project_id, f"project #{project_id}")
 
 
 def _editor(
     workspace: Workspace, directory: Directory, task_id: Any, gone: Callable[[str], None]
 ) -> None:
     session = workspace.session
+    names = {project["id"]: str(project["name"]) for project in workspace.projects}
     error, _ = feedback(f"edit_{task_id}")
     with st.form(f"edit_form_{task_id}"):
         st.text_input("Title", key=f"edit_title_{task_id}", persist_state=KEPT, max_chars=200)
@@ -675,7 +678,7 @@ def _editor(
             type="primary",
             key=f"save_{task_id}",
             on_click=act,
-            args=(f"edit_{task_id}", functools.partial(_save, session, task_id, gone)),
+            args=(f"edit_{task_id}", functools.partial(_save, session, task_id, names, gone)),
         )
         cancel_col.form_submit_button("Cancel", key=f"cancel_{task_id}", on_click=_close_editor)
     if error is not None and error.status == 412:
@@ -710,7 +713,6 @@ def _project_field(workspace: Workspace, task_id: Any, error: ApiError | None) -
         st.session_state[f"edit_project_{task_id}"] = workspace.project_id
     if workspace.project_id not in names or len(names) < 2:
         return False
-    st.session_state[_PROJECT_NAMES] = names
     st.selectbox(
         "Project",
         list(names),
